@@ -1,0 +1,130 @@
+"""The inference API: `Matcher(conf, weights)(image0, image1)` -> matches in original-image pixels.
+
+    from sfm_reweight import Matcher
+    matcher = Matcher("lite")                      # shipped default weights
+    out = matcher("a.jpg", "b.jpg")                # paths or arrays (gray/RGB/RGBA, uint8/uint16/float)
+    out["keypoints0"], out["keypoints1"]           # [M,2] float32, pixel-centre convention
+    out["confidence"], out["matchability0"]        # [M]; coarse matchability map of image 0
+    for out in matcher.match_pairs(pairs, batch_size=4): ...
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .image_io import read_image, to_gray_float
+from .model.config import merge_conf
+from .model.eloftr import ELoFTR
+from .model.weights import WEIGHTS_DIR, load_weights
+from .preprocessing import Prepared, prepare
+
+logger = logging.getLogger(__name__)
+
+ImageInput = str | Path | np.ndarray
+
+confs: dict[str, dict[str, Any]] = {
+    "lite": {"model": "lite", "resize_max": 1024, "resize_force": False, "mixed_precision": False},
+    "full": {"model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False},
+}
+
+
+def resolve_matcher_conf(conf: str | dict) -> dict:
+    """A name in `confs`, or a dict overlaid on the conf it names with "name" (default "lite")."""
+    if isinstance(conf, str):
+        if conf not in confs:
+            raise KeyError(f"unknown matcher configuration {conf!r}; expected one of {sorted(confs)}")
+        return dict(confs[conf])
+    conf = dict(conf)
+    return merge_conf(confs[conf.pop("name", "lite")], conf)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Matcher:
+    def __init__(
+        self,
+        conf: str | dict = "lite",
+        weights: str | Path | None = "default",
+        device: str | torch.device | None = None,
+    ):
+        """conf: a name in `confs` or a dict; its "model" is a model conf name or dict.
+        weights: "default" (the shipped checkpoint of this model, if any), a shipped name, a path
+        (ours or an official EfficientLoFTR checkpoint), or None (random weights, for tests).
+        """
+        self.conf = resolve_matcher_conf(conf)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = ELoFTR(self.conf["model"])
+        self.weights = self.resolve_default(weights)
+        if self.weights is not None:
+            load_weights(self.model, self.weights)
+        self.model.eval().fuse().to(self.device)
+
+    def resolve_default(self, weights: str | Path | None) -> str | Path | None:
+        if weights != "default":
+            return weights
+        name = self.model.conf["name"]
+        if (WEIGHTS_DIR / f"{name}.pt").is_file():
+            return name
+        logger.warning("no shipped weights for model %r: the network has random weights", name)
+        return None
+
+    def load(self, image: ImageInput, name: str) -> Prepared:
+        if isinstance(image, (str, Path)):
+            name, image = str(image), read_image(image)
+        return prepare(to_gray_float(image, name), self.conf["resize_max"], self.conf["resize_force"])
+
+    def __call__(self, image0: ImageInput, image1: ImageInput) -> dict[str, np.ndarray]:
+        """Match one pair (paths or arrays; arrays in RGB(A) or gray order)."""
+        return next(self.match_pairs([(image0, image1)]))
+
+    def match_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput]], batch_size: int = 1) -> Iterator[dict]:
+        """Match pairs lazily, in order; consecutive pairs whose network inputs have the same sizes
+        run as one batch of up to `batch_size`."""
+        batch: list[tuple[Prepared, Prepared]] = []
+        for i, (image0, image1) in enumerate(pairs):
+            item = (self.load(image0, f"pair {i} image0"), self.load(image1, f"pair {i} image1"))
+            if batch and (len(batch) == batch_size or self.shapes(batch[0]) != self.shapes(item)):
+                yield from self.run(batch)
+                batch = []
+            batch.append(item)
+        if batch:
+            yield from self.run(batch)
+
+    @staticmethod
+    def shapes(item: tuple[Prepared, Prepared]) -> tuple:
+        return item[0].image.shape, item[1].image.shape
+
+    @torch.no_grad()
+    def run(self, batch: list[tuple[Prepared, Prepared]]) -> list[dict]:
+        def stack(k: int) -> torch.Tensor:
+            return torch.from_numpy(np.stack([item[k].image for item in batch]))[:, None].to(self.device)
+
+        masks = None
+        if any(p.padded for item in batch for p in item):
+            masks = [torch.stack([item[k].coarse_mask() for item in batch]).to(self.device) for k in (0, 1)]
+        amp = self.conf["mixed_precision"] and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
+            out = self.model(stack(0), stack(1), *(masks or (None, None)))
+
+        results = []
+        for b, (prep0, prep1) in enumerate(batch):
+            sel = out["batch_ids"] == b
+            result = {
+                "keypoints0": prep0.to_original(out["keypoints0"][sel].float().cpu().numpy()),
+                "keypoints1": prep1.to_original(out["keypoints1"][sel].float().cpu().numpy()),
+                "confidence": out["confidence"][sel].float().cpu().numpy(),
+                "image_size0": np.array(prep0.original_size),
+                "image_size1": np.array(prep1.original_size),
+            }
+            for k, prep in ((0, prep0), (1, prep1)):
+                m = out[f"matchability{k}"]
+                h, w = prep.size[1] // 8, prep.size[0] // 8
+                result[f"matchability{k}"] = None if m is None else m[b, :h, :w].float().cpu().numpy()
+            results.append(result)
+        return results

@@ -1,0 +1,1 @@
+"""The matcher network (EfficientLoFTR with matchability reweighting) and its weights."""

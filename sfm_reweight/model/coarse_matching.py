@@ -1,0 +1,67 @@
+"""Coarse matching: dual-softmax confidence between all 1/8 cells, threshold, border removal, mutual NN."""
+
+import torch
+
+from .dual_softmax import DualSoftmax
+
+
+def coarse_dual_softmax(
+    feat0: torch.Tensor,
+    feat1: torch.Tensor,
+    temperature: float,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+    chunk_elements: int = 2**19,
+) -> DualSoftmax:
+    """feat0 [N,L,C], feat1 [N,S,C], masks [N,L] / [N,S]: the dual softmax of sim = <f0, f1> / C / temperature,
+    in fp32 even under autocast (as the official code)."""
+    c = feat0.shape[-1]
+    with torch.autocast(feat0.device.type, enabled=False):
+        f0, f1 = feat0.float() / c**0.5, feat1.float() / c**0.5
+        return DualSoftmax(f0, f1, 1.0 / temperature, mask0, mask1, chunk_elements)
+
+
+def inner_cells(n: int, h: int, w: int, border: int, mask: torch.Tensor | None, device) -> torch.Tensor:
+    """[N, h*w] bool: cells at least `border` cells inside the valid region (the mask's extent, or the grid)."""
+    if mask is None:
+        rows = torch.full((n,), h, device=device)
+        cols = torch.full((n,), w, device=device)
+    else:
+        rows, cols = mask[:, :, 0].sum(1), mask[:, 0, :].sum(1)
+    y = torch.arange(h, device=device)[None, :, None]
+    x = torch.arange(w, device=device)[None, None, :]
+    inside = (y >= border) & (y < rows[:, None, None] - border) & (x >= border) & (x < cols[:, None, None] - border)
+    return inside.reshape(n, h * w)
+
+
+@torch.no_grad()
+def select_coarse_matches(
+    dual_softmax: DualSoftmax,
+    thr: float,
+    border_rm: int,
+    hw0: tuple[int, int],
+    hw1: tuple[int, int],
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """hw the coarse grid sizes; masks [N,h,w] -> b_ids, i_ids, j_ids, mconf [M].
+
+    A match (i, j) has confidence P_ij above `thr`, lies `border_rm` cells inside both images and
+    is the maximum of both its row and its column (the official rule, which differs from this
+    only on exact ties of P).
+    """
+    row_max, row_arg, _, col_arg = dual_softmax.maxima()
+    n = row_max.shape[0]
+    mutual = torch.gather(col_arg, 1, row_arg) == torch.arange(row_max.shape[1], device=row_max.device)
+    keep = (row_max > thr) & mutual & inner_cells(n, *hw0, border_rm, mask0, row_max.device)
+    keep &= torch.gather(inner_cells(n, *hw1, border_rm, mask1, row_max.device), 1, row_arg)
+    b_ids, i_ids = torch.where(keep)
+    return b_ids, i_ids, row_arg[b_ids, i_ids], row_max[b_ids, i_ids]
+
+
+def cell_positions(ids: torch.Tensor, w: int, stride: float) -> torch.Tensor:
+    """Flat cell indices [M] on a grid of width w -> (x, y) [M,2]: the input pixel each cell is centred on.
+
+    Every stride-2 conv of the backbone (3x3, padding 1) is centred, so cell x sits on pixel stride * x.
+    """
+    return torch.stack([ids % w, ids // w], dim=1) * stride

@@ -1,0 +1,133 @@
+"""The matcher network: EfficientLoFTR with matchability-based attention reweighting.
+
+    images -> RepVGG backbone -> matchability maps (from the coarse backbone features)
+           -> coarse transformer (attention reweighted by the maps) -> dual-softmax coarse matches
+           -> FPN fine features -> two-stage refinement -> matches in input pixels
+
+Coordinates: (x, y) in pixels of the network input, pixel-centre convention (pixel (0, 0) is
+centred on (0, 0)); coarse cell (x, y) is centred on pixel (8x, 8y). Parameter names follow the
+official implementation, so its checkpoint loads strictly when reweighting is off.
+"""
+
+import torch
+from torch import nn
+
+from .backbone import RepVGGBackbone
+from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches
+from .config import resolve_conf
+from .fine_matching import refine_matches
+from .fine_preprocess import FinePreprocess, crop_windows
+from .matchability import matchability_maps
+from .transformer import CoarseTransformer
+
+COARSE_STRIDE = 8
+
+
+class ELoFTR(nn.Module):
+    def __init__(self, conf: str | dict = "full"):
+        super().__init__()
+        self.conf = conf = resolve_conf(conf)
+        block_dims = conf["backbone"]["block_dims"]
+        self.d_model = block_dims[2]
+        mode = conf["reweight"]["mode"]
+        self.backbone = RepVGGBackbone(block_dims, conf["backbone"]["num_blocks"])
+        self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
+        self.fine_preprocess = FinePreprocess(block_dims)
+
+    @property
+    def reweighting(self) -> bool:
+        return self.conf["reweight"]["mode"] != "off"
+
+    def reweighting_parameter_names(self) -> list[str]:
+        return [name for name, _ in self.named_parameters() if ".matchability_" in name]
+
+    def reset_reweighting(self) -> None:
+        """Gates to 0: the network then computes exactly EfficientLoFTR (used when loading official weights)."""
+        for layer in self.loftr_coarse.layers:
+            layer.reset_reweighting()
+
+    def fuse(self) -> "ELoFTR":
+        """Fold every RepVGG block into a single 3x3 conv for inference (outputs change ~1e-6 relative)."""
+        self.backbone.fuse()
+        return self
+
+    def extract(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[list, list]:
+        """Backbone features of both images as ([x1, x2] for the FPN, [coarse0, coarse1]).
+
+        Equal-sized images go through the backbone (and later the FPN) as one batch, as in the
+        official code; then the FPN inputs are the joint tensors, else one (x1, x2) per image.
+        """
+        if image0.shape == image1.shape:
+            x1, x2, coarse = self.backbone(torch.cat([image0, image1]))
+            return [x1, x2], list(coarse.chunk(2))
+        (a1, a2, c0), (b1, b2, c1) = self.backbone(image0), self.backbone(image1)
+        return [(a1, a2), (b1, b2)], [c0, c1]
+
+    def fine_features(self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_tensor(fpn_inputs[0]):  # joint batch from `extract`
+            x1, x2 = fpn_inputs
+            return self.fine_preprocess(torch.cat([c0, c1]), x2, x1).chunk(2)
+        (a1, a2), (b1, b2) = fpn_inputs
+        return self.fine_preprocess(c0, a2, a1), self.fine_preprocess(c1, b2, b1)
+
+    def forward(
+        self,
+        image0: torch.Tensor,
+        image1: torch.Tensor,
+        mask0: torch.Tensor | None = None,
+        mask1: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """image [N,1,H,W] grayscale in [0,1], H and W multiples of 32; mask [N,H/8,W/8] bool coarse
+        padding masks (True = image) or None.
+
+        Returns keypoints0, keypoints1 [M,2] (input pixels), confidence [M] (coarse dual-softmax),
+        batch_ids [M], matchability0/1 [N,H/8,W/8] in [0,1] (None when reweighting is off), and for
+        the losses coarse_dual_softmax (P at any cell pair), coarse_ids (b, i, j), conf_matrix_f and
+        sim_matrix_ff (fine stages).
+        """
+        conf = self.conf
+        fpn_inputs, (c0, c1) = self.extract(image0, image1)
+        hw0, hw1 = tuple(c0.shape[-2:]), tuple(c1.shape[-2:])
+
+        m0 = m1 = None
+        if self.reweighting:
+            rw = conf["reweight"]
+            m0, m1 = matchability_maps(c0, c1, rw["map"], rw["temperature"], conf["chunk_elements"], mask0, mask1)
+            c0, c1 = self.loftr_coarse(c0, c1, m0[:, None], m1[:, None], mask0, mask1)
+        else:
+            c0, c1 = self.loftr_coarse(c0, c1, mask0=mask0, mask1=mask1)
+        f0, f1 = c0.flatten(2).transpose(1, 2), c1.flatten(2).transpose(1, 2)  # [N,L,C]
+
+        mc = conf["match_coarse"]
+        flat0 = None if mask0 is None else mask0.flatten(1)
+        flat1 = None if mask1 is None else mask1.flatten(1)
+        coarse = coarse_dual_softmax(f0, f1, mc["temperature"], flat0, flat1, conf["chunk_elements"])
+        b_ids, i_ids, j_ids, mconf = select_coarse_matches(coarse, mc["thr"], mc["border_rm"], hw0, hw1, mask0, mask1)
+
+        # The official code scales the coarse features by 1/sqrt(C) once more before the FPN.
+        c0, c1 = c0 / self.d_model**0.5, c1 / self.d_model**0.5
+        fine0, fine1 = self.fine_features(c0, c1, fpn_inputs)
+        window = conf["match_fine"]["window"]
+        win0 = crop_windows(fine0, b_ids, i_ids, COARSE_STRIDE, window)
+        win1 = crop_windows(fine1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+        fine = refine_matches(
+            win0,
+            win1,
+            cell_positions(i_ids, hw0[1], image0.shape[-2] / hw0[0]),
+            cell_positions(j_ids, hw1[1], image1.shape[-2] / hw1[0]),
+            conf["match_fine"]["slicedim"],
+            conf["match_fine"]["temperature"],
+            self.training,
+        )
+        return {
+            "keypoints0": fine["keypoints0"],
+            "keypoints1": fine["keypoints1"],
+            "confidence": mconf,
+            "batch_ids": b_ids,
+            "matchability0": m0,
+            "matchability1": m1,
+            "coarse_dual_softmax": coarse,
+            "coarse_ids": (b_ids, i_ids, j_ids),
+            "conf_matrix_f": fine["conf_matrix_f"],
+            "sim_matrix_ff": fine["sim_matrix_ff"],
+        }

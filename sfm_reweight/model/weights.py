@@ -1,0 +1,151 @@
+"""Checkpoints: the official EfficientLoFTR layout and our own format.
+
+- Official: `{"state_dict": {"matcher.<key>": tensor}}` in training layout (447 keys for `full`),
+  or the fused deploy layout (`rbr_reparam`). Loads strictly into `full`; with reweighting on, the
+  reweighting gates are reported and set to identity, so the network computes EfficientLoFTR.
+- Ours: `{"format": "sfm-reweight", "version": 1, "conf": <model conf>, "state_dict": ...}`,
+  written atomically (temporary file + rename), optionally in fp16 to ship small files.
+"""
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .eloftr import ELoFTR
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "sfm-reweight"
+FORMAT_VERSION = 1
+OFFICIAL_PREFIX = "matcher."
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+
+
+@dataclass
+class LoadReport:
+    path: Path
+    layout: str  # "sfm-reweight" or "official"
+    initialized: list[str] = field(default_factory=list)  # parameters not in the file, set to identity
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A path, or the name of a checkpoint shipped in sfm_reweight/weights/ (e.g. "lite")."""
+    path = Path(weights)
+    if path.suffix or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint file not found")
+        return path
+    shipped = WEIGHTS_DIR / f"{weights}.pt"
+    if not shipped.is_file():
+        names = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise FileNotFoundError(f"no checkpoint file or shipped weights named {weights!r}; shipped: {names}")
+    return shipped
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """torch.load a checkpoint on CPU, tensors only when possible; errors name the file."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - retried below; the second error is the one reported
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+        # Lightning checkpoints may pickle configuration objects next to the weights.
+        logger.warning("%s holds non-tensor objects and was unpickled fully (only do this for files you trust)", path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a dict with a 'state_dict', got {type(ckpt).__name__}")
+    return ckpt
+
+
+def fits(model: torch.nn.Module, state_dict: dict, allowed_missing: set[str] = frozenset()) -> list[str]:
+    """What keeps `state_dict` from loading strictly into `model`, one line per problem (empty if it fits)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict) - allowed_missing)
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+
+    def listed(what: str, keys: list[str]) -> list[str]:
+        return [f"{what} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"] if keys else []
+
+    return listed("missing keys", missing) + listed("unexpected keys", unexpected) + listed("shape mismatches", shapes)
+
+
+def load_weights(model: ELoFTR, weights: str | Path) -> LoadReport:
+    """Load a checkpoint (ours or official) into `model`, strictly; raise CheckpointError naming the problem."""
+    path = resolve_weights(weights)
+    return load_state(model, path, read_checkpoint(path))
+
+
+def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
+    if ckpt.get("format") == FORMAT:
+        if ckpt.get("version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
+        layout, state_dict, allowed = FORMAT, ckpt["state_dict"], set()
+    else:
+        state_dict = ckpt.get("state_dict", ckpt)
+        if not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise CheckpointError(f"{path}: no 'state_dict' of tensors found (top-level keys: {sorted(ckpt)[:8]})")
+        layout = "official"
+        state_dict = {k.removeprefix(OFFICIAL_PREFIX): v for k, v in state_dict.items()}
+        allowed = set(model.reweighting_parameter_names())
+    if any(k.endswith("rbr_reparam.weight") for k in state_dict):
+        model.fuse()
+    problems = fits(model, state_dict, allowed)
+    if problems:
+        saved = ckpt.get("conf", {}).get("name", "unknown") if layout == FORMAT else "official EfficientLoFTR (full)"
+        raise CheckpointError(
+            f"{path}: does not fit model configuration {model.conf['name']!r} "
+            f"(checkpoint: {saved}): " + "; ".join(problems)
+        )
+    initialized = sorted(allowed - set(state_dict))
+    model.load_state_dict(state_dict, strict=not initialized)
+    if initialized:
+        model.reset_reweighting()
+        logger.info("%s: %d reweighting parameters not in the file, set to identity: %s", path, len(initialized), ", ".join(initialized))
+    return LoadReport(path, layout, initialized)
+
+
+def save_checkpoint(model: ELoFTR, path: str | Path, half: bool = False, **extra) -> Path:
+    """Write `model` in our format, atomically; `half` stores floating tensors as fp16."""
+    path = Path(path)
+    state_dict = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "conf": model.conf, "state_dict": state_dict, **extra}
+    atomic_torch_save(payload, path)
+    return path
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def model_from_checkpoint(weights: str | Path) -> tuple[ELoFTR, LoadReport]:
+    """Build the network one of our checkpoints describes (its stored conf) and load it."""
+    path = resolve_weights(weights)
+    ckpt = read_checkpoint(path)
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an sfm-reweight checkpoint; build ELoFTR('full') and use load_weights")
+    model = ELoFTR(ckpt["conf"])
+    return model, load_state(model, path, ckpt)

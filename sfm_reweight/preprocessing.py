@@ -1,0 +1,63 @@
+"""Network input from an image of any size: resize, pad to a multiple of 32, padding masks, and the
+map from network pixels back to original-image pixels."""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+PAD_MULTIPLE = 32  # the coarse transformer aggregates 4x4 cells of 8 px
+SIZE_MULTIPLE = 8  # resized sides are multiples of the coarse stride, so coarse masks are exact
+MIN_SIDE = 32
+
+
+@dataclass
+class Prepared:
+    """One image ready for the network."""
+
+    image: np.ndarray  # float32 [Hp, Wp] in [0,1], zero-padded bottom-right
+    size: tuple[int, int]  # (w, h) of the resized image inside the padding
+    original_size: tuple[int, int]  # (w, h) of the input image
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(sx, sy): original pixels per network pixel."""
+        return np.array(self.original_size, np.float64) / np.array(self.size, np.float64)
+
+    @property
+    def padded(self) -> bool:
+        return self.image.shape[::-1] != self.size
+
+    def coarse_mask(self, stride: int = 8) -> torch.Tensor:
+        """[Hp/stride, Wp/stride] bool, True on cells of the image."""
+        hp, wp = self.image.shape
+        mask = torch.zeros(hp // stride, wp // stride, dtype=torch.bool)
+        mask[: self.size[1] // stride, : self.size[0] // stride] = True
+        return mask
+
+    def to_original(self, keypoints: np.ndarray) -> np.ndarray:
+        """Network pixels -> original pixels, both pixel-centre convention: (k + 0.5) * scale - 0.5."""
+        return ((keypoints + 0.5) * self.scale - 0.5).astype(np.float32)
+
+
+def resized_size(w: int, h: int, resize_max: int | None, resize_force: bool) -> tuple[int, int]:
+    """Long side to `resize_max` (only downwards unless forced), short side at least MIN_SIDE,
+    both floored to a multiple of SIZE_MULTIPLE."""
+    scale = 1.0
+    if resize_max and (resize_force or max(w, h) > resize_max):
+        scale = resize_max / max(w, h)
+    scale = max(scale, MIN_SIDE / min(w, h))
+    return tuple(max(SIZE_MULTIPLE, int(round(s * scale)) // SIZE_MULTIPLE * SIZE_MULTIPLE) for s in (w, h))
+
+
+def prepare(gray: np.ndarray, resize_max: int | None = 1024, resize_force: bool = False) -> Prepared:
+    """gray float32 [H,W] in [0,1] -> resized (area interpolation when shrinking) and zero-padded to 32."""
+    h, w = gray.shape
+    new_w, new_h = resized_size(w, h, resize_max, resize_force)
+    if (new_w, new_h) != (w, h):
+        shrinking = new_w * new_h < w * h
+        gray = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    pad_h, pad_w = (-new_h) % PAD_MULTIPLE, (-new_w) % PAD_MULTIPLE
+    padded = np.pad(gray, ((0, pad_h), (0, pad_w))) if pad_h or pad_w else gray
+    return Prepared(np.ascontiguousarray(padded, dtype=np.float32), (new_w, new_h), (w, h))
