@@ -4,7 +4,8 @@
     matcher = Matcher("lite")                      # shipped default weights
     out = matcher("a.jpg", "b.jpg")                # paths or arrays (gray/RGB/RGBA, uint8/uint16/float)
     out["keypoints0"], out["keypoints1"]           # [M,2] float32, pixel-centre convention
-    out["confidence"], out["matchability0"]        # [M]; coarse matchability map of image 0
+    out["confidence"], out["matchability0"]        # [M]; coarse map of image 0: cell (x, y) is centred
+                                                   # on original pixel ((8x + 0.5) * sx - 0.5, ...), scale0 = (sx, sy)
     for out in matcher.match_pairs(pairs, batch_size=4): ...
 """
 
@@ -121,6 +122,8 @@ class Matcher:
                 "confidence": out["confidence"][sel].float().cpu().numpy(),
                 "image_size0": np.array(prep0.original_size),
                 "image_size1": np.array(prep1.original_size),
+                "scale0": prep0.scale.astype(np.float32),  # original pixels per network pixel (sx, sy)
+                "scale1": prep1.scale.astype(np.float32),
             }
             for k, prep in ((0, prep0), (1, prep1)):
                 m = out[f"matchability{k}"]

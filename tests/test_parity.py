@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import calibrate_batchnorm, textured_image
+from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.official import official_forward, official_model
 

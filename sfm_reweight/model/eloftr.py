@@ -113,8 +113,8 @@ class ELoFTR(nn.Module):
         fine = refine_matches(
             win0,
             win1,
-            cell_positions(i_ids, hw0[1], image0.shape[-2] / hw0[0]),
-            cell_positions(j_ids, hw1[1], image1.shape[-2] / hw1[0]),
+            cell_positions(i_ids, hw0[1], float(COARSE_STRIDE)),
+            cell_positions(j_ids, hw1[1], float(COARSE_STRIDE)),
             conf["match_fine"]["slicedim"],
             conf["match_fine"]["temperature"],
             self.training,

@@ -43,6 +43,8 @@ def matchability_maps(
             m0, _, m1, _ = DualSoftmax(f0, f1, 1.0 / temperature, v0, v1, chunk_elements).maxima()
         else:
             m0, m1 = max_cosine(f0, f1, v0, v1, chunk_elements)
+    if mask0 is not None:  # padded cells: exactly 0 (the dual softmax leaves them a uniform value)
+        m0, m1 = m0 * v0, m1 * v1
     return m0.reshape(n, h0, w0), m1.reshape(n, h1, w1)
 
 

@@ -1,0 +1,131 @@
+"""The inference API on odd inputs: sizes, bit depths, channels, batching, bad input."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from sfm_reweight import Matcher
+from sfm_reweight.image_io import ImageReadError, to_gray_float
+from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.model.weights import save_checkpoint
+from sfm_reweight.preprocessing import prepare, resized_size
+
+CONF = {"name": "lite", "resize_max": 320}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A lite checkpoint whose random weights have BatchNorm statistics of real activations."""
+    model = ELoFTR("lite")
+    images = torch.from_numpy(np.stack([textured_image(256, 320, seed=s) for s in range(2)]))[:, None]
+    images[1, :, 240:] = 0  # padded inputs are part of what the network sees
+    calibrate_batchnorm(model, images)
+    return save_checkpoint(model, tmp_path_factory.mktemp("w") / "lite.pt")
+
+
+@pytest.fixture(scope="module")
+def matcher(weights):
+    return Matcher(CONF, weights=weights, device="cpu")
+
+
+def check_output(out: dict, size0, size1):
+    m = len(out["confidence"])
+    assert out["keypoints0"].shape == (m, 2) and out["keypoints0"].dtype == np.float32
+    assert out["keypoints1"].shape == (m, 2) and out["keypoints1"].dtype == np.float32
+    for k, size in ((0, size0), (1, size1)):
+        kp = out[f"keypoints{k}"]
+        assert (kp >= -0.5).all() and (kp[:, 0] <= size[0] - 0.5).all() and (kp[:, 1] <= size[1] - 0.5).all()
+        assert tuple(out[f"image_size{k}"]) == size
+        assert out[f"matchability{k}"].min() >= 0 and out[f"matchability{k}"].max() <= 1
+    return m
+
+
+def test_resize_and_pad_rules():
+    assert resized_size(1024, 768, 1024, False) == (1024, 768)
+    assert resized_size(2000, 1000, 1024, False) == (1024, 512)
+    assert resized_size(640, 480, 1024, False) == (640, 480)  # no upsampling unless forced
+    assert resized_size(640, 480, 1024, True) == (1024, 768)
+    assert resized_size(20, 15, 1024, False) == (40, 32)  # tiny images grow to 32 px
+    prep = prepare(np.zeros((700, 1000), np.float32), 1024)
+    assert prep.image.shape == (704, 1000 + 24) and prep.size == (1000, 696) and prep.padded
+    mask = prep.coarse_mask()
+    assert mask.shape == (88, 128) and mask.sum() == 87 * 125
+    # pixel-centre convention: the first and last pixel centres map onto each other
+    np.testing.assert_allclose(prep.to_original(np.array([[-0.5, -0.5], [999.5, 695.5]])), [[-0.5, -0.5], [999.5, 699.5]], atol=1e-4)
+
+
+def test_matches_shifted_textures_in_original_pixels(matcher):
+    """Identical content at a known offset: the coarse positions found by a random network with
+    calibrated statistics recover the offset, in original pixels, through resizing and padding."""
+    small = textured_image(256 + 8, 320 + 16)
+    texture = (cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR) * 255).astype(np.uint8)
+    image0, image1 = texture[:768, :960], texture[24:792, 48:1008]  # resized 3x down to 320x256
+    out = matcher(image0, image1)
+    m = check_output(out, (960, 768), (960, 768))
+    assert m > 20
+    shift = np.median(out["keypoints0"] - out["keypoints1"], axis=0)
+    np.testing.assert_allclose(shift, [48, 24], atol=3 * 2)  # within 2 network pixels
+
+
+@pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])
+def test_image_types(matcher, tmp_path, kind):
+    gray = textured_image(150, 210)
+    image = {
+        "gray8": (gray * 255).astype(np.uint8),
+        "rgb8": np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2),
+        "rgba8": np.dstack([np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2), np.full(gray.shape, 128, np.uint8)]),
+        "gray16": (gray * 65535).astype(np.uint16),
+        "rgb16": np.repeat((gray * 65535).astype(np.uint16)[..., None], 3, axis=2),
+        "float": gray,
+    }[kind]
+    np.testing.assert_allclose(to_gray_float(image), gray, atol=1 / 255)
+    if kind != "float":  # and the same through a PNG file (cv2 stores BGR(A), read back as RGB(A))
+        path = tmp_path / f"{kind}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if kind == "rgba8" else cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+        out = matcher(path, image)
+        check_output(out, (210, 150), (210, 150))
+
+
+def test_tiny_and_mismatched_sizes(matcher):
+    tiny = (textured_image(15, 20) * 255).astype(np.uint8)
+    check_output(matcher(tiny, tiny), (20, 15), (20, 15))
+    big = (textured_image(300, 500) * 255).astype(np.uint8)
+    check_output(matcher(tiny, big), (20, 15), (500, 300))
+
+
+def test_no_overlap_gives_few_matches(matcher):
+    a = (textured_image(240, 320, seed=1) * 255).astype(np.uint8)
+    b = (textured_image(240, 320, seed=2) * 255).astype(np.uint8)
+    same = matcher(a, a)
+    other = matcher(a, b)
+    check_output(other, (320, 240), (320, 240))
+    assert len(other["confidence"]) < 0.25 * len(same["confidence"])
+
+
+def test_batched_equals_one_by_one(matcher):
+    textures = [(textured_image(250, 330, seed=s) * 255).astype(np.uint8) for s in range(3)]
+    pairs = [(textures[0], textures[1]), (textures[0][10:, 5:], textures[0][:-10, :-5]), (textures[2], textures[2])]
+    single = [matcher(*p) for p in pairs]
+    batched = list(matcher.match_pairs(pairs, batch_size=3))
+    assert len(batched) == 3
+    for s, b in zip(single, batched):
+        assert len(s["confidence"]) == len(b["confidence"])
+        np.testing.assert_allclose(s["keypoints1"], b["keypoints1"], atol=1e-3)
+
+
+def test_bad_inputs_are_named(matcher, tmp_path):
+    image = (textured_image(64, 64) * 255).astype(np.uint8)
+    with pytest.raises(ImageReadError, match="nowhere.png: image file not found"):
+        matcher(tmp_path / "nowhere.png", image)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageReadError, match="broken.jpg: cannot be decoded"):
+        matcher(broken, image)
+    with pytest.raises(ValueError, match="NaN"):
+        matcher(np.full((64, 64), np.nan, np.float32), image)
+    with pytest.raises(ValueError, match="shape"):
+        matcher(np.zeros((4, 64, 64, 3), np.uint8), image)
+    with pytest.raises(KeyError, match="unknown matcher configuration"):
+        Matcher("huge", weights=None)

@@ -1,0 +1,161 @@
+"""Checkpoints: official layout, our format, identity at load, mismatches, fusion."""
+
+import pytest
+import torch
+
+from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.model.weights import CheckpointError, load_weights, model_from_checkpoint, save_checkpoint
+
+
+def texture_pair(h=192, w=256, dy=8, dx=16):
+    t = torch.from_numpy(textured_image(h + dy, w + dx))[None, None]
+    return t[..., :h, :w].clone(), t[..., dy:, dx:].clone()
+
+
+@pytest.fixture(scope="module")
+def full_off() -> ELoFTR:
+    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    calibrate_batchnorm(model, torch.cat(texture_pair()))
+    return model
+
+
+@pytest.fixture(scope="module")
+def official_ckpt(full_off, tmp_path_factory):
+    """A file in the official layout: Lightning's {"state_dict": {"matcher.<key>": ...}} plus other keys."""
+    path = tmp_path_factory.mktemp("ckpt") / "eloftr_outdoor.ckpt"
+    state = {f"matcher.{k}": v for k, v in full_off.state_dict().items()}
+    torch.save({"epoch": 29, "global_step": 1000, "state_dict": state}, path)
+    return path
+
+
+def run(model, *images):
+    with torch.no_grad():
+        return model.eval()(*images)
+
+
+def test_official_layout_loads_strictly(full_off, official_ckpt):
+    assert len(torch.load(official_ckpt)["state_dict"]) == 447
+    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    report = load_weights(model, official_ckpt)
+    assert report.layout == "official" and report.initialized == []
+    for k, v in full_off.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("mode", ["bias", "rescale", "both"])
+def test_reweighting_starts_as_eloftr(full_off, official_ckpt, mode):
+    images = texture_pair()
+    reference = run(full_off, *images)
+    model = ELoFTR({"name": "full", "reweight": {"mode": mode}})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)  # whatever was there before loading must not matter
+    report = load_weights(model, official_ckpt)
+    n_layers = len(model.loftr_coarse.layers)
+    assert len(report.initialized) == n_layers * (2 if mode == "both" else 1)
+    assert all(".matchability_" in name for name in report.initialized)
+    out = run(model, *images)
+    assert len(reference["confidence"]) > 50
+    for key in ("keypoints0", "keypoints1", "confidence"):
+        assert torch.equal(out[key], reference[key]), key
+    assert out["matchability0"].min() >= 0 and out["matchability0"].max() <= 1
+
+    with torch.no_grad():  # the gates do act: moved off zero, the outputs change
+        for layer in model.loftr_coarse.layers:
+            for gate in (layer.matchability_bias, layer.matchability_rescale):
+                if gate is not None:
+                    gate.fill_(0.5)
+    moved = run(model, *images)
+    assert len(moved["confidence"]) != len(reference["confidence"]) or not torch.equal(
+        moved["keypoints1"], reference["keypoints1"]
+    )
+
+
+def test_own_format_round_trip(tmp_path):
+    model = ELoFTR("lite")
+    with torch.no_grad():
+        for layer in model.loftr_coarse.layers:
+            layer.matchability_bias.fill_(0.3)
+    path = save_checkpoint(model, tmp_path / "lite.pt", step=12)
+    loaded, report = model_from_checkpoint(path)
+    assert report.layout == "sfm-reweight" and loaded.conf == model.conf
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert torch.load(path)["step"] == 12
+
+    half = save_checkpoint(model, tmp_path / "lite16.pt", half=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    loaded16, _ = model_from_checkpoint(half)
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(loaded16.state_dict()[k], v, rtol=1e-3, atol=1e-3), k
+
+
+def test_mismatched_configuration_names_the_keys(tmp_path, official_ckpt):
+    lite_both = save_checkpoint(ELoFTR("lite"), tmp_path / "lite.pt")
+    with pytest.raises(CheckpointError, match=r"lite\.pt.*unexpected keys.*matchability_bias"):
+        load_weights(ELoFTR({"name": "lite", "reweight": {"mode": "off"}}), lite_both)
+    with pytest.raises(CheckpointError, match=r"shape mismatches.*backbone\.layer0\.rbr_dense\.conv\.weight"):
+        load_weights(ELoFTR("full"), lite_both)
+    with pytest.raises(CheckpointError, match=r"eloftr_outdoor\.ckpt.*'lite'.*official EfficientLoFTR"):
+        load_weights(ELoFTR("lite"), official_ckpt)
+
+
+def test_bad_files_are_named(tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.ckpt: not a readable torch checkpoint"):
+        load_weights(ELoFTR("lite"), text)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        load_weights(ELoFTR("lite"), tmp_path / "missing.ckpt")
+    listing = tmp_path / "list.pt"
+    torch.save([1, 2, 3], listing)
+    with pytest.raises(CheckpointError, match="list.pt: expected a dict"):
+        load_weights(ELoFTR("lite"), listing)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint(ELoFTR("lite"), tmp_path / "lite.pt")
+    before = path.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ELoFTR("lite"), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lite.pt"]
+
+
+def test_fusion_changes_outputs_by_at_most_1e5_relative(full_off):
+    images = texture_pair()
+    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}}).eval()
+    model.load_state_dict(full_off.state_dict())
+    with torch.no_grad():
+        before = [f.clone() for f in model.backbone(images[0])]
+        reference = run(model, *images)
+        model.fuse()
+        after = model.backbone(images[0])
+    assert not any(".rbr_dense." in k for k in model.state_dict())
+    for b, a in zip(before, after):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    fused = run(model, *images)
+    assert (fused["confidence"].sum() - reference["confidence"].sum()).abs() <= 1e-3 * reference["confidence"].sum()
+
+
+def test_fused_official_layout_loads(full_off, tmp_path):
+    """The deploy layout (rbr_reparam, 147 keys) loads too: the model is fused first."""
+    fused = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    fused.load_state_dict(full_off.state_dict())
+    fused.fuse()
+    path = tmp_path / "deploy.ckpt"
+    torch.save({"state_dict": {f"matcher.{k}": v for k, v in fused.state_dict().items()}}, path)
+    assert len(torch.load(path)["state_dict"]) == 147
+    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    load_weights(model, path)
+    images = texture_pair()
+    assert torch.equal(run(model, *images)["keypoints1"], run(fused, *images)["keypoints1"])
