@@ -26,7 +26,8 @@ import torch
 
 from sfm_reweight import Matcher
 from sfm_reweight.image_io import read_image
-from sfm_reweight.sample_data import SAMPLE_NAME, apply_homography, sample_pair
+from sfm_reweight.metrics import apply_homography, corner_error
+from sfm_reweight.sample_data import SAMPLE_NAME, sample_pair
 from sfm_reweight.visualization import plot_matchability_pair, plot_matches
 
 logger = logging.getLogger("demo")
@@ -68,11 +69,9 @@ def homography_metrics(
     if H_est is None:
         out["homography_status"] = "RANSAC found no homography"
         return out
-    w, h = image_size0
-    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
-    corner_err = np.linalg.norm(apply_homography(H_est, corners) - apply_homography(H, corners), axis=1)
+    corner_err = corner_error(H_est, H, *image_size0)
     out["ransac_inliers"] = int(mask.sum())
-    out["mean_corner_error_px"] = float(np.mean(corner_err)) if np.all(np.isfinite(corner_err)) else None
+    out["mean_corner_error_px"] = corner_err if np.isfinite(corner_err) else None
     out["homography_status"] = "ok" if out["mean_corner_error_px"] is not None else "estimate maps a corner to infinity"
     out["estimated_H"] = (H_est / H_est[2, 2]).tolist()
     return out

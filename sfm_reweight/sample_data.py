@@ -63,14 +63,6 @@ def warp_image(image: np.ndarray, H: np.ndarray, size: tuple[int, int]) -> np.nd
     )
 
 
-def apply_homography(H: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """points [N,2] (x, y) -> H applied to them, [N,2] float64 (points at infinity come out inf/nan)."""
-    points = np.asarray(points, np.float64).reshape(-1, 2)
-    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ np.asarray(H, np.float64).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return homogeneous[:, :2] / homogeneous[:, 2:]
-
-
 def sample_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sample pair: image0, image1 (uint8 RGB [600,512,3] each, fresh copies) and the
     ground-truth H (float64 [3,3]) mapping image-0 pixels to image-1 pixels. Deterministic."""

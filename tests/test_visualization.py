@@ -10,7 +10,8 @@ import pytest
 
 from conftest import REPO
 from sfm_reweight.model.calibration import textured_image
-from sfm_reweight.sample_data import apply_homography, sample_homography, sample_pair, warp_image
+from sfm_reweight.metrics import apply_homography
+from sfm_reweight.sample_data import sample_homography, sample_pair, warp_image
 from sfm_reweight.visualization import (
     COLORBAR_BAND_PX,
     COLORBAR_SIDE_PX,

@@ -59,6 +59,27 @@ def select_coarse_matches(
     return b_ids, i_ids, row_arg[b_ids, i_ids], row_max[b_ids, i_ids]
 
 
+def training_candidates(
+    predicted: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ground_truth: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    num_cells: int,
+    percent: float,
+    pad_min: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The coarse matches fed to the fine stage in training (official scheme): `percent` of
+    `num_cells`, predictions first (a random subset when too many), padded with at least `pad_min`
+    random ground-truth matches, so that the fine heads always see correct windows."""
+    num_train = max(int(num_cells * percent), pad_min + 1)
+    n_pred, n_gt = len(predicted[0]), len(ground_truth[0])
+    device = predicted[0].device
+    if n_pred <= num_train - pad_min:
+        keep = torch.arange(n_pred, device=device)
+    else:
+        keep = torch.randint(n_pred, (num_train - pad_min,), device=device)
+    pad = torch.randint(n_gt, (max(num_train - n_pred, pad_min),), device=device) if n_gt else keep[:0]
+    return tuple(torch.cat([p[keep], g[pad]]) for p, g in zip(predicted, ground_truth))
+
+
 def cell_positions(ids: torch.Tensor, w: int, stride: float) -> torch.Tensor:
     """Flat cell indices [M] on a grid of width w -> (x, y) [M,2]: the input pixel each cell is centred on.
 

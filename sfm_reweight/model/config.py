@@ -26,7 +26,14 @@ confs: dict[str, dict[str, Any]] = {
             "map": "dual_softmax",  # dual_softmax | max_cosine
             "temperature": 0.1,  # of the dual softmax on cosine similarities
         },
-        "match_coarse": {"thr": 0.2, "border_rm": 2, "temperature": 0.1},
+        "match_coarse": {
+            "thr": 0.2,
+            "border_rm": 2,
+            "temperature": 0.1,
+            # training: fine-stage candidates = this share of the cells, padded with ground truth
+            "train_coarse_percent": 0.3,
+            "train_pad_num_gt_min": 200,
+        },
         "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0},
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
@@ -41,7 +48,13 @@ confs: dict[str, dict[str, Any]] = {
             "npe": [832, 832, 832, 832],
         },
         "reweight": {"mode": "both", "map": "dual_softmax", "temperature": 0.1},
-        "match_coarse": {"thr": 0.2, "border_rm": 2, "temperature": 0.1},
+        "match_coarse": {
+            "thr": 0.2,
+            "border_rm": 2,
+            "temperature": 0.1,
+            "train_coarse_percent": 0.3,
+            "train_pad_num_gt_min": 200,
+        },
         "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0},
         "chunk_elements": 2**19,
     },

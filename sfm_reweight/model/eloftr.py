@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .backbone import RepVGGBackbone
-from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches
+from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches, training_candidates
 from .config import resolve_conf
 from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
@@ -76,9 +76,11 @@ class ELoFTR(nn.Module):
         image1: torch.Tensor,
         mask0: torch.Tensor | None = None,
         mask1: torch.Tensor | None = None,
+        gt_coarse_ids: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """image [N,1,H,W] grayscale in [0,1], H and W multiples of 32; mask [N,H/8,W/8] bool coarse
-        padding masks (True = image) or None.
+        padding masks (True = image) or None; gt_coarse_ids (b, i, j) ground-truth coarse matches,
+        in training mixed into the fine stage's candidates.
 
         Returns keypoints0, keypoints1 [M,2] (input pixels), confidence [M] (coarse dual-softmax),
         batch_ids [M], matchability0/1 [N,H/8,W/8] in [0,1] (None when reweighting is off), and for
@@ -103,6 +105,15 @@ class ELoFTR(nn.Module):
         flat1 = None if mask1 is None else mask1.flatten(1)
         coarse = coarse_dual_softmax(f0, f1, mc["temperature"], flat0, flat1, conf["chunk_elements"])
         b_ids, i_ids, j_ids, mconf = select_coarse_matches(coarse, mc["thr"], mc["border_rm"], hw0, hw1, mask0, mask1)
+        if self.training and gt_coarse_ids is not None:
+            if mask0 is None:
+                num_cells = len(image0) * max(hw0[0] * hw0[1], hw1[0] * hw1[1])
+            else:
+                num_cells = int(torch.minimum(mask0.flatten(1).sum(1), mask1.flatten(1).sum(1)).sum())
+            b_ids, i_ids, j_ids = training_candidates(
+                (b_ids, i_ids, j_ids), gt_coarse_ids, num_cells, mc["train_coarse_percent"], mc["train_pad_num_gt_min"]
+            )
+            mconf = coarse.at(b_ids, i_ids, j_ids).detach()
 
         # The official code scales the coarse features by 1/sqrt(C) once more before the FPN.
         c0, c1 = c0 / self.d_model**0.5, c1 / self.d_model**0.5

@@ -1,0 +1,66 @@
+"""Losses: EfficientLoFTR's (coarse focal, fine focal, sub-pixel L2; weights 1 / 1 / 0.25) plus the
+binary matchable / non-matchable loss on the matchability maps (arXiv 2505.02161).
+
+All focal terms use positives only (alpha 0.25, gamma 2), weighted by the overlap weights.
+"""
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.subpix import spatial_expectation2d
+
+from ..model.dual_softmax import DualSoftmax
+from .supervision import CoarseSupervision, FineSupervision
+
+EPS = 1e-6
+
+
+def focal_positive(p: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    p = p.clamp(EPS, 1 - EPS)
+    return -alpha * (1 - p) ** gamma * p.log()
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum().clamp(min=EPS)
+
+
+def coarse_loss(dual_softmax: DualSoftmax, sup: CoarseSupervision) -> torch.Tensor:
+    """Focal loss on the dual-softmax confidence of the ground-truth coarse matches."""
+    return weighted_mean(focal_positive(dual_softmax.at(sup.b_ids, sup.i_ids, sup.j_ids)), sup.weights)
+
+
+def fine_loss(conf_matrix_f: torch.Tensor, sup: FineSupervision) -> torch.Tensor:
+    """Focal loss on the stage-1 dual softmax [M,WW,WW] at the ground-truth pixel pairs."""
+    return weighted_mean(focal_positive(conf_matrix_f[sup.m_ids, sup.u_ids, sup.v_ids]), sup.weights)
+
+
+def subpixel_loss(sim_matrix_ff: torch.Tensor, sup: FineSupervision, window: int, temperature: float) -> torch.Tensor:
+    """L2 between the stage-2 expectation on the 3x3 block around each ground-truth pixel (indexed as
+    at inference, one pixel up-left in the (W+2)-window) and the sub-pixel target."""
+    if len(sup.m_ids) == 0:
+        return sim_matrix_ff.sum() * 0.0
+    m = sim_matrix_ff.shape[0]
+    scores = sim_matrix_ff.reshape(m, window * window, window + 2, window + 2)
+    delta = torch.arange(-1, 2, device=scores.device)
+    rows = (sup.v_ids // window)[:, None, None] + delta[None, :, None]
+    cols = (sup.v_ids % window)[:, None, None] + delta[None, None, :]
+    block = scores[sup.m_ids[:, None, None], sup.u_ids[:, None, None], rows, cols]  # [P,3,3]
+    heatmap = F.softmax(block.reshape(-1, 9) / temperature, -1).reshape(1, -1, 3, 3)
+    expected = spatial_expectation2d(heatmap, normalized_coordinates=True)[0]
+    return ((expected - sup.offsets) ** 2).sum(-1).mean()
+
+
+def matchability_loss(
+    m0: torch.Tensor, m1: torch.Tensor, sup: CoarseSupervision, mask0: torch.Tensor | None, mask1: torch.Tensor | None
+) -> torch.Tensor:
+    """Binary cross-entropy of the maps [N,h,w] against "has a ground-truth coarse match", padding
+    ignored; matchable and non-matchable cells weigh half each, whatever their proportion."""
+    p = torch.cat([m0.flatten(1), m1.flatten(1)], 1).clamp(EPS, 1 - EPS)
+    label = torch.cat([sup.matchable0, sup.matchable1], 1)
+    valid = torch.ones_like(label) if mask0 is None else torch.cat([mask0.flatten(1), mask1.flatten(1)], 1)
+    positive, negative = label & valid, ~label & valid
+    loss = 0.0
+    if positive.any():
+        loss = loss + 0.5 * -p[positive].log().mean()
+    if negative.any():
+        loss = loss + 0.5 * -(1 - p[negative]).log().mean()
+    return torch.as_tensor(loss, device=p.device)

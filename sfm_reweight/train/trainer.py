@@ -1,0 +1,278 @@
+"""Training loop: resumable, NaN-guarded, logged; `python -m sfm_reweight.train.trainer --help`.
+
+    python -m sfm_reweight.train.trainer --conf lite-homography --output outputs/train/lite
+    # interrupted? the same command resumes from outputs/train/lite/last.pt (step, optimizer,
+    # scheduler and data position); --fresh starts over (the old run is kept as last.pt.bak).
+
+Every `checkpoint_every` steps, and on Ctrl-C / SIGTERM, `last.pt` is written atomically. The data
+at step s are the dataset items s*batch .. s*batch+batch-1, each deterministic, so a resumed run
+sees exactly what an uninterrupted one would. Logs: `log.csv` (one row per step) and `loss.png`;
+`val.csv` with the homography AUC on a fixed set of synthetic pairs.
+"""
+
+import argparse
+import copy
+import csv
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..metrics import corner_error, error_auc, ransac_homography
+from ..model.config import merge_conf
+from ..model.eloftr import COARSE_STRIDE, ELoFTR
+from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
+from .homography_pairs import HomographyPairConf, HomographyPairs
+from .losses import coarse_loss, fine_loss, matchability_loss, subpixel_loss
+from .supervision import coarse_supervision, fine_supervision
+from .warps import HomographyWarp
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PHOTOS = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data")) / "train_pool"
+MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
+
+confs = {
+    "lite-homography": {
+        "model": {"name": "lite"},
+        "data": {"folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0},
+        "steps": 20000,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "weight_decay": 0.1,
+        "warmup_steps": 300,
+        "min_lr_ratio": 0.05,
+        "grad_clip": 1.0,
+        "loss_weights": {"coarse": 1.0, "fine": 1.0, "subpixel": 0.25, "matchability": 1.0},
+        "seed": 0,
+        "checkpoint_every": 100,
+        "val_every": 500,
+        "val_pairs": 24,
+        "mixed_precision": True,  # bf16 autocast, CUDA only
+        # bitwise-reproducible steps (CPU index_put accumulation is otherwise order-dependent),
+        # so that a resumed run equals an uninterrupted one
+        "deterministic": True,
+    },
+}
+
+
+def lr_factor(step: int, conf: dict) -> float:
+    """Linear warm-up from 10%, then cosine decay to `min_lr_ratio`."""
+    if step < conf["warmup_steps"]:
+        return 0.1 + 0.9 * step / conf["warmup_steps"]
+    progress = min(1.0, (step - conf["warmup_steps"]) / max(1, conf["steps"] - conf["warmup_steps"]))
+    return conf["min_lr_ratio"] + (1 - conf["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def collate(items: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
+
+
+def training_losses(model: ELoFTR, batch: dict, weights: dict) -> dict[str, torch.Tensor]:
+    """All loss terms for one batch of homography pairs, and their weighted sum under "total"."""
+    warp = HomographyWarp(batch["H_0to1"], batch["valid0"], batch["valid1"])
+    n, _, h, w = batch["image0"].shape
+    hw = (h // COARSE_STRIDE, w // COARSE_STRIDE)
+    coarse_gt = coarse_supervision(warp, n, hw, hw, COARSE_STRIDE)
+    out = model(batch["image0"], batch["image1"], gt_coarse_ids=(coarse_gt.b_ids, coarse_gt.i_ids, coarse_gt.j_ids))
+    b, i, j = out["coarse_ids"]
+    fine_conf = model.conf["match_fine"]
+    fine_gt = fine_supervision(warp, b, i, j, hw[1], hw[1], fine_conf["window"], COARSE_STRIDE)
+    terms = {
+        "coarse": coarse_loss(out["coarse_dual_softmax"], coarse_gt),
+        "fine": fine_loss(out["conf_matrix_f"], fine_gt),
+        "subpixel": subpixel_loss(out["sim_matrix_ff"], fine_gt, fine_conf["window"], fine_conf["temperature"]),
+    }
+    if out["matchability0"] is not None:
+        terms["matchability"] = matchability_loss(out["matchability0"], out["matchability1"], coarse_gt, None, None)
+    terms["total"] = sum(weights[k] * v for k, v in terms.items())
+    return terms
+
+
+@torch.no_grad()
+def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str, float]:
+    """Homography AUC@3/5/10 px (corner error of a RANSAC fit), matches and precision@3px per pair."""
+    was_training = model.training
+    model.eval()
+    errors, matches, precision = [], [], []
+    for item in pairs:
+        out = model(item["image0"][None].to(device), item["image1"][None].to(device))
+        k0, k1 = out["keypoints0"].cpu().numpy(), out["keypoints1"].cpu().numpy()
+        H = item["H_0to1"].numpy().astype(np.float64)
+        h, w = item["image0"].shape[-2:]
+        errors.append(corner_error(ransac_homography(k0, k1), H, w, h))
+        matches.append(len(k0))
+        if len(k0):
+            warp = HomographyWarp(item["H_0to1"][None], item["valid0"][None], item["valid1"][None])
+            projected, valid = warp(torch.from_numpy(k0), torch.zeros(len(k0), dtype=torch.long))
+            correct = (projected - torch.from_numpy(k1)).norm(dim=1) <= 3
+            precision.append(float((correct & valid).sum() / len(k0)))
+    model.train(was_training)
+    auc = error_auc(errors, [3, 5, 10])
+    return {"auc@3": auc[3], "auc@5": auc[5], "auc@10": auc[10], "matches": float(np.mean(matches)),
+            "precision@3px": float(np.mean(precision)) if precision else 0.0}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot_losses(log: Path, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    rows = list(csv.DictReader(open(log)))
+    if not rows:
+        return
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot()
+    steps = np.array([int(r["step"]) for r in rows])
+    for key in [k for k in rows[0] if k not in ("step", "lr", "seconds")]:
+        values = np.array([float(r[key]) for r in rows])
+        window = max(1, len(values) // 50)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.savefig(path, dpi=100)
+
+
+def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = False, max_steps: int | None = None) -> Path:
+    """Train (or resume) into `output`; returns the path of the fp16 weights written at the end."""
+    output.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    last = output / "last.pt"
+    if fresh and last.exists():
+        last.replace(output / "last.pt.bak")
+    torch.manual_seed(conf["seed"])
+    model = ELoFTR(conf["model"]).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=conf["lr"], weight_decay=conf["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, conf))
+    step = 0
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        if state["conf"] != conf:
+            raise ValueError(f"{last}: was trained with another configuration; use --fresh or another --output")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        logger.info("resumed %s at step %d", last, step)
+    elif init_from is not None:
+        report = load_weights(model, init_from)
+        logger.info("initialised from %s (%s layout)", init_from, report.layout)
+
+    data_conf = conf["data"]
+    data = HomographyPairs(data_conf["folder"], HomographyPairConf(size=tuple(data_conf["size"]), seed=data_conf["seed"]))
+    val_data = HomographyPairs(data_conf["folder"], HomographyPairConf(size=tuple(data_conf["size"]), seed=10_000 + data_conf["seed"]))
+    val_pairs = [val_data[k] for k in range(conf["val_pairs"])]
+    amp = conf["mixed_precision"] and device.type == "cuda"
+
+    def save() -> None:
+        atomic_torch_save(
+            {"conf": conf, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+            last,
+        )
+
+    def on_signal(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(conf["deterministic"], warn_only=True)
+    end = conf["steps"] if max_steps is None else min(conf["steps"], step + max_steps)
+    bad_steps = 0
+    model.train()
+    progress = tqdm(total=end, initial=step, desc="train", dynamic_ncols=True)
+    try:
+        while step < end:
+            start = time.time()
+            batch = collate([data[step * conf["batch_size"] + k] for k in range(conf["batch_size"])], device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                terms = training_losses(model, batch, conf["loss_weights"])
+            if not torch.isfinite(terms["total"]):
+                bad_steps += 1
+                logger.warning("step %d: non-finite loss %s, batch skipped", step, {k: float(v) for k, v in terms.items()})
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise FloatingPointError(f"{bad_steps} consecutive non-finite losses at step {step}; stopping")
+                step += 1
+                continue
+            bad_steps = 0
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            row = {"step": step, **{k: round(v.item(), 5) for k, v in terms.items()},
+                   "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - start, 3)}
+            append_csv(output / "log.csv", row)
+            progress.update(1)
+            progress.set_postfix(loss=f"{row['total']:.3f}")
+            if step % conf["checkpoint_every"] == 0 or step == end:
+                save()
+                plot_losses(output / "log.csv", output / "loss.png")
+            if step % conf["val_every"] == 0 or step == end:
+                metrics = validate(model, val_pairs, device)
+                append_csv(output / "val.csv", {"step": step, **metrics})
+                logger.info("step %d validation: %s", step, metrics)
+    except (KeyboardInterrupt, Interrupted):
+        logger.info("interrupted at step %d: saving %s", step, last)
+        save()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        torch.use_deterministic_algorithms(was_deterministic)
+        progress.close()
+    weights = save_checkpoint(model, output / f"{conf['model']['name']}_step{step}.pt", half=True, step=step)
+    logger.info("trained to step %d; weights (fp16): %s", step, weights)
+    return weights
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conf", default="lite-homography", choices=sorted(confs))
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)")
+    parser.add_argument("--steps", type=int, help="total steps of the schedule")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in this run (the schedule stays)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--photos", type=Path, help="folder of training photos")
+    parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
+    return parser.parse_args(argv)
+
+
+def conf_from_args(args: argparse.Namespace) -> dict:
+    conf = copy.deepcopy(confs[args.conf])
+    update = {"steps": args.steps, "batch_size": args.batch_size}
+    conf = merge_conf(conf, {k: v for k, v in update.items() if v is not None})
+    if args.mode:
+        conf["model"] = {**conf["model"], "reweight": {"mode": args.mode}}
+    if args.photos:
+        conf["data"]["folder"] = str(args.photos)
+    return conf
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args()
+    main(conf_from_args(args), args.output, args.init_from, args.fresh, args.max_steps)

@@ -1,0 +1,86 @@
+"""Ground-truth warps from image 0 to image 1: a homography, or depth + intrinsics + relative pose.
+
+A warp maps points [K,2] (x, y) in network pixels of image 0, pixel-centre convention, each with
+the index [K] of its pair in the batch, to image 1, and says which of them have a true
+correspondent there. Both kinds feed the same supervision (supervision.py), so homography pairs
+and MegaDepth-style pairs train the same way.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+def sample_nearest(image: torch.Tensor, points: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """image [N,H,W] (bool or float) at the nearest pixel of points [K,2] of pairs b [K]; 0 outside."""
+    _, h, w = image.shape
+    xy = points.round().long()
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+    return image[b, xy[:, 1].clamp(0, h - 1), xy[:, 0].clamp(0, w - 1)] * inside
+
+
+def dehomogenize(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    z = points[:, 2:]
+    return points[:, :2] / z.where(z.abs() > 1e-8, torch.full_like(z, 1e-8)), z[:, 0]
+
+
+@dataclass
+class HomographyWarp:
+    """x1 ~ H x0 between two views of a plane; valid0/1 [N,H,W] bool mark the pixels that show the
+    plane (not padding, not an occluder, not outside the source photo)."""
+
+    H: torch.Tensor  # [N,3,3], image-0 to image-1 network pixels
+    valid0: torch.Tensor
+    valid1: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.H.device
+
+    def __call__(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        homogeneous = torch.cat([points, torch.ones_like(points[:, :1])], -1)
+        warped, z = dehomogenize((self.H[b] @ homogeneous[..., None])[..., 0])
+        valid = (z > 0) & sample_nearest(self.valid0, points, b) & sample_nearest(self.valid1, warped, b)
+        return warped, valid
+
+    def inverse(self) -> "HomographyWarp":
+        return HomographyWarp(torch.linalg.inv(self.H), self.valid1, self.valid0)
+
+
+@dataclass
+class DepthWarp:
+    """Back-project with depth0 [N,H,W] (0 = unknown) and K0, move by T_0to1 [N,4,4], project with K1.
+
+    K follows the COLMAP/MegaDepth convention (pixel centres at +0.5), so points are shifted by
+    +0.5 before K^-1 and by -0.5 after K. A point is valid when its depth is known, it lands inside
+    image 1 with a known depth there, and that depth agrees with the warped one to `depth_tolerance`
+    (relative), which removes occluded points.
+    """
+
+    depth0: torch.Tensor
+    depth1: torch.Tensor
+    K0: torch.Tensor
+    K1: torch.Tensor
+    T_0to1: torch.Tensor
+    depth_tolerance: float = 0.2
+
+    @property
+    def device(self) -> torch.device:
+        return self.depth0.device
+
+    def __call__(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = sample_nearest(self.depth0, points, b)
+        homogeneous = torch.cat([points + 0.5, torch.ones_like(points[:, :1])], -1)
+        cam0 = (torch.linalg.inv(self.K0)[b] @ homogeneous[..., None])[..., 0] * z0[:, None]
+        cam1 = (self.T_0to1[b, :3, :3] @ cam0[..., None])[..., 0] + self.T_0to1[b, :3, 3]
+        warped, z1 = dehomogenize((self.K1[b] @ cam1[..., None])[..., 0])
+        warped = warped - 0.5
+        z1_seen = sample_nearest(self.depth1, warped, b)
+        consistent = (z1_seen - z1).abs() < self.depth_tolerance * z1_seen
+        return warped, (z0 > 0) & (z1 > 0) & (z1_seen > 0) & consistent
+
+    def inverse(self) -> "DepthWarp":
+        return DepthWarp(self.depth1, self.depth0, self.K1, self.K0, torch.linalg.inv(self.T_0to1), self.depth_tolerance)
+
+
+Warp = HomographyWarp | DepthWarp

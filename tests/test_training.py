@@ -1,0 +1,138 @@
+"""Training side: warps, supervision, losses, homography pairs, the resumable loop."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sfm_reweight.model.calibration import textured_image
+from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.train import trainer
+from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
+from sfm_reweight.train.supervision import coarse_supervision, fine_supervision
+from sfm_reweight.train.warps import DepthWarp, HomographyWarp
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"p{seed}.png"), (textured_image(300, 400, seed=seed) * 255).astype(np.uint8))
+    return folder
+
+
+def translation(dx, dy):
+    return torch.tensor([[[1.0, 0, dx], [0, 1, dy], [0, 0, 1]]])
+
+
+def test_homography_warp_and_coarse_ground_truth():
+    h, w = 64, 96
+    valid = torch.ones(1, h, w, dtype=torch.bool)
+    warp = HomographyWarp(translation(16, 8), valid, valid)
+    sup = coarse_supervision(warp, 1, (h // 8, w // 8), (h // 8, w // 8))
+    # cell (x, y) of image 0 matches cell (x + 2, y + 1) when that lies inside image 1
+    x0, y0 = sup.i_ids % 12, sup.i_ids // 12
+    assert torch.equal(sup.j_ids, (y0 + 1) * 12 + (x0 + 2))
+    assert len(sup.i_ids) == (8 - 1) * (12 - 2)
+    assert torch.allclose(sup.weights, torch.ones_like(sup.weights))
+    assert sup.matchable0.sum() == len(sup.i_ids) and sup.matchable1.sum() == len(sup.j_ids)
+    # an occluder in image 1 removes its cells from the ground truth
+    occluded = valid.clone()
+    occluded[:, :32, :48] = False
+    sup2 = coarse_supervision(HomographyWarp(translation(16, 8), valid, occluded), 1, (8, 12), (8, 12))
+    assert len(sup2.i_ids) < len(sup.i_ids)
+
+
+def test_fine_ground_truth_subpixel():
+    valid = torch.ones(1, 64, 96, dtype=torch.bool)
+    warp = HomographyWarp(translation(16.3, 7.8), valid, valid)
+    b, i, j = torch.tensor([0]), torch.tensor([3 * 12 + 4]), torch.tensor([4 * 12 + 6])
+    sup = fine_supervision(warp, b, i, j, 12, 12)
+    assert len(sup.u_ids) > 40  # most of the 8x8 window lands inside image 1's window
+    u = sup.u_ids
+    assert torch.allclose(sup.offsets, torch.tensor([0.3, -0.2]).expand_as(sup.offsets), atol=1e-4)
+    # pixel u at (ux, uy) moves by (0.3, -0.2) + (16, 8) - (cell shift 16, 8) = rounding to the same index
+    assert torch.equal(sup.v_ids, u)
+
+
+def test_depth_warp_matches_homography_of_a_plane():
+    """A fronto-parallel plane at depth 2 seen by a camera moved sideways is a pure translation."""
+    h, w, f = 48, 64, 50.0
+    K = torch.tensor([[[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]])
+    T = torch.eye(4)[None].clone()
+    T[0, 0, 3] = -0.4  # camera 1 is 0.4 to the right: points move left by f * 0.4 / 2 = 10 px
+    depth = torch.full((1, h, w), 2.0)
+    points = torch.tensor([[20.0, 10.0], [40.0, 30.0], [5.0, 5.0]])
+    warped, valid = DepthWarp(depth, depth, K, K, T)(points, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(warped, points - torch.tensor([10.0, 0.0]), atol=1e-4)
+    assert valid.tolist() == [True, True, False]  # the last one leaves image 1
+    back, _ = DepthWarp(depth, depth, K, K, T).inverse()(warped[:2], torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(back, points[:2], atol=1e-4)
+
+
+def test_homography_pairs_are_consistent_and_deterministic(photos):
+    data = HomographyPairs(photos, HomographyPairConf(size=(160, 128), occluder_prob=0.0))
+    a, b = data[5], data[5]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    H = a["H_0to1"].numpy().astype(np.float64)
+    img0, img1 = a["image0"][0].numpy(), a["image1"][0].numpy()
+    # pixels of image 0 land, through H, where image 1 shows similar content (up to photometric change)
+    ys, xs = np.nonzero(a["valid0"].numpy())
+    pts = np.stack([xs, ys], 1)[::37].astype(np.float64)
+    proj = cv2.perspectiveTransform(pts[None], H)[0]
+    inside = (proj[:, 0] >= 1) & (proj[:, 0] < 158) & (proj[:, 1] >= 1) & (proj[:, 1] < 126)
+    proj, pts = proj[inside], pts[inside].astype(int)
+    ok = a["valid1"].numpy()[proj[:, 1].round().astype(int), proj[:, 0].round().astype(int)]
+    v0 = img0[pts[ok, 1], pts[ok, 0]]
+    v1 = cv2.remap(img1, proj[ok, 0].astype(np.float32)[None], proj[ok, 1].astype(np.float32)[None], cv2.INTER_LINEAR)[0]
+    assert len(v0) > 20
+    assert np.corrcoef(v0, v1)[0, 1] > 0.8
+
+
+def tiny_conf(photos, steps=4):
+    conf = trainer.confs["lite-homography"]
+    return trainer.merge_conf(conf, {
+        "data": {"folder": str(photos), "size": [128, 96], "seed": 0},
+        "steps": steps, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "val_every": 2, "val_pairs": 2,
+    })
+
+
+def test_losses_are_finite_and_decrease_on_one_batch(photos):
+    torch.manual_seed(0)
+    model = ELoFTR("lite").train()
+    data = HomographyPairs(photos, HomographyPairConf(size=(128, 96), occluder_prob=0.5))
+    batch = trainer.collate([data[0], data[1]], torch.device("cpu"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    weights = trainer.confs["lite-homography"]["loss_weights"]
+    first = None
+    for _ in range(6):
+        terms = trainer.training_losses(model, batch, weights)
+        assert set(terms) == {"coarse", "fine", "subpixel", "matchability", "total"}
+        assert all(torch.isfinite(v) for v in terms.values())
+        first = first if first is not None else float(terms["total"])
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    assert float(terms["total"]) < first
+
+
+def test_resume_continues_exactly(photos, tmp_path):
+    conf = tiny_conf(photos)
+    straight = tmp_path / "straight"
+    trainer.main(conf, straight)
+    split = tmp_path / "split"
+    trainer.main(conf, split, max_steps=2)
+    assert torch.load(split / "last.pt", weights_only=False)["step"] == 2
+    trainer.main(conf, split)
+    a = torch.load(straight / "last.pt", weights_only=False)["model"]
+    b = torch.load(split / "last.pt", weights_only=False)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    rows = list(csv.DictReader(open(split / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert (split / "loss.png").stat().st_size > 0 and (split / "val.csv").exists()
+    with pytest.raises(ValueError, match="another configuration"):
+        trainer.main(trainer.merge_conf(conf, {"lr": 0.5}), split)
