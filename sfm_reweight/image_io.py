@@ -25,11 +25,9 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def to_gray_float(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """[H,W], [H,W,1], RGB [H,W,3] or RGBA [H,W,4] array (uint8, uint16 or float in [0,1]) -> float32 [H,W] in [0,1].
-
-    The alpha channel is ignored (transparent pixels keep their colour).
-    """
+def to_float_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """[H,W], [H,W,1], RGB [H,W,3] or RGBA [H,W,4] array (uint8, uint16 or float in [0,1]) ->
+    float32 [H,W] or RGB [H,W,3] in [0,1]; the alpha channel is dropped."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
@@ -40,15 +38,17 @@ def to_gray_float(image: np.ndarray, name: str = "image") -> np.ndarray:
     if min(image.shape[:2]) < 1:
         raise ValueError(f"{name}: empty image of shape {image.shape}")
     if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535.0
-    elif np.issubdtype(image.dtype, np.floating):
-        image = image.astype(np.float32)
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if np.issubdtype(image.dtype, np.floating):
         if not np.isfinite(image).all():
             raise ValueError(f"{name}: image contains NaN or infinite values")
-    else:
-        raise ValueError(f"{name}: unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return image
+        return image.astype(np.float32)
+    raise ValueError(f"{name}: unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
+
+
+def to_gray_float(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Any supported image array -> float32 [H,W] in [0,1] (the matcher's input)."""
+    image = to_float_image(image, name)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image

@@ -20,7 +20,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .image_io import read_image, to_gray_float
+from .image_io import read_image, to_float_image, to_gray_float
 
 ImageInput = str | Path | np.ndarray
 
@@ -39,21 +39,7 @@ def to_display_rgb(image: ImageInput) -> np.ndarray:
     gray is repeated over the three channels, floats are clipped to [0,1]."""
     if isinstance(image, (str, Path)):
         image = read_image(image)
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[..., :3]
-    elif image.ndim != 2:
-        raise ValueError(f"expected an [H,W], [H,W,3] or [H,W,4] image, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535.0
-    elif np.issubdtype(image.dtype, np.floating):
-        image = np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
-    else:
-        raise ValueError(f"unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
+    image = np.clip(to_float_image(image), 0.0, 1.0)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image)

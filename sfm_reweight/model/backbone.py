@@ -48,6 +48,8 @@ class RepVGGBlock(nn.Module):
         if self.rbr_reparam is not None:
             return
         dense = self.rbr_dense.conv
+        dtype = dense.weight.dtype
+        self.double()  # fold in float64: the fused conv then differs from the branches by fp32 rounding only
         kernel, bias = fold_batchnorm(dense.weight, self.rbr_dense.bn)
         kernel_1x1, bias_1x1 = fold_batchnorm(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
         kernel, bias = kernel + F.pad(kernel_1x1, [1, 1, 1, 1]), bias + bias_1x1
@@ -58,7 +60,7 @@ class RepVGGBlock(nn.Module):
             kernel_id, bias_id = fold_batchnorm(eye, self.rbr_identity)
             kernel, bias = kernel + kernel_id, bias + bias_id
         fused = nn.Conv2d(dense.in_channels, dense.out_channels, 3, dense.stride, 1, bias=True)
-        fused.to(device=kernel.device, dtype=kernel.dtype)
+        fused.to(device=kernel.device, dtype=dtype)
         fused.weight.copy_(kernel)
         fused.bias.copy_(bias)
         del self.rbr_dense, self.rbr_1x1, self.rbr_identity

@@ -38,26 +38,6 @@ confs: dict[str, dict[str, Any]] = {
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
     },
-    "lite": {
-        "backbone": {"block_dims": [32, 64, 128], "num_blocks": [2, 3, 6]},
-        "coarse": {
-            "nhead": 4,
-            "layer_names": ["self", "cross"] * 2,
-            "agg_size": 4,
-            "attention": "sdpa",
-            "npe": [832, 832, 832, 832],
-        },
-        "reweight": {"mode": "both", "map": "dual_softmax", "temperature": 0.1},
-        "match_coarse": {
-            "thr": 0.2,
-            "border_rm": 2,
-            "temperature": 0.1,
-            "train_coarse_percent": 0.3,
-            "train_pad_num_gt_min": 200,
-        },
-        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0},
-        "chunk_elements": 2**19,
-    },
 }
 
 
@@ -66,12 +46,21 @@ def merge_conf(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in out:
-            raise KeyError(f"unknown model configuration key {key!r}; expected one of {sorted(out)}")
+            raise KeyError(f"unknown configuration key {key!r}; expected one of {sorted(out)}")
         if isinstance(value, dict) and isinstance(out[key], dict):
             out[key] = merge_conf(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+confs["lite"] = merge_conf(
+    confs["full"],
+    {
+        "backbone": {"block_dims": [32, 64, 128], "num_blocks": [2, 3, 6]},
+        "coarse": {"nhead": 4, "layer_names": ["self", "cross"] * 2},
+    },
+)
 
 
 def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
