@@ -31,7 +31,7 @@ from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
 from .homography_pairs import HomographyPairConf, HomographyPairs
 from .losses import coarse_loss, fine_loss, matchability_loss, subpixel_loss
 from .supervision import coarse_supervision, fine_supervision
-from .warps import HomographyWarp
+from .warps import HomographyWarp, warp_from_batch
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +76,25 @@ def collate(items: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def training_losses(model: ELoFTR, batch: dict, weights: dict) -> dict[str, torch.Tensor]:
-    """All loss terms for one batch of homography pairs, and their weighted sum under "total"."""
-    warp = HomographyWarp(batch["H_0to1"], batch["valid0"], batch["valid1"])
-    n, _, h, w = batch["image0"].shape
-    hw = (h // COARSE_STRIDE, w // COARSE_STRIDE)
-    coarse_gt = coarse_supervision(warp, n, hw, hw, COARSE_STRIDE)
-    out = model(batch["image0"], batch["image1"], gt_coarse_ids=(coarse_gt.b_ids, coarse_gt.i_ids, coarse_gt.j_ids))
-    b, i, j = out["coarse_ids"]
+    """All loss terms for one batch (homography or depth pairs, padded or not), and their
+    weighted sum under "total"."""
+    warp = warp_from_batch(batch)
+    image0, image1 = batch["image0"], batch["image1"]
+    mask0, mask1 = batch.get("mask0"), batch.get("mask1")
+    hw0 = (image0.shape[-2] // COARSE_STRIDE, image0.shape[-1] // COARSE_STRIDE)
+    hw1 = (image1.shape[-2] // COARSE_STRIDE, image1.shape[-1] // COARSE_STRIDE)
+    coarse_gt = coarse_supervision(warp, len(image0), hw0, hw1, COARSE_STRIDE, mask0, mask1)
+    gt_ids = (coarse_gt.b_ids, coarse_gt.i_ids, coarse_gt.j_ids)
+    out = model(image0, image1, mask0, mask1, gt_coarse_ids=gt_ids)
     fine_conf = model.conf["match_fine"]
-    fine_gt = fine_supervision(warp, b, i, j, hw[1], hw[1], fine_conf["window"], COARSE_STRIDE)
+    fine_gt = fine_supervision(warp, *out["coarse_ids"], hw0[1], hw1[1], fine_conf["window"], COARSE_STRIDE)
     terms = {
         "coarse": coarse_loss(out["coarse_dual_softmax"], coarse_gt),
         "fine": fine_loss(out["conf_matrix_f"], fine_gt),
         "subpixel": subpixel_loss(out["sim_matrix_ff"], fine_gt, fine_conf["window"], fine_conf["temperature"]),
     }
     if out["matchability0"] is not None:
-        terms["matchability"] = matchability_loss(out["matchability0"], out["matchability1"], coarse_gt, None, None)
+        terms["matchability"] = matchability_loss(out["matchability0"], out["matchability1"], coarse_gt, mask0, mask1)
     terms["total"] = sum(weights[k] * v for k, v in terms.items())
     return terms
 

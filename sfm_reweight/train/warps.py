@@ -51,10 +51,11 @@ class HomographyWarp:
 class DepthWarp:
     """Back-project with depth0 [N,H,W] (0 = unknown) and K0, move by T_0to1 [N,4,4], project with K1.
 
-    K follows the COLMAP/MegaDepth convention (pixel centres at +0.5), so points are shifted by
-    +0.5 before K^-1 and by -0.5 after K. A point is valid when its depth is known, it lands inside
-    image 1 with a known depth there, and that depth agrees with the warped one to `depth_tolerance`
-    (relative), which removes occluded points.
+    Depth and K are at the original image resolution, K in the COLMAP/MegaDepth convention (pixel
+    centres at +0.5); scale0/1 [N,2] are original pixels per network pixel (None: 1), so network
+    point p sits at (p + 0.5) * scale in K's frame. A point is valid when its depth is known, it
+    lands inside image 1 with a known depth there, and that depth agrees with the warped one to
+    `depth_tolerance` (relative), which removes occluded points.
     """
 
     depth0: torch.Tensor
@@ -62,6 +63,8 @@ class DepthWarp:
     K0: torch.Tensor
     K1: torch.Tensor
     T_0to1: torch.Tensor
+    scale0: torch.Tensor | None = None
+    scale1: torch.Tensor | None = None
     depth_tolerance: float = 0.2
 
     @property
@@ -69,18 +72,32 @@ class DepthWarp:
         return self.depth0.device
 
     def __call__(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z0 = sample_nearest(self.depth0, points, b)
-        homogeneous = torch.cat([points + 0.5, torch.ones_like(points[:, :1])], -1)
+        s0 = 1.0 if self.scale0 is None else self.scale0[b]
+        s1 = 1.0 if self.scale1 is None else self.scale1[b]
+        corner0 = (points + 0.5) * s0  # K's frame
+        z0 = sample_nearest(self.depth0, corner0 - 0.5, b)
+        homogeneous = torch.cat([corner0, torch.ones_like(points[:, :1])], -1)
         cam0 = (torch.linalg.inv(self.K0)[b] @ homogeneous[..., None])[..., 0] * z0[:, None]
         cam1 = (self.T_0to1[b, :3, :3] @ cam0[..., None])[..., 0] + self.T_0to1[b, :3, 3]
-        warped, z1 = dehomogenize((self.K1[b] @ cam1[..., None])[..., 0])
-        warped = warped - 0.5
-        z1_seen = sample_nearest(self.depth1, warped, b)
+        corner1, z1 = dehomogenize((self.K1[b] @ cam1[..., None])[..., 0])
+        z1_seen = sample_nearest(self.depth1, corner1 - 0.5, b)
         consistent = (z1_seen - z1).abs() < self.depth_tolerance * z1_seen
-        return warped, (z0 > 0) & (z1 > 0) & (z1_seen > 0) & consistent
+        return corner1 / s1 - 0.5, (z0 > 0) & (z1 > 0) & (z1_seen > 0) & consistent
 
     def inverse(self) -> "DepthWarp":
-        return DepthWarp(self.depth1, self.depth0, self.K1, self.K0, torch.linalg.inv(self.T_0to1), self.depth_tolerance)
+        return DepthWarp(
+            self.depth1, self.depth0, self.K1, self.K0, torch.linalg.inv(self.T_0to1), self.scale1, self.scale0, self.depth_tolerance
+        )
 
 
 Warp = HomographyWarp | DepthWarp
+
+
+def warp_from_batch(batch: dict[str, torch.Tensor]) -> Warp:
+    """The ground-truth warp of a training batch: homography pairs carry H_0to1 and valid0/1,
+    depth pairs (MegaDepth, ScanNet, rendered scenes) depth0/1, K0/1, T_0to1 and maybe scale0/1."""
+    if "H_0to1" in batch:
+        return HomographyWarp(batch["H_0to1"], batch["valid0"], batch["valid1"])
+    return DepthWarp(
+        batch["depth0"], batch["depth1"], batch["K0"], batch["K1"], batch["T_0to1"], batch.get("scale0"), batch.get("scale1")
+    )
