@@ -40,11 +40,27 @@ class HomographyPairConf:
     seed: int = 0
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    return paths
+class PhotoPool:
+    """The photos of a folder (recursively), decoded to grayscale once and kept as uint8."""
+
+    def __init__(self, folder: str | Path):
+        self.paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get(self, k: int) -> np.ndarray:
+        """Photo k as float32 [h,w] in [0,1]."""
+        if k not in self.cache:
+            try:
+                gray = to_gray_float(read_image(self.paths[k]), str(self.paths[k]))
+            except (ImageReadError, ValueError) as err:
+                raise ImageReadError(f"{self.paths[k]}: unusable training image ({err})") from err
+            self.cache[k] = (gray * 255).round().astype(np.uint8)
+        return self.cache[k].astype(np.float32) / 255
 
 
 def view_homography(rng: np.random.Generator, centre, theta: float, scale: float, perspective: float, size) -> np.ndarray:
@@ -93,27 +109,15 @@ class HomographyPairs(Dataset):
     convention); valid0, valid1 [h,w] bool."""
 
     def __init__(self, folder: str | Path, conf: HomographyPairConf = HomographyPairConf(), length: int = 100_000):
-        self.paths, self.conf, self.length = list_images(folder), conf, length
-        self.cache: dict[int, np.ndarray] = {}
+        self.photos, self.conf, self.length = PhotoPool(folder), conf, length
 
     def __len__(self) -> int:
         return self.length
 
-    def photo(self, k: int) -> np.ndarray:
-        """Photo k as uint8 grayscale, decoded once (the pool is small)."""
-        if k not in self.cache:
-            try:
-                gray = to_gray_float(read_image(self.paths[k]), str(self.paths[k]))
-            except (ImageReadError, ValueError) as err:
-                raise ImageReadError(f"{self.paths[k]}: unusable training image ({err})") from err
-            self.cache[k] = (gray * 255).round().astype(np.uint8)
-        return self.cache[k]
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         conf = self.conf
         rng = np.random.default_rng([conf.seed, index])
-        k = int(rng.integers(len(self.paths)))
-        source = self.photo(k).astype(np.float32) / 255
+        source = self.photos.get(int(rng.integers(len(self.photos))))
         hs, ws = source.shape
         w, h = conf.size
         scale0 = rng.uniform(*conf.coverage) * min(ws / w, hs / h)
@@ -134,7 +138,7 @@ class HomographyPairs(Dataset):
             valid = cv2.erode((covered > 0.999).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             view = photometric(rng, view) * valid
             if rng.random() < conf.occluder_prob:
-                add_occluders(rng, view, valid, self.photo(int(rng.integers(len(self.paths)))).astype(np.float32) / 255)
+                add_occluders(rng, view, valid, self.photos.get(int(rng.integers(len(self.photos)))))
             views.append(view)
             valids.append(valid)
         H_0to1 = np.linalg.inv(H1) @ H0

@@ -1,0 +1,129 @@
+"""Synthetic 3D scenes: textured rectangles (ground, walls, boxes) rendered by pinhole cameras with
+exact depth, for training pairs like MegaDepth's and for scenes with known cameras.
+
+Conventions: world -> camera poses (R, t); K in the COLMAP convention (pixel (0, 0) covers [0, 1)^2,
+its centre is (0.5, 0.5)); depth is the camera z of the surface seen at each pixel centre, 0 where
+nothing is (background). Each rectangle is drawn with `cv2.warpPerspective` through the homography
+from its texture to the image and composited with a z-buffer, so occlusions are exact.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Rectangle:
+    origin: np.ndarray  # [3] world position of the texture's top-left corner
+    u: np.ndarray  # [3] world vector along the texture's width
+    v: np.ndarray  # [3] world vector along the texture's height
+    texture: np.ndarray  # [th,tw] float32 in [0,1]
+
+
+@dataclass
+class Camera:
+    K: np.ndarray  # [3,3]
+    R: np.ndarray  # [3,3] world -> camera
+    t: np.ndarray  # [3]
+    size: tuple[int, int]  # (w, h)
+
+    @property
+    def pose(self) -> np.ndarray:
+        """[4,4] world -> camera."""
+        P = np.eye(4)
+        P[:3, :3], P[:3, 3] = self.R, self.t
+        return P
+
+    @property
+    def centre(self) -> np.ndarray:
+        return -self.R.T @ self.t
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
+    """World -> camera (R, t) of a camera at `eye` looking at `target` (x right, y down, z forward)."""
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    x = np.cross(z, up)
+    x = x / np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return R, -R @ eye
+
+
+def render(rectangles: list[Rectangle], camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """image [h,w] float32 in [0,1] and depth [h,w] float32 (0 = background) seen by `camera`."""
+    w, h = camera.size
+    image = np.zeros((h, w), np.float32)
+    depth = np.full((h, w), np.inf, np.float32)
+    y, x = np.mgrid[0:h, 0:w]
+    rays = np.stack([x + 0.5, y + 0.5, np.ones((h, w))], -1) @ np.linalg.inv(camera.K).T  # z = 1
+    to_corner = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])  # pixel-centre -> corner frame
+    for rect in rectangles:
+        th, tw = rect.texture.shape
+        # texture corner-frame (a, b, 1) -> world origin + a/tw u + b/th v -> image (corner frame)
+        A = np.stack([rect.u / tw, rect.v / th, rect.origin], 1)
+        H = camera.K @ (camera.R @ A + np.outer(camera.t, [0, 0, 1]))
+        H_pixels = np.linalg.inv(to_corner) @ H @ to_corner
+        flags = cv2.INTER_LINEAR
+        warped = cv2.warpPerspective(rect.texture, H_pixels, (w, h), flags=flags, borderValue=0)
+        cover = cv2.warpPerspective(np.ones_like(rect.texture), H_pixels, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        normal = camera.R @ np.cross(rect.u, rect.v)
+        point = camera.R @ rect.origin + camera.t
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (normal @ point) / (rays @ normal)
+        visible = cover & (z > 1e-6) & (z < depth)
+        image[visible] = warped[visible]
+        depth[visible] = z[visible]
+    depth[~np.isfinite(depth)] = 0
+    return image, depth
+
+
+def random_texture(rng: np.random.Generator, photos: list[np.ndarray], size: int = 256) -> np.ndarray:
+    """A random crop of a random photo (float32 [size,size] in [0,1])."""
+    photo = photos[rng.integers(len(photos))]
+    h, w = photo.shape
+    s = int(min(h, w) * rng.uniform(0.4, 1.0))
+    y0, x0 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+    return cv2.resize(photo[y0 : y0 + s, x0 : x0 + s], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def box(origin: np.ndarray, sx: float, sy: float, sz: float, textures: list[np.ndarray]) -> list[Rectangle]:
+    """The four sides and the top of an axis-aligned box standing on z = origin[2]."""
+    o = np.asarray(origin, float)
+    X, Y, Z = np.array([sx, 0, 0]), np.array([0, sy, 0]), np.array([0, 0, sz])
+    faces = [(o + Z, X, -Z), (o + X + Z, Y, -Z), (o + X + Y + Z, -X, -Z), (o + Y + Z, -Y, -Z), (o + Z, X, Y)]
+    return [Rectangle(origin, u, v, textures[k % len(textures)]) for k, (origin, u, v) in enumerate(faces)]
+
+
+def random_scene(rng: np.random.Generator, photos: list[np.ndarray]) -> list[Rectangle]:
+    """Ground, two or three walls and some boxes around the origin, textured with crops of `photos`."""
+    def tex():
+        return random_texture(rng, photos)
+
+    scene = [Rectangle(np.array([-6.0, -6.0, 0.0]), np.array([12.0, 0, 0]), np.array([0, 12.0, 0]), tex())]
+    for k in range(rng.integers(2, 4)):
+        angle = k * np.pi / 2 + rng.uniform(-0.2, 0.2)
+        d = np.array([np.cos(angle), np.sin(angle), 0.0])
+        side = np.array([-d[1], d[0], 0.0])
+        distance, height = rng.uniform(4, 6), rng.uniform(2, 4)
+        scene.append(Rectangle(d * distance - side * 6 + [0, 0, height], side * 12, np.array([0, 0, -height]), tex()))
+    for _ in range(rng.integers(2, 6)):
+        size = rng.uniform(0.4, 1.5, 3)
+        scene += box(np.append(rng.uniform(-2.5, 2.5, 2), 0.0), *size, [tex() for _ in range(3)])
+    return scene
+
+
+def random_camera(
+    rng: np.random.Generator, size: tuple[int, int], target: np.ndarray, angle: float | None = None, focal: float | None = None
+) -> Camera:
+    """A camera 2-3.5 units from `target` horizontally (inside the walls), 0.5-2 units up, at
+    azimuth `angle` (random if None), looking at `target` with some jitter."""
+    w, h = size
+    f = focal or w * rng.uniform(0.7, 1.2)
+    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    angle = rng.uniform(0, 2 * np.pi) if angle is None else angle
+    distance = rng.uniform(2, 3.5)
+    eye = target + np.array([np.cos(angle) * distance, np.sin(angle) * distance, rng.uniform(0.5, 2.0)])
+    R, t = look_at(eye, target + rng.normal(0, 0.3, 3))
+    return Camera(K, R, t, size)
