@@ -10,7 +10,8 @@ from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.train.megadepth import MegaDepthConf, MegaDepthPairs
 from sfm_reweight.train.scannet import ScanNetConf, ScanNetPairs
 from sfm_reweight.train.supervision import coarse_supervision
-from sfm_reweight.train.trainer import collate, training_losses
+from sfm_reweight.train.data_mix import collate
+from sfm_reweight.train.trainer import training_losses
 from sfm_reweight.train.warps import warp_from_batch
 from sfm_reweight.model.eloftr import ELoFTR
 

@@ -8,7 +8,7 @@ from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.synthetic_scene import Camera, Rectangle, look_at, render
 from sfm_reweight.train.supervision import coarse_supervision
 from sfm_reweight.train.synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
-from sfm_reweight.train.trainer import collate
+from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.warps import warp_from_batch
 
 

@@ -10,6 +10,7 @@ import torch
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.train import trainer
+from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
 from sfm_reweight.train.supervision import coarse_supervision, fine_supervision
 from sfm_reweight.train.warps import DepthWarp, HomographyWarp
@@ -103,7 +104,7 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
     torch.manual_seed(0)
     model = ELoFTR("lite").train()
     data = HomographyPairs(photos, HomographyPairConf(size=(128, 96), occluder_prob=0.5))
-    batch = trainer.collate([data[0], data[1]], torch.device("cpu"))
+    batch = collate([data[0], data[1]], torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     weights = trainer.confs["lite-homography"]["loss_weights"]
     first = None
@@ -136,3 +137,15 @@ def test_resume_continues_exactly(photos, tmp_path):
     assert (split / "loss.png").stat().st_size > 0 and (split / "val.csv").exists()
     with pytest.raises(ValueError, match="another configuration"):
         trainer.main(trainer.merge_conf(conf, {"lr": 0.5}), split)
+
+
+def test_data_mix_is_deterministic_per_step(photos):
+    from sfm_reweight.train.data_mix import batch_items, build_sources
+
+    data_conf = {"folder": str(photos), "size": [96, 64], "seed": 1, "mix": {"homography": 0.5, "synthetic": 0.5}}
+    sources = build_sources(data_conf)
+    kinds = [batch_items(sources, data_conf, step, 1)[0] for step in range(12)]
+    assert set(kinds) == {"homography", "synthetic"}
+    kind, items = batch_items(sources, data_conf, 7, 1)
+    kind_again, items_again = batch_items(sources, data_conf, 7, 1)
+    assert kind == kind_again and torch.equal(items[0]["image1"], items_again[0]["image1"])

@@ -1,6 +1,6 @@
 """Training loop: resumable, NaN-guarded, logged; `python -m sfm_reweight.train.trainer --help`.
 
-    python -m sfm_reweight.train.trainer --conf lite-homography --output outputs/train/lite
+    python -m sfm_reweight.train.trainer --conf lite-mix --output outputs/train/lite
     # interrupted? the same command resumes from outputs/train/lite/last.pt (step, optimizer,
     # scheduler and data position); --fresh starts over (the old run is kept as last.pt.bak).
 
@@ -28,7 +28,7 @@ from ..metrics import corner_error, error_auc, ransac_homography
 from ..model.config import merge_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
-from .homography_pairs import HomographyPairConf, HomographyPairs
+from .data_mix import batch_items, build_sources, collate
 from .losses import coarse_loss, fine_loss, matchability_loss, subpixel_loss
 from .supervision import coarse_supervision, fine_supervision
 from .warps import HomographyWarp, warp_from_batch
@@ -42,7 +42,7 @@ MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
 confs = {
     "lite-homography": {
         "model": {"name": "lite"},
-        "data": {"folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0},
+        "data": {"folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0, "mix": {"homography": 1.0}},
         "steps": 20000,
         "batch_size": 4,
         "lr": 1e-3,
@@ -61,6 +61,9 @@ confs = {
         "deterministic": True,
     },
 }
+# Homography pairs (planar, any rotation and zoom) and rendered 3D scenes (parallax, occlusion).
+confs["lite-mix"] = copy.deepcopy(confs["lite-homography"])
+confs["lite-mix"]["data"]["mix"] = {"homography": 0.5, "synthetic": 0.5}
 
 
 def lr_factor(step: int, conf: dict) -> float:
@@ -69,10 +72,6 @@ def lr_factor(step: int, conf: dict) -> float:
         return 0.1 + 0.9 * step / conf["warmup_steps"]
     progress = min(1.0, (step - conf["warmup_steps"]) / max(1, conf["steps"] - conf["warmup_steps"]))
     return conf["min_lr_ratio"] + (1 - conf["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def collate(items: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
 
 
 def training_losses(model: ELoFTR, batch: dict, weights: dict) -> dict[str, torch.Tensor]:
@@ -183,8 +182,8 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
 
     data_conf = conf["data"]
-    data = HomographyPairs(data_conf["folder"], HomographyPairConf(size=tuple(data_conf["size"]), seed=data_conf["seed"]))
-    val_data = HomographyPairs(data_conf["folder"], HomographyPairConf(size=tuple(data_conf["size"]), seed=10_000 + data_conf["seed"]))
+    sources = build_sources(data_conf)
+    val_data = build_sources({**data_conf, "mix": {"homography": 1.0}}, seed_offset=10_000)["homography"]
     val_pairs = [val_data[k] for k in range(conf["val_pairs"])]
     amp = conf["mixed_precision"] and device.type == "cuda"
 
@@ -208,7 +207,8 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
     try:
         while step < end:
             start = time.time()
-            batch = collate([data[step * conf["batch_size"] + k] for k in range(conf["batch_size"])], device)
+            _, items = batch_items(sources, data_conf, step, conf["batch_size"])
+            batch = collate(items, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 terms = training_losses(model, batch, conf["loss_weights"])
             if not torch.isfinite(terms["total"]):
@@ -252,7 +252,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conf", default="lite-homography", choices=sorted(confs))
+    parser.add_argument("--conf", default="lite-mix", choices=sorted(confs))
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)")
     parser.add_argument("--steps", type=int, help="total steps of the schedule")

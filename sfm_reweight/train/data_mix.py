@@ -1,0 +1,64 @@
+"""The training data mix: which datasets feed a run, and the deterministic batch of each step.
+
+A batch holds pairs of one kind (their tensors differ); the kind of step s is drawn with the mix
+weights from a generator seeded by (seed, s), and so are the items of the finite datasets (with
+replacement, as the official RandomConcatSampler). The infinite synthetic datasets take items
+s*batch .. s*batch+batch-1. A resumed run therefore sees exactly the batches of an uninterrupted one.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from .homography_pairs import HomographyPairConf, HomographyPairs
+from .megadepth import MegaDepthConf, MegaDepthPairs
+from .scannet import ScanNetPairs
+from .synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
+
+SYNTHETIC = ("homography", "synthetic")
+
+
+def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
+    """Datasets named in data_conf["mix"] (default: homography pairs only).
+
+    data_conf: folder (photos for the synthetic kinds), size [w, h], seed, mix {kind: weight};
+    megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
+    """
+    size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
+    sources: dict[str, Dataset] = {}
+    for kind in data_conf.get("mix", {"homography": 1.0}):
+        if kind == "homography":
+            sources[kind] = HomographyPairs(data_conf["folder"], HomographyPairConf(size=size, seed=seed))
+        elif kind == "synthetic":
+            sources[kind] = SyntheticScenePairs(data_conf["folder"], SyntheticPairConf(size=size, seed=seed))
+        elif kind == "megadepth":
+            md = data_conf["megadepth"]
+            conf = MegaDepthConf(resize=md.get("resize", 832))
+            sources[kind] = ConcatDataset([MegaDepthPairs(md["root"], Path(p), conf) for p in md["scene_infos"]])
+        elif kind == "scannet":
+            sn = data_conf["scannet"]
+            sources[kind] = ScanNetPairs(sn["root"], sn["index"], sn["intrinsics"])
+        else:
+            raise ValueError(f"unknown training data kind {kind!r}; expected homography, synthetic, megadepth or scannet")
+    return sources
+
+
+def batch_items(sources: dict[str, Dataset], data_conf: dict, step: int, batch_size: int) -> tuple[str, list[dict]]:
+    """The kind and the items of the batch of `step`."""
+    mix = data_conf.get("mix", {"homography": 1.0})
+    kinds = list(mix)
+    rng = np.random.default_rng([data_conf["seed"], step])
+    weights = np.array([mix[k] for k in kinds], float)
+    kind = kinds[0] if len(kinds) == 1 else kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+    source = sources[kind]
+    if kind in SYNTHETIC:
+        indices = [step * batch_size + k for k in range(batch_size)]
+    else:
+        indices = rng.integers(len(source), size=batch_size).tolist()
+    return kind, [source[i] for i in indices]
+
+
+def collate(items: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
