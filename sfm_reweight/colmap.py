@@ -1,0 +1,191 @@
+"""pycolmap glue shared by reconstruction and triangulation: a COLMAP database filled from our HDF5
+files, geometric verification, model files and a one-line model summary.
+
+pycolmap 4.2.1 behaviour relied on (reference/hloc.md 3): `import_images` needs the database file
+to exist and leaves out, with a log line, images it cannot read; a `TwoViewGeometry` written without
+`config` is silently ignored by mapping and triangulation, so verified pairs written here always
+carry one; the database takes keypoints in COLMAP's convention (pixel corner at 0), ours + 0.5.
+"""
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pycolmap
+from tqdm import tqdm
+
+from . import cli
+from .io import MissingEntryError, Pair, read_keypoints, read_matches
+
+logger = logging.getLogger(__name__)
+
+
+def num_threads(requested: int | None = None) -> int:
+    return requested or min(os.cpu_count() or 1, 16)
+
+
+@contextmanager
+def colmap_logging(verbose: bool) -> Iterator[None]:
+    """pycolmap's own log lines: all of them when verbose, else warnings and errors only."""
+    previous = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if verbose else 1
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
+
+
+def new_database(path: Path) -> Path:
+    """An empty database at `path` (an existing one is replaced: the database is derived data)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    pycolmap.Database.open(path).close()
+    return path
+
+
+def import_images(
+    database: Path, image_dir: Path, names: Sequence[str], camera_mode: str, options: dict[str, Any]
+) -> dict[str, int]:
+    """Add images (size and EXIF focal read from the files) with cameras per `camera_mode` (auto,
+    single, per_folder, per_image) and ImageReaderOptions `options`. Returns name -> image id;
+    images pycolmap cannot read are reported and left out."""
+    mode = pycolmap.CameraMode.__members__[camera_mode.upper()]
+    reader_options = pycolmap.ImageReaderOptions(options)
+    pycolmap.import_images(database, image_dir, mode, image_names=list(names), options=reader_options)
+    db = pycolmap.Database.open(database)
+    ids = {image.name: image.image_id for image in db.read_all_images()}
+    db.close()
+    missing = [n for n in names if n not in ids]
+    if missing:
+        logger.warning("%d unreadable images left out of the reconstruction: %s", len(missing), cli.short_list(missing))
+    return ids
+
+
+def database_from_model(database: Path, reconstruction: pycolmap.Reconstruction) -> dict[str, int]:
+    """Write a model's cameras, rigs, frames and images into the database with their ids; returns
+    name -> image id."""
+    db = pycolmap.Database.open(database)
+    for camera in reconstruction.cameras.values():
+        db.write_camera(camera, use_camera_id=True)
+    for rig in reconstruction.rigs.values():
+        db.write_rig(rig, use_rig_id=True)
+    for frame in reconstruction.frames.values():
+        db.write_frame(frame, use_frame_id=True)
+    for image in reconstruction.images.values():
+        db.write_image(image, use_image_id=True)
+    db.close()
+    return {image.name: image_id for image_id, image in reconstruction.images.items()}
+
+
+def import_features(
+    database: Path,
+    image_ids: dict[str, int],
+    pairs: Sequence[Pair],
+    features: Path,
+    matches: Path,
+    min_match_score: float | None = None,
+    verified_config: pycolmap.TwoViewGeometryConfiguration | None = None,
+) -> dict[str, int]:
+    """Write the keypoints (+0.5) of every image in `image_ids` and the matches of every pair of
+    them; with `verified_config`, the matches are also written as verified two-view geometries of
+    that configuration (no geometric verification). Images without keypoints get none and pairs
+    without matches are skipped; returns counts of what was written and skipped."""
+    stats = dict.fromkeys(("images", "images_without_keypoints", "pairs", "pairs_without_matches", "matches"), 0)
+    db = pycolmap.Database.open(database)
+    with h5py.File(features, "r") as ffeat, h5py.File(matches, "r") as fmatch:
+        with_keypoints = set()
+        for name, image_id in tqdm(image_ids.items(), desc="database: keypoints", unit="image"):
+            if name in ffeat:
+                db.write_keypoints(image_id, read_keypoints(ffeat, name) + 0.5)
+                with_keypoints.add(name)
+            else:
+                db.write_keypoints(image_id, np.zeros((0, 2), np.float32))
+        stats["images"] = len(with_keypoints)
+        stats["images_without_keypoints"] = len(image_ids) - len(with_keypoints)
+        for name0, name1 in tqdm(pairs, desc="database: matches", unit="pair"):
+            if name0 not in with_keypoints or name1 not in with_keypoints:
+                continue
+            try:
+                m, scores = read_matches(fmatch, name0, name1)
+            except MissingEntryError:
+                stats["pairs_without_matches"] += 1
+                continue
+            if min_match_score is not None:
+                m = m[scores >= min_match_score]
+            m = m.astype(np.uint32)
+            db.write_matches(image_ids[name0], image_ids[name1], m)
+            if verified_config is not None:
+                geometry = pycolmap.TwoViewGeometry(config=verified_config, inlier_matches=m)
+                db.write_two_view_geometry(image_ids[name0], image_ids[name1], geometry)
+            stats["pairs"] += 1
+            stats["matches"] += len(m)
+    db.close()
+    if stats["images_without_keypoints"] or stats["pairs_without_matches"]:
+        logger.warning(
+            "%d images have no keypoints in %s and %d pairs no matches in %s (skipped: unreadable images at matching?)",
+            stats["images_without_keypoints"], features, stats["pairs_without_matches"], matches,
+        )
+    return stats
+
+
+def verify(
+    database: Path,
+    two_view_options: dict[str, Any],
+    threads: int,
+    reference: pycolmap.Reconstruction | None = None,
+) -> tuple[int, int]:
+    """Geometric verification of every matched pair: RANSAC on the matches, or with a `reference`
+    model, the epipolar geometry of its known poses. Returns (verified pairs, inlier matches)."""
+    options = pycolmap.TwoViewGeometryOptions(two_view_options)
+    if reference is None:
+        pycolmap.geometric_verification(
+            database, pycolmap.GeometricVerifierOptions(num_threads=threads), two_view_geometry_options=options
+        )
+    else:
+        pycolmap.guided_geometric_verification(
+            reference, database, two_view_geometry_options=options, num_threads=threads
+        )
+    db = pycolmap.Database.open(database)
+    counts = db.num_verified_image_pairs(), db.num_inlier_matches()
+    db.close()
+    return counts
+
+
+def staging_dir(path: Path) -> Path:
+    """An empty hidden folder inside `path` where a model is written before `move_model_files`."""
+    tmp = Path(path) / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_model(reconstruction: pycolmap.Reconstruction, path: Path) -> None:
+    """Write the model's binary files into `path`, each renamed into place once complete."""
+    tmp = staging_dir(path)
+    reconstruction.write(tmp)
+    move_model_files(tmp, path)
+
+
+def move_model_files(src: Path, dst: Path) -> None:
+    """Move every file of the model folder `src` into `dst` (atomic renames), then remove `src`."""
+    for file in sorted(Path(src).iterdir()):
+        os.replace(file, Path(dst) / file.name)
+    Path(src).rmdir()
+
+
+def describe(reconstruction: pycolmap.Reconstruction, num_images: int) -> str:
+    """registered images / points / track length / reprojection error, in one line."""
+    return (
+        f"{reconstruction.num_reg_images()}/{num_images} images registered, {reconstruction.num_points3D()} points,"
+        f" mean track length {reconstruction.compute_mean_track_length():.2f},"
+        f" {reconstruction.compute_mean_observations_per_reg_image():.0f} observations per image,"
+        f" mean reprojection error {reconstruction.compute_mean_reprojection_error():.3f} px"
+    )

@@ -1,0 +1,380 @@
+"""hloc's file formats: features, matches and global-descriptor HDF5 files, pairs and image lists.
+
+Names: an image is named by its path relative to the image root, with `/`; that name keys every
+file (a `/` in it makes nested HDF5 groups). A pair is keyed `n0/n1` with `/` inside the names
+turned into `-` (hloc's `names_to_pair`; the legacy key joins them with `_`).
+
+Features file: a group per image with `keypoints` [N,2] float32 (x, y in original-image pixels,
+pixel-centre convention: the centre of the top-left pixel is (0, 0)), `scores` [N] and
+`image_size` [2] (w, h). Matches file: a group per pair with `matches0` [N0] int32 (index into
+image 1's keypoints, -1 for none) and `matching_scores0` [N0]. Global descriptors: a group per
+image with `global_descriptor` [D]. Readers also accept float16 keypoints, int16 `matches0`,
+`matches0` shorter than N0 and every legacy pair key.
+
+Writes are crash-safe: `atomic_h5` and `write_text_atomic` work on a temporary file renamed over
+the target only on success, so an interrupted run leaves the previous file (or none), never a
+truncated one.
+"""
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+Pair = tuple[str, str]
+
+
+class InputError(ValueError):
+    """Bad input found before any work; the one-line message names the file (and line)."""
+
+
+class MissingEntryError(KeyError):
+    """An image or pair that a file does not hold; the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
+    """hloc's pair key: `n0/n1` with `/` inside the names turned into `-`."""
+    return separator.join((name0.replace("/", "-"), name1.replace("/", "-")))
+
+
+def names_to_pair_old(name0: str, name1: str) -> str:
+    """The legacy pair key, joined with `_`."""
+    return names_to_pair(name0, name1, separator="_")
+
+
+def list_images(image_dir: Path) -> list[str]:
+    """Names (relative paths with `/`) of the image files under `image_dir`, recursively, sorted."""
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError(f"{image_dir}: image folder not found")
+    return sorted(
+        p.relative_to(image_dir).as_posix()
+        for p in image_dir.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def read_image_list(path: Path) -> list[str]:
+    """First token of every line (so lists with intrinsics work too); blank lines and `#` skipped."""
+    return [line.split()[0] for line in _lines(path)]
+
+
+def collect_image_names(
+    image_list: Path | Sequence[str] | None = None,
+    features: Path | None = None,
+    image_dir: Path | None = None,
+) -> list[str]:
+    """Image names from a list (file or sequence), else a features file, else an image folder."""
+    if image_list is not None:
+        return read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
+    if features is not None:
+        return list_h5_names(features)
+    if image_dir is not None:
+        return list_images(image_dir)
+    raise ValueError("give an image list, a features file or an image folder")
+
+
+# --- pairs text ---------------------------------------------------------------------------------
+
+
+def read_pairs(
+    path: Path,
+    image_dir: Path | None = None,
+    known_names: Iterable[str] | None = None,
+    allow_empty: bool = False,
+) -> list[Pair]:
+    """`name0 name1` per line (blank lines and `#` comments skipped), in file order.
+
+    Every name must be a file under `image_dir` and/or one of `known_names` when given; a bad line
+    raises InputError naming the file and line, before the caller does any work.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pairs file not found")
+    known = None if known_names is None else set(known_names)
+    checked: dict[str, str | None] = {}  # name -> why it is unknown (None: fine)
+
+    def problem(name: str) -> str | None:
+        if name not in checked:
+            why = None
+            if image_dir is not None and not (Path(image_dir) / name).is_file():
+                why = f"image {name!r} not found in {image_dir}"
+            elif known is not None and name not in known:
+                why = f"unknown image {name!r}"
+            checked[name] = why
+        return checked[name]
+
+    pairs = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            tokens = line.split()
+            if not tokens or tokens[0].startswith("#"):
+                continue
+            if len(tokens) != 2:
+                raise InputError(f"{path}:{lineno}: expected 'name0 name1', got {line.strip()!r}")
+            for name in tokens:
+                if why := problem(name):
+                    raise InputError(f"{path}:{lineno}: {why}")
+            pairs.append((tokens[0], tokens[1]))
+    if not pairs and not allow_empty:
+        raise InputError(f"{path}: no pairs in the file")
+    return pairs
+
+
+def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
+    """One `name0 name1` line per pair, written atomically."""
+    write_text_atomic(path, "".join(f"{a} {b}\n" for a, b in pairs))
+
+
+def unique_pairs(pairs: Iterable[Pair]) -> list[Pair]:
+    """Pairs in first-seen order without self-pairs and without repeats in either orientation."""
+    seen: set[Pair] = set()
+    out = []
+    for a, b in pairs:
+        if a != b and (a, b) not in seen and (b, a) not in seen:
+            seen.add((a, b))
+            out.append((a, b))
+    return out
+
+
+def output_paths(
+    output: str, pairs: Path, export_dir: Path | None, features: Path | None, matches: Path | None
+) -> tuple[Path, Path]:
+    """hloc's naming of a matching stage's files: `feats_<output>.h5` and `<output>_<pairs stem>.h5`
+    in `export_dir`, unless given explicitly."""
+    if (features is None or matches is None) and export_dir is None:
+        raise InputError("give an export folder, or both the features and the matches paths")
+    features = Path(features) if features is not None else Path(export_dir, f"feats_{output}.h5")
+    matches = Path(matches) if matches is not None else Path(export_dir, f"{output}_{Path(pairs).stem}.h5")
+    return features, matches
+
+
+def _lines(path: Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    return [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+# --- crash-safe writes ----------------------------------------------------------------------------
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_file(tmp: Path, path: Path) -> None:
+    """Move a fully written temporary file over `path` (fsync, atomic rename, fsync the folder)."""
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def temporary_path(path: Path) -> Path:
+    """The hidden sibling a crash-safe write of `path` works on."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    tmp.write_text(text)
+    commit_file(tmp, path)
+
+
+@contextmanager
+def atomic_h5(path: Path, copy_existing: bool = True) -> Iterator[h5py.File]:
+    """An HDF5 file to write into: a temporary copy of `path` (empty if `path` does not exist or
+    `copy_existing` is False), renamed over `path` only when the block completes. An exception or a
+    kill inside the block leaves `path` untouched (a leftover temporary file is replaced next time)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    tmp.unlink(missing_ok=True)
+    if copy_existing and path.exists():
+        shutil.copyfile(path, tmp)
+    try:
+        with h5py.File(tmp, "a") as f:
+            yield f
+        commit_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- HDF5 readers and writers ---------------------------------------------------------------------
+
+
+@contextmanager
+def h5_source(source: Path | h5py.Group) -> Iterator[h5py.Group]:
+    """An open file or group as is, or a path opened read-only for the block."""
+    if isinstance(source, h5py.Group):
+        yield source
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{path}: HDF5 file not found")
+    with h5py.File(path, "r") as f:
+        yield f
+
+
+def list_h5_names(source: Path | h5py.Group) -> list[str]:
+    """The parent path of every dataset, i.e. image names in a features or descriptors file and
+    pair keys in a matches file, in sorted order."""
+    names: set[str] = set()
+    with h5_source(source) as f:
+        f.visititems(lambda name, obj: names.add(name.rpartition("/")[0]) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(names)
+
+
+def _group(f: h5py.Group, name: str, what: str) -> h5py.Group:
+    if name not in f:
+        raise MissingEntryError(f"{f.file.filename}: no {what} for image {name!r}")
+    return f[name]
+
+
+def read_keypoints(source: Path | h5py.Group, name: str) -> np.ndarray:
+    """[N,2] float32 keypoints of an image (float16 files are widened)."""
+    with h5_source(source) as f:
+        return _group(f, name, "keypoints")["keypoints"][()].astype(np.float32)
+
+
+def read_image_size(source: Path | h5py.Group, name: str) -> np.ndarray | None:
+    """(w, h) of an image, or None when the file does not store it (hloc's match_dense does not)."""
+    with h5_source(source) as f:
+        grp = _group(f, name, "features")
+        return grp["image_size"][()].astype(np.int64) if "image_size" in grp else None
+
+
+def write_features(
+    f: h5py.Group,
+    name: str,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    image_size: Sequence[int],
+    **extra: np.ndarray,
+) -> None:
+    """Replace `name`'s group with keypoints [N,2] (float32), scores [N], image_size (w, h) and any
+    extra datasets (e.g. `descriptors` [D,N])."""
+    if name in f:
+        del f[name]
+    grp = f.create_group(name)
+    grp.create_dataset("keypoints", data=np.asarray(keypoints, np.float32).reshape(-1, 2))
+    grp.create_dataset("scores", data=np.asarray(scores, np.float32))
+    grp.create_dataset("image_size", data=np.asarray(image_size, np.int32))
+    for key, value in extra.items():
+        grp.create_dataset(key, data=value)
+
+
+def find_pair(f: h5py.Group, name0: str, name1: str) -> tuple[str, bool]:
+    """(key, reversed) of the pair in a matches file, trying (0,1), (1,0), legacy (0,1), legacy (1,0)."""
+    for key, reverse in (
+        (names_to_pair(name0, name1), False),
+        (names_to_pair(name1, name0), True),
+        (names_to_pair_old(name0, name1), False),
+        (names_to_pair_old(name1, name0), True),
+    ):
+        if key in f and "matches0" in f[key]:
+            return key, reverse
+    raise MissingEntryError(f"{f.file.filename}: no matches for the pair ({name0!r}, {name1!r})")
+
+
+def has_pair(f: h5py.Group, name0: str, name1: str) -> bool:
+    """Whether the matches file holds the pair under any key form."""
+    try:
+        find_pair(f, name0, name1)
+    except MissingEntryError:
+        return False
+    return True
+
+
+def read_matches(source: Path | h5py.Group, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matches of (name0, name1): [M,2] int64 keypoint indices (column 0 into name0's keypoints) and
+    [M] float32 scores (1 when the file has none).
+
+    int16 `matches0` (hloc's match_features casts with `.short()`) get their index wraparound
+    undone: values below -1 are indices above 32767.
+    """
+    with h5_source(source) as f:
+        key, reverse = find_pair(f, name0, name1)
+        grp = f[key]
+        matches0 = grp["matches0"][()]
+        if matches0.dtype == np.int16:
+            matches0 = np.where(matches0 < -1, matches0.astype(np.int64) + 2**16, matches0)
+        matches0 = matches0.astype(np.int64)
+        idx0 = np.flatnonzero(matches0 > -1)
+        matches = np.stack([idx0, matches0[idx0]], -1)
+        if "matching_scores0" in grp:
+            scores = grp["matching_scores0"][()][idx0].astype(np.float32)
+        else:
+            scores = np.ones(len(idx0), np.float32)
+    return (matches[:, ::-1].copy() if reverse else matches), scores
+
+
+def write_matches(f: h5py.Group, name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray) -> None:
+    """Replace the pair's group (new key form) with matches0 [N0] int32 and matching_scores0 [N0] float32."""
+    key = names_to_pair(name0, name1)
+    if key in f:
+        del f[key]
+    grp = f.create_group(key)
+    grp.create_dataset("matches0", data=np.asarray(matches0, np.int32))
+    grp.create_dataset("matching_scores0", data=np.asarray(scores0, np.float32))
+
+
+def read_global_descriptors(source: Path | h5py.Group, names: Sequence[str]) -> np.ndarray:
+    """[len(names), D] float32 global descriptors, as stored (no normalisation)."""
+    with h5_source(source) as f:
+        if not names:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([_group(f, n, "global descriptor")["global_descriptor"][()] for n in names]).astype(np.float32)
+
+
+def write_global_descriptor(f: h5py.Group, name: str, descriptor: np.ndarray) -> None:
+    """Replace `name`'s group with global_descriptor [D] (float32)."""
+    if name in f:
+        del f[name]
+    f.create_group(name).create_dataset("global_descriptor", data=np.asarray(descriptor, np.float32))
+
+
+class KeypointReader:
+    """Keypoints by image name from several features files (the first file holding a name wins);
+    the files stay open until `close()`."""
+
+    def __init__(self, paths: Iterable[Path]):
+        self.files = [h5py.File(p, "r") for p in paths if Path(p).exists()]
+        self.where = {}
+        for f in reversed(self.files):
+            self.where.update(dict.fromkeys(list_h5_names(f), f))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.where
+
+    def __call__(self, name: str) -> np.ndarray:
+        return read_keypoints(self.where[name], name)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def __enter__(self) -> "KeypointReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

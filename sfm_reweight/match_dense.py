@@ -1,0 +1,301 @@
+"""Semi-dense matching of a pairs file into hloc's features and matches files (reference/hloc.md 2.4).
+
+    python -m sfm_reweight.match_dense --pairs pairs.txt --image_dir images/ --export_dir outputs/ \
+        [--conf eloftr_lite] [--features_ref feats-ref.h5] [--max_kps 8192]
+
+Three passes, each with memory bounded whatever the number of pairs:
+1. match: the matcher runs over the pairs in fixed chunks (batched inside a chunk); every finished
+   chunk becomes a shard of the raw-match store next to the matches file (raw_matches.py);
+2. keypoints: every image that needs keypoints gets them from the raw points of all of its pairs,
+   one image at a time (keypoint_aggregation.py); images already in the features file or in
+   `features_ref` keep their keypoints (fixed);
+3. matches: every pair's raw matches are assigned to the final keypoints of both images.
+Passes 2 and 3 write temporary copies of the features and matches files that are renamed into
+place at the end, features first. An interrupted run never damages either file, and a rerun
+resumes from the stored raw matches and writes the same files as an uninterrupted run. The raw
+store is deleted once both files are in place (unless `keep_raw`).
+
+EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refines image 1's to
+sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
+new image gets the refined points (hloc does the same).
+"""
+
+import argparse
+import functools
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Container, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import cli
+from .image_io import ImageReadError, read_image, to_gray_float
+from .io import (
+    InputError,
+    KeypointReader,
+    Pair,
+    atomic_h5,
+    has_pair,
+    output_paths,
+    read_pairs,
+    unique_pairs,
+    write_features,
+    write_matches,
+)
+from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
+from .matcher import Matcher
+from .raw_matches import RawMatchStore
+
+logger = logging.getLogger(__name__)
+
+_base = {
+    "output": "matches-eloftr-lite",
+    "matcher": {"name": "lite", "resize_max": 1024},  # a Matcher configuration (matcher.py)
+    "weights": "default",
+    "max_error": 1.0,  # px: a raw point joins a keypoint at most this far away
+    "cell_size": 1,  # px: at most one keypoint per cell of this size (at least max_error)
+    "max_kps": 8192,  # keypoints kept per image (highest scores); None: all
+    "batch_size": None,  # pairs per network call; None: 4 on CUDA, 1 on CPU
+    "chunk_size": 64,  # pairs per raw-store shard (the work a kill can lose)
+    "keep_raw": False,  # keep the raw-match store after success
+}
+confs: dict[str, dict[str, Any]] = {
+    "eloftr_lite": _base,  # best quality, many keypoints: small scenes
+    "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
+    "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": {"name": "full", "resize_max": 1024}},
+    "eloftr_full_aachen": {
+        **_base,
+        "output": "matches-eloftr-full-aachen",
+        "matcher": {"name": "full", "resize_max": 1024},
+        "max_error": 2.0,
+        "cell_size": 8,
+    },
+}
+
+
+class PairMatcher(Protocol):
+    """What match_dense needs from a matcher (`Matcher` or a stand-in): results in input order with
+    keypoints0/keypoints1 [M,2] (original pixels, pixel centres), confidence [M], image_size0/1 (w, h)."""
+
+    def match_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[dict]: ...
+
+
+class ImageCache:
+    """Grayscale float images by name, the last few kept; unreadable images are reported once and
+    remembered in `failed` (name -> reason)."""
+
+    def __init__(self, image_dir: Path, size: int = 4):
+        self.image_dir = Path(image_dir)
+        self.failed: dict[str, str] = {}
+        self._load = functools.lru_cache(maxsize=size)(self._read)
+
+    def _read(self, name: str) -> np.ndarray:
+        return to_gray_float(read_image(self.image_dir / name), str(self.image_dir / name))
+
+    def __call__(self, name: str) -> np.ndarray | None:
+        if name in self.failed:
+            return None
+        try:
+            return self._load(name)
+        except (ImageReadError, ValueError) as e:
+            self.failed[name] = str(e)
+            logger.warning("skipping the pairs of an unreadable image: %s", e)
+            return None
+
+
+def match_into_store(
+    matcher: PairMatcher,
+    pairs: Sequence[Pair],
+    image_dir: Path,
+    fixed: Container[str],
+    store: RawMatchStore,
+    chunk_size: int,
+    batch_size: int,
+) -> dict[str, str]:
+    """Match the pairs missing from the store, chunk by chunk (chunks are fixed slices of `pairs`,
+    so a resumed run batches exactly like an uninterrupted one). Returns the unreadable images."""
+    images = ImageCache(image_dir)
+    with tqdm(total=sum(p not in store for p in pairs), desc="match_dense: matching", unit="pair") as bar:
+        for start in range(0, len(pairs), chunk_size):
+            chunk = [p for p in pairs[start : start + chunk_size] if p not in store]
+            if not chunk:
+                continue
+            queue: deque[tuple[Pair, bool]] = deque()  # pairs handed to the matcher, in order
+
+            def inputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                for name0, name1 in chunk:
+                    swap = name1 in fixed and name0 not in fixed
+                    image0, image1 = images(name1 if swap else name0), images(name0 if swap else name1)
+                    if image0 is None or image1 is None:
+                        bar.update()
+                        continue
+                    queue.append(((name0, name1), swap))
+                    yield image0, image1
+
+            results = {}
+            for out in matcher.match_pairs(inputs(), batch_size):
+                pair, swap = queue.popleft()
+                a, b = (1, 0) if swap else (0, 1)
+                results[pair] = {
+                    "keypoints0": out[f"keypoints{a}"],
+                    "keypoints1": out[f"keypoints{b}"],
+                    "scores": out["confidence"],
+                    "image_size0": out[f"image_size{a}"],
+                    "image_size1": out[f"image_size{b}"],
+                }
+                bar.update()
+            store.add(results)
+    return images.failed
+
+
+def write_keypoints(
+    store: RawMatchStore, pairs: Sequence[Pair], names: Iterable[str], conf: dict, f: h5py.File
+) -> int:
+    """Aggregate the raw points of each image in `names` over its pairs into keypoints, written to
+    `f`; returns the number of keypoints."""
+    sides: dict[str, list[tuple[Pair, int]]] = {name: [] for name in names}
+    for pair in pairs:
+        for side, name in enumerate(pair):
+            if name in sides:
+                sides[name].append((pair, side))
+    total = 0
+    for name, occurrences in tqdm(sides.items(), desc="match_dense: keypoints", unit="image"):
+        size = store.image_size(*occurrences[0])
+        accumulator = BinAccumulator(size, conf["cell_size"], conf["max_error"])
+        for pair, side in occurrences:
+            raw = store.read(pair, (f"keypoints{side}", "scores"))
+            accumulator.add(raw[f"keypoints{side}"], raw["scores"])
+        keypoints, scores = accumulator.keypoints(conf["max_kps"])
+        write_features(f, name, keypoints, scores, size)
+        total += len(keypoints)
+    return total
+
+
+def write_pair_matches(
+    store: RawMatchStore, pairs: Sequence[Pair], keypoints: KeypointReader, max_error: float, f: h5py.File
+) -> int:
+    """Assign each pair's raw matches to the keypoints of its images and write matches0; returns
+    the number of matches."""
+    index = functools.lru_cache(maxsize=16)(lambda name: KeypointIndex(keypoints(name), max_error))
+    total = 0
+    for name0, name1 in tqdm(pairs, desc="match_dense: matches", unit="pair"):
+        raw = store.read((name0, name1))
+        index0, index1 = index(name0), index(name1)
+        matches, scores = one_to_one(index0(raw["keypoints0"]), index1(raw["keypoints1"]), raw["scores"])
+        write_matches(f, name0, name1, *to_matches0(matches, scores, len(index0)))
+        total += len(matches)
+    return total
+
+
+def main(
+    conf: str | dict,
+    pairs: Path,
+    image_dir: Path,
+    export_dir: Path | None = None,
+    matches: Path | None = None,
+    features: Path | None = None,
+    features_ref: Path | Sequence[Path] | None = None,
+    overwrite: bool = False,
+    matcher: PairMatcher | None = None,
+) -> tuple[Path, Path]:
+    """Match the pairs of `pairs` (images under `image_dir`) into a features and a matches file.
+
+    conf: a name in `confs` or a dict overlaid on one. Outputs default to hloc's names in
+    `export_dir`; pairs already in the matches file are skipped (their images keep their keypoints)
+    unless `overwrite`, which rebuilds both files from this run alone. `features_ref`: files whose
+    keypoints are kept fixed. `matcher`: anything with `Matcher.match_pairs` (default: a `Matcher`
+    from the configuration). Returns (features path, matches path).
+    """
+    conf = cli.resolve_conf(confs, conf)
+    features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
+    refs = [Path(features_ref)] if isinstance(features_ref, (str, Path)) else [Path(p) for p in features_ref or []]
+    for ref in refs:
+        if not ref.is_file():
+            raise InputError(f"{ref}: reference features file not found")
+    listed = read_pairs(pairs, image_dir=image_dir)  # fails on unknown images before any work
+    unique = unique_pairs(listed)
+    todo = unique
+    if matches.exists() and not overwrite:
+        with h5py.File(matches, "r") as f:
+            todo = [p for p in unique if not has_pair(f, *p)]
+    raw_dir = matches.with_suffix(".raw")
+    if raw_dir.exists() and (overwrite or not todo):
+        shutil.rmtree(raw_dir)  # stale: rebuilt from scratch, or left by a run killed after its last write
+    if not todo:
+        logger.info("match_dense: all %d pairs of %s are already in %s.", len(unique), pairs, matches)
+        return features, matches
+
+    start_time = time.time()
+    store = RawMatchStore(raw_dir, {"matcher": conf["matcher"], "weights": conf["weights"]})
+    resumed = sum(p in store for p in todo)
+    with KeypointReader(refs if overwrite else [*refs, features]) as fixed:
+        if resumed < len(todo) and matcher is None:
+            matcher = Matcher(conf["matcher"], weights=conf["weights"])
+        batch_size = conf["batch_size"] or (4 if torch.cuda.is_available() else 1)
+        failed = match_into_store(matcher, todo, image_dir, fixed, store, conf["chunk_size"], batch_size)
+        done = [p for p in todo if p in store]
+        names = list(dict.fromkeys(n for p in done for n in p))
+        new = [n for n in names if n not in fixed]
+    num_keypoints = 0
+    if new:
+        with atomic_h5(features, copy_existing=not overwrite) as f:
+            num_keypoints = write_keypoints(store, done, new, conf, f)
+    with KeypointReader([features, *refs]) as keypoints, atomic_h5(matches, copy_existing=not overwrite) as f:
+        num_matches = write_pair_matches(store, done, keypoints, conf["max_error"], f)
+    if conf["keep_raw"]:
+        store.close()
+    else:
+        store.delete()
+
+    skipped = ""
+    if failed:
+        unreadable = cli.short_list(list(failed))
+        skipped = f"; {len(todo) - len(done)} pairs skipped for {len(failed)} unreadable images ({unreadable})"
+    logger.info(
+        "match_dense: %d pairs listed in %s (%d repeated or self-pairs, %d already in %s); %d pairs matched"
+        " (%d resumed from an interrupted run)%s; %d images got new keypoints (%.0f per image, max_kps %s),"
+        " %d kept fixed ones; %d matches (%.0f per pair) written to %s, keypoints to %s; %.1f s.",
+        len(listed), pairs, len(listed) - len(unique), len(unique) - len(todo), matches.name, len(done), resumed,
+        skipped, len(new), num_keypoints / max(len(new), 1), conf["max_kps"], len(names) - len(new),
+        num_matches, num_matches / max(len(done), 1), matches, features, time.time() - start_time,
+    )
+    return features, matches
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=Path, required=True)
+    parser.add_argument("--image_dir", type=Path, required=True)
+    parser.add_argument("--export_dir", type=Path)
+    parser.add_argument("--features", type=Path, help="output features file (default: in export_dir)")
+    parser.add_argument("--matches", type=Path, help="output matches file (default: in export_dir)")
+    parser.add_argument("--features_ref", type=Path, nargs="+", help="features files whose keypoints stay fixed")
+    parser.add_argument("--conf", default="eloftr_lite", choices=list(confs))
+    parser.add_argument("--weights", help="matcher weights: a shipped name or a checkpoint path")
+    parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
+    parser.add_argument("--batch_size", type=int)
+    parser.add_argument("--overwrite", action="store_true")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    overrides = {k: getattr(args, k) for k in ("weights", "max_kps", "batch_size") if getattr(args, k) is not None}
+    cli.run(
+        main,
+        {"name": args.conf, **overrides},
+        args.pairs,
+        args.image_dir,
+        args.export_dir,
+        matches=args.matches,
+        features=args.features,
+        features_ref=args.features_ref,
+        overwrite=args.overwrite,
+    )

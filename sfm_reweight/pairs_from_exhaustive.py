@@ -1,0 +1,55 @@
+"""Exhaustive pairs: every unordered pair of a set of images, or every query with every reference.
+
+    python -m sfm_reweight.pairs_from_exhaustive --image_dir images/ --output pairs.txt
+    python -m sfm_reweight.pairs_from_exhaustive --image_list queries.txt --ref_features feats.h5 --output pairs.txt
+"""
+
+import argparse
+import logging
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+
+from . import cli
+from .io import InputError, Pair, collect_image_names, write_pairs
+
+logger = logging.getLogger(__name__)
+
+
+def main(
+    output: Path,
+    image_list: Path | Sequence[str] | None = None,
+    features: Path | None = None,
+    image_dir: Path | None = None,
+    ref_list: Path | Sequence[str] | None = None,
+    ref_features: Path | None = None,
+) -> list[Pair]:
+    """Write all pairs (i < j, in list order) of the images named by `image_list`, `features` or
+    `image_dir`; with references (`ref_list` or `ref_features`), every (image, reference) pair
+    except an image with itself."""
+    names = collect_image_names(image_list, features, image_dir)
+    if not names:
+        raise InputError("pairs_from_exhaustive: no images")
+    if ref_list is None and ref_features is None:
+        pairs = list(combinations(names, 2))
+    else:
+        refs = collect_image_names(ref_list, ref_features)
+        pairs = [(n, r) for n in names for r in refs if n != r]
+    write_pairs(output, pairs)
+    logger.info("pairs_from_exhaustive: %d pairs of %d images written to %s.", len(pairs), len(names), output)
+    return pairs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--image_list", type=Path)
+    parser.add_argument("--features", type=Path)
+    parser.add_argument("--image_dir", type=Path)
+    parser.add_argument("--ref_list", type=Path)
+    parser.add_argument("--ref_features", type=Path)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    cli.run(main, **vars(parse_args()))

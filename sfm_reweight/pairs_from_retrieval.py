@@ -1,0 +1,119 @@
+"""Pairs from image retrieval: each query with its top-k database images by global-descriptor
+similarity (dot product of the descriptors as stored, as hloc does; extractors L2-normalise).
+
+    python -m sfm_reweight.pairs_from_retrieval --descriptors global.h5 --output pairs.txt \
+        --num_matched 20 --query_prefix query/ --db_prefix db/
+"""
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from . import cli
+from .io import InputError, Pair, list_h5_names, read_global_descriptors, read_image_list, write_pairs
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 1024  # score-matrix rows computed at once (bounded memory for large query sets)
+
+
+def top_k(scores: np.ndarray, invalid: np.ndarray, k: int, min_score: float | None = None) -> list[tuple[int, int]]:
+    """(row, column) pairs of the k best valid columns of every row of `scores` [R,C], best first
+    (ties: lower column first), dropping invalid entries and scores below `min_score`."""
+    scores = np.where(invalid, -np.inf, scores)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    keep = np.isfinite(best) if min_score is None else np.isfinite(best) & (best >= min_score)
+    rows, ranks = np.nonzero(keep)
+    return list(zip(rows.tolist(), order[rows, ranks].tolist()))
+
+
+def select_names(
+    names: Sequence[str],
+    prefix: str | Sequence[str] | None = None,
+    image_list: Path | Sequence[str] | None = None,
+    model: Path | None = None,
+) -> list[str]:
+    """The names selected by a list (file or sequence), the images of a COLMAP model, or a prefix
+    (a string or several); all names if none is given."""
+    if image_list is not None:
+        selected = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
+    elif model is not None:
+        selected = [im.name for im in pycolmap.Reconstruction(model).images.values()]
+    elif prefix is not None:
+        prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+        return [n for n in names if n.startswith(prefixes)]
+    else:
+        return list(names)
+    known = set(names)
+    missing = [n for n in selected if n not in known]
+    if missing:
+        raise InputError(f"{len(missing)} selected images have no global descriptor, e.g. {missing[0]!r}")
+    return selected
+
+
+def main(
+    descriptors: Path,
+    output: Path,
+    num_matched: int,
+    query_prefix: str | Sequence[str] | None = None,
+    query_list: Path | Sequence[str] | None = None,
+    db_prefix: str | Sequence[str] | None = None,
+    db_list: Path | Sequence[str] | None = None,
+    db_model: Path | None = None,
+    db_descriptors: Path | Sequence[Path] | None = None,
+    min_score: float | None = None,
+) -> list[Pair]:
+    """Write `query db` pairs, each query's `num_matched` most similar database images (never itself).
+
+    Queries and database images come from `descriptors`; the database ones from `db_descriptors`
+    (one file or several) when given.
+    """
+    db_files = [descriptors] if db_descriptors is None else (
+        [db_descriptors] if isinstance(db_descriptors, (str, Path)) else list(db_descriptors)
+    )
+    queries = select_names(list_h5_names(descriptors), query_prefix, query_list)
+    name_to_file = {n: f for f in db_files for n in list_h5_names(f)}
+    db_names = select_names(list(name_to_file), db_prefix, db_list, db_model)
+    if not queries or not db_names:
+        raise InputError(f"{descriptors}: {len(queries)} query and {len(db_names)} database images selected")
+
+    by_file = {f: [n for n in db_names if name_to_file[n] == f] for f in db_files}
+    db_names = [n for names in by_file.values() for n in names]  # the row order of db_desc
+    db_desc = np.concatenate([read_global_descriptors(f, names) for f, names in by_file.items() if names])
+    db_array = np.array(db_names, dtype=object)
+    pairs = []
+    for start in range(0, len(queries), CHUNK_ROWS):
+        chunk = queries[start : start + CHUNK_ROWS]
+        scores = read_global_descriptors(descriptors, chunk) @ db_desc.T
+        invalid = np.array(chunk, dtype=object)[:, None] == db_array[None]
+        pairs += [(chunk[r], db_names[c]) for r, c in top_k(scores, invalid, num_matched, min_score)]
+    write_pairs(output, pairs)
+    logger.info(
+        "pairs_from_retrieval: %d pairs for %d queries against %d database images (top %d) written to %s.",
+        len(pairs), len(queries), len(db_names), num_matched, output,
+    )
+    return pairs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--descriptors", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--num_matched", type=int, required=True)
+    parser.add_argument("--query_prefix", nargs="+")
+    parser.add_argument("--query_list", type=Path)
+    parser.add_argument("--db_prefix", nargs="+")
+    parser.add_argument("--db_list", type=Path)
+    parser.add_argument("--db_model", type=Path)
+    parser.add_argument("--db_descriptors", type=Path, nargs="+")
+    parser.add_argument("--min_score", type=float)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    cli.run(main, **vars(parse_args()))

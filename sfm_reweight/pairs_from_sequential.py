@@ -1,0 +1,81 @@
+"""Sequential pairs for videos and image sequences: each image with the next `window_size` images,
+plus optional loop closures found by retrieval among images further apart in the sequence.
+
+The sequence order is the image list's order, else the names sorted.
+
+    python -m sfm_reweight.pairs_from_sequential --image_dir frames/ --output pairs.txt --window_size 5 \
+        --loop_descriptors global.h5 --num_loop_closures 5
+"""
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import cli
+from .io import InputError, Pair, collect_image_names, read_global_descriptors, unique_pairs, write_pairs
+from .pairs_from_retrieval import CHUNK_ROWS, top_k
+
+logger = logging.getLogger(__name__)
+
+
+def main(
+    output: Path,
+    image_list: Path | Sequence[str] | None = None,
+    features: Path | None = None,
+    image_dir: Path | None = None,
+    window_size: int = 5,
+    loop_descriptors: Path | None = None,
+    num_loop_closures: int = 5,
+    loop_min_gap: int | None = None,
+    loop_min_score: float | None = None,
+) -> list[Pair]:
+    """Write (i, i+1), ..., (i, i+window_size) for every image i of the sequence; with
+    `loop_descriptors` (a global-descriptors file) also each image's `num_loop_closures` most
+    similar images at least `loop_min_gap` positions away (default: beyond the window)."""
+    names = collect_image_names(image_list, features, image_dir)
+    if image_list is None:
+        names = sorted(names)
+    if not names:
+        raise InputError("pairs_from_sequential: no images")
+    if window_size < 1:
+        raise ValueError(f"window_size must be at least 1, got {window_size}")
+    pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + window_size + 1, len(names)))]
+    num_window = len(pairs)
+
+    if loop_descriptors is not None:
+        gap = window_size + 1 if loop_min_gap is None else loop_min_gap
+        desc = read_global_descriptors(loop_descriptors, names)
+        index = np.arange(len(names))
+        for start in range(0, len(names), CHUNK_ROWS):
+            rows = index[start : start + CHUNK_ROWS]
+            invalid = np.abs(rows[:, None] - index[None]) < gap
+            found = top_k(desc[rows] @ desc.T, invalid, num_loop_closures, loop_min_score)
+            pairs += [(names[min(start + r, c)], names[max(start + r, c)]) for r, c in found]
+    pairs = unique_pairs(pairs)
+    write_pairs(output, pairs)
+    logger.info(
+        "pairs_from_sequential: %d pairs of %d images (%d within a window of %d, %d loop closures) written to %s.",
+        len(pairs), len(names), num_window, window_size, len(pairs) - num_window, output,
+    )
+    return pairs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--image_list", type=Path)
+    parser.add_argument("--features", type=Path)
+    parser.add_argument("--image_dir", type=Path)
+    parser.add_argument("--window_size", type=int, default=5)
+    parser.add_argument("--loop_descriptors", type=Path)
+    parser.add_argument("--num_loop_closures", type=int, default=5)
+    parser.add_argument("--loop_min_gap", type=int)
+    parser.add_argument("--loop_min_score", type=float)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    cli.run(main, **vars(parse_args()))

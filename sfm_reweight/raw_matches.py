@@ -1,0 +1,115 @@
+"""The resumable store of raw semi-dense matches: match_dense's work in progress.
+
+A folder of HDF5 shards, one per chunk of pairs. A shard is written to a temporary file and renamed
+into place once complete, so a killed run loses at most the chunk in flight and never leaves a
+damaged shard; a rerun skips every stored pair. A shard of K pairs holds `names` [K,2] (image 0,
+image 1), `image_sizes` [K,2,2] ((w, h) of image 0 and of image 1), `offsets` [K+1] into the
+concatenated `keypoints0`, `keypoints1` [M,2] float32 (original-image pixels, pixel-centre
+convention) and `scores` [M] float32. `identity.json` records what made the matches (matcher
+configuration and weights): a rerun with anything else fails instead of mixing results.
+"""
+
+import json
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .io import InputError, Pair, commit_file, temporary_path, write_text_atomic
+
+FIELDS = ("keypoints0", "keypoints1", "scores")
+
+
+class RawMatchStore:
+    """Raw matches by pair (name0, name1), in the pair's orientation."""
+
+    def __init__(self, root: Path, identity: dict[str, Any], max_open: int = 16):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(identity, sort_keys=True, default=str)
+        identity_path = self.root / "identity.json"
+        if not identity_path.exists():
+            write_text_atomic(identity_path, text)
+        elif identity_path.read_text() != text:
+            raise InputError(
+                f"{identity_path}: stored matches come from {identity_path.read_text()}, this run uses {text};"
+                " delete the folder or rerun with overwrite"
+            )
+        for stale in self.root.glob(".*.tmp"):
+            stale.unlink()
+        self.shards = sorted(self.root.glob("shard-*.h5"))
+        self.index: dict[Pair, tuple[int, int]] = {}  # pair -> (shard, position in the shard)
+        self.offsets: list[np.ndarray] = []
+        self.image_sizes: list[np.ndarray] = []
+        for s, path in enumerate(self.shards):
+            with h5py.File(path, "r") as f:
+                self._register(s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()])
+        self.max_open = max_open
+        self.open_files: OrderedDict[int, h5py.File] = OrderedDict()
+
+    def _register(self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray) -> None:
+        self.offsets.append(offsets)
+        self.image_sizes.append(image_sizes)
+        for i, (name0, name1) in enumerate(names):
+            self.index[(str(name0), str(name1))] = (shard, i)
+
+    def __contains__(self, pair: Pair) -> bool:
+        return tuple(pair) in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, results: dict[Pair, dict[str, np.ndarray]]) -> None:
+        """Store a chunk of pairs as one new shard. Each result has keypoints0/keypoints1 [M,2],
+        scores [M] and image_size0/image_size1 (w, h)."""
+        if not results:
+            return
+        names = np.array(list(results), dtype=object).reshape(-1, 2)
+        offsets = np.r_[0, np.cumsum([len(r["scores"]) for r in results.values()])].astype(np.int64)
+        image_sizes = np.array([[r["image_size0"], r["image_size1"]] for r in results.values()], np.int64)
+        path = self.root / f"shard-{len(self.shards):06d}.h5"
+        tmp = temporary_path(path)
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("names", data=names, dtype=h5py.string_dtype())
+            f.create_dataset("offsets", data=offsets)
+            f.create_dataset("image_sizes", data=image_sizes)
+            for key in FIELDS:
+                shape = (-1, 2) if key.startswith("keypoints") else (-1,)
+                data = np.concatenate([np.asarray(r[key], np.float32).reshape(shape) for r in results.values()])
+                f.create_dataset(key, data=data)
+        commit_file(tmp, path)
+        self.shards.append(path)
+        self._register(len(self.shards) - 1, names, offsets, image_sizes)
+
+    def _file(self, shard: int) -> h5py.File:
+        f = self.open_files.pop(shard, None)
+        if f is None:
+            f = h5py.File(self.shards[shard], "r")
+        self.open_files[shard] = f
+        if len(self.open_files) > self.max_open:
+            self.open_files.popitem(last=False)[1].close()
+        return f
+
+    def read(self, pair: Pair, fields: tuple[str, ...] = FIELDS) -> dict[str, np.ndarray]:
+        """The pair's stored arrays among keypoints0, keypoints1, scores."""
+        shard, i = self.index[tuple(pair)]
+        lo, hi = self.offsets[shard][i : i + 2]
+        f = self._file(shard)
+        return {key: f[key][lo:hi] for key in fields}
+
+    def image_size(self, pair: Pair, side: int) -> tuple[int, int]:
+        """(w, h) of the pair's image 0 or 1."""
+        shard, i = self.index[tuple(pair)]
+        w, h = self.image_sizes[shard][i, side]
+        return int(w), int(h)
+
+    def close(self) -> None:
+        while self.open_files:
+            self.open_files.popitem()[1].close()
+
+    def delete(self) -> None:
+        self.close()
+        shutil.rmtree(self.root)

@@ -1,0 +1,188 @@
+"""Structure from Motion from our features and matches files: a COLMAP database, geometric
+verification, incremental (or global) mapping, the largest model written to `sfm_dir`.
+
+    python -m sfm_reweight.reconstruction --sfm_dir sfm/ --image_dir images/ --pairs pairs.txt \
+        --features feats.h5 --matches matches.h5 [--conf incremental|global] \
+        [--camera_mode single --camera_model PINHOLE --camera_params 1200,640,480 --no_refine_intrinsics] \
+        [--mapper_options ba_global_max_num_iterations=30 ...]
+
+Writes `sfm_dir/database.db` (rebuilt on every run), every model under `sfm_dir/models/<i>/` and
+the largest one's `*.bin` into `sfm_dir`.
+"""
+
+import argparse
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pycolmap
+
+from . import cli, colmap
+from .io import InputError, read_image_list, read_pairs, unique_pairs
+
+logger = logging.getLogger(__name__)
+
+_base: dict[str, Any] = {
+    "mapper": "incremental",  # incremental | global (GLOMAP, in pycolmap 4.x)
+    "camera_mode": "auto",  # auto | single | per_folder | per_image
+    "camera_model": "SIMPLE_RADIAL",  # COLMAP camera model of new cameras
+    "camera_params": None,  # known intrinsics, e.g. "f,cx,cy" for SIMPLE_PINHOLE (None: from EXIF or a guess)
+    "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
+    "min_match_score": None,  # drop matches scoring below this before verification
+    "skip_geometric_verification": False,  # trust the matches as they are
+    "two_view": {"ransac": {"max_num_trials": 20000, "min_inlier_ratio": 0.1}},  # TwoViewGeometryOptions
+    "image_options": {},  # more ImageReaderOptions
+    "mapper_options": {},  # Incremental-/GlobalPipelineOptions, nested dicts allowed
+    "num_threads": None,  # None: all cores up to 16
+    "seed": 0,  # random seed of the mapper (deterministic runs)
+}
+confs: dict[str, dict[str, Any]] = {
+    "incremental": _base,
+    "global": {**_base, "mapper": "global"},
+}
+
+
+def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The pipeline options of the configured mapper as a nested dict."""
+    fixed = {"focal_length": False, "principal_point": False, "extra_params": False}
+    if conf["mapper"] == "incremental":
+        options: dict[str, Any] = {"num_threads": threads, "random_seed": conf["seed"]}
+        if not conf["refine_intrinsics"]:
+            options.update({f"ba_refine_{k}": v for k, v in fixed.items()})
+            options["mapper"] = {"abs_pose_refine_focal_length": False, "abs_pose_refine_extra_params": False}
+    else:
+        gpu = pycolmap.has_cuda
+        options = {
+            "num_threads": threads,
+            "random_seed": conf["seed"],
+            "mapper": {
+                "global_positioning": {"use_gpu": gpu},
+                "bundle_adjustment": {"ceres": {"use_gpu": gpu}},
+            },
+        }
+        if not conf["refine_intrinsics"]:
+            options["mapper"]["bundle_adjustment"].update({f"refine_{k}": v for k, v in fixed.items()})
+    return cli.deep_update(options, conf["mapper_options"])
+
+
+def main(
+    conf: str | dict,
+    sfm_dir: Path,
+    image_dir: Path,
+    pairs: Path,
+    features: Path,
+    matches: Path,
+    image_list: Path | Sequence[str] | None = None,
+    verbose: bool = False,
+) -> pycolmap.Reconstruction | None:
+    """Reconstruct the images of `pairs` (or of `image_list`); returns the largest model, or None
+    when no model could be built."""
+    conf = cli.resolve_conf(confs, conf)
+    if conf["mapper"] not in ("incremental", "global"):
+        raise InputError(f"unknown mapper {conf['mapper']!r}; expected 'incremental' or 'global'")
+    for path in (features, matches):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: file not found")
+    pair_list = unique_pairs(read_pairs(pairs, image_dir=image_dir))  # fails on unknown images first
+    if image_list is not None:
+        names = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
+    else:
+        names = list(dict.fromkeys(n for p in pair_list for n in p))
+    sfm_dir = Path(sfm_dir)
+    sfm_dir.mkdir(parents=True, exist_ok=True)
+    threads = colmap.num_threads(conf["num_threads"])
+    start_time = time.time()
+
+    with colmap.colmap_logging(verbose):
+        database = colmap.new_database(sfm_dir / "database.db")
+        image_options = {"camera_model": conf["camera_model"], **conf["image_options"]}
+        if conf["camera_params"] is not None:
+            params = conf["camera_params"]
+            image_options["camera_params"] = params if isinstance(params, str) else ",".join(map(str, params))
+        image_ids = colmap.import_images(database, image_dir, names, conf["camera_mode"], image_options)
+        skip = conf["skip_geometric_verification"]
+        config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED if skip else None
+        stats = colmap.import_features(
+            database, image_ids, pair_list, features, matches, conf["min_match_score"], config
+        )
+        if skip:
+            verified = stats["pairs"], stats["matches"]
+        else:
+            verified = colmap.verify(database, conf["two_view"], threads)
+        logger.info(
+            "reconstruction: %d of %d pairs verified (%d inlier matches).", verified[0], stats["pairs"], verified[1]
+        )
+
+        models_dir = sfm_dir / "models"
+        shutil.rmtree(models_dir, ignore_errors=True)  # models of an earlier run
+        models_dir.mkdir()
+        options = mapper_options(conf, threads)
+        if conf["mapper"] == "incremental":
+            options = pycolmap.IncrementalPipelineOptions(options)
+            models = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
+        else:
+            models = pycolmap.global_mapping(database, image_dir, models_dir, pycolmap.GlobalPipelineOptions(options))
+
+    if not models:
+        logger.error(
+            "reconstruction: no model could be built from %d images and %d verified pairs (%s).",
+            len(image_ids), verified[0], sfm_dir,
+        )
+        return None
+    largest = max(models.values(), key=lambda r: r.num_reg_images())
+    colmap.write_model(largest, sfm_dir)
+    registered = {largest.images[i].name for i in largest.reg_image_ids()}
+    unregistered = [n for n in image_ids if n not in registered]
+    logger.info(
+        "reconstruction (%s): %d images imported, %d pairs with %d matches, %d verified; %d models, the largest"
+        " written to %s: %s%s; %.1f s.",
+        conf["mapper"], len(image_ids), stats["pairs"], stats["matches"], verified[0], len(models), sfm_dir,
+        colmap.describe(largest, len(image_ids)),
+        f" (not registered: {cli.short_list(unregistered)})" if unregistered else "",
+        time.time() - start_time,
+    )
+    return largest
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sfm_dir", type=Path, required=True)
+    parser.add_argument("--image_dir", type=Path, required=True)
+    parser.add_argument("--pairs", type=Path, required=True)
+    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--matches", type=Path, required=True)
+    parser.add_argument("--image_list", type=Path)
+    parser.add_argument("--conf", default="incremental", choices=list(confs))
+    parser.add_argument("--camera_mode", choices=["auto", "single", "per_folder", "per_image"])
+    parser.add_argument("--camera_model")
+    parser.add_argument("--camera_params", help="known intrinsics, comma-separated in the model's order")
+    parser.add_argument("--no_refine_intrinsics", action="store_true")
+    parser.add_argument("--min_match_score", type=float)
+    parser.add_argument("--skip_geometric_verification", action="store_true")
+    parser.add_argument("--image_options", nargs="+", help="ImageReaderOptions as key=value")
+    parser.add_argument("--mapper_options", nargs="+", help="pipeline options as key=value (dotted keys nest)")
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    conf: dict[str, Any] = {"name": args.conf}
+    for key in ("camera_mode", "camera_model", "camera_params", "min_match_score"):
+        if getattr(args, key) is not None:
+            conf[key] = getattr(args, key)
+    if args.no_refine_intrinsics:
+        conf["refine_intrinsics"] = False
+    if args.skip_geometric_verification:
+        conf["skip_geometric_verification"] = True
+    conf["image_options"] = cli.parse_options(args.image_options)
+    conf["mapper_options"] = cli.parse_options(args.mapper_options)
+    return conf
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    cli.run(main, conf_from_args(args), args.sfm_dir, args.image_dir, args.pairs, args.features, args.matches,
+            args.image_list, args.verbose)

@@ -1,0 +1,135 @@
+"""reconstruction and triangulation on a synthetic scene: pycolmap.synthesize_dataset gives cameras
+and 3D points; their projections (with noise, clutter and wrong matches) are written in our HDF5
+formats and reconstructed; the result is compared with the ground truth after a Sim(3)."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pycolmap
+import pytest
+
+from sfm_reweight import reconstruction, triangulation
+from sfm_reweight.io import InputError, write_features, write_matches, write_pairs
+from sfm_reweight.keypoint_aggregation import to_matches0
+
+NUM_IMAGES, WIDTH, HEIGHT, PARAMS = 8, 320, 240, [300.0, 160.0, 120.0]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("scene")
+    options = pycolmap.SyntheticDatasetOptions(
+        num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=NUM_IMAGES, num_points3D=300,
+        camera_width=WIDTH, camera_height=HEIGHT, camera_model_id=pycolmap.CameraModelId.SIMPLE_PINHOLE,
+        camera_params=PARAMS, num_points2D_without_point3D=0,
+    )
+    pycolmap.set_random_seed(0)
+    gt = pycolmap.synthesize_dataset(options)
+    (root / "gt").mkdir()
+    gt.write(root / "gt")
+    (root / "images").mkdir()
+    for image in gt.images.values():
+        pycolmap.Bitmap.from_array(np.full((HEIGHT, WIDTH), 128, np.uint8)).write(root / "images" / image.name)
+    (root / "images" / "broken.png").write_bytes(b"not an image")
+
+    rng = np.random.default_rng(0)
+    point_ids = {}
+    with h5py.File(root / "features.h5", "w") as f:
+        for image in gt.images.values():
+            xy = np.array([p.xy for p in image.points2D]) - 0.5  # COLMAP corner convention -> ours
+            ids = np.array([p.point3D_id for p in image.points2D])
+            order = rng.permutation(len(xy))
+            clutter = rng.uniform(0, (WIDTH - 1, HEIGHT - 1), (30, 2))
+            keypoints = np.concatenate([xy[order] + rng.normal(0, 0.3, xy.shape), clutter])
+            point_ids[image.name] = np.concatenate([ids[order], np.full(30, -1)])
+            write_features(f, image.name, keypoints, np.ones(len(keypoints)), (WIDTH, HEIGHT))
+    names = sorted(point_ids)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    with h5py.File(root / "matches.h5", "w") as f:
+        for a, b in pairs:
+            common, i0, i1 = np.intersect1d(point_ids[a], point_ids[b], return_indices=True)
+            m = np.stack([i0, i1], -1)[common >= 0]
+            wrong = rng.choice(len(m), len(m) // 20, replace=False)  # 5% wrong matches
+            m[wrong, 1] = rng.permutation(m[wrong, 1])
+            write_matches(f, a, b, *to_matches0(m, rng.uniform(0.5, 1, len(m)), len(point_ids[a])))
+    write_pairs(root / "pairs.txt", pairs)
+    write_pairs(root / "pairs-broken.txt", [*pairs, ("broken.png", names[0])])
+    return {"root": root, "gt": gt, "images": root / "images", "features": root / "features.h5", "matches": root / "matches.h5"}
+
+
+def assert_matches_ground_truth(model: pycolmap.Reconstruction, gt: pycolmap.Reconstruction, tolerance: float) -> None:
+    """Camera centres within `tolerance` x the scene extent of the ground truth after a Sim(3)."""
+    names = sorted(im.name for im in gt.images.values())
+    centers = [np.array([r.find_image_with_name(n).projection_center() for n in names]) for r in (model, gt)]
+    sim = pycolmap.estimate_sim3d(centers[0], centers[1])
+    error = np.linalg.norm(sim * centers[0] - centers[1], axis=1)
+    extent = np.linalg.norm(centers[1] - centers[1].mean(0), axis=1).max()
+    assert error.max() < tolerance * extent, (error, extent)
+
+
+def test_incremental_reconstruction(scene, tmp_path, caplog):
+    sfm = tmp_path / "sfm"
+    with caplog.at_level("INFO"):
+        model = reconstruction.main(
+            "incremental", sfm, scene["images"], scene["root"] / "pairs-broken.txt", scene["features"], scene["matches"]
+        )
+    assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() > 250
+    assert model.compute_mean_reprojection_error() < 1.0 and model.compute_mean_track_length() > 5
+    assert_matches_ground_truth(model, scene["gt"], 0.01)
+    assert "unreadable images left out" in caplog.text and "broken.png" in caplog.text
+    assert f"{NUM_IMAGES}/{NUM_IMAGES} images registered" in caplog.text
+    for name in ("cameras.bin", "images.bin", "points3D.bin", "database.db", "models/0/images.bin"):
+        assert (sfm / name).is_file()
+    assert not (sfm / ".model.tmp").exists()
+    reread = pycolmap.Reconstruction(sfm)
+    assert reread.num_reg_images() == NUM_IMAGES and reread.num_points3D() == model.num_points3D()
+
+
+def test_global_mapping(scene, tmp_path):
+    model = reconstruction.main(
+        "global", tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
+    )
+    assert model.num_reg_images() == NUM_IMAGES and model.compute_mean_reprojection_error() < 1.0
+    assert_matches_ground_truth(model, scene["gt"], 0.01)
+
+
+def test_known_intrinsics_without_verification(scene, tmp_path):
+    conf = {
+        "camera_mode": "single", "camera_model": "SIMPLE_PINHOLE", "camera_params": PARAMS,
+        "refine_intrinsics": False, "skip_geometric_verification": True,  # pairs written with a config
+    }
+    model = reconstruction.main(
+        conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
+    )
+    assert model.num_reg_images() == NUM_IMAGES and model.num_cameras() == 1
+    assert next(iter(model.cameras.values())).params.tolist() == PARAMS
+    assert_matches_ground_truth(model, scene["gt"], 0.01)
+
+
+def test_triangulation_with_known_poses(scene, tmp_path):
+    model = triangulation.main(
+        "default", tmp_path / "tri", scene["root"] / "gt", scene["images"], scene["root"] / "pairs.txt",
+        scene["features"], scene["matches"],
+    )
+    gt = scene["gt"]
+    assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() > 250
+    assert model.compute_mean_reprojection_error() < 1.0
+    for image in gt.images.values():
+        pose = model.find_image_with_name(image.name).cam_from_world()
+        assert np.allclose(pose.matrix(), image.cam_from_world().matrix())
+    assert pycolmap.Reconstruction(tmp_path / "tri").num_points3D() == model.num_points3D()
+
+
+def test_unknown_images_fail_before_any_work(scene, tmp_path):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("camera000001_frame000000.png camera000001_frame000001.png\nmissing.png camera000001_frame000000.png\n")
+    with pytest.raises(InputError, match=r"pairs.txt:2: image 'missing.png' not found"):
+        reconstruction.main("incremental", tmp_path / "sfm", scene["images"], pairs, scene["features"], scene["matches"])
+    assert not (tmp_path / "sfm").exists()
+    with pytest.raises(InputError, match=r"pairs-broken.txt:\d+: unknown image 'broken.png'"):
+        triangulation.main("default", tmp_path / "tri", scene["root"] / "gt", scene["images"],
+                           scene["root"] / "pairs-broken.txt", scene["features"], scene["matches"])
+    assert not (tmp_path / "tri").exists()
+    with pytest.raises(InputError, match="file not found"):
+        reconstruction.main("incremental", tmp_path / "sfm", scene["images"], pairs, Path("absent.h5"), scene["matches"])
