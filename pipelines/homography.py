@@ -1,0 +1,241 @@
+"""Homography benchmark: several matchers side by side on HPatches- or Oxford-layout sequences.
+
+    python pipelines/homography.py --root ../shared/data/oxford_affine
+    python pipelines/homography.py --root hpatches-sequences-release --matchers ours sift --max-matches 1000
+
+Pairs: each sequence's first image with each other image. Every matcher sees the same images
+resized to the same long side (--resize, default 1024; never enlarged); the top --max-matches
+matches by score (default 1000, the LoFTR/ELoFTR HPatches protocol; 0 keeps all) go into an
+OpenCV RANSAC homography (3 px, in original pixels). Error: the mean distance of image 1's four
+corner pixels mapped by the estimate and by the ground truth, in original pixels (inf without an
+estimate); AUC@3/5/10 px. Precision: share of the kept matches within 3 px of the true H.
+
+Writes `results.json` and `curves.png` to --output and prints a markdown table.
+"""
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sfm_reweight import eval_datasets as ds
+from sfm_reweight.benchmarking import (
+    build_matchers,
+    markdown_table,
+    match_all,
+    plot_cumulative_errors,
+    top_k,
+    write_json,
+)
+from sfm_reweight.metrics import (
+    HOMOGRAPHY_THRESHOLDS_PX,
+    corner_error,
+    error_auc,
+    homography_precision,
+    ransac_homography,
+)
+
+logger = logging.getLogger("homography")
+
+LAYOUTS = {"auto": ds.read_homography_dataset, "hpatches": ds.read_hpatches, "oxford": ds.read_oxford}
+DEFAULT_MATCHERS = ("ours", "sift", "aliked+lightglue", "disk+lightglue")
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """AUC (%) of the corner errors, mean precision (%), matches and time per pair."""
+    errors = [r["corner_error"] for r in records]
+    aucs = (
+        error_auc(errors, list(HOMOGRAPHY_THRESHOLDS_PX))
+        if errors
+        else {t: float("nan") for t in HOMOGRAPHY_THRESHOLDS_PX}
+    )
+    mean = lambda key: float(np.mean([r[key] for r in records])) if records else float("nan")
+    return {
+        **{f"auc@{t:g}": 100.0 * aucs[t] for t in HOMOGRAPHY_THRESHOLDS_PX},
+        "precision": 100.0 * mean("precision"),
+        "matches": mean("matches"),
+        "time_s": mean("time_s"),
+        "pairs": len(records),
+        "failures": int(np.sum(~np.isfinite(errors))) if errors else 0,
+    }
+
+
+def table(summary: dict[str, dict[str, Any]]) -> str:
+    header = [
+        "matcher",
+        *(f"AUC@{t:g}px" for t in HOMOGRAPHY_THRESHOLDS_PX),
+        "precision %",
+        "matches/pair",
+        "s/pair",
+        "pairs",
+    ]
+    rows = [
+        [
+            label,
+            *(s[f"auc@{t:g}"] for t in HOMOGRAPHY_THRESHOLDS_PX),
+            s["precision"],
+            s["matches"],
+            s["time_s"],
+            s["pairs"],
+        ]
+        for label, s in summary.items()
+    ]
+    return markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
+
+
+def run(
+    root: str | Path,
+    output: str | Path,
+    matchers: tuple[str, ...] = DEFAULT_MATCHERS,
+    layout: str = "auto",
+    conf: str = "lite",
+    weights: str | None = "default",
+    eloftr_weights: str | None = None,
+    resize: int | None = 1024,
+    max_matches: int | None = 1000,
+    ransac_threshold: float = 3.0,
+    max_pairs: int | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and write results.json and curves.png to `output`; returns the results."""
+    pairs = LAYOUTS[layout](root)
+    if max_pairs:
+        pairs = pairs[:max_pairs]
+    specs = list(matchers) + (
+        ["eloftr"] if eloftr_weights and not any(s.startswith("eloftr") for s in matchers) else []
+    )
+    defaults = {"ours": {"conf": conf, "weights": weights}, "eloftr": {"weights": eloftr_weights}}
+    built, skipped = build_matchers(specs, device=device, defaults=defaults)
+    if not built:
+        raise RuntimeError("no matcher can run here: " + "; ".join(skipped.values()))
+
+    records: dict[str, list[dict]] = {m.label: [] for m in built}
+    for result in match_all(pairs, built, resize, skipped, desc=Path(root).name):
+        H = result.pair.H_0to1
+        for label, m in result.matches.items():
+            m = top_k(m, max_matches)
+            cv2.setRNGSeed(seed)
+            H_est = ransac_homography(m.kpts0, m.kpts1, ransac_threshold)
+            records[label].append(
+                {
+                    "pair": result.pair.name,
+                    "matches": len(m.kpts0),
+                    "time_s": m.time_s,
+                    "precision": homography_precision(m.kpts0, m.kpts1, H, ransac_threshold),
+                    "corner_error": corner_error(H_est, H, *result.size0),
+                }
+            )
+    records = {m.label: records[m.label] for m in built}  # matchers dropped while running are in `skipped`
+    summary = {label: summarize(r) for label, r in records.items()}
+
+    output = Path(output)
+    curves = plot_cumulative_errors(
+        {label: [r["corner_error"] for r in recs] for label, recs in records.items()},
+        max(HOMOGRAPHY_THRESHOLDS_PX),
+        "mean corner error (px, original resolution)",
+        f"{Path(root).name}: {len(pairs)} pairs, long side {resize or 'original'}, top {max_matches or 'all'} matches",
+        output / "curves.png",
+    )
+    results = {
+        "benchmark": "homography",
+        "root": str(root),
+        "layout": layout,
+        "command": command,
+        "settings": {
+            "resize": resize,
+            "max_matches": max_matches,
+            "ransac_threshold_px": ransac_threshold,
+            "seed": seed,
+            "pairs": len(pairs),
+        },
+        "matchers": {m.label: {"description": m.description, **m.info, **summary[m.label]} for m in built},
+        "skipped_matchers": skipped,
+        "table": table(summary),
+        "curves_png": str(curves),
+        "per_pair": records,
+    }
+    write_json(results, output / "results.json")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--root", type=Path, required=True, help="folder of sequence folders")
+    parser.add_argument(
+        "--layout", choices=tuple(LAYOUTS), default="auto", help="hpatches, oxford, or auto (per sequence)"
+    )
+    parser.add_argument("--output", type=Path, help="output folder (default outputs/homography/<root name>)")
+    parser.add_argument(
+        "--matchers",
+        nargs="+",
+        default=list(DEFAULT_MATCHERS),
+        help="matcher specs name[:key=value,...] (see sfm_reweight/baselines.py); default: %(default)s",
+    )
+    parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
+    parser.add_argument(
+        "--weights",
+        default="default",
+        help='weights of `ours` specs that give none: "default", a name, a path or "none"',
+    )
+    parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
+    parser.add_argument(
+        "--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)"
+    )
+    parser.add_argument(
+        "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
+    )
+    parser.add_argument("--ransac-threshold", type=float, default=3.0, help="pixels (default 3)")
+    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    parser.add_argument("--device", help="torch device (default cuda if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    results = run(
+        args.root,
+        args.output or Path("outputs/homography") / args.root.resolve().name,
+        tuple(args.matchers),
+        layout=args.layout,
+        conf=args.conf,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        eloftr_weights=args.eloftr_weights,
+        resize=args.resize or None,
+        max_matches=args.max_matches or None,
+        ransac_threshold=args.ransac_threshold,
+        max_pairs=args.max_pairs,
+        device=args.device,
+        seed=args.seed,
+        command=shlex.join(["python", "pipelines/homography.py", *(sys.argv[1:] if argv is None else argv)]),
+    )
+    s = results["settings"]
+    print(
+        f"\nHomography on {results['root']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
+        f"top {s['max_matches'] or 'all'} matches, RANSAC {s['ransac_threshold_px']:g} px):\n"
+    )
+    print(results["table"])
+    for spec, reason in results["skipped_matchers"].items():
+        print(f"\nskipped {spec}: {reason}")
+    print(f"\nResults: {Path(results['curves_png']).parent / 'results.json'}; curves: {results['curves_png']}")
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except (OSError, ValueError, RuntimeError) as e:
+        logger.error("%s", e)
+        sys.exit(1)

@@ -1,0 +1,210 @@
+"""Shared machinery of the relative-pose and homography benchmarks (pipelines/relative_pose.py,
+pipelines/homography.py): build the matchers, match every pair with every matcher on the same
+pixels, and report (markdown table, JSON, cumulative error curves).
+
+Per pair, the images are read once, turned upright (`EvalPair.rotation*`), converted to float
+[0,1] gray or RGB, and handed to every matcher through `baselines.match_resized` (same long side
+for all); keypoints come back in the stored images' pixels, so the ground truth applies as given.
+"""
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from .baselines import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
+from .eval_datasets import EvalPair, keypoints_to_stored, read_pair_images, upright_image
+from .image_io import ImageReadError, to_float_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PairResult:
+    """One pair matched by every matcher: sizes (w, h) of the stored images, matches per label."""
+
+    pair: EvalPair
+    size0: tuple[int, int]
+    size1: tuple[int, int]
+    matches: dict[str, Matches]
+
+
+def build_matchers(
+    specs: Sequence[str], device: str | None = None, defaults: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[BaseMatcher], dict[str, str]]:
+    """Matchers for the specs, and {spec: reason} for those that cannot run here (logged)."""
+    matchers, skipped = [], {}
+    for spec in specs:
+        try:
+            matcher = build_matcher(spec, device=device, defaults=defaults)
+        except MatcherUnavailable as err:
+            logger.warning("skipping %s: %s", spec, err)
+            skipped[spec] = str(err)
+            continue
+        if any(m.label == matcher.label for m in matchers):
+            raise ValueError(f"two matchers are labelled {matcher.label!r}: add label=... to one of the specs")
+        logger.info("%s: %s", matcher.label, matcher.description)
+        matchers.append(matcher)
+    return matchers, skipped
+
+
+def eval_images(pair: EvalPair) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
+    """The pair's upright float images ([H,W] or [H,W,3] in [0,1]) and the stored sizes (w, h)."""
+    image0, image1 = read_pair_images(pair)
+    size0, size1 = (image0.shape[1], image0.shape[0]), (image1.shape[1], image1.shape[0])
+    image0 = to_float_image(upright_image(image0, pair.rotation0), str(pair.image0))
+    image1 = to_float_image(upright_image(image1, pair.rotation1), str(pair.image1))
+    return image0, image1, size0, size1
+
+
+def match_all(
+    pairs: Sequence[EvalPair],
+    matchers: list[BaseMatcher],
+    resize: int | None,
+    skipped: dict[str, str] | None = None,
+    desc: str = "pairs",
+) -> Iterator[PairResult]:
+    """Match each pair with each matcher. One untimed warm-up call per matcher on the first pair; a
+    matcher that fails there is logged, recorded in `skipped` ({label: reason}) and removed from
+    `matchers` (in place). A pair whose image cannot be read is logged and skipped for every matcher."""
+    warm = False
+    for pair in tqdm(pairs, desc=desc, unit="pair"):
+        try:
+            image0, image1, size0, size1 = eval_images(pair)
+        except (ImageReadError, ValueError) as err:
+            logger.error("skipping pair %s: %s", pair.name, err)
+            continue
+        if not warm:
+            for matcher in list(matchers):
+                try:
+                    match_resized(matcher, image0, image1, resize)
+                except Exception as err:  # noqa: BLE001 - an optional matcher that cannot run here
+                    logger.error(
+                        "dropping %s: it failed on %s: %s: %s", matcher.label, pair.name, type(err).__name__, err
+                    )
+                    matchers.remove(matcher)
+                    if skipped is not None:
+                        skipped[matcher.label] = f"failed on the first pair: {type(err).__name__}: {err}"
+            if not matchers:
+                raise RuntimeError("every matcher failed on the first pair")
+            warm = True
+        results = {}
+        for matcher in matchers:
+            m = match_resized(matcher, image0, image1, resize)
+            m.kpts0 = keypoints_to_stored(m.kpts0, pair.rotation0, size0)
+            m.kpts1 = keypoints_to_stored(m.kpts1, pair.rotation1, size1)
+            results[matcher.label] = m
+        yield PairResult(pair, size0, size1, results)
+
+
+def top_k(matches: Matches, k: int | None) -> Matches:
+    """The k matches with the highest scores (all when k is None/0 or there are fewer)."""
+    if not k or len(matches.scores) <= k:
+        return matches
+    keep = np.argsort(-matches.scores, kind="stable")[:k]
+    return Matches(matches.kpts0[keep], matches.kpts1[keep], matches.scores[keep], matches.time_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+
+def format_cell(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: Sequence[int] | None = None) -> str:
+    """A GitHub markdown table; floats with `digits[i]` decimals (default 1); first column left-aligned."""
+    digits = digits or [1] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_cell(v, d) for v, d in zip(row, digits)) + " |")
+    return "\n".join(lines)
+
+
+def plot_cumulative_errors(
+    errors: dict[str, Sequence[float]], max_error: float, xlabel: str, title: str, path: str | Path
+) -> Path:
+    """Cumulative error curves (share of pairs with error <= x, x in [0, max_error]), one line per
+    matcher, written as a PNG (matplotlib Agg canvas; no global backend state)."""
+    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = np.linspace(0.0, max_error, 401)
+    for label, values in errors.items():
+        values = np.sort(np.asarray(values, np.float64))
+        share = np.searchsorted(values, xs, side="right") / max(len(values), 1) * 100.0
+        ax.plot(xs, share, label=f"{label} ({len(values)})", linewidth=1.8)
+    ax.set_xlim(0, max_error)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pairs with smaller error (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        publish(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def publish(tmp: str, path: Path) -> None:
+    """Rename a finished temporary file onto `path` with the usual permissions (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def json_ready(value: Any) -> Any:
+    """numpy values -> Python; inf/nan -> None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Atomically write `obj` as strict JSON (non-finite numbers become null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(json_ready(obj), f, indent=1, allow_nan=False)
+        publish(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
