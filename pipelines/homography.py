@@ -29,6 +29,7 @@ from sfm_reweight.benchmarking import (
     markdown_table,
     match_all,
     plot_cumulative_errors,
+    print_report,
     top_k,
     write_json,
 )
@@ -221,14 +222,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         command=shlex.join(["python", "pipelines/homography.py", *(sys.argv[1:] if argv is None else argv)]),
     )
     s = results["settings"]
-    print(
-        f"\nHomography on {results['root']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
-        f"top {s['max_matches'] or 'all'} matches, RANSAC {s['ransac_threshold_px']:g} px):\n"
+    print_report(
+        results,
+        f"Homography on {results['root']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
+        f"top {s['max_matches'] or 'all'} matches, RANSAC {s['ransac_threshold_px']:g} px)",
     )
-    print(results["table"])
-    for spec, reason in results["skipped_matchers"].items():
-        print(f"\nskipped {spec}: {reason}")
-    print(f"\nResults: {Path(results['curves_png']).parent / 'results.json'}; curves: {results['curves_png']}")
     return results
 
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from sfm_reweight import eval_datasets as ds
-from sfm_reweight.benchmarking import build_matchers, markdown_table, match_all, plot_cumulative_errors, write_json
+from sfm_reweight.benchmarking import build_matchers, markdown_table, match_all, plot_cumulative_errors, print_report, write_json
 from sfm_reweight.eval_datasets import EvalPair, intrinsics_for
 from sfm_reweight.metrics import (
     POSE_THRESHOLDS_DEG,
@@ -293,14 +293,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         command=shlex.join(["python", "pipelines/relative_pose.py", *(sys.argv[1:] if argv is None else argv)]),
     )
     s = results["settings"]
-    print(
-        f"\nRelative pose on {results['dataset']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
-        f"{s['ransac']} at {s['ransac_threshold_px']:g} px, {s['repeats']} run(s) per pair):\n"
+    print_report(
+        results,
+        f"Relative pose on {results['dataset']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
+        f"{s['ransac']} at {s['ransac_threshold_px']:g} px, {s['repeats']} run(s) per pair)",
     )
-    print(results["table"])
-    for spec, reason in results["skipped_matchers"].items():
-        print(f"\nskipped {spec}: {reason}")
-    print(f"\nResults: {Path(results['curves_png']).parent / 'results.json'}; curves: {results['curves_png']}")
     return results
 
 

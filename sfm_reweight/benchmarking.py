@@ -208,3 +208,12 @@ def write_json(obj: Any, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def print_report(results: dict[str, Any], header: str) -> None:
+    """The end-of-run summary of a benchmark: header, table, skipped matchers and output files."""
+    print(f"\n{header}:\n")
+    print(results["table"])
+    for spec, reason in results["skipped_matchers"].items():
+        print(f"\nskipped {spec}: {reason}")
+    print(f"\nResults: {Path(results['curves_png']).parent / 'results.json'}; curves: {results['curves_png']}")
