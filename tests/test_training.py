@@ -9,6 +9,7 @@ import torch
 
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.model.weights import model_from_checkpoint
 from sfm_reweight.train import trainer
 from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
@@ -128,15 +129,21 @@ def test_resume_continues_exactly(photos, tmp_path):
     trainer.main(conf, split, max_steps=2)
     assert torch.load(split / "last.pt", weights_only=False)["step"] == 2
     trainer.main(conf, split)
-    a = torch.load(straight / "last.pt", weights_only=False)["model"]
-    b = torch.load(split / "last.pt", weights_only=False)["model"]
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    for key in ("model", "ema"):
+        a = torch.load(straight / "last.pt", weights_only=False)[key]
+        b = torch.load(split / "last.pt", weights_only=False)[key]
+        for k in a:
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), (key, k)
     rows = list(csv.DictReader(open(split / "log.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert (split / "loss.png").stat().st_size > 0 and (split / "val.csv").exists()
     with pytest.raises(ValueError, match="another configuration"):
         trainer.main(trainer.merge_conf(conf, {"lr": 0.5}), split)
+    exported = trainer.export(split / "last.pt", tmp_path / "lite.pt")
+    model, _ = model_from_checkpoint(exported)
+    ema = torch.load(split / "last.pt", weights_only=False)["ema"]
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v.float(), ema[f"module.{k}"].float(), atol=1e-3, rtol=1e-3), k
 
 
 def test_data_mix_is_deterministic_per_step(photos):

@@ -55,7 +55,9 @@ confs = {
         "checkpoint_every": 100,
         "val_every": 500,
         "val_pairs": 24,
-        "mixed_precision": True,  # bf16 autocast, CUDA only
+        # bf16 autocast of the network on a GPU, and on CPUs with native bf16 (AVX512-BF16 / AMX)
+        "mixed_precision": True,
+        "ema_decay": 0.999,  # the exported and validated weights are this moving average
         # bitwise-reproducible steps (CPU index_put accumulation is otherwise order-dependent),
         # so that a resumed run equals an uninterrupted one
         "deterministic": True,
@@ -74,9 +76,25 @@ def lr_factor(step: int, conf: dict) -> float:
     return conf["min_lr_ratio"] + (1 - conf["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def training_losses(model: ELoFTR, batch: dict, weights: dict) -> dict[str, torch.Tensor]:
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds this device up (on older CPUs it would emulate and slow down)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+
+
+def exponential_average(model: ELoFTR, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Moving average of the weights (and BatchNorm statistics): smoother than the last step's
+    weights while the learning rate is still high, so it is what gets validated and exported."""
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def training_losses(model: ELoFTR, batch: dict, weights: dict, amp: bool = False) -> dict[str, torch.Tensor]:
     """All loss terms for one batch (homography or depth pairs, padded or not), and their
-    weighted sum under "total"."""
+    weighted sum under "total". `amp` runs the network under bf16 autocast; the supervision
+    (pixel coordinates and cell indices) and the losses stay in fp32."""
     warp = warp_from_batch(batch)
     image0, image1 = batch["image0"], batch["image1"]
     mask0, mask1 = batch.get("mask0"), batch.get("mask1")
@@ -84,7 +102,9 @@ def training_losses(model: ELoFTR, batch: dict, weights: dict) -> dict[str, torc
     hw1 = (image1.shape[-2] // COARSE_STRIDE, image1.shape[-1] // COARSE_STRIDE)
     coarse_gt = coarse_supervision(warp, len(image0), hw0, hw1, COARSE_STRIDE, mask0, mask1)
     gt_ids = (coarse_gt.b_ids, coarse_gt.i_ids, coarse_gt.j_ids)
-    out = model(image0, image1, mask0, mask1, gt_coarse_ids=gt_ids)
+    with torch.autocast(image0.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(image0, image1, mask0, mask1, gt_coarse_ids=gt_ids)
+    out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
     fine_conf = model.conf["match_fine"]
     fine_gt = fine_supervision(warp, *out["coarse_ids"], hw0[1], hw1[1], fine_conf["window"], COARSE_STRIDE)
     terms = {
@@ -164,6 +184,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
         last.replace(output / "last.pt.bak")
     torch.manual_seed(conf["seed"])
     model = ELoFTR(conf["model"]).to(device)
+    ema = exponential_average(model, conf["ema_decay"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=conf["lr"], weight_decay=conf["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, conf))
     step = 0
@@ -172,6 +193,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
         if state["conf"] != conf:
             raise ValueError(f"{last}: was trained with another configuration; use --fresh or another --output")
         model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -180,16 +202,17 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
     elif init_from is not None:
         report = load_weights(model, init_from)
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
+        ema = exponential_average(model, conf["ema_decay"])
 
     data_conf = conf["data"]
     sources = build_sources(data_conf)
     val_data = build_sources({**data_conf, "mix": {"homography": 1.0}}, seed_offset=10_000)["homography"]
     val_pairs = [val_data[k] for k in range(conf["val_pairs"])]
-    amp = conf["mixed_precision"] and device.type == "cuda"
+    amp = conf["mixed_precision"] and bf16_is_native(device)
 
     def save() -> None:
         atomic_torch_save(
-            {"conf": conf, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            {"conf": conf, "step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
             last,
         )
@@ -209,8 +232,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
             start = time.time()
             _, items = batch_items(sources, data_conf, step, conf["batch_size"])
             batch = collate(items, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = training_losses(model, batch, conf["loss_weights"])
+            terms = training_losses(model, batch, conf["loss_weights"], amp)
             if not torch.isfinite(terms["total"]):
                 bad_steps += 1
                 logger.warning("step %d: non-finite loss %s, batch skipped", step, {k: float(v) for k, v in terms.items()})
@@ -224,6 +246,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
             torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
             optimizer.step()
             scheduler.step()
+            ema.update_parameters(model)
             step += 1
             row = {"step": step, **{k: round(v.item(), 5) for k, v in terms.items()},
                    "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - start, 3)}
@@ -234,7 +257,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
                 save()
                 plot_losses(output / "log.csv", output / "loss.png")
             if step % conf["val_every"] == 0 or step == end:
-                metrics = validate(model, val_pairs, device)
+                metrics = validate(ema.module, val_pairs, device)
                 append_csv(output / "val.csv", {"step": step, **metrics})
                 logger.info("step %d validation: %s", step, metrics)
     except (KeyboardInterrupt, Interrupted):
@@ -245,9 +268,19 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
         signal.signal(signal.SIGTERM, previous)
         torch.use_deterministic_algorithms(was_deterministic)
         progress.close()
-    weights = save_checkpoint(model, output / f"{conf['model']['name']}_step{step}.pt", half=True, step=step)
-    logger.info("trained to step %d; weights (fp16): %s", step, weights)
+    weights = save_checkpoint(ema.module, output / f"{conf['model']['name']}_step{step}.pt", half=True, step=step)
+    logger.info("trained to step %d; weights (fp16, moving average): %s", step, weights)
     return weights
+
+
+def export(last: Path, path: Path) -> Path:
+    """Write the moving-average weights of a training state (`last.pt`, possibly of a run still
+    going) as an fp16 checkpoint in our format."""
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    model = ELoFTR(state["conf"]["model"])
+    ema = exponential_average(model, state["conf"]["ema_decay"])
+    ema.load_state_dict(state["ema"])
+    return save_checkpoint(ema.module, path, half=True, step=state["step"])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -261,6 +294,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--photos", type=Path, help="folder of training photos")
     parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
+    parser.add_argument("--export", type=Path, metavar="PATH", help="only write OUTPUT/last.pt's weights (fp16) to PATH")
     return parser.parse_args(argv)
 
 
@@ -278,4 +312,7 @@ def conf_from_args(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args()
+    if args.export:
+        logger.info("wrote %s", export(args.output / "last.pt", args.export))
+        raise SystemExit
     main(conf_from_args(args), args.output, args.init_from, args.fresh, args.max_steps)
