@@ -29,7 +29,8 @@ SHIFT = (0.30, 0.10)  # translation of the centre, as fractions of (w, h)
 
 
 @lru_cache(maxsize=1)
-def _sample_image() -> np.ndarray:
+def sample_photo() -> np.ndarray:
+    """The Grace Hopper photo, uint8 RGB [600,512,3]."""
     import matplotlib.cbook  # local: only this function needs matplotlib
 
     path = matplotlib.cbook.get_sample_data(SAMPLE_NAME, asfileobj=False)
@@ -66,7 +67,7 @@ def warp_image(image: np.ndarray, H: np.ndarray, size: tuple[int, int]) -> np.nd
 def sample_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sample pair: image0, image1 (uint8 RGB [600,512,3] each, fresh copies) and the
     ground-truth H (float64 [3,3]) mapping image-0 pixels to image-1 pixels. Deterministic."""
-    image0 = _sample_image().copy()
+    image0 = sample_photo().copy()
     h, w = image0.shape[:2]
     H = sample_homography(w, h)
     return image0, warp_image(image0, H, (w, h)), H

@@ -18,7 +18,7 @@ class Rectangle:
     origin: np.ndarray  # [3] world position of the texture's top-left corner
     u: np.ndarray  # [3] world vector along the texture's width
     v: np.ndarray  # [3] world vector along the texture's height
-    texture: np.ndarray  # [th,tw] float32 in [0,1]
+    texture: np.ndarray  # [th,tw] or [th,tw,3] (RGB) float32 in [0,1]
 
 
 @dataclass
@@ -52,22 +52,23 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 
 
 def render(rectangles: list[Rectangle], camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """image [h,w] float32 in [0,1] and depth [h,w] float32 (0 = background) seen by `camera`."""
+    """image [h,w] (or [h,w,3] with RGB textures) float32 in [0,1] and depth [h,w] float32
+    (0 = background) seen by `camera`. Textures are all gray or all RGB."""
     w, h = camera.size
-    image = np.zeros((h, w), np.float32)
+    image = np.zeros((h, w, *rectangles[0].texture.shape[2:]), np.float32)
     depth = np.full((h, w), np.inf, np.float32)
     y, x = np.mgrid[0:h, 0:w]
     rays = np.stack([x + 0.5, y + 0.5, np.ones((h, w))], -1) @ np.linalg.inv(camera.K).T  # z = 1
     to_corner = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])  # pixel-centre -> corner frame
     for rect in rectangles:
-        th, tw = rect.texture.shape
+        th, tw = rect.texture.shape[:2]
         # texture corner-frame (a, b, 1) -> world origin + a/tw u + b/th v -> image (corner frame)
         A = np.stack([rect.u / tw, rect.v / th, rect.origin], 1)
         H = camera.K @ (camera.R @ A + np.outer(camera.t, [0, 0, 1]))
         H_pixels = np.linalg.inv(to_corner) @ H @ to_corner
         flags = cv2.INTER_LINEAR
         warped = cv2.warpPerspective(rect.texture, H_pixels, (w, h), flags=flags, borderValue=0)
-        cover = cv2.warpPerspective(np.ones_like(rect.texture), H_pixels, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        cover = cv2.warpPerspective(np.ones((th, tw), np.float32), H_pixels, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
         normal = camera.R @ np.cross(rect.u, rect.v)
         point = camera.R @ rect.origin + camera.t
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -304,3 +304,60 @@ def plot_matchability_pair(
     return _plot_matchability_panels(
         [image0, image1], maps, path, title, ["image 0", "image 1"], alpha, cmap, min_size, max_size
     )
+
+
+def plot_reconstruction(
+    reconstruction,
+    path: str | Path,
+    gt_centres: np.ndarray | None = None,
+    title: str | None = None,
+    max_points: int = 30000,
+) -> Path:
+    """Save a PNG of a `pycolmap.Reconstruction`: its 3D points in their colours (at most
+    `max_points`, dropping those beyond the 98th percentile of distance to the median, which would
+    squash the view) and each registered camera as a small frustum, seen obliquely and from the top.
+    `gt_centres` [N,3]: ground-truth camera centres already in the model's frame (drawn as rings)."""
+    points = np.array([p.xyz for p in reconstruction.points3D.values()]).reshape(-1, 3)
+    colors = np.array([p.color for p in reconstruction.points3D.values()]).reshape(-1, 3) / 255.0
+    if len(points):
+        distance = np.linalg.norm(points - np.median(points, 0), axis=1)
+        keep = distance <= np.percentile(distance, 98)
+        points, colors = points[keep], colors[keep]
+        pick = np.random.default_rng(0).permutation(len(points))[:max_points]
+        points, colors = points[pick], colors[pick]
+    centres, frusta = [], []
+    extent = np.ptp(points, 0).max() if len(points) > 1 else 1.0
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.images[image_id]
+        camera = reconstruction.cameras[image.camera_id]
+        world_from_cam = image.cam_from_world().inverse().matrix()
+        w, h = camera.width, camera.height
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+        rays = np.array(camera.cam_from_img(corners))
+        rays = np.c_[rays, np.ones(4)] * 0.04 * extent
+        c = world_from_cam[:, 3]
+        ends = rays @ world_from_cam[:, :3].T + c
+        frusta += [[c, e] for e in ends] + [[ends[k], ends[(k + 1) % 4]] for k in range(4)]
+        centres.append(c)
+    fig = _new_figure(1400, 700)
+    if title:
+        fig.suptitle(title)
+    for k, (elev, azim, name) in enumerate([(25, -60, "oblique"), (89, -90, "top")]):
+        ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        if len(points):
+            ax.scatter(*points.T, c=colors, s=1.5, depthshade=False, linewidths=0)
+        from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+        ax.add_collection3d(Line3DCollection(frusta, colors="red", linewidths=0.8))
+        if gt_centres is not None and len(gt_centres):
+            ax.scatter(*np.asarray(gt_centres).T, s=30, facecolors="none", edgecolors="blue", label="ground truth")
+            ax.legend(loc="upper right")
+        box = np.concatenate([points, np.array(centres).reshape(-1, 3)])
+        if len(box):
+            middle, half = (box.max(0) + box.min(0)) / 2, np.ptp(box, 0).max() / 2 + 1e-9
+            for setter, m in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), middle):
+                setter(m - half, m + half)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_title(f"{name} view: {len(centres)} cameras, {reconstruction.num_points3D()} points")
+        ax.set_axis_off()
+    return _save(fig, path)

@@ -1,0 +1,167 @@
+"""Photos in, a sparse 3D model out: pairs -> semi-dense matching -> pycolmap reconstruction, then a
+summary and pictures. The main job.
+
+    python pipelines/reconstruct.py                        # the embedded town square, outputs/reconstruct/
+    python pipelines/reconstruct.py --image_dir photos/ --output outputs/photos      # your photos
+    python pipelines/reconstruct.py --image_dir fountain_p11/images \\
+        --ground_truth fountain_p11/gt_dense_cameras --matcher sift --output outputs/fountain-sift
+
+Without `--image_dir` the embedded scene (`sfm_reweight/demo_scene.py`: 12 rendered views of a
+town square with exact cameras) is rendered into OUTPUT/scene first. `--ground_truth`: a folder of
+Strecha `<image name>.camera` files (the embedded scene writes its own); the summary then reports
+the camera-centre errors after a similarity alignment, in ground-truth units.
+
+Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
+and the largest model), summary.json, matches.png (the pair with most verified matches) and
+reconstruction.png. Every stage resumes: a rerun reuses finished matches.
+"""
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycolmap
+
+from sfm_reweight import cli, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
+from sfm_reweight.demo_scene import render_demo_scene
+from sfm_reweight.io import list_images, read_keypoints
+from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
+from sfm_reweight.visualization import plot_matches, plot_reconstruction
+
+logger = logging.getLogger("reconstruct")
+
+DEFAULT_OUTPUT = Path("outputs/reconstruct")
+MATCHERS = [*match_dense.confs, *sift.confs]
+
+
+def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
+    """(name0, name1, verified inlier matches [M,2] as keypoint indices) of the pair with the most
+    geometrically verified matches in a COLMAP database, or None without any."""
+    db = pycolmap.Database.open(str(database))
+    try:
+        best = None
+        for pair_id, geometry in zip(*db.read_two_view_geometries()):
+            if best is None or len(geometry.inlier_matches) > len(best[1].inlier_matches):
+                best = (pair_id, geometry)
+        if best is None or not len(best[1].inlier_matches):
+            return None
+        id0, id1 = pycolmap.pair_id_to_image_pair(best[0])
+        return db.read_image(id0).name, db.read_image(id1).name, np.asarray(best[1].inlier_matches)
+    finally:
+        db.close()
+
+
+def draw_best_pair(path: Path, image_dir: Path, features: Path, database: Path, matcher: str) -> Path | None:
+    """Picture of the verified matches of the pair with most of them (None without any)."""
+    best = most_matched_pair(database)
+    if best is None:
+        return None
+    name0, name1, inliers = best
+    kp0, kp1 = read_keypoints(features, name0), read_keypoints(features, name1)
+    return plot_matches(
+        image_dir / name0, image_dir / name1, kp0[inliers[:, 0]], kp1[inliers[:, 1]], path,
+        title=f"{name0} - {name1}: {len(inliers)} verified matches ({matcher})",
+    )
+
+
+def main(
+    image_dir: Path | None,
+    output: Path,
+    matcher: str = "eloftr_lite",
+    weights: str | None = None,
+    window: int | None = None,
+    mapper: str = "incremental",
+    ground_truth: Path | None = None,
+) -> dict[str, Any]:
+    """Run the whole job and return the summary written to OUTPUT/summary.json."""
+    output.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    start = time.time()
+    if image_dir is None:
+        image_dir = render_demo_scene(output / "scene")
+        ground_truth = ground_truth or output / "scene" / "gt_cameras"
+        timings["render"] = time.time() - start
+    names = list_images(image_dir)
+    gt = read_camera_centres(ground_truth) if ground_truth else None  # bad ground truth fails before any work
+
+    t = time.time()
+    pairs = output / "pairs.txt"
+    if window is None:
+        pairs_from_exhaustive.main(pairs, image_list=names)
+    else:
+        pairs_from_sequential.main(pairs, image_list=names, window_size=window)
+    if matcher in sift.confs:
+        features, matches = sift.main(matcher, pairs, image_dir, export_dir=output)
+    else:
+        conf = matcher if weights is None else {**match_dense.confs[matcher], "weights": weights}
+        features, matches = match_dense.main(conf, pairs, image_dir, export_dir=output)
+    timings["matching"] = time.time() - t
+
+    t = time.time()
+    sfm_dir = output / "sfm"
+    model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
+    timings["reconstruction"] = time.time() - t
+
+    summary: dict[str, Any] = {
+        "image_dir": str(image_dir), "images": len(names), "matcher": matcher,
+        "weights": weights or ("default" if matcher not in sift.confs else None), "mapper": mapper,
+        "registered": 0, "points": 0,
+    }
+    if model is not None:
+        summary.update(
+            registered=model.num_reg_images(), points=model.num_points3D(),
+            mean_track_length=model.compute_mean_track_length(),
+            mean_reprojection_error_px=model.compute_mean_reprojection_error(),
+            not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
+        )
+    gt_centres = None
+    if gt is not None and model is not None:
+        errors, gt_from_model = camera_centre_errors(model, gt)
+        summary["camera_centres"] = errors
+        if gt_from_model is not None:
+            model.transform(gt_from_model)  # the picture in ground-truth units, with the true centres
+            gt_centres = np.array(list(gt.values()))
+    summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+
+    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher)
+    if model is not None:
+        model.extract_colors_for_all_images(str(image_dir))
+        title = f"{image_dir.name}: {summary['registered']}/{summary['images']} images registered ({matcher})"
+        plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
+    return summary
+
+
+def reconstruction_line(summary: dict[str, Any]) -> str:
+    """The summary in one line."""
+    text = f"{summary['registered']}/{summary['images']} images registered, {summary['points']} points"
+    if summary["registered"]:
+        text += (f", track length {summary['mean_track_length']:.2f},"
+                 f" reprojection error {summary['mean_reprojection_error_px']:.2f} px")
+    centres = summary.get("camera_centres")
+    if centres and centres["median"] is not None:
+        text += (f"; camera centres after Sim(3) alignment: median {centres['median']:.4f}, max"
+                 f" {centres['max']:.4f} (ground-truth units, {centres['common']} cameras)")
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--matcher", default="eloftr_lite", choices=MATCHERS)
+    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    parser.add_argument("--window", type=int, help="sequential pairs with this window (default: exhaustive)")
+    parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
+    parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, args.mapper, args.ground_truth)

@@ -1,0 +1,186 @@
+"""The embedded demo scene: a small town square rendered by `synthetic_scene`, nothing to download.
+
+A cobbled square (16 x 16 m, z up) closed by a brick building to the north, a plastered house with
+windows to the west and a stone wall to the east; a poster (matplotlib's public-domain Grace Hopper
+photo) on the brick facade, a stone fountain basin in the middle and wooden crates. Every texture
+except the poster is procedural (seeded noise), so the scene is the same on every machine.
+
+Twelve cameras (640 x 480, f = 520 px) walk an arc south of the fountain, looking north into the
+square. Their ground truth is written next to the images in the Strecha `.camera` format
+(`eval_datasets.read_strecha_camera`), so the same evaluation serves this scene and fountain-P11.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .sample_data import sample_photo
+from .synthetic_scene import Camera, Rectangle, box, look_at, render
+
+IMAGE_SIZE = (640, 480)
+FOCAL = 520.0
+NUM_VIEWS = 12
+SEED = 2505
+SUN = np.array([0.4, -0.6, 0.7]) / np.linalg.norm([0.4, -0.6, 0.7])  # direction towards the sun
+
+
+def fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 6, persistence: float = 0.55) -> np.ndarray:
+    """Sum of bicubically upsampled random grids of doubling resolution, [h,w] float32 in [0,1]."""
+    out = np.zeros((h, w), np.float32)
+    amplitude = 1.0
+    for k in range(octaves):
+        gh, gw = max(2, h >> (octaves - k)), max(2, w >> (octaves - k))
+        out += amplitude * cv2.resize(rng.random((gh, gw), np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        amplitude *= persistence
+    out -= out.min()
+    return out / max(out.max(), 1e-6)
+
+
+def tint(gray: np.ndarray, colour) -> np.ndarray:
+    """[h,w] in [0,1] times an RGB colour -> [h,w,3]."""
+    return gray[..., None] * np.asarray(colour, np.float32)
+
+
+def bricks(rng: np.random.Generator, h: int, w: int, brick: tuple[int, int] = (48, 18), mortar: int = 3) -> np.ndarray:
+    """Running-bond brickwork: each brick its own red-brown, grey mortar, weathering noise."""
+    out = np.empty((h, w, 3), np.float32)
+    out[:] = (0.72, 0.69, 0.64)
+    bw, bh = brick
+    for row, y in enumerate(range(0, h, bh)):
+        offset = (row % 2) * bw // 2
+        for x in range(-offset, w, bw):
+            colour = np.array([0.58, 0.28, 0.2]) * rng.uniform(0.7, 1.2) + rng.normal(0, 0.03, 3)
+            out[y + mortar : y + bh, max(0, x + mortar) : max(0, x + bw)] = colour
+    grain = 0.75 + 0.5 * fractal_noise(rng, h, w)
+    return np.clip(out * grain[..., None], 0, 1)
+
+
+def cobblestones(rng: np.random.Generator, size: int, stones: int) -> np.ndarray:
+    """Irregular stones (Voronoi cells of random seeds), domed shading, dark joints."""
+    seeds = np.ones((size, size), np.uint8)
+    seeds[rng.integers(0, size, stones), rng.integers(0, size, stones)] = 0
+    _, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_CCOMP)
+    joints = np.zeros((size, size), np.uint8)
+    joints[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    joints[1:, :] |= labels[1:, :] != labels[:-1, :]
+    joints = cv2.dilate(joints, np.ones((3, 3), np.uint8))
+    dome = cv2.distanceTransform(1 - joints, cv2.DIST_L2, 5)
+    dome = np.sqrt(np.clip(dome / 6.0, 0, 1))
+    shade = rng.uniform(0.55, 1.0, labels.max() + 1)[labels]
+    stone = tint(shade * (0.6 + 0.4 * dome), (0.62, 0.6, 0.56))
+    stone *= (0.8 + 0.4 * fractal_noise(rng, size, size))[..., None]
+    stone[joints > 0] = (0.18, 0.17, 0.15)
+    return np.clip(stone, 0, 1)
+
+
+def plaster_with_windows(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Ochre plaster with stains, two rows of framed windows."""
+    out = tint(0.8 + 0.2 * fractal_noise(rng, h, w), (0.86, 0.74, 0.52))
+    for cy in (0.3, 0.68):
+        for cx in np.linspace(0.1, 0.9, 5):
+            wh, ww = int(h * 0.2), int(w * 0.07)
+            y0, x0 = int(cy * h) - wh // 2, int(cx * w) - ww // 2
+            out[y0 - 4 : y0 + wh + 4, x0 - 4 : x0 + ww + 4] = (0.95, 0.94, 0.9)
+            glass = tint(0.25 + 0.25 * fractal_noise(rng, wh, ww, octaves=3), (0.45, 0.55, 0.65))
+            out[y0 : y0 + wh, x0 : x0 + ww] = glass
+            out[y0 + wh // 2 - 2 : y0 + wh // 2 + 2, x0 : x0 + ww] = (0.95, 0.94, 0.9)
+    return np.clip(out, 0, 1)
+
+
+def stone(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Weathered limestone: fractal noise with darker veins."""
+    noise = fractal_noise(rng, h, w)
+    veins = np.abs(fractal_noise(rng, h, w, octaves=5) - 0.5) < 0.03
+    out = tint(0.55 + 0.4 * noise, (0.82, 0.8, 0.74))
+    out[veins] *= 0.6
+    return out
+
+
+def planks(rng: np.random.Generator, size: int, count: int = 5) -> np.ndarray:
+    """Wooden planks: grain stretched along the boards, dark gaps between them."""
+    grain = cv2.resize(rng.random((size, size // 16), np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    out = tint(0.55 + 0.35 * np.clip(grain, 0, 1), (0.62, 0.45, 0.28))
+    for k in range(count):
+        y0 = k * size // count
+        out[y0 : y0 + size // count] *= rng.uniform(0.8, 1.15)
+        out[y0 : y0 + 3] = (0.15, 0.1, 0.06)
+    return np.clip(out, 0, 1)
+
+
+def poster() -> np.ndarray:
+    """The Grace Hopper photo in a white frame."""
+    photo = sample_photo().astype(np.float32) / 255.0
+    return cv2.copyMakeBorder(photo, 24, 24, 24, 24, cv2.BORDER_CONSTANT, value=(0.97, 0.97, 0.95))
+
+
+def lit(rect: Rectangle) -> Rectangle:
+    """The rectangle with its texture scaled by Lambertian sun light plus ambient (two-sided)."""
+    normal = np.cross(rect.u, rect.v)
+    light = 0.55 + 0.45 * abs(float(normal @ SUN)) / np.linalg.norm(normal)
+    return Rectangle(rect.origin, rect.u, rect.v, np.clip(rect.texture * light, 0, 1).astype(np.float32))
+
+
+def scene(seed: int = SEED) -> list[Rectangle]:
+    """The square's rectangles (world frame in metres, z up, the fountain at the origin)."""
+    rng = np.random.default_rng(seed)
+    X, Y, Z = np.eye(3)
+    rects = [
+        Rectangle(np.array([-8.0, 8, 0]), 16 * X, -16 * Y, cobblestones(rng, 2048, 3000)),  # ground
+        Rectangle(np.array([-8.0, 6, 6]), 16 * X, -6 * Z, bricks(rng, 540, 1440)),  # north facade
+        Rectangle(np.array([-1.2, 5.98, 3.2]), 1.6 * X, -1.9 * Z, poster()),  # poster on it
+        Rectangle(np.array([-6.0, -8, 5]), 14 * Y, -5 * Z, plaster_with_windows(rng, 500, 1400)),  # west house
+        Rectangle(np.array([6.0, 6, 2.5]), -14 * Y, -2.5 * Z, stone(rng, 250, 1400)),  # east wall
+    ]
+    rects += box(np.array([-0.9, -0.9, 0.0]), 1.8, 1.8, 0.7, [stone(rng, 256, 512) for _ in range(3)])  # fountain
+    rects += box(np.array([-0.3, -0.3, 0.7]), 0.6, 0.6, 0.9, [stone(rng, 256, 256)])  # its column
+    for corner in ([3.0, 3.5], [3.7, 3.2], [-4.5, 3.0]):
+        rects += box(np.array([*corner, 0.0]), 0.6, 0.6, 0.6, [planks(rng, 256) for _ in range(2)])  # crates
+    rects += box(np.array([3.2, 3.3, 0.6]), 0.6, 0.6, 0.6, [planks(rng, 256)])
+    return [lit(r) for r in rects]
+
+
+def cameras(count: int = NUM_VIEWS) -> list[Camera]:
+    """`count` cameras on an arc of radius 4.5 m south of the fountain, eye height 1.5-1.8 m,
+    looking at a point 2.5 m north of the fountain; COLMAP-convention K."""
+    w, h = IMAGE_SIZE
+    K = np.array([[FOCAL, 0, w / 2], [0, FOCAL, h / 2], [0, 0, 1.0]])
+    out = []
+    for k, angle in enumerate(np.linspace(np.deg2rad(-150), np.deg2rad(-30), count)):
+        eye = np.array([4.5 * np.cos(angle), 4.5 * np.sin(angle) - 0.5, 1.5 + 0.3 * (k % 2)])
+        R, t = look_at(eye, np.array([0.6 * np.cos(angle), 2.5, 1.3]))
+        out.append(Camera(K, R, t, IMAGE_SIZE))
+    return out
+
+
+def write_camera(path: Path, camera: Camera) -> None:
+    """Strecha `.camera` text: K, zero distortion, camera-to-world R, centre C, `w h`."""
+    rows = [*camera.K, np.zeros(3), *camera.R.T, camera.centre]
+    text = "".join(" ".join(f"{v:.10g}" for v in row) + "\n" for row in rows)
+    path.write_text(text + f"{camera.size[0]} {camera.size[1]}\n")
+
+
+def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) -> Path:
+    """Render the views into `output/images/view_NN.jpg` and their ground truth into
+    `output/gt_cameras/view_NN.jpg.camera` (the Strecha layout); returns the image folder.
+    Views already rendered are kept (the rendering is deterministic)."""
+    images, gt = output / "images", output / "gt_cameras"
+    images.mkdir(parents=True, exist_ok=True)
+    gt.mkdir(parents=True, exist_ok=True)
+    rects = None
+    rng = np.random.default_rng(seed + 1)
+    for k, camera in enumerate(cameras(count)):
+        name = f"view_{k:02d}.jpg"
+        noise = rng.normal(0, 0.012, (*IMAGE_SIZE[::-1], 3)).astype(np.float32)  # drawn for every view: fixed per index
+        if (images / name).exists() and (gt / f"{name}.camera").exists():
+            continue
+        rects = rects or scene(seed)
+        image, depth = render(rects, camera)
+        sky = np.array([0.62, 0.75, 0.9], np.float32)
+        image = np.where(depth[..., None] > 0, image, sky) + noise
+        rgb8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        tmp = images / f".{name}.tmp.jpg"
+        cv2.imwrite(str(tmp), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        tmp.replace(images / name)
+        write_camera(gt / f"{name}.camera", camera)
+    return images
