@@ -51,8 +51,7 @@ def camera_centre_errors(
     sim = pycolmap.estimate_sim3d(src, tgt)
     if sim is None:
         return out, None
-    aligned = src @ sim.matrix()[:, :3].T + sim.matrix()[:, 3]
-    errors = np.linalg.norm(aligned - tgt, axis=1)
+    errors = np.linalg.norm(sim * src - tgt, axis=1)
     out.update(
         errors={n: float(e) for n, e in zip(names, errors)}, median=float(np.median(errors)),
         mean=float(errors.mean()), max=float(errors.max()), scale=float(sim.scale),

@@ -1,0 +1,92 @@
+"""The main job: the embedded rendered scene, scoring against known cameras, and
+pipelines/reconstruct.py end to end (SIFT path, so that it does not depend on trained weights)."""
+
+import importlib.util
+import json
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pycolmap
+import pytest
+
+from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
+from sfm_reweight.eval_datasets import DatasetFormatError
+from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def reconstruct():
+    spec = importlib.util.spec_from_file_location("sfm_reweight_reconstruct", REPO / "pipelines" / "reconstruct.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("square")
+    render_demo_scene(root)
+    return root
+
+
+def test_demo_scene_views_and_ground_truth(scene):
+    names = sorted(p.name for p in (scene / "images").iterdir())
+    assert names == [f"view_{k:02d}.jpg" for k in range(12)]
+    for name in names[::4]:
+        image = cv2.imread(str(scene / "images" / name))
+        assert image.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0], 3)
+        assert image.std() > 20  # textured, not a blank render
+    centres = read_camera_centres(scene / "gt_cameras")
+    for name, camera in zip(names, cameras()):
+        assert np.allclose(centres[name], camera.centre, atol=1e-6)
+    # a rerun keeps what is there (deterministic rendering): nothing is rewritten
+    before = {p: p.stat().st_mtime_ns for p in (scene / "images").iterdir()}
+    render_demo_scene(scene)
+    assert before == {p: p.stat().st_mtime_ns for p in (scene / "images").iterdir()}
+
+
+def test_camera_centre_errors_undo_a_similarity():
+    options = pycolmap.SyntheticDatasetOptions(num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=6, num_points3D=50)
+    pycolmap.set_random_seed(0)
+    model = pycolmap.synthesize_dataset(options)
+    R = cv2.Rodrigues(np.array([0.3, -0.2, 0.9]))[0]
+    gt = {im.name: 2.5 * R @ im.projection_center() + [1.0, -2.0, 0.5] for im in model.images.values()}
+    errors, sim = camera_centre_errors(model, gt)
+    assert errors["common"] == 6 and errors["max"] < 1e-9 and abs(errors["scale"] - 2.5) < 1e-9
+    moved = sorted(gt)[0]
+    gt[moved] = gt[moved] + [0.0, 0.0, 1.0]  # one camera 1 unit off: the median stays small
+    errors, _ = camera_centre_errors(model, gt)
+    assert errors["errors"][moved] > 0.5 and errors["median"] < 0.3
+    errors, sim = camera_centre_errors(model, dict(list(gt.items())[:2]))
+    assert errors["median"] is None and sim is None  # too few cameras to align
+
+
+def test_ground_truth_folder_errors(tmp_path):
+    with pytest.raises(DatasetFormatError, match="no <image name>.camera"):
+        read_camera_centres(tmp_path)
+    (tmp_path / "a.jpg.camera").write_text("1 0 0\n0 1 0\n")
+    with pytest.raises(DatasetFormatError, match="a.jpg.camera"):
+        read_camera_centres(tmp_path)
+
+
+def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(5):
+        shutil.copy(scene / "images" / f"view_{k:02d}.jpg", images)
+    shutil.copy(scene / "images" / "view_00.jpg", images / "zz_broken.jpg")
+    (images / "zz_broken.jpg").write_bytes(b"not a jpeg")  # reported and skipped
+    output = tmp_path / "out"
+    summary = reconstruct.main(images, output, matcher="sift", ground_truth=scene / "gt_cameras")
+    assert summary["registered"] == 5 and summary["not_registered"] == ["zz_broken.jpg"]
+    assert summary["camera_centres"]["common"] == 5
+    assert summary["camera_centres"]["median"] < 0.05  # metres; the views are 0.6 m apart
+    assert json.loads((output / "summary.json").read_text()) == summary
+    for picture in ("matches.png", "reconstruction.png"):
+        assert cv2.imread(str(output / picture)).std() > 5
+    assert (output / "sfm" / "images.bin").exists()
