@@ -233,11 +233,13 @@ def main(
         return features, matches
 
     start_time = time.time()
-    store = RawMatchStore(raw_dir, {"matcher": conf["matcher"], "weights": conf["weights"]})
+    if matcher is None:
+        matcher = Matcher(conf["matcher"], weights=conf["weights"])
+    # the weights' fingerprint: matches of other weights (e.g. new shipped defaults) are never mixed in
+    identity = {"matcher": conf["matcher"], "weights": conf["weights"], "fingerprint": getattr(matcher, "fingerprint", None)}
+    store = RawMatchStore(raw_dir, identity)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as fixed:
-        if resumed < len(todo) and matcher is None:
-            matcher = Matcher(conf["matcher"], weights=conf["weights"])
         batch_size = conf["batch_size"] or (4 if torch.cuda.is_available() else 1)
         failed = match_into_store(matcher, todo, image_dir, fixed, store, conf["chunk_size"], batch_size)
         done = [p for p in todo if p in store]

@@ -9,6 +9,7 @@
     for out in matcher.match_pairs(pairs, batch_size=4): ...
 """
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from .image_io import read_image, to_gray_float
 from .model.config import merge_conf
 from .model.eloftr import ELoFTR
-from .model.weights import WEIGHTS_DIR, load_weights
+from .model.weights import WEIGHTS_DIR, load_weights, resolve_weights
 from .preprocessing import Prepared, prepare
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ class Matcher:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = ELoFTR(self.conf["model"])
         self.weights = self.resolve_default(weights)
+        self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is not None:
             load_weights(self.model, self.weights)
+            with open(resolve_weights(self.weights), "rb") as f:
+                self.fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
         self.model.eval().fuse().to(self.device)
 
     def resolve_default(self, weights: str | Path | None) -> str | Path | None:

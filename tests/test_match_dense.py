@@ -300,9 +300,15 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
     assert (tmp_path / "crash" / "m.raw").is_dir()
     assert (tmp_path / "crash" / "m.h5").read_bytes() == before["m.h5"]  # untouched
     monkeypatch.undo()
-    monkeypatch.setattr(match_dense, "Matcher", None)  # everything must come from the raw store
+    other_weights = StubMatcher()
+    other_weights.fingerprint = "0123456789abcdef"  # matches of other weights are never mixed in
+    with pytest.raises(InputError, match="identity.json"):
+        match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
+                         matches=tmp_path / "crash" / "m.h5", matcher=other_weights)
+    resumed = StubMatcher()
     match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
-                     matches=tmp_path / "crash" / "m.h5")
+                     matches=tmp_path / "crash" / "m.h5", matcher=resumed)
+    assert resumed.calls == []  # everything came from the raw store
     match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "clean",
                      matches=tmp_path / "clean" / "m.h5", matcher=StubMatcher())
     for name in ("feats_matches-eloftr-lite.h5", "m.h5"):
