@@ -11,7 +11,6 @@ Images already in the features file and pairs already in the matches file are sk
 import argparse
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

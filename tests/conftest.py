@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,12 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("shared data folder not found (set SFM_REWEIGHT_DATA)")
     return root
+
+
+def load_pipeline(name: str):
+    """The module of pipelines/<name>.py (the pipelines are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"sfm_reweight_pipeline_{name}", REPO / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

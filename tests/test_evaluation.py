@@ -2,7 +2,6 @@
 a tiny fixture in its layout, malformed inputs, the matcher interface, and the pipelines end to end
 with SIFT (fast: no neural matcher on big images)."""
 
-import importlib.util
 import json
 import sys
 
@@ -10,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import load_pipeline
 from sfm_reweight import eval_datasets as ds
 from sfm_reweight.baselines import (
     Matches,
@@ -33,13 +32,6 @@ from sfm_reweight.metrics import (
     symmetric_epipolar_distance,
 )
 from sfm_reweight.sample_data import sample_pair
-
-
-def load_pipeline(name: str):
-    spec = importlib.util.spec_from_file_location(f"sfm_reweight_{name}_pipeline", REPO / "pipelines" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rotation_z(deg: float) -> np.ndarray:

@@ -1,10 +1,8 @@
 """The main job: the embedded rendered scene, scoring against known cameras, and
 pipelines/reconstruct.py end to end (SIFT path, so that it does not depend on trained weights)."""
 
-import importlib.util
 import json
 import shutil
-import sys
 
 import cv2
 import numpy as np
@@ -15,16 +13,12 @@ from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval_datasets import DatasetFormatError
 from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
 
-from conftest import REPO
+from conftest import load_pipeline
 
 
 @pytest.fixture(scope="module")
 def reconstruct():
-    spec = importlib.util.spec_from_file_location("sfm_reweight_reconstruct", REPO / "pipelines" / "reconstruct.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline("reconstruct")
 
 
 @pytest.fixture(scope="module")

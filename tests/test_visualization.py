@@ -1,14 +1,12 @@
 """The sample pair, the figures, and the demo pipeline on tiny inputs (random weights, CPU, fast)."""
 
-import importlib.util
 import json
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import load_pipeline
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.metrics import apply_homography
 from sfm_reweight.sample_data import sample_homography, sample_pair, warp_image
@@ -26,11 +24,7 @@ from sfm_reweight.visualization import (
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("sfm_reweight_demo_pipeline", REPO / "pipelines" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline("demo")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,6 @@ def test_homography_maps_image0_content_onto_image1(pair):
     g0 = cv2.cvtColor(image0, cv2.COLOR_RGB2GRAY).astype(np.float32)
     g1 = cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY).astype(np.float32)
     h, w = g0.shape
-    Hinv = np.linalg.inv(H)
     r = 4
     offsets = np.stack(np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1)), -1).reshape(-1, 2)
 
