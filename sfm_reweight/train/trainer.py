@@ -85,10 +85,15 @@ def bf16_is_native(device: torch.device) -> bool:
 
 def exponential_average(model: ELoFTR, decay: float) -> torch.optim.swa_utils.AveragedModel:
     """Moving average of the weights (and BatchNorm statistics): smoother than the last step's
-    weights while the learning rate is still high, so it is what gets validated and exported."""
-    return torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
-    )
+    weights while the learning rate is still high, so it is what gets validated and exported. The
+    decay after n updates is min(decay, (1 + n) / (10 + n)), so that the average forgets the random
+    initialisation within the first hundreds of steps instead of thousands."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        return averaged + (current - averaged) * (1 - min(decay, (1 + n) / (10 + n)))
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def training_losses(model: ELoFTR, batch: dict, weights: dict, amp: bool = False) -> dict[str, torch.Tensor]:
