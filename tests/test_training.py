@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import load_pipeline
 
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.model.eloftr import ELoFTR
@@ -156,3 +157,21 @@ def test_data_mix_is_deterministic_per_step(photos):
     kind, items = batch_items(sources, data_conf, 7, 1)
     kind_again, items_again = batch_items(sources, data_conf, 7, 1)
     assert kind == kind_again and torch.equal(items[0]["image1"], items_again[0]["image1"])
+
+
+def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
+    ablation = load_pipeline("ablation")
+    monkeypatch.setitem(trainer.confs, "tiny", tiny_conf(photos, steps=2))
+    scored = []
+    monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, weights, data, out: scored.append(weights) or {
+        name: 1.0 for name in ablation.BENCHMARKS})
+    results = ablation.main(2, tmp_path, tmp_path, base="tiny")
+    assert list(results) == [*ablation.MODES, "sift"]
+    for mode in ablation.MODES:
+        ckpt = torch.load(tmp_path / mode / "lite_step2.pt", weights_only=False)
+        assert ckpt["conf"]["reweight"]["mode"] == mode and ckpt["step"] == 2
+        assert 0.0 <= results[mode]["synthetic AUC@5px"] <= 100.0
+    assert scored == [tmp_path / m / "lite_step2.pt" for m in ablation.MODES] + [None]
+    assert "| both |" in capsys.readouterr().out and (tmp_path / "table.md").exists()
+    monkeypatch.setattr(trainer, "main", None)  # a rerun only scores: nothing is trained again
+    ablation.main(2, tmp_path, tmp_path, base="tiny")

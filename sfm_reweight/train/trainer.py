@@ -147,6 +147,13 @@ def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str
             "precision@3px": float(np.mean(precision)) if precision else 0.0}
 
 
+def validation_pairs(conf: dict) -> list[dict]:
+    """The fixed synthetic validation set of a training configuration: `val_pairs` homography
+    pairs drawn with a seed no training step uses."""
+    data = build_sources({**conf["data"], "mix": {"homography": 1.0}}, seed_offset=10_000)["homography"]
+    return [data[k] for k in range(conf["val_pairs"])]
+
+
 class Interrupted(Exception):
     pass
 
@@ -211,8 +218,7 @@ def main(conf: dict, output: Path, init_from: Path | None = None, fresh: bool = 
 
     data_conf = conf["data"]
     sources = build_sources(data_conf)
-    val_data = build_sources({**data_conf, "mix": {"homography": 1.0}}, seed_offset=10_000)["homography"]
-    val_pairs = [val_data[k] for k in range(conf["val_pairs"])]
+    val_pairs = validation_pairs(conf)
     amp = conf["mixed_precision"] and bf16_is_native(device)
 
     def save() -> None:
@@ -303,12 +309,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def with_reweight_mode(conf: dict, mode: str) -> dict:
+    """A copy of the training configuration whose model uses reweighting `mode` (off, bias, rescale, both)."""
+    return {**conf, "model": {**conf["model"], "reweight": {"mode": mode}}}
+
+
 def conf_from_args(args: argparse.Namespace) -> dict:
     conf = copy.deepcopy(confs[args.conf])
     update = {"steps": args.steps, "batch_size": args.batch_size}
     conf = merge_conf(conf, {k: v for k, v in update.items() if v is not None})
     if args.mode:
-        conf["model"] = {**conf["model"], "reweight": {"mode": args.mode}}
+        conf = with_reweight_mode(conf, args.mode)
     if args.photos:
         conf["data"]["folder"] = str(args.photos)
     return conf
