@@ -130,7 +130,7 @@ def main(
     draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
-        title = f"{image_dir.name}: {summary['registered']}/{summary['images']} images registered ({matcher})"
+        title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({matcher})"
         plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")

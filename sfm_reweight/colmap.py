@@ -154,9 +154,11 @@ def verify(
             reference, database, two_view_geometry_options=options, num_threads=threads
         )
     db = pycolmap.Database.open(database)
-    counts = db.num_verified_image_pairs(), db.num_inlier_matches()
+    _, geometries = db.read_two_view_geometries()
     db.close()
-    return counts
+    # pairs that failed verification are stored too (with no inliers): count those that passed
+    inliers = [len(g.inlier_matches) for g in geometries if len(g.inlier_matches)]
+    return len(inliers), sum(inliers)
 
 
 def staging_dir(path: Path) -> Path:

@@ -62,3 +62,24 @@ def batch_items(sources: dict[str, Dataset], data_conf: dict, step: int, batch_s
 
 def collate(items: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
+
+
+class StepBatches(Dataset):
+    """The items of steps first .. last-1 (item k = the batch of step first + k), so that a
+    DataLoader's workers prepare upcoming batches while the network trains; the batches are the
+    same whatever the number of workers."""
+
+    def __init__(self, sources: dict[str, Dataset], data_conf: dict, batch_size: int, first: int, last: int):
+        self.sources, self.data_conf, self.batch_size = sources, data_conf, batch_size
+        self.first, self.last = first, last
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first)
+
+    def __getitem__(self, k: int) -> list[dict]:
+        return batch_items(self.sources, self.data_conf, self.first + k, self.batch_size)[1]
+
+
+def as_is(batch: list[dict]) -> list[dict]:
+    """DataLoader collate_fn that leaves a step's items alone (module level: workers pickle it)."""
+    return batch
