@@ -64,7 +64,7 @@ def draw_best_pair(path: Path, image_dir: Path, features: Path, database: Path, 
     kp0, kp1 = read_keypoints(features, name0), read_keypoints(features, name1)
     return plot_matches(
         image_dir / name0, image_dir / name1, kp0[inliers[:, 0]], kp1[inliers[:, 1]], path,
-        title=f"{name0} - {name1}: {len(inliers)} verified matches ({matcher})",
+        title=f"{name0} - {name1}: {len(inliers)} verified matches ({matcher})", max_lines=300,
     )
 
 
