@@ -114,7 +114,7 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
         terms = trainer.training_losses(model, batch, weights)
         assert set(terms) == {"coarse", "fine", "subpixel", "matchability", "total"}
         assert all(torch.isfinite(v) for v in terms.values())
-        first = first if first is not None else float(terms["total"])
+        first = first if first is not None else float(terms["total"].detach())
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
