@@ -74,10 +74,11 @@ def main(
     matcher: str = "eloftr_lite",
     weights: str | None = None,
     window: int | None = None,
-    mapper: str = "incremental",
+    mapper: str | dict = "incremental",
     ground_truth: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the whole job and return the summary written to OUTPUT/summary.json."""
+    """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
+    `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"})."""
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.time()
@@ -108,7 +109,7 @@ def main(
 
     summary: dict[str, Any] = {
         "image_dir": str(image_dir), "images": len(names), "matcher": matcher,
-        "weights": weights or ("default" if matcher not in sift.confs else None), "mapper": mapper,
+        "weights": weights or ("default" if matcher not in sift.confs else None), "reconstruction": mapper,
         "registered": 0, "points": 0,
     }
     if model is not None:
@@ -159,9 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, help="sequential pairs with this window (default: exhaustive)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
+    parser.add_argument("--options", nargs="*", metavar="KEY=VALUE",
+                        help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, args.mapper, args.ground_truth)
+    mapper = {"name": args.mapper, **cli.parse_options(args.options)}
+    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth)

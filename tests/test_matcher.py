@@ -1,5 +1,7 @@
 """The inference API on odd inputs: sizes, bit depths, channels, batching, bad input."""
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -129,3 +131,10 @@ def test_bad_inputs_are_named(matcher, tmp_path):
         matcher(np.zeros((4, 64, 64, 3), np.uint8), image)
     with pytest.raises(KeyError, match="unknown matcher configuration"):
         Matcher("huge", weights=None)
+
+
+def test_fingerprint_names_the_weights(weights, tmp_path):
+    assert Matcher("lite", weights=weights).fingerprint == hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    assert Matcher("lite", weights=None).fingerprint == "random"
+    other = save_checkpoint(ELoFTR("lite"), tmp_path / "other.pt")
+    assert Matcher("lite", weights=other).fingerprint != Matcher("lite", weights=weights).fingerprint

@@ -76,7 +76,9 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     shutil.copy(scene / "images" / "view_00.jpg", images / "zz_broken.jpg")
     (images / "zz_broken.jpg").write_bytes(b"not a jpeg")  # reported and skipped
     output = tmp_path / "out"
-    summary = reconstruct.main(images, output, matcher="sift", ground_truth=scene / "gt_cameras")
+    mapper = {"name": "incremental", "camera_mode": "single"}  # one camera: the views share their intrinsics
+    summary = reconstruct.main(images, output, matcher="sift", mapper=mapper, ground_truth=scene / "gt_cameras")
+    assert len(pycolmap.Reconstruction(output / "sfm").cameras) == 1
     assert summary["registered"] == 5 and summary["not_registered"] == ["zz_broken.jpg"]
     assert summary["camera_centres"]["common"] == 5
     assert summary["camera_centres"]["median"] < 0.05  # metres; the views are 0.6 m apart
