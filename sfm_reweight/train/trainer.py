@@ -201,7 +201,7 @@ def main(
 ) -> Path:
     """Train (or resume) into `output`; returns the path of the fp16 weights written at the end.
     `workers`: processes preparing batches ahead (default: none on a CPU of 2 cores or fewer, else
-    up to 8); the batches, and so the run, are the same whatever their number."""
+    all cores but two, up to 14); the batches, and so the run, are the same whatever their number."""
     output.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     last = output / "last.pt"
@@ -252,7 +252,7 @@ def main(
     model.train()
     progress = tqdm(total=end, initial=step, desc="train", dynamic_ncols=True)
     if workers is None:
-        workers = 0 if (os.cpu_count() or 1) <= 2 else min(8, (os.cpu_count() or 1) // 2)
+        workers = 0 if (os.cpu_count() or 1) <= 2 else min(14, (os.cpu_count() or 1) - 2)
     batches = iter(DataLoader(
         StepBatches(sources, data_conf, conf["batch_size"], step, end), batch_size=None, num_workers=workers,
         collate_fn=as_is, prefetch_factor=4 if workers else None,
