@@ -28,7 +28,7 @@ import pycolmap
 
 from sfm_reweight import cli, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
-from sfm_reweight.io import list_images, read_keypoints
+from sfm_reweight.io import list_images, read_keypoints, write_text_atomic
 from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
@@ -128,12 +128,14 @@ def main(
             gt_centres = np.array(list(gt.values()))
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
+    for picture in ("matches.png", "reconstruction.png"):
+        (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
     draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
         title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({matcher})"
         plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
     return summary
 
