@@ -44,6 +44,12 @@ def resolve_matcher_conf(conf: str | dict) -> dict:
     return merge_conf(confs[conf.pop("name", "lite")], conf)
 
 
+def shipped_weights(model_name: str) -> Path | None:
+    """The checkpoint shipped for a model configuration (sfm_reweight/weights/<name>.pt), if any."""
+    path = WEIGHTS_DIR / f"{model_name}.pt"
+    return path if path.is_file() else None
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -74,7 +80,7 @@ class Matcher:
         if weights != "default":
             return weights
         name = self.model.conf["name"]
-        if (WEIGHTS_DIR / f"{name}.pt").is_file():
+        if shipped_weights(name) is not None:
             return name
         logger.warning("no shipped weights for model %r: the network has random weights", name)
         return None
