@@ -25,11 +25,14 @@ import numpy as np
 
 from sfm_reweight import eval_datasets as ds
 from sfm_reweight.benchmarking import (
+    DEFAULT_MATCHERS,
+    benchmark_parser,
     build_matchers,
     markdown_table,
     match_all,
     plot_cumulative_errors,
     print_report,
+    run_benchmark_cli,
     top_k,
     write_json,
 )
@@ -44,7 +47,6 @@ from sfm_reweight.metrics import (
 logger = logging.getLogger("homography")
 
 LAYOUTS = {"auto": ds.read_homography_dataset, "hpatches": ds.read_hpatches, "oxford": ds.read_oxford}
-DEFAULT_MATCHERS = ("ours", "sift", "aliked+lightglue", "disk+lightglue")
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,39 +169,15 @@ def run(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = benchmark_parser(__doc__, "outputs/homography/<root name>")
     parser.add_argument("--root", type=Path, required=True, help="folder of sequence folders")
     parser.add_argument(
         "--layout", choices=tuple(LAYOUTS), default="auto", help="hpatches, oxford, or auto (per sequence)"
-    )
-    parser.add_argument("--output", type=Path, help="output folder (default outputs/homography/<root name>)")
-    parser.add_argument(
-        "--matchers",
-        nargs="+",
-        default=list(DEFAULT_MATCHERS),
-        help="matcher specs name[:key=value,...] (see sfm_reweight/baselines.py); default: %(default)s",
-    )
-    parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
-    parser.add_argument(
-        "--weights",
-        default="default",
-        help='weights of `ours` specs that give none: "default", a name, a path or "none"',
-    )
-    parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
-    parser.add_argument(
-        "--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)"
     )
     parser.add_argument(
         "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
     )
     parser.add_argument("--ransac-threshold", type=float, default=3.0, help="pixels (default 3)")
-    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
-    parser.add_argument("--device", help="torch device (default cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -231,9 +209,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except (OSError, ValueError, RuntimeError) as e:
-        logger.error("%s", e)
-        sys.exit(1)
+    run_benchmark_cli(main)

@@ -32,7 +32,17 @@ import cv2
 import numpy as np
 
 from sfm_reweight import eval_datasets as ds
-from sfm_reweight.benchmarking import build_matchers, markdown_table, match_all, plot_cumulative_errors, print_report, write_json
+from sfm_reweight.benchmarking import (
+    DEFAULT_MATCHERS,
+    benchmark_parser,
+    build_matchers,
+    markdown_table,
+    match_all,
+    plot_cumulative_errors,
+    print_report,
+    run_benchmark_cli,
+    write_json,
+)
 from sfm_reweight.eval_datasets import EvalPair, intrinsics_for
 from sfm_reweight.metrics import (
     POSE_THRESHOLDS_DEG,
@@ -47,7 +57,6 @@ from sfm_reweight.metrics import (
 logger = logging.getLogger("relative_pose")
 
 DATASETS = ("megadepth1500", "scannet1500", "pairs", "strecha", "middlebury")
-DEFAULT_MATCHERS = ("ours", "sift", "aliked+lightglue", "disk+lightglue")
 RANSAC_THRESHOLDS = {"ransac": 0.5, "lo-ransac": 2.0}
 
 
@@ -227,31 +236,10 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = benchmark_parser(__doc__, "outputs/relative_pose/<dataset>")
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--root", type=Path, required=True, help="dataset folder (strecha, middlebury) or image root")
     parser.add_argument("--index", type=Path, help="npz folder (megadepth1500, scannet1500) or pairs file (pairs)")
-    parser.add_argument("--output", type=Path, help="output folder (default outputs/relative_pose/<dataset>)")
-    parser.add_argument(
-        "--matchers",
-        nargs="+",
-        default=list(DEFAULT_MATCHERS),
-        help="matcher specs name[:key=value,...] (see sfm_reweight/baselines.py); default: %(default)s",
-    )
-    parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
-    parser.add_argument(
-        "--weights",
-        default="default",
-        help='weights of `ours` specs that give none: "default", a name, a path or "none"',
-    )
-    parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
-    parser.add_argument(
-        "--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)"
-    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="RANSAC runs per pair on shuffled matches, pooled (ELoFTR: 5)"
     )
@@ -261,9 +249,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gaps", type=int, nargs="+", default=[1, 2], help="middlebury: pairs (i, i+g) around the ring"
     )
-    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
-    parser.add_argument("--device", help="torch device (default cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -302,9 +287,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except (OSError, ValueError, RuntimeError) as e:
-        logger.error("%s", e)
-        sys.exit(1)
+    run_benchmark_cli(main)

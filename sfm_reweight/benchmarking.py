@@ -7,15 +7,17 @@ Per pair, the images are read once, turned upright (`EvalPair.rotation*`), conve
 for all); keypoints come back in the stored images' pixels, so the ground truth applies as given.
 """
 
+import argparse
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,6 +29,43 @@ from .eval_datasets import EvalPair, keypoints_to_stored, read_pair_images, upri
 from .image_io import ImageReadError, to_float_image
 
 logger = logging.getLogger(__name__)
+
+
+DEFAULT_MATCHERS = ("ours", "sift", "aliked+lightglue", "disk+lightglue")
+
+
+def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark pipeline shares (output, matchers and their settings, pairs
+    limit, device, seed); `doc` is the script's docstring (first paragraph: description)."""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=doc.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--output", type=Path, help=f"output folder (default {output_default})")
+    parser.add_argument(
+        "--matchers", nargs="+", default=list(DEFAULT_MATCHERS),
+        help="matcher specs name[:key=value,...] (see sfm_reweight/baselines.py); default: %(default)s",
+    )
+    parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
+    parser.add_argument(
+        "--weights", default="default", help='weights of `ours` specs that give none: "default", a name, a path or "none"'
+    )
+    parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
+    parser.add_argument("--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)")
+    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    parser.add_argument("--device", help="torch device (default cuda if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_benchmark_cli(main: Callable[[], Any]) -> None:
+    """Run a benchmark's `main` with INFO logging; bad data ends it with one error line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except (OSError, ValueError, RuntimeError) as e:
+        logger.error("%s", e)
+        sys.exit(1)
 
 
 @dataclass
