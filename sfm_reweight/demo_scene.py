@@ -168,18 +168,17 @@ def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) ->
     images.mkdir(parents=True, exist_ok=True)
     gt.mkdir(parents=True, exist_ok=True)
     rects = None
-    rng = np.random.default_rng(seed + 1)
     for k, camera in enumerate(cameras(count)):
         name = f"view_{k:02d}.jpg"
-        noise = rng.normal(0, 0.012, (*IMAGE_SIZE[::-1], 3)).astype(np.float32)  # drawn for every view: fixed per index
         if (images / name).exists() and (gt / f"{name}.camera").exists():
             continue
+        noise = np.random.default_rng([seed, k]).normal(0, 0.012, (*IMAGE_SIZE[::-1], 3)).astype(np.float32)
         rects = rects or scene(seed)
         image, depth = render(rects, camera)
         sky = np.array([0.62, 0.75, 0.9], np.float32)
         image = np.where(depth[..., None] > 0, image, sky) + noise
         rgb8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        tmp = images / f".{name}.tmp.jpg"
+        tmp = output / f".{name}.tmp.jpg"  # outside images/, which must hold finished views only
         cv2.imwrite(str(tmp), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
         tmp.replace(images / name)
         write_camera(gt / f"{name}.camera", camera)

@@ -55,15 +55,13 @@ def names_to_pair_old(name0: str, name1: str) -> str:
 
 
 def list_images(image_dir: Path) -> list[str]:
-    """Names (relative paths with `/`) of the image files under `image_dir`, recursively, sorted."""
+    """Names (relative paths with `/`) of the image files under `image_dir`, recursively, sorted.
+    Hidden files and folders (".name", e.g. macOS "._IMG.jpg" metadata) are not images."""
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: image folder not found")
-    return sorted(
-        p.relative_to(image_dir).as_posix()
-        for p in image_dir.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
+    names = (p.relative_to(image_dir) for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
 
 
 def read_image_list(path: Path) -> list[str]:

@@ -68,7 +68,8 @@ def test_pairs_roundtrip_and_unique(tmp_path):
 
 def test_image_names(tmp_path):
     (tmp_path / "img" / "sub").mkdir(parents=True)
-    for name in ("b.JPG", "a.png", "sub/c.jpeg", "notes.txt"):
+    (tmp_path / "img" / ".cache").mkdir()
+    for name in ("b.JPG", "a.png", "sub/c.jpeg", "notes.txt", "._b.JPG", ".cache/d.png"):
         (tmp_path / "img" / name).write_bytes(b"x")
     assert list_images(tmp_path / "img") == ["a.png", "b.JPG", "sub/c.jpeg"]
     (tmp_path / "list.txt").write_text("x.jpg SIMPLE_RADIAL 10 10 1 5 5 0\n# c\ny.jpg\n")
