@@ -175,3 +175,10 @@ def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path,
     assert "| both |" in capsys.readouterr().out and (tmp_path / "table.md").exists()
     monkeypatch.setattr(trainer, "main", None)  # a rerun only scores: nothing is trained again
     ablation.main(2, tmp_path, tmp_path, base="tiny")
+
+
+def test_validate_state_at_other_thresholds(photos, tmp_path):
+    trainer.main(tiny_conf(photos, steps=2), tmp_path)
+    rows = trainer.validate_state(tmp_path / "last.pt", [0.2, 0.0])
+    assert [r["thr"] for r in rows] == [0.2, 0.0] and all(r["step"] == 2 for r in rows)
+    assert rows[1]["matches"] >= rows[0]["matches"]  # a lower threshold keeps at least as many matches

@@ -303,14 +303,34 @@ def main(
     return weights
 
 
+def averaged_model(state: dict, coarse_threshold: float | None = None) -> ELoFTR:
+    """The moving-average network of a training state, optionally with another coarse threshold."""
+    model_conf = state["conf"]["model"]
+    if coarse_threshold is not None:
+        model_conf = merge_conf(ELoFTR(model_conf).conf, {"match_coarse": {"thr": coarse_threshold}})
+    ema = exponential_average(ELoFTR(model_conf), state["conf"]["ema_decay"])
+    ema.load_state_dict(state["ema"])
+    return ema.module
+
+
 def export(last: Path, path: Path) -> Path:
     """Write the moving-average weights of a training state (`last.pt`, possibly of a run still
     going) as an fp16 checkpoint in our format."""
     state = torch.load(last, map_location="cpu", weights_only=False)
-    model = ELoFTR(state["conf"]["model"])
-    ema = exponential_average(model, state["conf"]["ema_decay"])
-    ema.load_state_dict(state["ema"])
-    return save_checkpoint(ema.module, path, half=True, step=state["step"])
+    return save_checkpoint(averaged_model(state), path, half=True, step=state["step"])
+
+
+def validate_state(last: Path, coarse_thresholds: list[float]) -> list[dict[str, float]]:
+    """Validation metrics of a training state's averaged weights at each coarse threshold: early in
+    training, confidences stay below the default 0.2 long before the matches become right."""
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    pairs = validation_pairs(state["conf"])
+    rows = []
+    for thr in coarse_thresholds:
+        metrics = validate(averaged_model(state, thr), pairs, torch.device("cpu"))
+        rows.append({"step": state["step"], "thr": thr, **metrics})
+        logger.info("%s", rows[-1])
+    return rows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -325,6 +345,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
     parser.add_argument("--workers", type=int, help="processes preparing batches (default: by core count)")
+    parser.add_argument("--validate", type=float, nargs="+", metavar="THR",
+                        help="only validate OUTPUT/last.pt's averaged weights at these coarse thresholds")
     parser.add_argument("--export", type=Path, metavar="PATH", help="only write OUTPUT/last.pt's weights (fp16) to PATH")
     return parser.parse_args(argv)
 
@@ -348,6 +370,9 @@ def conf_from_args(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args()
+    if args.validate:
+        validate_state(args.output / "last.pt", args.validate)
+        raise SystemExit
     if args.export:
         logger.info("wrote %s", export(args.output / "last.pt", args.export))
         raise SystemExit
