@@ -29,7 +29,6 @@ import pycolmap
 from sfm_reweight import cli, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
 from sfm_reweight.io import list_images, read_keypoints, write_text_atomic
-from sfm_reweight.matcher import resolve_matcher_conf, shipped_weights
 from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
@@ -99,13 +98,6 @@ def main(
     if matcher in sift.confs:
         features, matches = sift.main(matcher, pairs, image_dir, export_dir=output)
     else:
-        model = resolve_matcher_conf(match_dense.confs[matcher]["matcher"])["model"]
-        model_name = model if isinstance(model, str) else model["name"]
-        if weights is None and shipped_weights(model_name) is None:
-            logger.warning(
-                "no trained weights ship for %r yet: the network is random and will not reconstruct;"
-                " use --weights PATH or --matcher sift", model_name,
-            )
         conf = matcher if weights is None else {**match_dense.confs[matcher], "weights": weights}
         features, matches = match_dense.main(conf, pairs, image_dir, export_dir=output)
     timings["matching"] = time.time() - t

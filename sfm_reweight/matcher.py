@@ -44,12 +44,6 @@ def resolve_matcher_conf(conf: str | dict) -> dict:
     return merge_conf(confs[conf.pop("name", "lite")], conf)
 
 
-def shipped_weights(model_name: str) -> Path | None:
-    """The checkpoint shipped for a model configuration (sfm_reweight/weights/<name>.pt), if any."""
-    path = WEIGHTS_DIR / f"{model_name}.pt"
-    return path if path.is_file() else None
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -80,9 +74,12 @@ class Matcher:
         if weights != "default":
             return weights
         name = self.model.conf["name"]
-        if shipped_weights(name) is not None:
+        if (WEIGHTS_DIR / f"{name}.pt").is_file():
             return name
-        logger.warning("no shipped weights for model %r: the network has random weights", name)
+        logger.warning(
+            "no shipped weights for model %r: the network has random weights and its matches are"
+            " meaningless; pass weights=PATH (pipelines: --weights PATH, or --matcher sift)", name,
+        )
         return None
 
     def load(self, image: ImageInput, name: str) -> Prepared:

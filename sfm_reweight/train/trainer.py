@@ -209,16 +209,14 @@ def main(
         last.replace(output / "last.pt.bak")
     torch.manual_seed(conf["seed"])
     model = ELoFTR(conf["model"]).to(device)
-    ema = exponential_average(model, conf["ema_decay"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=conf["lr"], weight_decay=conf["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, conf))
-    step = 0
+    step, state = 0, None
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
         if state["conf"] != conf:
             raise ValueError(f"{last}: was trained with another configuration; use --fresh or another --output")
         model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -227,7 +225,9 @@ def main(
     elif init_from is not None:
         report = load_weights(model, init_from)
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
-        ema = exponential_average(model, conf["ema_decay"])
+    ema = exponential_average(model, conf["ema_decay"])  # a copy of the weights as loaded
+    if state is not None:
+        ema.load_state_dict(state["ema"])
 
     data_conf = conf["data"]
     sources = build_sources(data_conf)
