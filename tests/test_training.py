@@ -148,7 +148,7 @@ def test_resume_continues_exactly(photos, tmp_path):
 
 
 def test_data_mix_is_deterministic_per_step(photos):
-    from sfm_reweight.train.data_mix import batch_items, build_sources
+    from sfm_reweight.train.data_mix import StepBatches, batch_items, build_sources
 
     data_conf = {"folder": str(photos), "size": [96, 64], "seed": 1, "mix": {"homography": 0.5, "synthetic": 0.5}}
     sources = build_sources(data_conf)
@@ -157,6 +157,8 @@ def test_data_mix_is_deterministic_per_step(photos):
     kind, items = batch_items(sources, data_conf, 7, 1)
     kind_again, items_again = batch_items(sources, data_conf, 7, 1)
     assert kind == kind_again and torch.equal(items[0]["image1"], items_again[0]["image1"])
+    steps = list(StepBatches(sources, data_conf, 1, 6, 9))  # plain iteration ends after the last step
+    assert len(steps) == 3 and torch.equal(steps[1][0]["image1"], items[0]["image1"])
 
 
 def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):

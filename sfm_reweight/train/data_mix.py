@@ -77,6 +77,8 @@ class StepBatches(Dataset):
         return max(0, self.last - self.first)
 
     def __getitem__(self, k: int) -> list[dict]:
+        if not 0 <= k < len(self):
+            raise IndexError(f"step item {k} outside 0..{len(self) - 1}")  # ends plain iteration, too
         return batch_items(self.sources, self.data_conf, self.first + k, self.batch_size)[1]
 
 

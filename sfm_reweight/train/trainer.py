@@ -246,7 +246,11 @@ def main(
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_filling = torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(conf["deterministic"], warn_only=True)
+    # deterministic mode would also NaN-fill every new tensor, a tenth of a CPU step, for nothing:
+    # no result here reads memory it has not written
+    torch.utils.deterministic.fill_uninitialized_memory = False
     end = conf["steps"] if max_steps is None else min(conf["steps"], step + max_steps)
     bad_steps = 0
     model.train()
@@ -297,6 +301,7 @@ def main(
     finally:
         signal.signal(signal.SIGTERM, previous)
         torch.use_deterministic_algorithms(was_deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = was_filling
         progress.close()
     weights = save_checkpoint(ema.module, output / f"{conf['model']['name']}_step{step}.pt", half=True, step=step)
     logger.info("trained to step %d; weights (fp16, moving average): %s", step, weights)
