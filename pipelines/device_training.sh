@@ -21,7 +21,6 @@ prepare)
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .device/whl $versions
     python - <<'PY'
-import os
 from pathlib import Path
 
 import cv2

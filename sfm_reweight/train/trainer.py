@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..metrics import corner_error, error_auc, ransac_homography
-from ..model.config import merge_conf
+from ..model.config import merge_conf, resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
 from .data_mix import StepBatches, as_is, build_sources, collate
@@ -257,7 +257,8 @@ def main(
     model.train()
     progress = tqdm(total=end, initial=step, desc="train", dynamic_ncols=True)
     if workers is None:
-        workers = 0 if (os.cpu_count() or 1) <= 2 else min(14, (os.cpu_count() or 1) - 2)
+        cores = os.cpu_count() or 1
+        workers = 0 if cores <= 2 else min(14, cores - 2)
     batches = iter(DataLoader(
         StepBatches(sources, data_conf, conf["batch_size"], step, end), batch_size=None, num_workers=workers,
         collate_fn=as_is, prefetch_factor=4 if workers else None,
@@ -313,7 +314,7 @@ def averaged_model(state: dict, coarse_threshold: float | None = None) -> ELoFTR
     """The moving-average network of a training state, optionally with another coarse threshold."""
     model_conf = state["conf"]["model"]
     if coarse_threshold is not None:
-        model_conf = merge_conf(ELoFTR(model_conf).conf, {"match_coarse": {"thr": coarse_threshold}})
+        model_conf = merge_conf(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
     ema = exponential_average(ELoFTR(model_conf), state["conf"]["ema_decay"])
     ema.load_state_dict(state["ema"])
     return ema.module
