@@ -8,7 +8,8 @@ evaluation resolution (`resize_long_side`: every matcher sees the same pixels), 
 keypoints [M,2] float32 in those images' pixels (integer values at pixel centres) and scores [M]
 (higher is better). Specs are `name[:key=value,...]`:
 
-- `ours`: `sfm_reweight.Matcher`; conf (lite), weights (default), reweight and thr (the conf's).
+- `ours`: `sfm_reweight.Matcher`; conf (lite), weights (default), reweight and thr (the conf's),
+  rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too).
 - `eloftr`: an official eloftr_outdoor.ckpt (weights=PATH, required) in our `full` network with
   reweighting off, numerically the official EfficientLoFTR (tests/test_parity.py); thr (0.1).
 - `sift`: OpenCV SIFT, Lowe's ratio test + mutual nearest neighbours; ratio (0.8), max_keypoints (8000).
@@ -127,27 +128,35 @@ def build_ours(
     weights: str | Path | None = "default",
     reweight: str | None = None,
     thr: float | None = None,
+    rotations: int = 1,
     device: str | None = None,
     seed: int = 0,
 ) -> OursMatcher:
-    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides; torch is
+    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides and a
+    rotation search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4); torch is
     seeded first so that weights no checkpoint sets (all of them with no weights) are reproducible."""
+    if rotations not in (1, 2, 4):
+        raise ValueError(f"ours: rotations={rotations}: expected 1, 2 or 4 orientations")
     model: dict[str, Any] = {"name": conf}
     if reweight is not None:
         model["reweight"] = {"mode": reweight}
     if thr is not None:
         model["match_coarse"] = {"thr": float(thr)}
     torch.manual_seed(seed)
-    matcher = Matcher({"name": conf, "resize_max": None, "model": model}, weights=weights, device=device)
+    angles = list(range(0, 360, 360 // rotations))
+    matcher = Matcher({"name": conf, "resize_max": None, "model": model, "rotations": angles}, weights=weights, device=device)
     used = None if matcher.weights is None else str(matcher.weights)
     info = {
         "conf": conf,
         "weights": used,
         "reweight": matcher.model.conf["reweight"]["mode"],
         "thr": matcher.model.conf["match_coarse"]["thr"],
+        "rotations": angles,
         "device": str(matcher.device),
     }
-    description = f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}"
+    description = (
+        f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, rotations {angles}"
+    )
     return OursMatcher(label, description, info, matcher)
 
 
@@ -297,7 +306,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 ALLOWED_OPTIONS = {
-    "ours": {"conf", "weights", "reweight", "thr", "seed"},
+    "ours": {"conf", "weights", "reweight", "thr", "rotations", "seed"},
     "eloftr": {"weights", "thr"},
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},

@@ -7,9 +7,15 @@
     out["confidence"], out["matchability0"]        # [M]; coarse map of image 0: cell (x, y) is centred
                                                    # on original pixel ((8x + 0.5) * sx - 0.5, ...), scale0 = (sx, sy)
     for out in matcher.match_pairs(pairs, batch_size=4): ...
+
+Rotation search: with conf "rotations" (degrees, multiples of 90; e.g. [0, 90, 180, 270]) image 1
+is matched in each of those orientations and the one with the highest summed confidence is kept,
+so that a network trained on mostly upright pairs handles any in-plane rotation, at one forward
+pass per orientation. Results are in the original orientations; "rotation1" says which won.
 """
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,15 +28,15 @@ from .image_io import read_image, to_gray_float
 from .model.config import merge_conf
 from .model.eloftr import ELoFTR
 from .model.weights import WEIGHTS_DIR, load_weights, resolve_weights
-from .preprocessing import Prepared, prepare
+from .preprocessing import Prepared, prepare, rot90_points
 
 logger = logging.getLogger(__name__)
 
 ImageInput = str | Path | np.ndarray
 
 confs: dict[str, dict[str, Any]] = {
-    "lite": {"model": "lite", "resize_max": 1024, "resize_force": False, "mixed_precision": False},
-    "full": {"model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False},
+    "lite": {"model": "lite", "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0]},
+    "full": {"model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0]},
 }
 
 
@@ -60,6 +66,10 @@ class Matcher:
         (ours or an official EfficientLoFTR checkpoint), or None (random weights, for tests).
         """
         self.conf = resolve_matcher_conf(conf)
+        bad = [r for r in self.conf["rotations"] if r % 90]
+        if bad or not self.conf["rotations"]:
+            raise ValueError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
+        self.turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.device = torch.device(device) if device is not None else default_device()
         self.model = ELoFTR(self.conf["model"])
         self.weights = self.resolve_default(weights)
@@ -82,21 +92,37 @@ class Matcher:
         )
         return None
 
-    def load(self, image: ImageInput, name: str) -> Prepared:
+    def load(self, image: ImageInput, name: str, turns: int = 0) -> Prepared:
+        """The network input of an image turned by `turns` quarter turns counter-clockwise."""
         if isinstance(image, (str, Path)):
             name, image = str(image), read_image(image)
-        return prepare(to_gray_float(image, name), self.conf["resize_max"], self.conf["resize_force"])
+        gray = np.ascontiguousarray(np.rot90(to_gray_float(image, name), turns))
+        return prepare(gray, self.conf["resize_max"], self.conf["resize_force"])
+
+    def variants(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[tuple[Prepared, Prepared, int]]:
+        """(image 0, image 1 turned, turns) for each pair and each orientation of the rotation search."""
+        for i, (image0, image1) in enumerate(pairs):
+            prep0 = self.load(image0, f"pair {i} image0")
+            name1 = f"pair {i} image1"
+            if isinstance(image1, (str, Path)):  # read once, whatever the number of orientations
+                name1, image1 = str(image1), read_image(image1)
+            for turns in self.turns:
+                yield prep0, self.load(image1, name1, turns), turns
 
     def __call__(self, image0: ImageInput, image1: ImageInput) -> dict[str, np.ndarray]:
         """Match one pair (paths or arrays; arrays in RGB(A) or gray order)."""
         return next(self.match_pairs([(image0, image1)]))
 
     def match_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput]], batch_size: int = 1) -> Iterator[dict]:
-        """Match pairs lazily, in order; consecutive pairs whose network inputs have the same sizes
-        run as one batch of up to `batch_size`."""
-        batch: list[tuple[Prepared, Prepared]] = []
-        for i, (image0, image1) in enumerate(pairs):
-            item = (self.load(image0, f"pair {i} image0"), self.load(image1, f"pair {i} image1"))
+        """Match pairs lazily, in order; consecutive network inputs of the same sizes run as one
+        batch of up to `batch_size`."""
+        results = self.run_batched(self.variants(pairs), batch_size)
+        while group := list(itertools.islice(results, len(self.turns))):
+            yield max(group, key=lambda r: r["confidence"].sum())
+
+    def run_batched(self, items: Iterable[tuple[Prepared, Prepared, int]], batch_size: int) -> Iterator[dict]:
+        batch: list[tuple[Prepared, Prepared, int]] = []
+        for item in items:
             if batch and (len(batch) == batch_size or self.shapes(batch[0]) != self.shapes(item)):
                 yield from self.run(batch)
                 batch = []
@@ -105,36 +131,39 @@ class Matcher:
             yield from self.run(batch)
 
     @staticmethod
-    def shapes(item: tuple[Prepared, Prepared]) -> tuple:
+    def shapes(item: tuple[Prepared, Prepared, int]) -> tuple:
         return item[0].image.shape, item[1].image.shape
 
     @torch.no_grad()
-    def run(self, batch: list[tuple[Prepared, Prepared]]) -> list[dict]:
+    def run(self, batch: list[tuple[Prepared, Prepared, int]]) -> list[dict]:
         def stack(k: int) -> torch.Tensor:
             return torch.from_numpy(np.stack([item[k].image for item in batch]))[:, None].to(self.device)
 
         masks = None
-        if any(p.padded for item in batch for p in item):
+        if any(p.padded for item in batch for p in item[:2]):
             masks = [torch.stack([item[k].coarse_mask() for item in batch]).to(self.device) for k in (0, 1)]
         amp = self.conf["mixed_precision"] and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
             out = self.model(stack(0), stack(1), *(masks or (None, None)))
 
         results = []
-        for b, (prep0, prep1) in enumerate(batch):
+        for b, (prep0, prep1, turns) in enumerate(batch):
             sel = out["batch_ids"] == b
+            keypoints1 = prep1.to_original(out["keypoints1"][sel].float().cpu().numpy())
             result = {
                 "keypoints0": prep0.to_original(out["keypoints0"][sel].float().cpu().numpy()),
-                "keypoints1": prep1.to_original(out["keypoints1"][sel].float().cpu().numpy()),
+                "keypoints1": rot90_points(keypoints1, -turns, prep1.original_size),
                 "confidence": out["confidence"][sel].float().cpu().numpy(),
                 "image_size0": np.array(prep0.original_size),
-                "image_size1": np.array(prep1.original_size),
+                "image_size1": np.array(prep1.original_size[:: -1 if turns % 2 else 1]),
                 "scale0": prep0.scale.astype(np.float32),  # original pixels per network pixel (sx, sy)
-                "scale1": prep1.scale.astype(np.float32),
+                "scale1": prep1.scale[:: -1 if turns % 2 else 1].astype(np.float32),
+                "rotation1": 90 * turns,  # degrees counter-clockwise image 1 was turned by to match
             }
             for k, prep in ((0, prep0), (1, prep1)):
                 m = out[f"matchability{k}"]
                 h, w = prep.size[1] // 8, prep.size[0] // 8
-                result[f"matchability{k}"] = None if m is None else m[b, :h, :w].float().cpu().numpy()
+                m = None if m is None else m[b, :h, :w].float().cpu().numpy()
+                result[f"matchability{k}"] = m if m is None or k == 0 else np.ascontiguousarray(np.rot90(m, -turns))
             results.append(result)
         return results

@@ -41,6 +41,16 @@ class Prepared:
         return ((keypoints + 0.5) * self.scale - 0.5).astype(np.float32)
 
 
+def rot90_points(points: np.ndarray, k: int, size: tuple[int, int]) -> np.ndarray:
+    """Pixel-centre coordinates [N,2] in an image of `size` (w, h) -> the same points in
+    `np.rot90(image, k)` (k quarter turns counter-clockwise; negative k turns back)."""
+    x, y = points[:, 0], points[:, 1]
+    w, h = size
+    for _ in range(k % 4):  # one counter-clockwise turn: (x, y) -> (y, w - 1 - x), size (w, h) -> (h, w)
+        x, y, w, h = y, w - 1 - x, h, w
+    return np.stack([x, y], axis=1).astype(points.dtype)
+
+
 def resized_size(w: int, h: int, resize_max: int | None, resize_force: bool) -> tuple[int, int]:
     """Long side to `resize_max` (only downwards unless forced), short side at least MIN_SIDE,
     both floored to a multiple of SIZE_MULTIPLE."""

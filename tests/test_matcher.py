@@ -12,7 +12,7 @@ from sfm_reweight import Matcher
 from sfm_reweight.image_io import ImageReadError, to_gray_float
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import save_checkpoint
-from sfm_reweight.preprocessing import prepare, resized_size
+from sfm_reweight.preprocessing import prepare, resized_size, rot90_points
 
 CONF = {"name": "lite", "resize_max": 320}
 
@@ -69,6 +69,37 @@ def test_matches_shifted_textures_in_original_pixels(matcher):
     assert m > 20
     shift = np.median(out["keypoints0"] - out["keypoints1"], axis=0)
     np.testing.assert_allclose(shift, [48, 24], atol=3 * 2)  # within 2 network pixels
+
+
+@pytest.mark.parametrize("k", [-3, -1, 1, 2, 3, 4])
+def test_rot90_points_follow_np_rot90(k):
+    image = np.arange(5 * 7).reshape(5, 7)
+    points = np.array([[x, y] for y in range(5) for x in range(7)], np.float64)
+    turned = rot90_points(points, k, (7, 5))
+    rotated = np.rot90(image, k)
+    xs, ys = turned.round().astype(int).T
+    np.testing.assert_array_equal(rotated[ys, xs], image[points[:, 1].astype(int), points[:, 0].astype(int)])
+    back = rot90_points(turned, -k, rotated.shape[::-1])
+    np.testing.assert_allclose(back, points)
+
+
+def test_rotation_search_undoes_a_quarter_turn(weights):
+    """Image 1 turned a quarter counter-clockwise: searching four orientations finds the turn back
+    (three more quarters) and returns keypoints in image 1 as given."""
+    small = textured_image(256 + 8, 320 + 16)
+    texture = (cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR) * 255).astype(np.uint8)
+    image0, image1 = texture[:768, :960], np.rot90(texture[24:792, 48:1008])  # image 1: 768 wide, 960 high
+    matcher = Matcher({**CONF, "rotations": [0, 90, 180, 270]}, weights=weights, device="cpu")
+    out = matcher(image0, image1)
+    assert out["rotation1"] == 270
+    m = check_output(out, (960, 768), (768, 960))
+    assert m > 20
+    upright1 = rot90_points(out["keypoints1"], -1, (768, 960))  # back into the unturned crop
+    shift = np.median(out["keypoints0"] - upright1, axis=0)
+    np.testing.assert_allclose(shift, [48, 24], atol=3 * 2)
+    assert out["matchability1"].shape == (960 // 3 // 8, 768 // 3 // 8)
+    with pytest.raises(ValueError, match="multiples of 90"):
+        Matcher({**CONF, "rotations": [45]}, weights=weights, device="cpu")
 
 
 @pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])

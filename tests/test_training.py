@@ -10,6 +10,7 @@ from conftest import load_pipeline
 
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.model.fine_matching import subpixel_offsets
 from sfm_reweight.model.weights import model_from_checkpoint
 from sfm_reweight.train import trainer
 from sfm_reweight.train.data_mix import collate
@@ -58,6 +59,24 @@ def test_fine_ground_truth_subpixel():
     assert torch.allclose(sup.offsets, torch.tensor([0.3, -0.2]).expand_as(sup.offsets), atol=1e-4)
     # pixel u at (ux, uy) moves by (0.3, -0.2) + (16, 8) - (cell shift 16, 8) = rounding to the same index
     assert torch.equal(sup.v_ids, u)
+
+
+@pytest.mark.parametrize("true_offset", [(0.0, 0.0), (0.3, -0.2)])
+def test_subpixel_block_is_centred_on_the_pixel_match(true_offset):
+    """Stage-2 scores peaked at the true sub-pixel position of pixel v = (3, 4) of image 1's inner
+    window: the centred block recovers the offset's direction, the official block is a pixel off."""
+    w, v = 8, torch.tensor([4 * 8 + 3])
+    rows, cols = torch.meshgrid(torch.arange(w + 2.0), torch.arange(w + 2.0), indexing="ij")
+    x, y = 3 + 1 + true_offset[0], 4 + 1 + true_offset[1]  # (W+2)-window coordinates of the truth
+    scores = -((cols - x) ** 2 + (rows - y) ** 2)
+    sim_ff = torch.zeros(1, w * w, (w + 2) ** 2)
+    sim_ff[0, 5] = scores.flatten()
+    m, u = torch.tensor([0]), torch.tensor([5])
+    centred = subpixel_offsets(sim_ff, m, u, v, temperature=1.0)[0]
+    official = subpixel_offsets(sim_ff, m, u, v, temperature=1.0, official_block=True)[0]
+    truth = torch.tensor(true_offset)
+    assert torch.all((centred - truth).abs() < 0.2) and torch.all(centred * truth >= 0)
+    assert torch.all(official - truth > 0.5)  # pulled towards the block's right-down cell
 
 
 def test_depth_warp_matches_homography_of_a_plane():

@@ -15,7 +15,8 @@ def texture_pair(h=192, w=256, dy=8, dx=16):
 
 @pytest.fixture(scope="module")
 def full_off() -> ELoFTR:
-    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    """The official network: as an official checkpoint loads (with the official sub-pixel block)."""
+    model = ELoFTR({"name": "full", "reweight": {"mode": "off"}, "match_fine": {"official_block": True}})
     calibrate_batchnorm(model, torch.cat(texture_pair()))
     return model
 
@@ -37,8 +38,10 @@ def run(model, *images):
 def test_official_layout_loads_strictly(full_off, official_ckpt):
     assert len(torch.load(official_ckpt)["state_dict"]) == 447
     model = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    assert not model.conf["match_fine"]["official_block"]
     report = load_weights(model, official_ckpt)
     assert report.layout == "official" and report.initialized == []
+    assert model.conf["match_fine"]["official_block"]  # the sub-pixel indexing its weights were trained with
     for k, v in full_off.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
 
@@ -158,7 +161,7 @@ def test_fusion_changes_outputs_by_at_most_1e5_relative(full_off):
 
 def test_fused_official_layout_loads(full_off, tmp_path):
     """The deploy layout (rbr_reparam, 147 keys) loads too: the model is fused first."""
-    fused = ELoFTR({"name": "full", "reweight": {"mode": "off"}})
+    fused = ELoFTR(full_off.conf)
     fused.load_state_dict(full_off.state_dict())
     fused.fuse()
     path = tmp_path / "deploy.ckpt"

@@ -34,7 +34,9 @@ confs: dict[str, dict[str, Any]] = {
             "train_coarse_percent": 0.3,
             "train_pad_num_gt_min": 200,
         },
-        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0},
+        # official_block: the sub-pixel block one pixel up-left of the match, as the official
+        # checkpoints were trained (set when one is loaded); fine_matching.py says why ours is centred
+        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False},
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
     },

@@ -129,6 +129,7 @@ class ELoFTR(nn.Module):
             conf["match_fine"]["slicedim"],
             conf["match_fine"]["temperature"],
             self.training,
+            conf["match_fine"]["official_block"],
         )
         return {
             "keypoints0": fine["keypoints0"],

@@ -6,13 +6,37 @@ inner W x W of image 1, picks the best pixel pair (u, v). Window pixel p sits at
 from the cell position.
 Stage 2 (sub-pixel): pixel u of image 0 is correlated with image 1's window on the last s channels;
 a softmax over the 3x3 block around v gives an expected offset in [-1, 1] px added to image 1's
-point. The block is taken at (W+2)-window indices v + {-1, 0, 1}, i.e. centred one pixel up-left of
-v, exactly as the official code trains and runs it.
+point.
+
+The official code takes that block at (W+2)-window indices v + {-1, 0, 1}: centred one pixel up-left
+of v, while the offset is added to v. Both images' fine features come from the same network, so
+their similarity peaks at the true match, one block cell right-down of the centre: the target
+(the rounding residual, within half a pixel of v) cannot be fitted, and the stage learns a flat
+heatmap (its L2 loss stays at 1/6, that of a zero offset for uniform residuals; measured in our
+runs). `official_block=True` keeps that indexing for the official checkpoints (parity); our
+networks train and run with the block centred on v (indices v + 1 + {-1, 0, 1}).
 """
 
 import torch
 import torch.nn.functional as F
 from kornia.geometry.subpix import spatial_expectation2d
+
+
+def subpixel_offsets(
+    sim_ff: torch.Tensor, m_ids: torch.Tensor, u_ids: torch.Tensor, v_ids: torch.Tensor, temperature: float,
+    official_block: bool = False,
+) -> torch.Tensor:
+    """Expected sub-pixel offsets [P,2] (x, y) in [-1, 1] px of image 1's pixel v for pixel u of image
+    0 in the windows of match m: softmax of the stage-2 scores sim_ff [M,W*W,(W+2)^2] over the 3x3
+    block around v (or one pixel up-left of it with `official_block`)."""
+    m, ww = sim_ff.shape[:2]
+    w = int(round(ww**0.5))
+    delta = torch.arange(-1, 2, device=sim_ff.device) + (0 if official_block else 1)
+    rows = (v_ids // w)[:, None, None] + delta[None, :, None]  # [P,3,1]; official: may be -1, wraps like it
+    cols = (v_ids % w)[:, None, None] + delta[None, None, :]  # [P,1,3]
+    block = sim_ff.reshape(m, ww, w + 2, w + 2)[m_ids[:, None, None], u_ids[:, None, None], rows, cols]  # [P,3,3]
+    heatmap = F.softmax(block.reshape(-1, 9) / temperature, -1).reshape(1, -1, 3, 3)
+    return spatial_expectation2d(heatmap, normalized_coordinates=True)[0]
 
 
 def refine_matches(
@@ -23,6 +47,7 @@ def refine_matches(
     slicedim: int,
     temperature: float,
     training: bool = False,
+    official_block: bool = False,
 ) -> dict[str, torch.Tensor]:
     """feat0 [M,W*W,C], feat1 [M,(W+2)^2,C] window features; kpts [M,2] coarse positions (x, y) in input pixels.
 
@@ -51,11 +76,5 @@ def refine_matches(
     kpts0 = kpts0 + window_offset(idx_l)
     kpts1 = kpts1 + window_offset(idx_r)
 
-    delta = torch.arange(-1, 2, device=idx.device)
-    rows = (idx_r // w)[:, None, None] + delta[None, :, None]  # [M,3,1], may be -1: wraps like the official
-    cols = (idx_r % w)[:, None, None] + delta[None, None, :]  # [M,1,3]
-    m_ids = torch.arange(m, device=idx.device)[:, None, None]
-    block = sim_ff.reshape(m, ww, w + 2, w + 2)[m_ids, idx_l[:, None, None], rows, cols]  # [M,3,3]
-    heatmap = F.softmax(block.reshape(m, 9) / temperature, -1).reshape(1, m, 3, 3)
-    offset = spatial_expectation2d(heatmap, normalized_coordinates=True)[0]  # [M,2] in [-1,1] px
+    offset = subpixel_offsets(sim_ff, torch.arange(m, device=idx.device), idx_l, idx_r, temperature, official_block)
     return {**out, "keypoints0": kpts0, "keypoints1": kpts1 + offset}

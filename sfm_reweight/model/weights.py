@@ -113,6 +113,8 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
         )
     initialized = sorted(allowed - set(state_dict))
     model.load_state_dict(state_dict, strict=not initialized)
+    if layout == "official":  # its sub-pixel stage was trained on the official block indexing
+        model.conf["match_fine"]["official_block"] = True
     if initialized:
         model.reset_reweighting()
         logger.info("%s: %d reweighting parameters not in the file, set to identity: %s", path, len(initialized), ", ".join(initialized))

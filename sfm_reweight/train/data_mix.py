@@ -24,15 +24,17 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
     """Datasets named in data_conf["mix"] (default: homography pairs only).
 
     data_conf: folder (photos for the synthetic kinds), size [w, h], seed, mix {kind: weight};
-    megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
+    homography / synthetic: optional fields of HomographyPairConf / SyntheticPairConf; megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
     """
     size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
     sources: dict[str, Dataset] = {}
     for kind in data_conf.get("mix", {"homography": 1.0}):
         if kind == "homography":
-            sources[kind] = HomographyPairs(data_conf["folder"], HomographyPairConf(size=size, seed=seed))
+            conf = HomographyPairConf(**{**data_conf.get(kind, {}), "size": size, "seed": seed})
+            sources[kind] = HomographyPairs(data_conf["folder"], conf)
         elif kind == "synthetic":
-            sources[kind] = SyntheticScenePairs(data_conf["folder"], SyntheticPairConf(size=size, seed=seed))
+            conf = SyntheticPairConf(**{**data_conf.get(kind, {}), "size": size, "seed": seed})
+            sources[kind] = SyntheticScenePairs(data_conf["folder"], conf)
         elif kind == "megadepth":
             md = data_conf["megadepth"]
             conf = MegaDepthConf(resize=md.get("resize", 832))

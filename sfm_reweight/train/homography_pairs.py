@@ -4,8 +4,8 @@ Each view is a random homography of the source photo (view pixels -> source pixe
 
     H_k = T(centre_k) R(theta_k) S(scale_k) P(perspective_k) T(-view centre)
 
-View 1 differs from view 0 by a random rotation (any angle half of the time, so that in-plane
-rotation is learnt), a zoom of up to `max_zoom` either way, perspective and a shift that leaves
+View 1 differs from view 0 by a random rotation (any angle with `full_rotation_prob`, so that
+in-plane rotation is learnt, else up to `max_rotation` degrees either way), a zoom of up to `max_zoom` either way, perspective and a shift that leaves
 only part of the views overlapping. Each view then gets its own photometric change (brightness,
 contrast, gamma, blur, noise) and, sometimes, occluders cut from other photos: regions with no
 correspondent in the other view, which is what the matchability maps must learn to spot.
@@ -33,7 +33,8 @@ class HomographyPairConf:
     size: tuple[int, int] = (320, 256)  # (w, h) of both views, multiples of 32
     coverage: tuple[float, float] = (0.35, 0.8)  # share of the source's extent seen by view 0
     max_zoom: float = 3.0  # view 1 zooms by up to this factor either way
-    full_rotation_prob: float = 0.5  # else view 1 rotates by up to +-30 deg
+    full_rotation_prob: float = 0.5  # else view 1 rotates by up to +-max_rotation
+    max_rotation: float = 30.0  # degrees
     max_perspective: float = 0.35  # corner displacement share
     max_shift: float = 0.3  # centre shift of view 1, share of view 0's extent
     occluder_prob: float = 0.5
@@ -124,7 +125,7 @@ class HomographyPairs(Dataset):
         centre0 = np.array([ws, hs]) / 2 + rng.uniform(-0.15, 0.15, 2) * (ws, hs)
         theta0 = np.deg2rad(rng.uniform(-20, 20))
         full = rng.random() < conf.full_rotation_prob
-        theta1 = theta0 + np.deg2rad(rng.uniform(-180, 180) if full else rng.uniform(-30, 30))
+        theta1 = theta0 + np.deg2rad(rng.uniform(-180, 180) if full else rng.uniform(-1, 1) * conf.max_rotation)
         scale1 = scale0 * np.exp(rng.uniform(-1, 1) * np.log(conf.max_zoom))
         centre1 = centre0 + rng.uniform(-1, 1, 2) * conf.max_shift * scale0 * np.array([w, h])
         H0 = view_homography(rng, centre0, theta0, scale0, conf.max_perspective * 0.3, (w, h))

@@ -5,10 +5,9 @@ All focal terms use positives only (alpha 0.25, gamma 2), weighted by the overla
 """
 
 import torch
-import torch.nn.functional as F
-from kornia.geometry.subpix import spatial_expectation2d
 
 from ..model.dual_softmax import DualSoftmax
+from ..model.fine_matching import subpixel_offsets
 from .supervision import CoarseSupervision, FineSupervision
 
 EPS = 1e-6
@@ -33,19 +32,14 @@ def fine_loss(conf_matrix_f: torch.Tensor, sup: FineSupervision) -> torch.Tensor
     return weighted_mean(focal_positive(conf_matrix_f[sup.m_ids, sup.u_ids, sup.v_ids]), sup.weights)
 
 
-def subpixel_loss(sim_matrix_ff: torch.Tensor, sup: FineSupervision, window: int, temperature: float) -> torch.Tensor:
-    """L2 between the stage-2 expectation on the 3x3 block around each ground-truth pixel (indexed as
-    at inference, one pixel up-left in the (W+2)-window) and the sub-pixel target."""
+def subpixel_loss(
+    sim_matrix_ff: torch.Tensor, sup: FineSupervision, temperature: float, official_block: bool = False
+) -> torch.Tensor:
+    """L2 between the stage-2 expectation on the 3x3 block at each ground-truth pixel (indexed as at
+    inference, fine_matching.subpixel_offsets) and the sub-pixel target."""
     if len(sup.m_ids) == 0:
         return sim_matrix_ff.sum() * 0.0
-    m = sim_matrix_ff.shape[0]
-    scores = sim_matrix_ff.reshape(m, window * window, window + 2, window + 2)
-    delta = torch.arange(-1, 2, device=scores.device)
-    rows = (sup.v_ids // window)[:, None, None] + delta[None, :, None]
-    cols = (sup.v_ids % window)[:, None, None] + delta[None, None, :]
-    block = scores[sup.m_ids[:, None, None], sup.u_ids[:, None, None], rows, cols]  # [P,3,3]
-    heatmap = F.softmax(block.reshape(-1, 9) / temperature, -1).reshape(1, -1, 3, 3)
-    expected = spatial_expectation2d(heatmap, normalized_coordinates=True)[0]
+    expected = subpixel_offsets(sim_matrix_ff, sup.m_ids, sup.u_ids, sup.v_ids, temperature, official_block)
     return ((expected - sup.offsets) ** 2).sum(-1).mean()
 
 

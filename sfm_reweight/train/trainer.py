@@ -70,6 +70,12 @@ confs["lite-mix"]["data"]["mix"] = {"homography": 0.5, "synthetic": 0.5}
 # The same on a GPU (pipelines/device_training.sh): 8x the batch, the learning rate ~sqrt-scaled,
 # no bitwise determinism (CUDA's deterministic scatter is slow).
 confs["lite-mix-gpu"] = merge_conf(confs["lite-mix"], {"batch_size": 32, "lr": 2e-3, "deterministic": False})
+# Second stage, started with --init-from a lite-mix run's weights: a lower learning rate (lite-mix's
+# loss stops falling at ~1e-3 with batches of 4) on mostly upright pairs (relative rotation up to
+# 45 deg, a tenth of them any angle): the Matcher's rotation search (conf "rotations") covers the
+# right angles, so the network's capacity goes to matching rather than rotation invariance.
+confs["lite-mix-upright"] = merge_conf(confs["lite-mix"], {"steps": 4000, "lr": 3e-4, "warmup_steps": 100})
+confs["lite-mix-upright"]["data"].update(seed=1, homography={"full_rotation_prob": 0.1, "max_rotation": 45.0})
 
 
 def lr_factor(step: int, conf: dict) -> float:
@@ -119,7 +125,7 @@ def training_losses(model: ELoFTR, batch: dict, weights: dict, amp: bool = False
     terms = {
         "coarse": coarse_loss(out["coarse_dual_softmax"], coarse_gt),
         "fine": fine_loss(out["conf_matrix_f"], fine_gt),
-        "subpixel": subpixel_loss(out["sim_matrix_ff"], fine_gt, fine_conf["window"], fine_conf["temperature"]),
+        "subpixel": subpixel_loss(out["sim_matrix_ff"], fine_gt, fine_conf["temperature"], fine_conf["official_block"]),
     }
     if out["matchability0"] is not None:
         terms["matchability"] = matchability_loss(out["matchability0"], out["matchability1"], coarse_gt, mask0, mask1)
@@ -225,6 +231,8 @@ def main(
         logger.info("resumed %s at step %d", last, step)
     elif init_from is not None:
         report = load_weights(model, init_from)
+        # loading an official checkpoint selects its sub-pixel indexing; training uses the conf's
+        model.conf["match_fine"]["official_block"] = resolve_conf(conf["model"])["match_fine"]["official_block"]
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
     ema = exponential_average(model, conf["ema_decay"])  # a copy of the weights as loaded
     if state is not None:
