@@ -32,6 +32,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tif
 class HomographyPairConf:
     size: tuple[int, int] = (320, 256)  # (w, h) of both views, multiples of 32
     coverage: tuple[float, float] = (0.35, 0.8)  # share of the source's extent seen by view 0
+    min_scale: float = 0.0  # source pixels per view-0 pixel at least (a floor on enlargement)
     max_zoom: float = 3.0  # view 1 zooms by up to this factor either way
     full_rotation_prob: float = 0.5  # else view 1 rotates by up to +-max_rotation
     max_rotation: float = 30.0  # degrees
@@ -121,7 +122,7 @@ class HomographyPairs(Dataset):
         source = self.photos.get(int(rng.integers(len(self.photos))))
         hs, ws = source.shape
         w, h = conf.size
-        scale0 = rng.uniform(*conf.coverage) * min(ws / w, hs / h)
+        scale0 = max(conf.min_scale, rng.uniform(*conf.coverage) * min(ws / w, hs / h))
         centre0 = np.array([ws, hs]) / 2 + rng.uniform(-0.15, 0.15, 2) * (ws, hs)
         theta0 = np.deg2rad(rng.uniform(-20, 20))
         full = rng.random() < conf.full_rotation_prob

@@ -1,0 +1,23 @@
+"""The shipped default weights (sfm_reweight/weights/lite.pt), when present, load by default and match
+the embedded sample pair (a photo and its copy under a known homography with 20 deg of rotation)."""
+
+import pytest
+
+from sfm_reweight import Matcher
+from sfm_reweight.metrics import corner_error, homography_precision, ransac_homography
+from sfm_reweight.model.weights import WEIGHTS_DIR
+from sfm_reweight.sample_data import sample_pair
+
+pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "lite.pt").is_file(), reason="no shipped lite.pt in this checkout")
+
+
+def test_shipped_lite_matches_the_sample_pair():
+    matcher = Matcher("lite", device="cpu")  # weights="default"
+    assert matcher.weights == "lite" and matcher.fingerprint != "random"
+    image0, image1, H = sample_pair()
+    out = matcher(image0, image1)
+    k0, k1 = out["keypoints0"], out["keypoints1"]
+    assert len(k0) >= 100
+    assert homography_precision(k0, k1, H, 3.0) >= 0.8
+    h, w = image0.shape[:2]
+    assert corner_error(ransac_homography(k0, k1), H, w, h) < 3.0
