@@ -235,8 +235,10 @@ def main(
     start_time = time.time()
     if matcher is None:
         matcher = Matcher(conf["matcher"], weights=conf["weights"])
-    # the weights' fingerprint: matches of other weights (e.g. new shipped defaults) are never mixed in
-    identity = {"matcher": conf["matcher"], "weights": conf["weights"], "fingerprint": getattr(matcher, "fingerprint", None)}
+    # the resolved matcher conf (thresholds included) and the weights' fingerprint: matches of other
+    # settings or weights (e.g. new shipped defaults) are never mixed in
+    identity = {"matcher": getattr(matcher, "conf", conf["matcher"]), "weights": conf["weights"],
+                "fingerprint": getattr(matcher, "fingerprint", None)}
     store = RawMatchStore(raw_dir, identity)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as fixed:
