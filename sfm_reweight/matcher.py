@@ -97,22 +97,25 @@ class Matcher:
         )
         return None
 
-    def load(self, image: ImageInput, name: str, turns: int = 0) -> Prepared:
-        """The network input of an image turned by `turns` quarter turns counter-clockwise."""
+    def gray(self, image: ImageInput, name: str) -> np.ndarray:
+        """An image (path or array) as float32 gray [H,W] in [0,1]; errors name the file or `name`."""
         if isinstance(image, (str, Path)):
             name, image = str(image), read_image(image)
-        gray = np.ascontiguousarray(np.rot90(to_gray_float(image, name), turns))
-        return prepare(gray, self.conf["resize_max"], self.conf["resize_force"])
+        return to_gray_float(image, name)
+
+    def network_input(self, gray: np.ndarray, turns: int = 0) -> Prepared:
+        """The network input of a gray image turned by `turns` quarter turns counter-clockwise."""
+        turned = np.ascontiguousarray(np.rot90(gray, turns))
+        return prepare(turned, self.conf["resize_max"], self.conf["resize_force"])
 
     def variants(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[tuple[Prepared, Prepared, int]]:
-        """(image 0, image 1 turned, turns) for each pair and each orientation of the rotation search."""
+        """(image 0, image 1 turned, turns) for each pair and each orientation of the rotation search;
+        image 1 is read and converted once, whatever the number of orientations."""
         for i, (image0, image1) in enumerate(pairs):
-            prep0 = self.load(image0, f"pair {i} image0")
-            name1 = f"pair {i} image1"
-            if isinstance(image1, (str, Path)):  # read once, whatever the number of orientations
-                name1, image1 = str(image1), read_image(image1)
+            prep0 = self.network_input(self.gray(image0, f"pair {i} image0"))
+            gray1 = self.gray(image1, f"pair {i} image1")
             for turns in self.turns:
-                yield prep0, self.load(image1, name1, turns), turns
+                yield prep0, self.network_input(gray1, turns), turns
 
     def __call__(self, image0: ImageInput, image1: ImageInput) -> dict[str, np.ndarray]:
         """Match one pair (paths or arrays; arrays in RGB(A) or gray order)."""
@@ -155,14 +158,15 @@ class Matcher:
         for b, (prep0, prep1, turns) in enumerate(batch):
             sel = out["batch_ids"] == b
             keypoints1 = prep1.to_original(out["keypoints1"][sel].float().cpu().numpy())
+            xy1 = slice(None, None, -1 if turns % 2 else 1)  # (w, h) of the turned image -> of image 1
             result = {
                 "keypoints0": prep0.to_original(out["keypoints0"][sel].float().cpu().numpy()),
                 "keypoints1": rot90_points(keypoints1, -turns, prep1.original_size),
                 "confidence": out["confidence"][sel].float().cpu().numpy(),
                 "image_size0": np.array(prep0.original_size),
-                "image_size1": np.array(prep1.original_size[:: -1 if turns % 2 else 1]),
+                "image_size1": np.array(prep1.original_size[xy1]),
                 "scale0": prep0.scale.astype(np.float32),  # original pixels per network pixel (sx, sy)
-                "scale1": prep1.scale[:: -1 if turns % 2 else 1].astype(np.float32),
+                "scale1": prep1.scale[xy1].astype(np.float32),
                 "rotation1": 90 * turns,  # degrees counter-clockwise image 1 was turned by to match
             }
             for k, prep in ((0, prep0), (1, prep1)):

@@ -24,7 +24,8 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
     """Datasets named in data_conf["mix"] (default: homography pairs only).
 
     data_conf: folder (photos for the synthetic kinds), size [w, h], seed, mix {kind: weight};
-    homography / synthetic: optional fields of HomographyPairConf / SyntheticPairConf; megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
+    homography / synthetic: optional fields of HomographyPairConf / SyntheticPairConf;
+    megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
     """
     size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
     sources: dict[str, Dataset] = {}

@@ -5,10 +5,11 @@ Each view is a random homography of the source photo (view pixels -> source pixe
     H_k = T(centre_k) R(theta_k) S(scale_k) P(perspective_k) T(-view centre)
 
 View 1 differs from view 0 by a random rotation (any angle with `full_rotation_prob`, so that
-in-plane rotation is learnt, else up to `max_rotation` degrees either way), a zoom of up to `max_zoom` either way, perspective and a shift that leaves
-only part of the views overlapping. Each view then gets its own photometric change (brightness,
-contrast, gamma, blur, noise) and, sometimes, occluders cut from other photos: regions with no
-correspondent in the other view, which is what the matchability maps must learn to spot.
+in-plane rotation is learnt, else up to `max_rotation` degrees either way), a zoom of up to
+`max_zoom` either way, perspective and a shift that leaves only part of the views overlapping.
+Each view then gets its own photometric change (brightness, contrast, gamma, blur, noise) and,
+sometimes, occluders cut from other photos: regions with no correspondent in the other view,
+which is what the matchability maps must learn to spot.
 `valid0/1` mark the pixels showing the source photo (not outside it, not an occluder).
 
 The sample at a given index is deterministic (seeded by `seed` and the index), so a resumed run
