@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
-from sfm_reweight.model.matchability import matchability_maps
+from sfm_reweight.model.matchability import MatchabilityCalibration, matchability_maps
 
 
 def dense_dual_softmax(f0, f1, scale, mask0=None, mask1=None):
@@ -76,6 +76,20 @@ def test_maps_in_unit_range_and_zero_on_padding(kind):
         f1 = F.normalize(feat1.flatten(2), dim=1)
         cos = (f0.transpose(1, 2) @ f1)[0]
         assert torch.allclose(m1[0].flatten(), cos[mask0[0].flatten()].amax(0).clamp(0, 1), rtol=1e-4, atol=1e-6)
+
+
+def test_calibration_starts_as_identity_and_passes_gradients():
+    m = torch.tensor([[[1e-3, 0.2], [0.5, 0.99]]], requires_grad=True)
+    mask = torch.tensor([[[True, True], [True, False]]])
+    calibration = MatchabilityCalibration()
+    p = calibration(m, mask)
+    assert torch.allclose(p[mask], m[mask], rtol=1e-5) and p[~mask].item() == 0
+    with torch.no_grad():
+        calibration.offset.fill_(3.0)  # a positive offset raises every cell, keeping their order
+    p = calibration(m)
+    assert (p > m).all() and (p.flatten().argsort() == m.flatten().argsort()).all()
+    p.sum().backward()
+    assert (m.grad > 0).all() and calibration.scale.grad is not None
 
 
 def test_shared_region_is_more_matchable():

@@ -141,6 +141,21 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
     assert float(terms["total"]) < first
 
 
+def test_map_calibration_moves_at_its_own_learning_rate(photos):
+    """Adam moves each parameter ~lr per step: the calibration's scalars get `calibration_lr`, the gates `lr`."""
+    torch.manual_seed(0)
+    conf = trainer.confs["lite-mix"]
+    model = ELoFTR("lite").train()
+    batch = collate([HomographyPairs(photos, HomographyPairConf(size=(128, 96)))[0]], torch.device("cpu"))
+    before = {k: v.detach().clone() for k, v in model.named_parameters() if "matchability" in k}
+    optimizer = torch.optim.AdamW(trainer.parameter_groups(model, conf))
+    trainer.training_losses(model, batch, conf["loss_weights"])["total"].backward()
+    optimizer.step()
+    moved = {k: (dict(model.named_parameters())[k] - v).abs().item() for k, v in before.items()}
+    assert moved["matchability.offset"] == pytest.approx(conf["calibration_lr"], rel=0.01)
+    assert all(v <= 1.01 * conf["lr"] for k, v in moved.items() if not k.startswith("matchability."))
+
+
 def test_resume_continues_exactly(photos, tmp_path):
     conf = tiny_conf(photos)
     straight = tmp_path / "straight"

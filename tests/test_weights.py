@@ -56,8 +56,9 @@ def test_reweighting_starts_as_eloftr(full_off, official_ckpt, mode):
             p.fill_(0.5)  # whatever was there before loading must not matter
     report = load_weights(model, official_ckpt)
     n_layers = len(model.loftr_coarse.layers)
-    assert len(report.initialized) == n_layers * (2 if mode == "both" else 1)
-    assert all(".matchability_" in name for name in report.initialized)
+    gates = [name for name in report.initialized if ".matchability_" in name]
+    assert len(gates) == n_layers * (2 if mode == "both" else 1)
+    assert sorted(set(report.initialized) - set(gates)) == ["matchability.offset", "matchability.scale"]
     out = run(model, *images)
     assert len(reference["confidence"]) > 50
     for key in ("keypoints0", "keypoints1", "confidence"):
@@ -93,6 +94,22 @@ def test_own_format_round_trip(tmp_path):
     for k, v in model.state_dict().items():
         if v.is_floating_point():
             assert torch.allclose(loaded16.state_dict()[k], v, rtol=1e-3, atol=1e-3), k
+
+
+def test_checkpoint_without_map_calibration_loads_with_identity(tmp_path):
+    """Our checkpoints written before MatchabilityCalibration existed keep their gates; the calibration starts at identity."""
+    model = ELoFTR("lite")
+    with torch.no_grad():
+        model.loftr_coarse.layers[0].matchability_rescale.fill_(0.4)
+    path = save_checkpoint(model, tmp_path / "lite.pt")
+    ckpt = torch.load(path)
+    for name in ("matchability.scale", "matchability.offset"):
+        del ckpt["state_dict"][name]
+    torch.save(ckpt, path)
+    loaded, report = model_from_checkpoint(path)
+    assert report.initialized == ["matchability.offset", "matchability.scale"]
+    assert loaded.loftr_coarse.layers[0].matchability_rescale.item() == pytest.approx(0.4)
+    assert loaded.matchability.scale.item() == 1 and loaded.matchability.offset.item() == 0
 
 
 def test_mismatched_configuration_names_the_keys(tmp_path, official_ckpt):

@@ -17,7 +17,7 @@ from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_
 from .config import resolve_conf
 from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
-from .matchability import matchability_maps
+from .matchability import MatchabilityCalibration, matchability_maps
 from .transformer import CoarseTransformer
 
 COARSE_STRIDE = 8
@@ -33,18 +33,25 @@ class ELoFTR(nn.Module):
         self.backbone = RepVGGBackbone(block_dims, conf["backbone"]["num_blocks"])
         self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
         self.fine_preprocess = FinePreprocess(block_dims)
+        self.matchability = MatchabilityCalibration() if mode != "off" else None
 
     @property
     def reweighting(self) -> bool:
         return self.conf["reweight"]["mode"] != "off"
 
     def reweighting_parameter_names(self) -> list[str]:
-        return [name for name, _ in self.named_parameters() if ".matchability_" in name]
+        """The attention gates and the map calibration: what EfficientLoFTR does not have."""
+        return [name for name, _ in self.named_parameters() if "matchability" in name]
+
+    def calibration_parameter_names(self) -> list[str]:
+        return [name for name, _ in self.named_parameters() if name.startswith("matchability.")]
 
     def reset_reweighting(self) -> None:
         """Gates to 0: the network then computes exactly EfficientLoFTR (used when loading official weights)."""
         for layer in self.loftr_coarse.layers:
             layer.reset_reweighting()
+        if self.matchability is not None:
+            self.matchability.reset()
 
     def fuse(self) -> "ELoFTR":
         """Fold every RepVGG block into a single 3x3 conv for inference (outputs change ~1e-6 relative)."""
@@ -95,6 +102,7 @@ class ELoFTR(nn.Module):
         if self.reweighting:
             rw = conf["reweight"]
             m0, m1 = matchability_maps(c0, c1, rw["map"], rw["temperature"], conf["chunk_elements"], mask0, mask1)
+            m0, m1 = self.matchability(m0, mask0), self.matchability(m1, mask1)
             c0, c1 = self.loftr_coarse(c0, c1, m0[:, None], m1[:, None], mask0, mask1)
         else:
             c0, c1 = self.loftr_coarse(c0, c1, mask0=mask0, mask1=mask1)

@@ -11,10 +11,18 @@ so every cosine lies in [0, 1] and the max cosine is close to 1 almost everywher
 binary matchability loss little to work with. The dual softmax is high only where a cell has a
 distinctive mutual partner. Both are computed in row chunks (see dual_softmax.py): the maps never
 hold more than one similarity matrix, the size of the coarse score matrix the network builds next.
+
+The raw map m then goes through a learned monotone calibration, p = sigmoid(a logit(m) + b)
+(`MatchabilityCalibration`, identity at a = 1, b = 0), the fix reference/paper.md suggests when
+the classification stalls: with 10^3-10^4 cells competing, a trained network's dual-softmax maxima
+sit near 1e-3 almost everywhere, so the binary loss on m itself stayed above that of a constant 0.5
+and the attention saw near-zero maps. The two scalars set the operating point; the loss gradient
+still reaches the backbone through m.
 """
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .dual_softmax import MASKED_LOGIT, DualSoftmax
 
@@ -58,3 +66,22 @@ def max_cosine(f0, f1, v0, v1, chunk_elements: int) -> tuple[torch.Tensor, torch
         m0.append(s.amax(2))
         m1 = s.amax(1) if m1 is None else torch.maximum(m1, s.amax(1))
     return torch.cat(m0, 1).clamp(0, 1), m1.clamp(0, 1)
+
+
+class MatchabilityCalibration(nn.Module):
+    LOGIT_EPS = 1e-6
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.offset = nn.Parameter(torch.zeros(()))
+
+    def reset(self) -> None:
+        """Identity: p = m (up to the clamp of m to [1e-6, 1 - 1e-6])."""
+        nn.init.ones_(self.scale)
+        nn.init.zeros_(self.offset)
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """m [N,h,w] raw map in [0,1]; mask [N,h,w] bool (True = image) or None -> p [N,h,w], 0 on padding."""
+        p = torch.sigmoid(self.scale * torch.logit(m.float(), eps=self.LOGIT_EPS) + self.offset)
+        return p if mask is None else p * mask

@@ -2,7 +2,8 @@
 
 - Official: `{"state_dict": {"matcher.<key>": tensor}}` in training layout (447 keys for `full`),
   or the fused deploy layout (`rbr_reparam`). Loads strictly into `full`; with reweighting on, the
-  reweighting gates are reported and set to identity, so the network computes EfficientLoFTR.
+  reweighting gates and map calibration are reported and set to identity, so the network computes
+  EfficientLoFTR.
 - Ours: `{"format": "sfm-reweight", "version": 1, "conf": <model conf>, "state_dict": ...}`,
   written atomically (temporary file + rename), optionally in fp16 to ship small files.
 """
@@ -94,7 +95,8 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
     if ckpt.get("format") == FORMAT:
         if ckpt.get("version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
-        layout, state_dict, allowed = FORMAT, ckpt["state_dict"], set()
+        # checkpoints written before the matchability calibration existed: it starts as identity
+        layout, state_dict, allowed = FORMAT, ckpt["state_dict"], set(model.calibration_parameter_names())
     else:
         state_dict = ckpt.get("state_dict", ckpt)
         if not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
@@ -115,8 +117,11 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
     model.load_state_dict(state_dict, strict=not initialized)
     if layout == "official":  # its sub-pixel stage was trained on the official block indexing
         model.conf["match_fine"]["official_block"] = True
-    if initialized:
+    if layout == "official" and initialized:
         model.reset_reweighting()
+    elif initialized:
+        model.matchability.reset()
+    if initialized:
         logger.info("%s: %d reweighting parameters not in the file, set to identity: %s", path, len(initialized), ", ".join(initialized))
     return LoadReport(path, layout, initialized)
 

@@ -48,6 +48,9 @@ confs = {
         "batch_size": 4,
         "lr": 1e-3,
         "weight_decay": 0.1,
+        # the two scalars of the matchability calibration: Adam moves a parameter ~lr per step, and
+        # the offset has to travel several logits (raw maps sit near 1e-3); not decayed toward 0
+        "calibration_lr": 1e-2,
         "warmup_steps": 300,
         "min_lr_ratio": 0.05,
         "grad_clip": 1.0,
@@ -79,6 +82,11 @@ confs["lite-mix-upright"] = merge_conf(confs["lite-mix"], {"steps": 2000, "lr": 
 confs["lite-mix-upright"]["data"].update(
     seed=1, homography={"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}
 )
+
+# Third stage, --init-from the second's weights: views of 640x480 (4800 coarse cells) instead of
+# 320x256 (1280): at ~1000 px (10^4 cells) the second stage's coarse confidences were tiny and
+# most pairs of a real scene kept a few dozen matches. One pair per step keeps a CPU step ~3 s.
+confs["lite-mix-large"] = merge_conf(confs["lite-mix-upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
 
 
 def lr_factor(step: int, conf: dict) -> float:
@@ -200,6 +208,15 @@ def plot_losses(log: Path, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
+    calibration = set(model.calibration_parameter_names())
+    named = list(model.named_parameters())
+    return [
+        {"params": [p for n, p in named if n not in calibration], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
+        {"params": [p for n, p in named if n in calibration], "lr": conf["calibration_lr"], "weight_decay": 0.0},
+    ]
+
+
 def main(
     conf: dict,
     output: Path,
@@ -219,7 +236,7 @@ def main(
     torch.manual_seed(conf["seed"])
     # channels-last convolutions: oneDNN's native layout, a third faster per CPU training step
     model = ELoFTR(conf["model"]).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=conf["lr"], weight_decay=conf["weight_decay"])
+    optimizer = torch.optim.AdamW(parameter_groups(model, conf))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, conf))
     step, state = 0, None
     if last.exists():
