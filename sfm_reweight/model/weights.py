@@ -117,11 +117,8 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
     model.load_state_dict(state_dict, strict=not initialized)
     if layout == "official":  # its sub-pixel stage was trained on the official block indexing
         model.conf["match_fine"]["official_block"] = True
-    if layout == "official" and initialized:
-        model.reset_reweighting()
-    elif initialized:
-        model.matchability.reset()
-    if initialized:
+    if initialized:  # official: gates and calibration; ours, written before the calibration: it alone
+        model.reset_reweighting() if layout == "official" else model.matchability.reset()
         logger.info("%s: %d reweighting parameters not in the file, set to identity: %s", path, len(initialized), ", ".join(initialized))
     return LoadReport(path, layout, initialized)
 
