@@ -5,6 +5,9 @@ validation pairs (homography AUC@5 px), Oxford affine (homography AUC@5 px) and 
 
     python pipelines/ablation.py --steps 3000 --output outputs/ablation
     # interrupted? the same command resumes each run where it stopped; finished runs are only scored
+    python pipelines/ablation.py --steps 400 --base lite-mix-large --init-from lite.pt --output outputs/ablation-ft
+    # fine-tuning instead: every run starts from lite.pt's network as plain EfficientLoFTR (its
+    # gates and calibration dropped, each mode's own at identity), so all four start equal
 
 Writes OUTPUT/<mode>/ (training runs, `lite_step<N>.pt` weights), OUTPUT/results.json and
 OUTPUT/table.md, and prints the table. The real-data scores run pipelines/homography.py and
@@ -45,24 +48,25 @@ def real_data_scores(matcher: str, weights: Path | None, data: Path, output: Pat
     return scores
 
 
-def main(steps: int, output: Path, data: Path, base: str = "lite-mix") -> dict[str, dict[str, float]]:
+def main(steps: int, output: Path, data: Path, base: str = "lite-mix", init_from: Path | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for mode in MODES:
         conf = trainer.with_reweight_mode(trainer.merge_conf(trainer.confs[base], {"steps": steps}), mode)
         run = output / mode
         weights = run / f"{conf['model']['name']}_step{steps}.pt"
         if not weights.exists():
-            weights = trainer.main(conf, run)
+            weights = trainer.main(conf, run, init_from, init_plain=True)
         model, _ = model_from_checkpoint(weights)
         synthetic = trainer.validate(model, trainer.validation_pairs(conf), torch.device("cpu"))
         results[mode] = {"synthetic AUC@5px": synthetic["auc@5"], **real_data_scores("ours", weights, data, output / "eval")}
     results["sift"] = {"synthetic AUC@5px": None, **real_data_scores("sift", None, data, output / "eval")}
     columns = ["synthetic AUC@5px", *BENCHMARKS]
-    lines = [f"| reweighting ({steps} steps) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    start = f"from {init_from.name}, plain" if init_from else "from scratch"
+    lines = [f"| reweighting ({steps} steps {start}) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in results.items():
         lines.append(f"| {name} | " + " | ".join("-" if row[c] is None else f"{row[c]:.1f}" for c in columns) + " |")
     table = "\n".join(lines)
-    (output / "results.json").write_text(json.dumps({"steps": steps, "base": base, "results": results}, indent=2))
+    (output / "results.json").write_text(json.dumps({"steps": steps, "base": base, "init_from": str(init_from) if init_from else None, "results": results}, indent=2))
     (output / "table.md").write_text(table + "\n")
     print(table)
     return results
@@ -74,10 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--data", type=Path, default=trainer.DEFAULT_PHOTOS.parent, help="the shared data folder")
     parser.add_argument("--base", default="lite-mix", choices=sorted(trainer.confs), help="training configuration")
+    parser.add_argument("--init-from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: scratch)")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args()
-    main(args.steps, args.output, args.data, args.base)
+    main(args.steps, args.output, args.data, args.base, args.init_from)

@@ -142,7 +142,8 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
 
 
 def test_map_calibration_moves_at_its_own_learning_rate(photos):
-    """Adam moves each parameter ~lr per step: the calibration's scalars get `calibration_lr`, the gates `lr`."""
+    """Adam moves each parameter ~lr per step: the calibration's scalars get `calibration_lr`, the gates
+    `gate_lr`, the rest `lr`."""
     torch.manual_seed(0)
     conf = trainer.confs["lite-mix"]
     model = ELoFTR("lite").train()
@@ -153,7 +154,9 @@ def test_map_calibration_moves_at_its_own_learning_rate(photos):
     optimizer.step()
     moved = {k: (dict(model.named_parameters())[k] - v).abs().item() for k, v in before.items()}
     assert moved["matchability.offset"] == pytest.approx(conf["calibration_lr"], rel=0.01)
-    assert all(v <= 1.01 * conf["lr"] for k, v in moved.items() if not k.startswith("matchability."))
+    gates = [k for k in moved if not k.startswith("matchability.")]
+    assert gates and all(v <= 1.01 * conf["gate_lr"] for k, v in moved.items() if k in gates)
+    assert max(moved[k] for k in gates) == pytest.approx(conf["gate_lr"], rel=0.01)
 
 
 def test_resume_continues_exactly(photos, tmp_path):

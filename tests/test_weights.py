@@ -112,6 +112,28 @@ def test_checkpoint_without_map_calibration_loads_with_identity(tmp_path):
     assert loaded.matchability.scale.item() == 1 and loaded.matchability.offset.item() == 0
 
 
+@pytest.mark.parametrize("mode", ["off", "bias", "rescale", "both"])
+def test_plain_loading_gives_every_mode_the_same_network(tmp_path, mode):
+    """The ablation's common start: a `both` file loaded `plain` computes its network without reweighting."""
+    trained = ELoFTR("lite")
+    calibrate_batchnorm(trained, torch.cat(texture_pair()))
+    with torch.no_grad():
+        for layer in trained.loftr_coarse.layers:
+            layer.matchability_bias.fill_(0.3)
+            layer.matchability_rescale.fill_(-0.2)
+        trained.matchability.offset.fill_(1.5)
+    path = save_checkpoint(trained, tmp_path / "lite.pt")
+    model = ELoFTR({"name": "lite", "reweight": {"mode": mode}})
+    report = load_weights(model, path, plain=True)
+    assert report.initialized == sorted(model.reweighting_parameter_names())
+    assert all(p.item() in (0.0, 1.0) for n, p in model.named_parameters() if n in report.initialized)
+    trained.reset_reweighting()
+    expected, got = run(trained, *texture_pair()), run(model, *texture_pair())
+    assert len(expected["confidence"]) > 0
+    for key in ("keypoints0", "keypoints1", "confidence"):
+        assert torch.equal(got[key], expected[key]), key
+
+
 def test_mismatched_configuration_names_the_keys(tmp_path, official_ckpt):
     lite_both = save_checkpoint(ELoFTR("lite"), tmp_path / "lite.pt")
     with pytest.raises(CheckpointError, match=r"lite\.pt.*unexpected keys.*matchability_bias"):

@@ -23,6 +23,11 @@ from .transformer import CoarseTransformer
 COARSE_STRIDE = 8
 
 
+def is_reweighting_parameter(name: str) -> bool:
+    """The attention gates (`...matchability_bias/_rescale`) and the map calibration (`matchability.*`)."""
+    return "matchability" in name
+
+
 class ELoFTR(nn.Module):
     def __init__(self, conf: str | dict = "full"):
         super().__init__()
@@ -41,7 +46,7 @@ class ELoFTR(nn.Module):
 
     def reweighting_parameter_names(self) -> list[str]:
         """The attention gates and the map calibration: what EfficientLoFTR does not have."""
-        return [name for name, _ in self.named_parameters() if "matchability" in name]
+        return [name for name, _ in self.named_parameters() if is_reweighting_parameter(name)]
 
     def calibration_parameter_names(self) -> list[str]:
         return [name for name, _ in self.named_parameters() if name.startswith("matchability.")]

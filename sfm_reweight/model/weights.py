@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .eloftr import ELoFTR
+from .eloftr import ELoFTR, is_reweighting_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +85,15 @@ def fits(model: torch.nn.Module, state_dict: dict, allowed_missing: set[str] = f
     return listed("missing keys", missing) + listed("unexpected keys", unexpected) + listed("shape mismatches", shapes)
 
 
-def load_weights(model: ELoFTR, weights: str | Path) -> LoadReport:
-    """Load a checkpoint (ours or official) into `model`, strictly; raise CheckpointError naming the problem."""
+def load_weights(model: ELoFTR, weights: str | Path, plain: bool = False) -> LoadReport:
+    """Load a checkpoint (ours or official) into `model`, strictly; raise CheckpointError naming the problem.
+    `plain`: drop the file's reweighting parameters and set the model's to identity, so that it computes
+    the file's network as plain EfficientLoFTR (whatever the reweighting modes of file and model)."""
     path = resolve_weights(weights)
-    return load_state(model, path, read_checkpoint(path))
+    return load_state(model, path, read_checkpoint(path), plain)
 
 
-def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
+def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> LoadReport:
     if ckpt.get("format") == FORMAT:
         if ckpt.get("version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
@@ -103,6 +105,9 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
             raise CheckpointError(f"{path}: no 'state_dict' of tensors found (top-level keys: {sorted(ckpt)[:8]})")
         layout = "official"
         state_dict = {k.removeprefix(OFFICIAL_PREFIX): v for k, v in state_dict.items()}
+        allowed = set(model.reweighting_parameter_names())
+    if plain:
+        state_dict = {k: v for k, v in state_dict.items() if not is_reweighting_parameter(k)}
         allowed = set(model.reweighting_parameter_names())
     if any(k.endswith("rbr_reparam.weight") for k in state_dict):
         model.fuse()
@@ -117,9 +122,9 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict) -> LoadReport:
     model.load_state_dict(state_dict, strict=not initialized)
     if layout == "official":  # its sub-pixel stage was trained on the official block indexing
         model.conf["match_fine"]["official_block"] = True
-    if initialized:  # official: gates and calibration; ours, written before the calibration: it alone
-        model.reset_reweighting() if layout == "official" else model.matchability.reset()
-        logger.info("%s: %d reweighting parameters not in the file, set to identity: %s", path, len(initialized), ", ".join(initialized))
+    if initialized:  # official or plain: gates and calibration; ours, written before the calibration: it alone
+        model.reset_reweighting() if layout == "official" or plain else model.matchability.reset()
+        logger.info("%s: %d reweighting parameters set to identity: %s", path, len(initialized), ", ".join(initialized))
     return LoadReport(path, layout, initialized)
 
 

@@ -51,6 +51,9 @@ confs = {
         # the two scalars of the matchability calibration: Adam moves a parameter ~lr per step, and
         # the offset has to travel several logits (raw maps sit near 1e-3); not decayed toward 0
         "calibration_lr": 1e-2,
+        # the attention gates, scalars from 0 that settle at |0.1-0.5|: at `lr` they need thousands
+        # of steps to get there, which a short fine-tuning (the ablation) does not have
+        "gate_lr": 3e-3,
         "warmup_steps": 300,
         "min_lr_ratio": 0.05,
         "grad_clip": 1.0,
@@ -209,10 +212,14 @@ def plot_losses(log: Path, path: Path) -> None:
 
 
 def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
+    """The network at `lr` with weight decay; the reweighting scalars (gates, map calibration) at their
+    own rates and without decay toward 0."""
     calibration = set(model.calibration_parameter_names())
+    gates = set(model.reweighting_parameter_names()) - calibration
     named = list(model.named_parameters())
     return [
-        {"params": [p for n, p in named if n not in calibration], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
+        {"params": [p for n, p in named if n not in calibration | gates], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
+        {"params": [p for n, p in named if n in gates], "lr": conf["gate_lr"], "weight_decay": 0.0},
         {"params": [p for n, p in named if n in calibration], "lr": conf["calibration_lr"], "weight_decay": 0.0},
     ]
 
@@ -221,11 +228,13 @@ def main(
     conf: dict,
     output: Path,
     init_from: Path | None = None,
+    init_plain: bool = False,
     fresh: bool = False,
     max_steps: int | None = None,
     workers: int | None = None,
 ) -> Path:
     """Train (or resume) into `output`; returns the path of the fp16 weights written at the end.
+    `init_plain`: start from `init_from` as plain EfficientLoFTR (its reweighting dropped, ours at identity).
     `workers`: processes preparing batches ahead (default: none on a CPU of 2 cores or fewer, else
     all cores but two, up to 14); the batches, and so the run, are the same whatever their number."""
     output.mkdir(parents=True, exist_ok=True)
@@ -250,7 +259,7 @@ def main(
         step = state["step"]
         logger.info("resumed %s at step %d", last, step)
     elif init_from is not None:
-        report = load_weights(model, init_from)
+        report = load_weights(model, init_from, plain=init_plain)
         # loading an official checkpoint selects its sub-pixel indexing; training uses the conf's
         model.conf["match_fine"]["official_block"] = resolve_conf(conf["model"])["match_fine"]["official_block"]
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
@@ -378,6 +387,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--photos", type=Path, help="folder of training photos")
     parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
+    parser.add_argument("--init-plain", action="store_true",
+                        help="start from --init-from's network without its reweighting (gates and calibration at identity)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
     parser.add_argument("--workers", type=int, help="processes preparing batches (default: by core count)")
     parser.add_argument("--validate", type=float, nargs="+", metavar="THR",
@@ -412,6 +423,6 @@ if __name__ == "__main__":
         logger.info("wrote %s", export(args.output / "last.pt", args.export))
         raise SystemExit
     try:
-        main(conf_from_args(args), args.output, args.init_from, args.fresh, args.max_steps, args.workers)
+        main(conf_from_args(args), args.output, args.init_from, args.init_plain, args.fresh, args.max_steps, args.workers)
     except (KeyboardInterrupt, Interrupted):
         raise SystemExit(f"interrupted; {args.output / 'last.pt'} saved: the same command resumes") from None
