@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from .image_io import read_image, to_gray_float
-from .model.config import merge_conf
+from .model.config import merge_conf, resolve_conf
 from .model.eloftr import ELoFTR
-from .model.weights import WEIGHTS_DIR, load_weights, resolve_weights
+from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
 from .preprocessing import Prepared, prepare, rot90_points
 
 logger = logging.getLogger(__name__)
@@ -76,19 +76,25 @@ class Matcher:
             raise ValueError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
         self.turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = ELoFTR(self.conf["model"])
-        self.weights = self.resolve_default(weights)
+        self.weights = self.resolve_default(weights, resolve_conf(self.conf["model"])["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
-        if self.weights is not None:
-            load_weights(self.model, self.weights)
-            with open(resolve_weights(self.weights), "rb") as f:
+        if self.weights is None:
+            self.model = ELoFTR(self.conf["model"])
+        else:
+            path = resolve_weights(self.weights)
+            ckpt = read_checkpoint(path)
+            # our files may have been trained with another reweighting mode (the ablation's)
+            self.model = ELoFTR(with_saved_reweighting(self.conf["model"], ckpt))
+            load_state(self.model, path, ckpt)
+            with open(path, "rb") as f:
                 self.fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
         self.model.eval().fuse().to(self.device)
 
-    def resolve_default(self, weights: str | Path | None) -> str | Path | None:
+    @staticmethod
+    def resolve_default(weights: str | Path | None, name: str) -> str | Path | None:
+        """"default": the shipped checkpoint of model `name`, if any."""
         if weights != "default":
             return weights
-        name = self.model.conf["name"]
         if (WEIGHTS_DIR / f"{name}.pt").is_file():
             return name
         logger.warning(

@@ -169,3 +169,13 @@ def test_fingerprint_names_the_weights(weights, tmp_path):
     assert Matcher("lite", weights=None).fingerprint == "random"
     other = save_checkpoint(ELoFTR("lite"), tmp_path / "other.pt")
     assert Matcher("lite", weights=other).fingerprint != Matcher("lite", weights=weights).fingerprint
+
+
+@pytest.mark.parametrize("mode", ["off", "rescale"])
+def test_checkpoint_of_another_reweighting_mode_loads(tmp_path, mode):
+    """The ablation's weights: the file's reweighting mode wins over the conf's, the conf's threshold stays."""
+    path = save_checkpoint(ELoFTR({"name": "lite", "reweight": {"mode": mode}}), tmp_path / f"{mode}.pt")
+    matcher = Matcher({"name": "lite", "model": {"name": "lite", "match_coarse": {"thr": 0.05}}}, weights=path)
+    assert matcher.model.conf["reweight"]["mode"] == mode
+    assert matcher.model.conf["match_coarse"]["thr"] == 0.05
+    assert (matcher.model.matchability is None) == (mode == "off")

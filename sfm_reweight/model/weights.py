@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .config import merge_conf, resolve_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,13 @@ def atomic_torch_save(obj, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def with_saved_reweighting(model_conf: str | dict, ckpt: dict) -> dict:
+    """`model_conf` (resolved) with the reweighting of one of our checkpoints, whose gates are part of
+    its architecture; official files have none, so with them the conf's own mode stays."""
+    conf = resolve_conf(model_conf)
+    return merge_conf(conf, {"reweight": ckpt["conf"]["reweight"]}) if ckpt.get("format") == FORMAT else conf
 
 
 def model_from_checkpoint(weights: str | Path) -> tuple[ELoFTR, LoadReport]:
