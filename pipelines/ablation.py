@@ -58,7 +58,7 @@ def main(steps: int, output: Path, data: Path, base: str = "lite-mix", init_from
             weights = trainer.main(conf, run, init_from, init_plain=True)
         model, _ = model_from_checkpoint(weights)
         synthetic = trainer.validate(model, trainer.validation_pairs(conf), torch.device("cpu"))
-        results[mode] = {"synthetic AUC@5px": synthetic["auc@5"], **real_data_scores("ours", weights, data, output / "eval")}
+        results[mode] = {"synthetic AUC@5px": 100 * synthetic["auc@5"], **real_data_scores("ours", weights, data, output / "eval")}
     results["sift"] = {"synthetic AUC@5px": None, **real_data_scores("sift", None, data, output / "eval")}
     columns = ["synthetic AUC@5px", *BENCHMARKS]
     start = f"from {init_from.name}, plain" if init_from else "from scratch"
