@@ -76,15 +76,16 @@ class Matcher:
             raise ValueError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
         self.turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.device = torch.device(device) if device is not None else default_device()
-        self.weights = self.resolve_default(weights, resolve_conf(self.conf["model"])["name"])
+        model_conf = resolve_conf(self.conf["model"])
+        self.weights = self.resolve_default(weights, model_conf["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is None:
-            self.model = ELoFTR(self.conf["model"])
+            self.model = ELoFTR(model_conf)
         else:
             path = resolve_weights(self.weights)
             ckpt = read_checkpoint(path)
             # our files may have been trained with another reweighting mode (the ablation's)
-            self.model = ELoFTR(with_saved_reweighting(self.conf["model"], ckpt))
+            self.model = ELoFTR(with_saved_reweighting(model_conf, ckpt))
             load_state(self.model, path, ckpt)
             with open(path, "rb") as f:
                 self.fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]

@@ -98,18 +98,19 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
     if ckpt.get("format") == FORMAT:
         if ckpt.get("version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
-        # checkpoints written before the matchability calibration existed: it starts as identity
-        layout, state_dict, allowed = FORMAT, ckpt["state_dict"], set(model.calibration_parameter_names())
+        layout, state_dict = FORMAT, ckpt["state_dict"]
     else:
         state_dict = ckpt.get("state_dict", ckpt)
         if not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
             raise CheckpointError(f"{path}: no 'state_dict' of tensors found (top-level keys: {sorted(ckpt)[:8]})")
         layout = "official"
         state_dict = {k.removeprefix(OFFICIAL_PREFIX): v for k, v in state_dict.items()}
-        allowed = set(model.reweighting_parameter_names())
     if plain:
         state_dict = {k: v for k, v in state_dict.items() if not is_reweighting_parameter(k)}
-        allowed = set(model.reweighting_parameter_names())
+    # may be missing: all reweighting for official files (they have none) and plain loading (drops the
+    # file's); only the calibration for ours, as those written before it existed lack it
+    reset_all = layout == "official" or plain
+    allowed = set(model.reweighting_parameter_names() if reset_all else model.calibration_parameter_names())
     if any(k.endswith("rbr_reparam.weight") for k in state_dict):
         model.fuse()
     problems = fits(model, state_dict, allowed)
@@ -124,7 +125,7 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
     if layout == "official":  # its sub-pixel stage was trained on the official block indexing
         model.conf["match_fine"]["official_block"] = True
     if initialized:  # official or plain: gates and calibration; ours, written before the calibration: it alone
-        model.reset_reweighting() if layout == "official" or plain else model.matchability.reset()
+        model.reset_reweighting() if reset_all else model.matchability.reset()
         logger.info("%s: %d reweighting parameters set to identity: %s", path, len(initialized), ", ".join(initialized))
     return LoadReport(path, layout, initialized)
 

@@ -217,11 +217,12 @@ def plot_losses(log: Path, path: Path) -> None:
 def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
     """The network at `lr` with weight decay; the reweighting scalars (gates, map calibration) at their
     own rates and without decay toward 0."""
+    reweighting = set(model.reweighting_parameter_names())
     calibration = set(model.calibration_parameter_names())
-    gates = set(model.reweighting_parameter_names()) - calibration
+    gates = reweighting - calibration
     named = list(model.named_parameters())
     return [
-        {"params": [p for n, p in named if n not in calibration | gates], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
+        {"params": [p for n, p in named if n not in reweighting], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
         {"params": [p for n, p in named if n in gates], "lr": conf["gate_lr"], "weight_decay": 0.0},
         {"params": [p for n, p in named if n in calibration], "lr": conf["calibration_lr"], "weight_decay": 0.0},
     ]
