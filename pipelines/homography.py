@@ -2,6 +2,12 @@
 
     python pipelines/homography.py --root ../shared/data/oxford_affine
     python pipelines/homography.py --root hpatches-sequences-release --matchers ours sift --max-matches 1000
+    python pipelines/homography.py --root ../shared/data/sacre_coeur/mapping --layout warped --matchers ours sift
+
+`--layout warped`: any folder of photos, each matched against copies of itself zoomed (--zooms) and
+rotated (--rotations) about the centre (`eval_datasets.read_warped_photos`; views cached in
+OUTPUT/views): how much zoom and rotation a matcher takes, one condition at a time. A second table
+gives AUC@5px and precision per condition.
 
 Pairs: each sequence's first image with each other image. Every matcher sees the same images
 resized to the same long side (--resize, default 1024; never enlarged); the top --max-matches
@@ -91,11 +97,33 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
 
 
+def condition_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """AUC@5px / precision (%) per matcher (rows) and condition (columns, in first-seen order)."""
+    conditions = list(dict.fromkeys(r["condition"] for recs in records.values() for r in recs))
+    rows = []
+    for label, recs in records.items():
+        cells = []
+        for c in conditions:
+            s = summarize([r for r in recs if r["condition"] == c])
+            cells.append(f"{s['auc@5']:.1f} / {s['precision']:.1f}")
+        rows.append([label, *cells])
+    return markdown_table(["AUC@5px / precision %", *conditions], rows)
+
+
+def read_pairs(root: Path, layout: str, output: Path, zooms: tuple[float, ...], rotations: tuple[float, ...], max_pairs: int | None):
+    """The pairs of a dataset layout, or of photos warped into OUTPUT/views (layout "warped")."""
+    if layout == "warped":
+        return ds.read_warped_photos(root, output / "views", zooms, rotations, max_photos=max_pairs)
+    return LAYOUTS[layout](root)[:max_pairs]
+
+
 def run(
     root: str | Path,
     output: str | Path,
     matchers: tuple[str, ...] = DEFAULT_MATCHERS,
     layout: str = "auto",
+    zooms: tuple[float, ...] = (1.0, 0.85, 0.7, 0.55, 0.4),
+    rotations: tuple[float, ...] = (15.0, 30.0, 45.0, 90.0),
     conf: str = "lite",
     weights: str | None = "default",
     eloftr_weights: str | None = None,
@@ -107,10 +135,10 @@ def run(
     seed: int = 0,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and write results.json and curves.png to `output`; returns the results."""
-    pairs = LAYOUTS[layout](root)
-    if max_pairs:
-        pairs = pairs[:max_pairs]
+    """Run the benchmark and write results.json and curves.png to `output`; returns the results.
+    `max_pairs`: the first N pairs, or with layout "warped" the first N photos."""
+    output = Path(output)
+    pairs = read_pairs(Path(root), layout, output, zooms, rotations, max_pairs or None)
     specs = list(matchers) + (
         ["eloftr"] if eloftr_weights and not any(s.startswith("eloftr") for s in matchers) else []
     )
@@ -129,6 +157,7 @@ def run(
             records[label].append(
                 {
                     "pair": result.pair.name,
+                    "condition": result.pair.image1.stem if layout == "warped" else None,
                     "matches": len(m.kpts0),
                     "time_s": m.time_s,
                     "precision": homography_precision(m.kpts0, m.kpts1, H, ransac_threshold),
@@ -138,7 +167,6 @@ def run(
     records = {m.label: records[m.label] for m in built}  # matchers dropped while running are in `skipped`
     summary = {label: summarize(r) for label, r in records.items()}
 
-    output = Path(output)
     curves = plot_cumulative_errors(
         {label: [r["corner_error"] for r in recs] for label, recs in records.items()},
         max(HOMOGRAPHY_THRESHOLDS_PX),
@@ -157,10 +185,11 @@ def run(
             "ransac_threshold_px": ransac_threshold,
             "seed": seed,
             "pairs": len(pairs),
+            **({"zooms": list(zooms), "rotations": list(rotations)} if layout == "warped" else {}),
         },
         "matchers": {m.label: {"description": m.description, **m.info, **summary[m.label]} for m in built},
         "skipped_matchers": skipped,
-        "table": table(summary),
+        "table": table(summary) + ("\n\n" + condition_table(records) if layout == "warped" else ""),
         "curves_png": str(curves),
         "per_pair": records,
     }
@@ -172,8 +201,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "outputs/homography/<root name>")
     parser.add_argument("--root", type=Path, required=True, help="folder of sequence folders")
     parser.add_argument(
-        "--layout", choices=tuple(LAYOUTS), default="auto", help="hpatches, oxford, or auto (per sequence)"
+        "--layout", choices=(*LAYOUTS, "warped"), default="auto",
+        help="hpatches, oxford, auto (per sequence), or warped (--root: a folder of photos)",
     )
+    parser.add_argument("--zooms", type=float, nargs="+", default=[1.0, 0.85, 0.7, 0.55, 0.4],
+                        help="warped layout: zooms of image 1 at rotation 0 (default %(default)s)")
+    parser.add_argument("--rotations", type=float, nargs="+", default=[15.0, 30.0, 45.0, 90.0],
+                        help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)")
     parser.add_argument(
         "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
     )
@@ -188,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.output or Path("outputs/homography") / args.root.resolve().name,
         tuple(args.matchers),
         layout=args.layout,
+        zooms=tuple(args.zooms),
+        rotations=tuple(args.rotations),
         conf=args.conf,
         weights=None if args.weights.lower() == "none" else args.weights,
         eloftr_weights=args.eloftr_weights,

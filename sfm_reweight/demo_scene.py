@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .image_io import write_image_atomic
 from .sample_data import sample_photo
 from .synthetic_scene import Camera, Rectangle, box, look_at, render
 
@@ -178,8 +179,6 @@ def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) ->
         sky = np.array([0.62, 0.75, 0.9], np.float32)
         image = np.where(depth[..., None] > 0, image, sky) + noise
         rgb8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        tmp = output / f".{name}.tmp.jpg"  # outside images/, which must hold finished views only
-        cv2.imwrite(str(tmp), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        tmp.replace(images / name)
+        write_image_atomic(images / name, rgb8, [cv2.IMWRITE_JPEG_QUALITY, 92])
         write_camera(gt / f"{name}.camera", camera)
     return images

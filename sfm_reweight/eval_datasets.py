@@ -10,6 +10,9 @@ Homography:
     read_hpatches(root)                        <seq>/1.ppm..6.ppm + H_1_k; pairs (1, k)
     read_oxford(root)                          <seq>/img1..6.<ext> + H1toNp; pairs (1, N)
     read_homography_dataset(root)              either layout, per sequence folder
+    read_warped_photos(root, views, zooms, rotations)
+                                               any photos, each against copies of itself zoomed
+                                               and rotated about the centre; pairs (photo, view)
 
 Conventions of every `EvalPair` (whatever the source uses):
 - pixel coordinates have integer values at pixel centres (pixel (0, 0) covers [-0.5, 0.5]^2), the
@@ -31,9 +34,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from .image_io import read_image
+from .image_io import read_image, write_image_atomic
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PAIRS_GT_FIELDS = "name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16)"
@@ -490,3 +494,47 @@ def read_homography_dataset(root: str | Path) -> list[EvalPair]:
         for folder in sequence_folders(Path(root))
         for p in homography_sequence(folder, "hpatches" if (folder / "H_1_2").is_file() else "oxford")
     ]
+
+
+def warp_about_centre(size: tuple[int, int], zoom: float, degrees: float) -> np.ndarray:
+    """H [3,3] of a zoom and a counter-clockwise rotation (as seen on screen) about the centre of
+    an image of size (w, h), in integer pixel-centre coordinates."""
+    w, h = size
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    a = np.deg2rad(degrees)
+    A = zoom * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # y points down
+    H = np.eye(3)
+    H[:2, :2], H[:2, 2] = A, c - A @ c
+    return H
+
+
+def read_warped_photos(
+    root: str | Path,
+    views: str | Path,
+    zooms: Sequence[float] = (1.0, 0.85, 0.7, 0.55, 0.4),
+    rotations: Sequence[float] = (15.0, 30.0, 45.0, 90.0),
+    max_photos: int | None = None,
+) -> list[EvalPair]:
+    """Each photo of `root` (sorted, the first `max_photos`) against copies of itself zoomed by each
+    of `zooms` (image 1 shows the content at that size; below 1 a black border surrounds it) at
+    rotation 0, and rotated by each of `rotations` (degrees) at zoom 1: a known H per pair, the same
+    photo content, so that a matcher's loss of precision is due to the zoom or rotation alone. Views
+    are written once as `views/<photo stem>/zoom<z>_rot<r>.png` (the condition is the file stem)."""
+    root, views = require_dir(Path(root), "photo folder"), Path(views)
+    photos = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:max_photos]
+    if not photos:
+        raise DatasetFormatError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    conditions = [(z, 0.0) for z in zooms] + [(1.0, r) for r in rotations if r % 360]
+    pairs = []
+    for photo in photos:
+        image = None
+        for zoom, degrees in dict.fromkeys(conditions):
+            view = views / photo.stem / f"zoom{zoom:.2f}_rot{degrees:03.0f}.png"
+            if image is None:
+                image = read_image(photo)
+            H = warp_about_centre((image.shape[1], image.shape[0]), zoom, degrees)
+            if not view.is_file():
+                warped = cv2.warpPerspective(image, H, (image.shape[1], image.shape[0]), flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+                write_image_atomic(view, warped)
+            pairs.append(EvalPair(f"{photo.name} {view.stem}", photo, view, H_0to1=H))
+    return pairs

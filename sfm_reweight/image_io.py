@@ -25,6 +25,20 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def write_image_atomic(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> Path:
+    """Write an RGB(A) or gray image (uint8/uint16) so that `path` is complete or absent: encoded to a
+    hidden file beside it first, then renamed; the format follows the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if not cv2.imwrite(str(tmp), image, params or []):
+        raise OSError(f"{path}: cannot write the image")
+    tmp.replace(path)
+    return path
+
+
 def to_float_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     """[H,W], [H,W,1], RGB [H,W,3] or RGBA [H,W,4] array (uint8, uint16 or float in [0,1]) ->
     float32 [H,W] or RGB [H,W,3] in [0,1]; the alpha channel is dropped."""

@@ -21,6 +21,7 @@ from sfm_reweight.baselines import (
     to_original,
 )
 from sfm_reweight.benchmarking import markdown_table, top_k
+from sfm_reweight.image_io import write_image_atomic
 from sfm_reweight.metrics import (
     corner_error,
     epipolar_precision,
@@ -388,6 +389,36 @@ def test_homography_pipeline_end_to_end(tmp_path, warped_pair, capsys):
     assert saved["settings"]["resize"] == 320 and saved["per_pair"]["sift"][0]["pair"] == "seq/1.ppm seq/2.ppm"
     assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
     assert "| sift |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("zoom, degrees", [(0.55, 0.0), (1.0, 30.0), (1.0, 90.0)])
+def test_warped_photo_views_follow_their_homography(tmp_path, zoom, degrees):
+    photos = tmp_path / "photos"
+    image = np.zeros((120, 160), np.uint8)
+    cv2.circle(image, (40, 30), 3, 255, -1)  # a blob off-centre: where it lands tests H
+    write_image_atomic(photos / "a.png", image)
+    pairs = ds.read_warped_photos(photos, tmp_path / "views", zooms=[zoom], rotations=[degrees])
+    pair = pairs[-1]
+    assert pair.image1 == tmp_path / "views" / "a" / f"zoom{zoom:.2f}_rot{degrees:03.0f}.png"
+    view = cv2.imread(str(pair.image1), cv2.IMREAD_GRAYSCALE).astype(np.float64)
+    ys, xs = np.nonzero(view > 0)
+    centroid = np.average(np.stack([xs, ys], 1), axis=0, weights=view[ys, xs])
+    expected = pair.H_0to1 @ [40, 30, 1]
+    np.testing.assert_allclose(centroid, expected[:2] / expected[2], atol=0.3)
+    assert [p.image1.stem for p in pairs][0] == f"zoom{zoom:.2f}_rot000"  # zoom series, then rotations
+
+
+def test_homography_pipeline_on_warped_photos(tmp_path, warped_pair):
+    write_image_atomic(tmp_path / "photos" / "p.png", warped_pair[0])
+    homography = load_pipeline("homography")
+    results = homography.main(
+        ["--root", str(tmp_path / "photos"), "--layout", "warped", "--zooms", "1", "0.6", "--rotations", "20",
+         "--matchers", "sift", "--resize", "0", "--output", str(tmp_path / "out")]
+    )
+    conditions = [r["condition"] for r in results["per_pair"]["sift"]]
+    assert conditions == ["zoom1.00_rot000", "zoom0.60_rot000", "zoom1.00_rot020"]
+    assert results["matchers"]["sift"]["auc@5"] > 50  # SIFT takes these zooms and rotations
+    assert "| sift | " in results["table"].split("\n\n")[1] and "zoom0.60_rot000" in results["table"]
 
 
 def test_relative_pose_pipeline_pose_errors():
