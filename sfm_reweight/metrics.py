@@ -20,6 +20,20 @@ def error_auc(errors: list[float] | np.ndarray, thresholds: list[float]) -> dict
     return aucs
 
 
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` [K] for binary `labels` [K]: the chance that a positive
+    scores above a negative, ties counting half (Mann-Whitney U / (P N)); 0.5 = no information,
+    nan without both classes."""
+    scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based rank of each distinct score, ties averaged
+    rank_sum = mean_rank[inverse][labels].sum()
+    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def apply_homography(H: np.ndarray, points: np.ndarray) -> np.ndarray:
     """points [K,2] (x, y) -> H applied to them, [K,2] float64 (points at infinity come out inf/nan)."""
     points = np.asarray(points, np.float64).reshape(-1, 2)

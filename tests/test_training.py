@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import load_pipeline
 
+from sfm_reweight.metrics import auroc
 from sfm_reweight.model.calibration import textured_image
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import subpixel_offsets
@@ -221,3 +222,22 @@ def test_validate_state_at_other_thresholds(photos, tmp_path):
     rows = trainer.validate_state(tmp_path / "last.pt", [0.2, 0.0])
     assert [r["thr"] for r in rows] == [0.2, 0.0] and all(r["step"] == 2 for r in rows)
     assert rows[1]["matches"] >= rows[0]["matches"]  # a lower threshold keeps at least as many matches
+    assert all(0.0 <= r["matchability_auroc"] <= 1.0 for r in rows)  # tiny_conf reweights: maps exist
+
+
+def test_auroc_of_hand_made_scores():
+    assert auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert auroc([0.5, 0.5, 0.5], [1, 0, 0]) == 0.5  # ties count half
+    assert auroc([0.9, 0.3, 0.5, 0.1], [1, 1, 0, 0]) == 0.75  # 3 of the 4 (positive, negative) pairs ordered
+    assert np.isnan(auroc([0.1, 0.2], [1, 1]))
+
+
+def test_log_of_an_older_version_gets_new_columns(tmp_path):
+    log = tmp_path / "val.csv"
+    trainer.append_csv(log, {"step": 500, "auc@5": 0.1})
+    trainer.append_csv(log, {"step": 1000, "auc@5": 0.2, "matchability_auroc": 0.6})
+    trainer.append_csv(log, {"step": 1500, "auc@5": 0.3, "matchability_auroc": 0.7})
+    rows = list(csv.DictReader(open(log)))
+    assert [r["step"] for r in rows] == ["500", "1000", "1500"]
+    assert [r["matchability_auroc"] for r in rows] == ["", "0.6", "0.7"]

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..metrics import corner_error, error_auc, ransac_homography
+from ..metrics import auroc, corner_error, error_auc, ransac_homography
 from ..model.config import merge_conf, resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
@@ -152,10 +152,12 @@ def training_losses(model: ELoFTR, batch: dict, weights: dict, amp: bool = False
 
 @torch.no_grad()
 def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str, float]:
-    """Homography AUC@3/5/10 px (corner error of a RANSAC fit), matches and precision@3px per pair."""
+    """Homography AUC@3/5/10 px (corner error of a RANSAC fit), matches and precision@3px per pair,
+    and the AUROC of the matchability maps against the ground-truth matchable cells of all pairs
+    (0.5: the maps carry no information; nan when reweighting is off)."""
     was_training = model.training
     model.eval()
-    errors, matches, precision = [], [], []
+    errors, matches, precision, map_scores, map_labels = [], [], [], [], []
     for item in pairs:
         out = model(item["image0"][None].to(device), item["image1"][None].to(device))
         k0, k1 = out["keypoints0"].cpu().numpy(), out["keypoints1"].cpu().numpy()
@@ -163,15 +165,21 @@ def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str
         h, w = item["image0"].shape[-2:]
         errors.append(corner_error(ransac_homography(k0, k1), H, w, h))
         matches.append(len(k0))
+        warp = HomographyWarp(item["H_0to1"][None], item["valid0"][None], item["valid1"][None])
         if len(k0):
-            warp = HomographyWarp(item["H_0to1"][None], item["valid0"][None], item["valid1"][None])
             projected, valid = warp(torch.from_numpy(k0), torch.zeros(len(k0), dtype=torch.long))
             correct = (projected - torch.from_numpy(k1)).norm(dim=1) <= 3
             precision.append(float((correct & valid).sum() / len(k0)))
+        if out["matchability0"] is not None:
+            grids = [tuple(out[f"matchability{k}"].shape[-2:]) for k in (0, 1)]
+            gt = coarse_supervision(warp, 1, *grids, COARSE_STRIDE)
+            map_scores += [out["matchability0"].flatten().cpu(), out["matchability1"].flatten().cpu()]
+            map_labels += [gt.matchable0.flatten(), gt.matchable1.flatten()]
     model.train(was_training)
     auc = error_auc(errors, [3, 5, 10])
+    map_auroc = auroc(torch.cat(map_scores).numpy(), torch.cat(map_labels).numpy()) if map_scores else float("nan")
     return {"auc@3": auc[3], "auc@5": auc[5], "auc@10": auc[10], "matches": float(np.mean(matches)),
-            "precision@3px": float(np.mean(precision)) if precision else 0.0}
+            "precision@3px": float(np.mean(precision)) if precision else 0.0, "matchability_auroc": map_auroc}
 
 
 def validation_pairs(conf: dict) -> list[dict]:
@@ -186,10 +194,26 @@ class Interrupted(Exception):
 
 
 def append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
+    """Append a row; a log written by an older version with fewer columns is rewritten first with
+    the new header (its rows keep empty cells there), so that a resumed run's log stays one table."""
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if missing := [k for k in row if k not in header]:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            header = header + missing
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows)
+            tmp.replace(path)
+    else:
+        header = list(row)
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
+        writer = csv.DictWriter(f, fieldnames=header)
+        if f.tell() == 0:
             writer.writeheader()
         writer.writerow(row)
 
