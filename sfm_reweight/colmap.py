@@ -153,12 +153,19 @@ def verify(
         pycolmap.guided_geometric_verification(
             reference, database, two_view_geometry_options=options, num_threads=threads
         )
-    db = pycolmap.Database.open(database)
-    _, geometries = db.read_two_view_geometries()
-    db.close()
-    # pairs that failed verification are stored too (with no inliers): count those that passed
-    inliers = [len(g.inlier_matches) for g in geometries if len(g.inlier_matches)]
+    inliers = verified_inlier_counts(database)
     return len(inliers), sum(inliers)
+
+
+def verified_inlier_counts(database: Path) -> list[int]:
+    """Inlier matches of each pair that passed geometric verification (pairs that failed it are
+    stored too, with no inliers, and are left out)."""
+    db = pycolmap.Database.open(database)
+    try:
+        _, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    return [len(g.inlier_matches) for g in geometries if len(g.inlier_matches)]
 
 
 def staging_dir(path: Path) -> Path:

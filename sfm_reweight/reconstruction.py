@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pycolmap
 
 from . import cli, colmap
@@ -66,6 +67,26 @@ def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
         if not conf["refine_intrinsics"]:
             options["mapper"]["bundle_adjustment"].update({f"refine_{k}": v for k, v in fixed.items()})
     return cli.deep_update(options, conf["mapper_options"])
+
+
+def initial_pair_hint(database: Path, options: Any) -> str:
+    """Why an incremental mapper found no initial pair, as far as the inlier counts tell ("" for the
+    global mapper): it needs a pair with at least `init_min_num_inliers` verified inliers."""
+    if not isinstance(options, pycolmap.IncrementalPipelineOptions):
+        return ""
+    inliers = colmap.verified_inlier_counts(database)
+    needed = options.mapper.init_min_num_inliers
+    if not inliers:
+        return " No pair passed geometric verification: the matches are too few or wrong."
+    strong = sum(n >= needed for n in inliers)
+    return (
+        f" Verified pairs have {int(np.median(inliers))} inliers (median, max {max(inliers)}); {strong} reach"
+        f" the {needed} an initial pair needs (mapper_options.mapper.init_min_num_inliers)"
+        + (": the matches are too weak for these photos." if not strong else
+           f" but no initial model came out of them (an initial pair also needs a triangulation angle of"
+           f" {options.mapper.init_min_tri_angle:g} deg, mapper_options.mapper.init_min_tri_angle, and inliers"
+           " that agree with one relative pose).")
+    )
 
 
 def main(
@@ -128,8 +149,8 @@ def main(
 
     if not models:
         logger.error(
-            "reconstruction: no model could be built from %d images and %d verified pairs (%s).",
-            len(image_ids), verified[0], sfm_dir,
+            "reconstruction: no model could be built from %d images and %d verified pairs (%s).%s",
+            len(image_ids), verified[0], sfm_dir, initial_pair_hint(database, options),
         )
         return None
     largest = max(models.values(), key=lambda r: r.num_reg_images())

@@ -86,6 +86,16 @@ def test_incremental_reconstruction(scene, tmp_path, caplog):
     assert reread.num_reg_images() == NUM_IMAGES and reread.num_points3D() == model.num_points3D()
 
 
+def test_no_model_says_why(scene, tmp_path, caplog):
+    conf = {"name": "incremental", "mapper_options": {"mapper": {"init_min_num_inliers": 10_000}}}
+    with caplog.at_level("ERROR"):
+        model = reconstruction.main(conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt",
+                                    scene["features"], scene["matches"])
+    assert model is None
+    assert "no model could be built" in caplog.text
+    assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
+
+
 def test_global_mapping(scene, tmp_path):
     model = reconstruction.main(
         "global", tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
