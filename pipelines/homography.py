@@ -110,7 +110,9 @@ def condition_table(records: dict[str, list[dict[str, Any]]]) -> str:
     return markdown_table(["AUC@5px / precision %", *conditions], rows)
 
 
-def read_pairs(root: Path, layout: str, output: Path, zooms: tuple[float, ...], rotations: tuple[float, ...], max_pairs: int | None):
+def read_pairs(
+    root: Path, layout: str, output: Path, zooms: tuple[float, ...], rotations: tuple[float, ...], max_pairs: int | None
+) -> list[ds.EvalPair]:
     """The pairs of a dataset layout, or of photos warped into OUTPUT/views (layout "warped")."""
     if layout == "warped":
         return ds.read_warped_photos(root, output / "views", zooms, rotations, max_photos=max_pairs)
@@ -122,8 +124,8 @@ def run(
     output: str | Path,
     matchers: tuple[str, ...] = DEFAULT_MATCHERS,
     layout: str = "auto",
-    zooms: tuple[float, ...] = (1.0, 0.85, 0.7, 0.55, 0.4),
-    rotations: tuple[float, ...] = (15.0, 30.0, 45.0, 90.0),
+    zooms: tuple[float, ...] = ds.WARP_ZOOMS,
+    rotations: tuple[float, ...] = ds.WARP_ROTATIONS,
     conf: str = "lite",
     weights: str | None = "default",
     eloftr_weights: str | None = None,
@@ -204,9 +206,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--layout", choices=(*LAYOUTS, "warped"), default="auto",
         help="hpatches, oxford, auto (per sequence), or warped (--root: a folder of photos)",
     )
-    parser.add_argument("--zooms", type=float, nargs="+", default=[1.0, 0.85, 0.7, 0.55, 0.4],
+    parser.add_argument("--zooms", type=float, nargs="+", default=list(ds.WARP_ZOOMS),
                         help="warped layout: zooms of image 1 at rotation 0 (default %(default)s)")
-    parser.add_argument("--rotations", type=float, nargs="+", default=[15.0, 30.0, 45.0, 90.0],
+    parser.add_argument("--rotations", type=float, nargs="+", default=list(ds.WARP_ROTATIONS),
                         help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)")
     parser.add_argument(
         "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"

@@ -496,6 +496,11 @@ def read_homography_dataset(root: str | Path) -> list[EvalPair]:
     ]
 
 
+# the conditions of `read_warped_photos`: zooms at rotation 0, rotations (degrees) at zoom 1
+WARP_ZOOMS = (1.0, 0.85, 0.7, 0.55, 0.4)
+WARP_ROTATIONS = (15.0, 30.0, 45.0, 90.0)
+
+
 def warp_about_centre(size: tuple[int, int], zoom: float, degrees: float) -> np.ndarray:
     """H [3,3] of a zoom and a counter-clockwise rotation (as seen on screen) about the centre of
     an image of size (w, h), in integer pixel-centre coordinates."""
@@ -511,8 +516,8 @@ def warp_about_centre(size: tuple[int, int], zoom: float, degrees: float) -> np.
 def read_warped_photos(
     root: str | Path,
     views: str | Path,
-    zooms: Sequence[float] = (1.0, 0.85, 0.7, 0.55, 0.4),
-    rotations: Sequence[float] = (15.0, 30.0, 45.0, 90.0),
+    zooms: Sequence[float] = WARP_ZOOMS,
+    rotations: Sequence[float] = WARP_ROTATIONS,
     max_photos: int | None = None,
 ) -> list[EvalPair]:
     """Each photo of `root` (sorted, the first `max_photos`) against copies of itself zoomed by each
