@@ -505,12 +505,7 @@ def warp_about_centre(size: tuple[int, int], zoom: float, degrees: float) -> np.
     """H [3,3] of a zoom and a counter-clockwise rotation (as seen on screen) about the centre of
     an image of size (w, h), in integer pixel-centre coordinates."""
     w, h = size
-    c = np.array([(w - 1) / 2, (h - 1) / 2])
-    a = np.deg2rad(degrees)
-    A = zoom * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # y points down
-    H = np.eye(3)
-    H[:2, :2], H[:2, 2] = A, c - A @ c
-    return H
+    return np.vstack([cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, zoom), [0.0, 0.0, 1.0]])
 
 
 def read_warped_photos(
@@ -532,14 +527,13 @@ def read_warped_photos(
     conditions = [(z, 0.0) for z in zooms] + [(1.0, r) for r in rotations if r % 360]
     pairs = []
     for photo in photos:
-        image = None
+        image = read_image(photo)  # its size sets H even where the views exist already
+        size = (image.shape[1], image.shape[0])
         for zoom, degrees in dict.fromkeys(conditions):
             view = views / photo.stem / f"zoom{zoom:.2f}_rot{degrees:03.0f}.png"
-            if image is None:
-                image = read_image(photo)
-            H = warp_about_centre((image.shape[1], image.shape[0]), zoom, degrees)
+            H = warp_about_centre(size, zoom, degrees)
             if not view.is_file():
-                warped = cv2.warpPerspective(image, H, (image.shape[1], image.shape[0]), flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
-                write_image_atomic(view, warped)
+                interpolation = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
+                write_image_atomic(view, cv2.warpPerspective(image, H, size, flags=interpolation))
             pairs.append(EvalPair(f"{photo.name} {view.stem}", photo, view, H_0to1=H))
     return pairs

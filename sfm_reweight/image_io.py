@@ -5,6 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .io import commit_file
+
 
 class ImageReadError(OSError):
     """An image that is missing or cannot be decoded; the message names the file."""
@@ -32,10 +34,10 @@ def write_image_atomic(path: str | Path, image: np.ndarray, params: list[int] | 
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 3 and image.shape[2] in (3, 4):
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks OpenCV's encoder
     if not cv2.imwrite(str(tmp), image, params or []):
         raise OSError(f"{path}: cannot write the image")
-    tmp.replace(path)
+    commit_file(tmp, path)
     return path
 
 

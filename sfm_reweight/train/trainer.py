@@ -13,6 +13,7 @@ sees exactly what an uninterrupted one would. Logs: `log.csv` (one row per step)
 import argparse
 import copy
 import csv
+import io
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..io import write_text_atomic
 from ..metrics import auroc, corner_error, error_auc, ransac_homography
 from ..model.config import merge_conf, resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
@@ -203,12 +205,11 @@ def append_csv(path: Path, row: dict) -> None:
             with open(path, newline="") as f:
                 rows = list(csv.DictReader(f))
             header = header + missing
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=header)
-                writer.writeheader()
-                writer.writerows(rows)
-            tmp.replace(path)
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text_atomic(path, text.getvalue())
     else:
         header = list(row)
     with open(path, "a", newline="") as f:
