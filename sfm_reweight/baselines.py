@@ -9,7 +9,8 @@ keypoints [M,2] float32 in those images' pixels (integer values at pixel centres
 (higher is better). Specs are `name[:key=value,...]`:
 
 - `ours`: `sfm_reweight.Matcher`; conf (lite), weights (default), reweight and thr (the conf's),
-  rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too).
+  rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too),
+  zooms (0: none; n: image 1 also at the 2n relative sizes sqrt(2)^-n .. sqrt(2)^n, e.g. 4: 0.25x to 4x).
 - `eloftr`: an official eloftr_outdoor.ckpt (weights=PATH, required) in our `full` network with
   reweighting off, numerically the official EfficientLoFTR (tests/test_parity.py); thr (0.1).
 - `sift`: OpenCV SIFT, Lowe's ratio test + mutual nearest neighbours; ratio (0.8), max_keypoints (8000).
@@ -129,14 +130,18 @@ def build_ours(
     reweight: str | None = None,
     thr: float | None = None,
     rotations: int = 1,
+    zooms: int = 0,
     device: str | None = None,
     seed: int = 0,
 ) -> OursMatcher:
-    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides and a
-    rotation search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4); torch is
-    seeded first so that weights no checkpoint sets (all of them with no weights) are reproducible."""
+    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides, a rotation
+    search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4) and a zoom search over
+    2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart; torch is seeded first so that
+    weights no checkpoint sets (all of them with no weights) are reproducible."""
     if rotations not in (1, 2, 4):
         raise ValueError(f"ours: rotations={rotations}: expected 1, 2 or 4 orientations")
+    if zooms not in range(9):
+        raise ValueError(f"ours: zooms={zooms}: expected 0 (no zoom search) to 8 steps of sqrt(2) either way")
     model: dict[str, Any] = {"name": conf}
     if reweight is not None:
         model["reweight"] = {"mode": reweight}
@@ -144,7 +149,10 @@ def build_ours(
         model["match_coarse"] = {"thr": float(thr)}
     torch.manual_seed(seed)
     angles = list(range(0, 360, 360 // rotations))
-    matcher = Matcher({"name": conf, "resize_max": None, "model": model, "rotations": angles}, weights=weights, device=device)
+    factors = [round(2 ** (k / 2), 4) for k in range(-zooms, zooms + 1)]
+    matcher = Matcher(
+        {"name": conf, "resize_max": None, "model": model, "rotations": angles, "zooms": factors}, weights=weights, device=device
+    )
     used = None if matcher.weights is None else str(matcher.weights)
     info = {
         "conf": conf,
@@ -152,10 +160,12 @@ def build_ours(
         "reweight": matcher.model.conf["reweight"]["mode"],
         "thr": matcher.model.conf["match_coarse"]["thr"],
         "rotations": angles,
+        "zooms": factors,
         "device": str(matcher.device),
     }
     description = (
         f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, rotations {angles}"
+        + (f", zooms {factors}" if zooms else "")
     )
     return OursMatcher(label, description, info, matcher)
 
@@ -306,7 +316,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 ALLOWED_OPTIONS = {
-    "ours": {"conf", "weights", "reweight", "thr", "rotations", "seed"},
+    "ours": {"conf", "weights", "reweight", "thr", "rotations", "zooms", "seed"},
     "eloftr": {"weights", "thr"},
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},

@@ -8,10 +8,14 @@
                                                    # on original pixel ((8x + 0.5) * sx - 0.5, ...), scale0 = (sx, sy)
     for out in matcher.match_pairs(pairs, batch_size=4): ...
 
-Rotation search: with conf "rotations" (degrees, multiples of 90; e.g. [0, 90, 180, 270]) image 1
-is matched in each of those orientations and the one with the highest summed confidence is kept,
-so that a network trained on mostly upright pairs handles any in-plane rotation, at one forward
-pass per orientation. Results are in the original orientations; "rotation1" says which won.
+Rotation and zoom search: with conf "rotations" (degrees, multiples of 90; e.g. [0, 90, 180, 270])
+image 1 is matched in each of those orientations, and with conf "zooms" (e.g. [0.5, 1, 2]) at each
+of those sizes relative to image 0 (a zoom z > 1 shows image 1 z times larger than plain resizing
+would: image 0 is shrunk by 1/z instead, so that no image grows past `resize_max`; z < 1 shrinks
+image 1). Every combination is one forward pass; the one with the most matches consistent with a
+fundamental matrix wins (`search_score`), so that a network trained on mostly upright pairs at
+similar scales can match rotated and zoomed views. Results are in the original images' pixels;
+"rotation1" and "zoom1" say which candidate won.
 """
 
 import hashlib
@@ -21,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,20 +33,23 @@ from .image_io import read_image, to_gray_float
 from .model.config import merge_conf, resolve_conf
 from .model.eloftr import ELoFTR
 from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
-from .preprocessing import Prepared, prepare, rot90_points
+from .preprocessing import Prepared, prepare, resized_size, rot90_points
 
 logger = logging.getLogger(__name__)
 
 ImageInput = str | Path | np.ndarray
+Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 and 1, quarter turns and zoom of image 1
 
 confs: dict[str, dict[str, Any]] = {
     # coarse threshold of the shipped lite weights: the best homography AUC@5 of its synthetic
     # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (README, "Training")
     "lite": {
         "model": {"name": "lite", "match_coarse": {"thr": 0.02}},
-        "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0],
+        "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0], "zooms": [1.0],
     },
-    "full": {"model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0]},
+    "full": {
+        "model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0], "zooms": [1.0],
+    },
 }
 
 
@@ -74,7 +82,11 @@ class Matcher:
         bad = [r for r in self.conf["rotations"] if r % 90]
         if bad or not self.conf["rotations"]:
             raise ValueError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
-        self.turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
+        zooms = [float(z) for z in self.conf["zooms"]]
+        if not zooms or min(zooms) <= 0:
+            raise ValueError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
+        turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
+        self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
         model_conf = resolve_conf(self.conf["model"])
         self.weights = self.resolve_default(weights, model_conf["name"])
@@ -110,19 +122,24 @@ class Matcher:
             name, image = str(image), read_image(image)
         return to_gray_float(image, name)
 
-    def network_input(self, gray: np.ndarray, turns: int = 0) -> Prepared:
-        """The network input of a gray image turned by `turns` quarter turns counter-clockwise."""
+    def network_input(self, gray: np.ndarray, turns: int = 0, shrink: float = 1.0) -> Prepared:
+        """The network input of a gray image turned by `turns` quarter turns counter-clockwise and
+        shrunk by `shrink` <= 1 after the usual resizing."""
         turned = np.ascontiguousarray(np.rot90(gray, turns))
-        return prepare(turned, self.conf["resize_max"], self.conf["resize_force"])
+        if shrink == 1:
+            return prepare(turned, self.conf["resize_max"], self.conf["resize_force"])
+        long_side = max(resized_size(*turned.shape[::-1], self.conf["resize_max"], self.conf["resize_force"]))
+        return prepare(turned, max(1, round(long_side * shrink)), resize_force=True)
 
-    def variants(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[tuple[Prepared, Prepared, int]]:
-        """(image 0, image 1 turned, turns) for each pair and each orientation of the rotation search;
-        image 1 is read and converted once, whatever the number of orientations."""
+    def variants(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[Variant]:
+        """(image 0, image 1, turns, zoom) for each pair and each candidate of the rotation and zoom
+        search; each image is read and converted once, whatever the number of candidates."""
         for i, (image0, image1) in enumerate(pairs):
-            prep0 = self.network_input(self.gray(image0, f"pair {i} image0"))
+            gray0 = self.gray(image0, f"pair {i} image0")
             gray1 = self.gray(image1, f"pair {i} image1")
-            for turns in self.turns:
-                yield prep0, self.network_input(gray1, turns), turns
+            for turns, zoom in self.candidates:
+                prep0 = self.network_input(gray0, shrink=min(1.0, 1 / zoom))
+                yield prep0, self.network_input(gray1, turns, min(1.0, zoom)), turns, zoom
 
     def __call__(self, image0: ImageInput, image1: ImageInput) -> dict[str, np.ndarray]:
         """Match one pair (paths or arrays; arrays in RGB(A) or gray order)."""
@@ -132,11 +149,11 @@ class Matcher:
         """Match pairs lazily, in order; consecutive network inputs of the same sizes run as one
         batch of up to `batch_size`."""
         results = self.run_batched(self.variants(pairs), batch_size)
-        while group := list(itertools.islice(results, len(self.turns))):
-            yield max(group, key=lambda r: r["confidence"].sum())
+        while group := list(itertools.islice(results, len(self.candidates))):
+            yield group[0] if len(group) == 1 else max(group, key=search_score)
 
-    def run_batched(self, items: Iterable[tuple[Prepared, Prepared, int]], batch_size: int) -> Iterator[dict]:
-        batch: list[tuple[Prepared, Prepared, int]] = []
+    def run_batched(self, items: Iterable[Variant], batch_size: int) -> Iterator[dict]:
+        batch: list[Variant] = []
         for item in items:
             if batch and (len(batch) == batch_size or self.shapes(batch[0]) != self.shapes(item)):
                 yield from self.run(batch)
@@ -146,11 +163,11 @@ class Matcher:
             yield from self.run(batch)
 
     @staticmethod
-    def shapes(item: tuple[Prepared, Prepared, int]) -> tuple:
+    def shapes(item: Variant) -> tuple:
         return item[0].image.shape, item[1].image.shape
 
     @torch.no_grad()
-    def run(self, batch: list[tuple[Prepared, Prepared, int]]) -> list[dict]:
+    def run(self, batch: list[Variant]) -> list[dict]:
         def stack(k: int) -> torch.Tensor:
             return torch.from_numpy(np.stack([item[k].image for item in batch]))[:, None].to(self.device)
 
@@ -162,7 +179,7 @@ class Matcher:
             out = self.model(stack(0), stack(1), *(masks or (None, None)))
 
         results = []
-        for b, (prep0, prep1, turns) in enumerate(batch):
+        for b, (prep0, prep1, turns, zoom) in enumerate(batch):
             sel = out["batch_ids"] == b
             keypoints1 = prep1.to_original(out["keypoints1"][sel].float().cpu().numpy())
             xy1 = slice(None, None, -1 if turns % 2 else 1)  # (w, h) of the turned image -> of image 1
@@ -175,6 +192,7 @@ class Matcher:
                 "scale0": prep0.scale.astype(np.float32),  # original pixels per network pixel (sx, sy)
                 "scale1": prep1.scale[xy1].astype(np.float32),
                 "rotation1": 90 * turns,  # degrees counter-clockwise image 1 was turned by to match
+                "zoom1": zoom,  # how much larger image 1 was shown, relative to image 0, than plain resizing
             }
             for k, prep in ((0, prep0), (1, prep1)):
                 m = out[f"matchability{k}"]
@@ -183,3 +201,15 @@ class Matcher:
                 result[f"matchability{k}"] = m if m is None or k == 0 else np.ascontiguousarray(np.rot90(m, -turns))
             results.append(result)
         return results
+
+
+def search_score(result: dict) -> int:
+    """Matches consistent with one fundamental matrix (MAGSAC, 1.5 network pixels): what was found
+    in the right orientation and zoom. Confidence alone misleads on repetitive texture (foliage,
+    brick), where the shrunk inputs of a wrong zoom match confidently and inconsistently."""
+    k0, k1 = result["keypoints0"], result["keypoints1"]
+    if len(k0) < 8:
+        return len(k0)
+    threshold = 1.5 * float(max(result["scale0"].max(), result["scale1"].max()))
+    _, inliers = cv2.findFundamentalMat(k0, k1, cv2.USAC_MAGSAC, threshold, 0.999, 10_000)
+    return 0 if inliers is None else int(inliers.sum())

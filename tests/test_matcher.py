@@ -102,6 +102,25 @@ def test_rotation_search_undoes_a_quarter_turn(weights):
         Matcher({**CONF, "rotations": [45]}, weights=weights, device="cpu")
 
 
+def test_zoom_search_finds_the_scale_of_image_1(weights):
+    """Image 1 (the same size in pixels) shows twice image 0's field of view, so its content at half
+    size: of the zooms 0.5 / 1 / 2, zoom 2 (image 0 shrunk by half) wins, and the keypoints come back
+    in each image's own pixels."""
+    small = textured_image(520, 648)
+    texture = (cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR) * 255).astype(np.uint8)
+    image0 = texture[384:1152, 480:1440]
+    image1 = cv2.resize(texture[:1536, :1920], (960, 768), interpolation=cv2.INTER_AREA)
+    matcher = Matcher({**CONF, "zooms": [0.5, 1, 2]}, weights=weights, device="cpu")
+    out = matcher(image0, image1)
+    assert out["zoom1"] == 2
+    assert check_output(out, (960, 768), (960, 768)) > 20
+    np.testing.assert_allclose(out["scale0"], [6, 6])  # 960 px shown at 320 / 2
+    expected1 = (out["keypoints0"] + [480, 384] + 0.5) / 2 - 0.5
+    assert np.median(np.linalg.norm(out["keypoints1"] - expected1, axis=1)) < 2 * 3  # 2 network pixels
+    with pytest.raises(ValueError, match="positive factors"):
+        Matcher({**CONF, "zooms": [0]}, weights=weights, device="cpu")
+
+
 @pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])
 def test_image_types(matcher, tmp_path, kind):
     gray = textured_image(150, 210)
