@@ -10,7 +10,7 @@ OUTPUT/views): how much zoom and rotation a matcher takes, one condition at a ti
 gives AUC@5px and precision per condition.
 
 Pairs: each sequence's first image with each other image. Every matcher sees the same images
-resized to the same long side (--resize, default 1024; never enlarged); the top --max-matches
+resized to the same long side (--resize, default 1024; enlarged only with --enlarge); the top --max-matches
 matches by score (default 1000, the LoFTR/ELoFTR HPatches protocol; 0 keeps all) go into an
 OpenCV RANSAC homography (3 px, in original pixels). Error: the mean distance of image 1's four
 corner pixels mapped by the estimate and by the ground truth, in original pixels (inf without an
@@ -130,6 +130,7 @@ def run(
     weights: str | None = "default",
     eloftr_weights: str | None = None,
     resize: int | None = 1024,
+    enlarge: bool = False,
     max_matches: int | None = 1000,
     ransac_threshold: float = 3.0,
     max_pairs: int | None = None,
@@ -150,7 +151,7 @@ def run(
         raise RuntimeError("no matcher can run here: " + "; ".join(skipped.values()))
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
-    for result in match_all(pairs, built, resize, skipped, desc=Path(root).name):
+    for result in match_all(pairs, built, resize, skipped, enlarge, desc=Path(root).name):
         H = result.pair.H_0to1
         for label, m in result.matches.items():
             m = top_k(m, max_matches)
@@ -173,7 +174,7 @@ def run(
         {label: [r["corner_error"] for r in recs] for label, recs in records.items()},
         max(HOMOGRAPHY_THRESHOLDS_PX),
         "mean corner error (px, original resolution)",
-        f"{Path(root).name}: {len(pairs)} pairs, long side {resize or 'original'}, top {max_matches or 'all'} matches",
+        f"{Path(root).name}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''}, top {max_matches or 'all'} matches",
         output / "curves.png",
     )
     results = {
@@ -183,6 +184,7 @@ def run(
         "command": command,
         "settings": {
             "resize": resize,
+            "enlarge": enlarge,
             "max_matches": max_matches,
             "ransac_threshold_px": ransac_threshold,
             "seed": seed,
@@ -230,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         weights=None if args.weights.lower() == "none" else args.weights,
         eloftr_weights=args.eloftr_weights,
         resize=args.resize or None,
+        enlarge=args.enlarge,
         max_matches=args.max_matches or None,
         ransac_threshold=args.ransac_threshold,
         max_pairs=args.max_pairs,

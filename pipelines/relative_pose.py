@@ -147,6 +147,7 @@ def run(
     weights: str | None = "default",
     eloftr_weights: str | None = None,
     resize: int | None = 1024,
+    enlarge: bool = False,
     repeats: int = 1,
     ransac: str = "ransac",
     ransac_threshold: float | None = None,
@@ -173,7 +174,7 @@ def run(
     threshold = RANSAC_THRESHOLDS[ransac] if ransac_threshold is None else ransac_threshold
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
-    for index_pair, result in enumerate(match_all(pairs, built, resize, skipped, desc=dataset)):
+    for index_pair, result in enumerate(match_all(pairs, built, resize, skipped, enlarge, desc=dataset)):
         pair = result.pair
         K0, K1 = intrinsics_for(pair, 0, result.size0), intrinsics_for(pair, 1, result.size1)
         for label, m in result.matches.items():
@@ -197,7 +198,7 @@ def run(
         {label: [e["error"] for r in recs for e in r["estimates"]] for label, recs in records.items()},
         max(POSE_THRESHOLDS_DEG),
         "pose error: max(rotation, translation) (deg)",
-        f"{dataset}: {len(pairs)} pairs, long side {resize or 'original'}, {ransac} x{repeats}",
+        f"{dataset}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''}, {ransac} x{repeats}",
         output / "curves.png",
     )
     results = {
@@ -208,6 +209,7 @@ def run(
         "command": command,
         "settings": {
             "resize": resize,
+            "enlarge": enlarge,
             "repeats": repeats,
             "ransac": ransac,
             "ransac_threshold_px": threshold,
@@ -267,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         weights=None if args.weights.lower() == "none" else args.weights,
         eloftr_weights=args.eloftr_weights,
         resize=args.resize or None,
+        enlarge=args.enlarge,
         repeats=args.repeats,
         ransac=args.ransac,
         ransac_threshold=args.ransac_threshold,

@@ -69,15 +69,17 @@ class BaseMatcher:
 # Images
 
 
-def resize_long_side(image: np.ndarray, resize: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink (never enlarge) so that the long side is at most `resize` (area interpolation);
-    returns the image and (sx, sy) = original pixels per resized pixel."""
+def resize_long_side(image: np.ndarray, resize: int | None, enlarge: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink so that the long side is at most `resize` (area interpolation) or, with `enlarge`,
+    also enlarge smaller images to exactly `resize` (cubic); returns the image and (sx, sy) =
+    original pixels per resized pixel."""
     h, w = image.shape[:2]
-    if not resize or max(w, h) <= resize:
+    if not resize or max(w, h) == resize or (max(w, h) < resize and not enlarge):
         return image, np.ones(2)
     scale = resize / max(w, h)
     new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = np.clip(cv2.resize(image, (new_w, new_h), interpolation=interpolation), 0.0, 1.0)
     return resized, np.array([w / new_w, h / new_h])
 
 
@@ -94,10 +96,12 @@ def rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
 
 
-def match_resized(matcher: BaseMatcher, image0: np.ndarray, image1: np.ndarray, resize: int | None) -> Matches:
-    """Resize both float images [H,W](3) in [0,1] to long side `resize`, match, time the matcher
-    (synchronising CUDA), and map the keypoints back to original pixels."""
-    (small0, s0), (small1, s1) = resize_long_side(image0, resize), resize_long_side(image1, resize)
+def match_resized(
+    matcher: BaseMatcher, image0: np.ndarray, image1: np.ndarray, resize: int | None, enlarge: bool = False
+) -> Matches:
+    """Resize both float images [H,W](3) in [0,1] to long side `resize` (`resize_long_side`), match,
+    time the matcher (synchronising CUDA), and map the keypoints back to original pixels."""
+    (small0, s0), (small1, s1) = resize_long_side(image0, resize, enlarge), resize_long_side(image1, resize, enlarge)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     t0 = time.perf_counter()

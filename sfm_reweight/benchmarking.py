@@ -52,6 +52,7 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
     parser.add_argument("--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)")
+    parser.add_argument("--enlarge", action="store_true", help="also enlarge smaller images to --resize (default: only shrink)")
     parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--device", help="torch device (default cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
@@ -111,6 +112,7 @@ def match_all(
     matchers: list[BaseMatcher],
     resize: int | None,
     skipped: dict[str, str] | None = None,
+    enlarge: bool = False,
     desc: str = "pairs",
 ) -> Iterator[PairResult]:
     """Match each pair with each matcher. One untimed warm-up call per matcher on the first pair; a
@@ -126,7 +128,7 @@ def match_all(
         if not warm:
             for matcher in list(matchers):
                 try:
-                    match_resized(matcher, image0, image1, resize)
+                    match_resized(matcher, image0, image1, resize, enlarge)
                 except Exception as err:  # noqa: BLE001 - an optional matcher that cannot run here
                     logger.error(
                         "dropping %s: it failed on %s: %s: %s", matcher.label, pair.name, type(err).__name__, err
@@ -139,7 +141,7 @@ def match_all(
             warm = True
         results = {}
         for matcher in matchers:
-            m = match_resized(matcher, image0, image1, resize)
+            m = match_resized(matcher, image0, image1, resize, enlarge)
             m.kpts0 = keypoints_to_stored(m.kpts0, pair.rotation0, size0)
             m.kpts1 = keypoints_to_stored(m.kpts1, pair.rotation1, size1)
             results[matcher.label] = m

@@ -353,7 +353,11 @@ def test_resize_and_pixel_centre_mapping():
     assert small.shape == (150, 200) and np.allclose(scale, 2.0)
     # Pixel centre 0 of the half-size image covers original pixels 0 and 1: centre 0.5.
     np.testing.assert_allclose(to_original(np.array([[0.0, 0.0], [99.0, 74.0]]), scale), [[0.5, 0.5], [198.5, 148.5]])
-    assert resize_long_side(image, 1024)[0] is image  # never enlarged
+    assert resize_long_side(image, 1024)[0] is image  # not enlarged unless asked
+    big, scale = resize_long_side(np.full((300, 400), 0.7, np.float32), 800, enlarge=True)
+    assert big.shape == (600, 800) and np.allclose(scale, 0.5) and np.allclose(big, 0.7, atol=1e-5)
+    # Pixel centre 1 of the double-size image lies between original pixels 0 and 1: 0.25.
+    np.testing.assert_allclose(to_original(np.array([[1.0, 1.0]]), scale), [[0.25, 0.25]])
     m = Matches(np.arange(10.0).reshape(5, 2), np.arange(10.0).reshape(5, 2), np.array([0.1, 0.9, 0.5, 0.7, 0.2]), 0.0)
     np.testing.assert_array_equal(top_k(m, 2).scores, [0.9, 0.7])
 

@@ -334,3 +334,15 @@ def test_real_matcher_tiny(tmp_path):
             assert m0.dtype == np.int32 and len(m0) == len(f[f"{a}/keypoints"])
             assert m0.max(initial=-1) < len(f[f"{b}/keypoints"])
         assert f["0.png/image_size"][()].tolist() == [80, 64]
+
+
+@pytest.mark.parametrize("name", sorted(match_dense.confs))
+def test_every_conf_builds_its_matcher(name):
+    pytest.importorskip("torch")
+    from sfm_reweight.matcher import Matcher
+
+    conf = match_dense.confs[name]
+    matcher = Matcher(conf["matcher"], weights=None)
+    zooms = conf["matcher"].get("zooms", [1.0])
+    assert [z for _, z in matcher.candidates] == [float(z) for z in zooms]
+    assert conf["output"].startswith("matches-") and conf["cell_size"] >= 1 and conf["max_error"] > 0
