@@ -10,7 +10,8 @@ keypoints [M,2] float32 in those images' pixels (integer values at pixel centres
 
 - `ours`: `sfm_reweight.Matcher`; conf (lite), weights (default), reweight and thr (the conf's),
   rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too),
-  zooms (0: none; n: image 1 also at the 2n relative sizes sqrt(2)^-n .. sqrt(2)^n, e.g. 4: 0.25x to 4x).
+  zooms (0: none; n: image 1 also at the 2n relative sizes sqrt(2)^-n .. sqrt(2)^n, e.g. 4: 0.25x to 4x),
+  search (0: rank the search's candidates at the evaluation size; N: at long side N, then run the winner).
 - `eloftr`: an official eloftr_outdoor.ckpt (weights=PATH, required) in our `full` network with
   reweighting off, numerically the official EfficientLoFTR (tests/test_parity.py); thr (0.1).
 - `sift`: OpenCV SIFT, Lowe's ratio test + mutual nearest neighbours; ratio (0.8), max_keypoints (8000).
@@ -135,13 +136,15 @@ def build_ours(
     thr: float | None = None,
     rotations: int = 1,
     zooms: int = 0,
+    search: int = 0,
     device: str | None = None,
     seed: int = 0,
 ) -> OursMatcher:
     """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides, a rotation
     search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4) and a zoom search over
-    2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart; torch is seeded first so that
-    weights no checkpoint sets (all of them with no weights) are reproducible."""
+    2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart, ranked at long side `search`
+    (0: at the images' size); torch is seeded first so that weights no checkpoint sets (all of them
+    with no weights) are reproducible."""
     if rotations not in (1, 2, 4):
         raise ValueError(f"ours: rotations={rotations}: expected 1, 2 or 4 orientations")
     if zooms not in range(9):
@@ -154,9 +157,8 @@ def build_ours(
     torch.manual_seed(seed)
     angles = list(range(0, 360, 360 // rotations))
     factors = [round(2 ** (k / 2), 4) for k in range(-zooms, zooms + 1)]
-    matcher = Matcher(
-        {"name": conf, "resize_max": None, "model": model, "rotations": angles, "zooms": factors}, weights=weights, device=device
-    )
+    search_conf = {"rotations": angles, "zooms": factors, "search_resize_max": int(search) or None}
+    matcher = Matcher({"name": conf, "resize_max": None, "model": model, **search_conf}, weights=weights, device=device)
     used = None if matcher.weights is None else str(matcher.weights)
     info = {
         "conf": conf,
@@ -165,11 +167,13 @@ def build_ours(
         "thr": matcher.model.conf["match_coarse"]["thr"],
         "rotations": angles,
         "zooms": factors,
+        "search_resize_max": search_conf["search_resize_max"],
         "device": str(matcher.device),
     }
     description = (
         f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, rotations {angles}"
         + (f", zooms {factors}" if zooms else "")
+        + (f", ranked at long side {search}" if search else "")
     )
     return OursMatcher(label, description, info, matcher)
 
@@ -320,7 +324,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 ALLOWED_OPTIONS = {
-    "ours": {"conf", "weights", "reweight", "thr", "rotations", "zooms", "seed"},
+    "ours": {"conf", "weights", "reweight", "thr", "rotations", "zooms", "search", "seed"},
     "eloftr": {"weights", "thr"},
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},

@@ -14,12 +14,13 @@ of those sizes relative to image 0 (a zoom z > 1 shows image 1 z times larger th
 would: image 0 is shrunk by 1/z instead, so that no image grows past `resize_max`; z < 1 shrinks
 image 1). Every combination is one forward pass; the one with the most matches consistent with a
 fundamental matrix wins (`search_score`), so that a network trained on mostly upright pairs at
-similar scales can match rotated and zoomed views. Results are in the original images' pixels;
-"rotation1" and "zoom1" say which candidate won.
+similar scales can match rotated and zoomed views. With conf "search_resize_max" (e.g. 512) the
+candidates are ranked at that smaller long side and only the winner runs at "resize_max": about a
+quarter of the cost per candidate. Results are in the original images' pixels; "rotation1" and
+"zoom1" say which candidate won.
 """
 
 import hashlib
-import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,10 +46,12 @@ confs: dict[str, dict[str, Any]] = {
     # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (README, "Training")
     "lite": {
         "model": {"name": "lite", "match_coarse": {"thr": 0.02}},
-        "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0], "zooms": [1.0],
+        "resize_max": 1024, "resize_force": False, "mixed_precision": False,
+        "rotations": [0], "zooms": [1.0], "search_resize_max": None,
     },
     "full": {
-        "model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False, "rotations": [0], "zooms": [1.0],
+        "model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False,
+        "rotations": [0], "zooms": [1.0], "search_resize_max": None,
     },
 }
 
@@ -85,6 +88,8 @@ class Matcher:
         zooms = [float(z) for z in self.conf["zooms"]]
         if not zooms or min(zooms) <= 0:
             raise ValueError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
+        if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
+            raise ValueError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
         turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
@@ -122,24 +127,27 @@ class Matcher:
             name, image = str(image), read_image(image)
         return to_gray_float(image, name)
 
-    def network_input(self, gray: np.ndarray, turns: int = 0, shrink: float = 1.0) -> Prepared:
+    def network_input(self, gray: np.ndarray, turns: int = 0, shrink: float = 1.0, resize_max: int | None = None) -> Prepared:
         """The network input of a gray image turned by `turns` quarter turns counter-clockwise and
-        shrunk by `shrink` <= 1 after the usual resizing."""
+        shrunk by `shrink` <= 1 after the usual resizing (to `resize_max`, default the conf's)."""
+        resize_max = resize_max or self.conf["resize_max"]
         turned = np.ascontiguousarray(np.rot90(gray, turns))
         if shrink == 1:
-            return prepare(turned, self.conf["resize_max"], self.conf["resize_force"])
-        long_side = max(resized_size(*turned.shape[::-1], self.conf["resize_max"], self.conf["resize_force"]))
+            return prepare(turned, resize_max, self.conf["resize_force"])
+        long_side = max(resized_size(*turned.shape[::-1], resize_max, self.conf["resize_force"]))
         return prepare(turned, max(1, round(long_side * shrink)), resize_force=True)
 
-    def variants(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[Variant]:
-        """(image 0, image 1, turns, zoom) for each pair and each candidate of the rotation and zoom
-        search; each image is read and converted once, whatever the number of candidates."""
+    def variants(
+        self, gray0: np.ndarray, gray1: np.ndarray, candidates: list[tuple[int, float]], resize_max: int | None = None
+    ) -> Iterator[Variant]:
+        """(image 0, image 1, turns, zoom) of one pair for each (turns, zoom) candidate."""
+        for turns, zoom in candidates:
+            prep0 = self.network_input(gray0, shrink=min(1.0, 1 / zoom), resize_max=resize_max)
+            yield prep0, self.network_input(gray1, turns, min(1.0, zoom), resize_max), turns, zoom
+
+    def grays(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for i, (image0, image1) in enumerate(pairs):
-            gray0 = self.gray(image0, f"pair {i} image0")
-            gray1 = self.gray(image1, f"pair {i} image1")
-            for turns, zoom in self.candidates:
-                prep0 = self.network_input(gray0, shrink=min(1.0, 1 / zoom))
-                yield prep0, self.network_input(gray1, turns, min(1.0, zoom)), turns, zoom
+            yield self.gray(image0, f"pair {i} image0"), self.gray(image1, f"pair {i} image1")
 
     def __call__(self, image0: ImageInput, image1: ImageInput) -> dict[str, np.ndarray]:
         """Match one pair (paths or arrays; arrays in RGB(A) or gray order)."""
@@ -147,10 +155,19 @@ class Matcher:
 
     def match_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput]], batch_size: int = 1) -> Iterator[dict]:
         """Match pairs lazily, in order; consecutive network inputs of the same sizes run as one
-        batch of up to `batch_size`."""
-        results = self.run_batched(self.variants(pairs), batch_size)
-        while group := list(itertools.islice(results, len(self.candidates))):
-            yield group[0] if len(group) == 1 else max(group, key=search_score)
+        batch of up to `batch_size` (across pairs without a search, across candidates with one)."""
+        if len(self.candidates) == 1:
+            inputs = (v for gray0, gray1 in self.grays(pairs) for v in self.variants(gray0, gray1, self.candidates))
+            yield from self.run_batched(inputs, batch_size)
+            return
+        search_size = self.conf["search_resize_max"]
+        for gray0, gray1 in self.grays(pairs):
+            tried = self.run_batched(self.variants(gray0, gray1, self.candidates, search_size), batch_size)
+            best = max(tried, key=search_score)
+            if search_size:
+                won = [(best["rotation1"] // 90, best["zoom1"])]
+                best = next(self.run_batched(self.variants(gray0, gray1, won), 1))
+            yield best
 
     def run_batched(self, items: Iterable[Variant], batch_size: int) -> Iterator[dict]:
         batch: list[Variant] = []

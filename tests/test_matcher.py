@@ -117,8 +117,16 @@ def test_zoom_search_finds_the_scale_of_image_1(weights):
     np.testing.assert_allclose(out["scale0"], [6, 6])  # 960 px shown at 320 / 2
     expected1 = (out["keypoints0"] + [480, 384] + 0.5) / 2 - 0.5
     assert np.median(np.linalg.norm(out["keypoints1"] - expected1, axis=1)) < 2 * 3  # 2 network pixels
+    # ranked at a smaller size, then only the winner at resize_max: the same candidate and matches
+    ranked_small = Matcher({**CONF, "zooms": [0.5, 1, 2], "search_resize_max": 288}, weights=weights, device="cpu")
+    small_out = ranked_small(image0, image1)
+    assert small_out["zoom1"] == 2
+    np.testing.assert_allclose(small_out["scale0"], [6, 6])
+    np.testing.assert_array_equal(small_out["keypoints1"], out["keypoints1"])
     with pytest.raises(ValueError, match="positive factors"):
         Matcher({**CONF, "zooms": [0]}, weights=weights, device="cpu")
+    with pytest.raises(ValueError, match="search_resize_max"):
+        Matcher({**CONF, "search_resize_max": 0}, weights=weights, device="cpu")
 
 
 @pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])

@@ -1,6 +1,7 @@
 """Training side: warps, supervision, losses, homography pairs, the resumable loop."""
 
 import csv
+import math
 
 import cv2
 import numpy as np
@@ -223,6 +224,12 @@ def test_validate_state_at_other_thresholds(photos, tmp_path):
     assert [r["thr"] for r in rows] == [0.2, 0.0] and all(r["step"] == 2 for r in rows)
     assert rows[1]["matches"] >= rows[0]["matches"]  # a lower threshold keeps at least as many matches
     assert all(0.0 <= r["matchability_auroc"] <= 1.0 for r in rows)  # tiny_conf reweights: maps exist
+    assert all(math.isnan(r["fine_error_px"]) or 0.0 <= r["fine_error_px"] <= 3.0 for r in rows)
+    # the exported (fp16) weights validate on the same pairs: the same metrics, up to fp16 rounding
+    exported = trainer.export(tmp_path / "last.pt", tmp_path / "lite.pt")
+    [row] = trainer.validate_checkpoint(exported, tiny_conf(photos, steps=2), [0.0])
+    assert row.keys() == rows[1].keys() and row["step"] is None
+    assert abs(row["matches"] - rows[1]["matches"]) <= 0.05 * rows[1]["matches"] + 1
 
 
 def test_auroc_of_hand_made_scores():
