@@ -69,11 +69,12 @@ _base = {
 confs: dict[str, dict[str, Any]] = {
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
     "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
-    # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"; five forward passes)
+    # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"), ranked at 512 px and
+    # only the winner run at 1024: about twice the cost of eloftr_lite
     "eloftr_lite_zooms": {
         **_base,
         "output": "matches-eloftr-lite-zooms",
-        "matcher": {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0]},
+        "matcher": {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512},
     },
     "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": {"name": "full", "resize_max": 1024}},
     "eloftr_full_aachen": {
