@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -384,11 +384,16 @@ def main(
     return weights
 
 
+def with_coarse_threshold(model_conf: str | dict, coarse_threshold: float | None) -> str | dict:
+    """A model configuration with another coarse threshold (None: as it is)."""
+    if coarse_threshold is None:
+        return model_conf
+    return merge_conf(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
+
+
 def averaged_model(state: dict, coarse_threshold: float | None = None) -> ELoFTR:
     """The moving-average network of a training state, optionally with another coarse threshold."""
-    model_conf = state["conf"]["model"]
-    if coarse_threshold is not None:
-        model_conf = merge_conf(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
+    model_conf = with_coarse_threshold(state["conf"]["model"], coarse_threshold)
     ema = exponential_average(ELoFTR(model_conf), state["conf"]["ema_decay"])
     ema.load_state_dict(state["ema"])
     return ema.module
@@ -405,27 +410,27 @@ def validate_state(last: Path, coarse_thresholds: list[float]) -> list[dict[str,
     """Validation metrics of a training state's averaged weights at each coarse threshold: early in
     training, confidences stay below the default 0.2 long before the matches become right."""
     state = torch.load(last, map_location="cpu", weights_only=False)
-    models = (averaged_model(state, thr) for thr in coarse_thresholds)
-    return validate_at_thresholds(models, validation_pairs(state["conf"]), coarse_thresholds, state["step"])
+    pairs = validation_pairs(state["conf"])
+    return validate_at_thresholds(lambda thr: averaged_model(state, thr), pairs, coarse_thresholds, state["step"])
 
 
 def validate_checkpoint(weights: Path, conf: dict, coarse_thresholds: list[float]) -> list[dict[str, float]]:
     """The same for a checkpoint (e.g. an export or the shipped weights) on `conf`'s validation pairs."""
     def model_at(thr: float) -> ELoFTR:
-        model = ELoFTR(merge_conf(resolve_conf(conf["model"]), {"match_coarse": {"thr": thr}}))
+        model = ELoFTR(with_coarse_threshold(conf["model"], thr))
         load_weights(model, weights)
         return model
 
-    models = (model_at(thr) for thr in coarse_thresholds)
-    return validate_at_thresholds(models, validation_pairs(conf), coarse_thresholds, None)
+    return validate_at_thresholds(model_at, validation_pairs(conf), coarse_thresholds, None)
 
 
 def validate_at_thresholds(
-    models: Iterable[ELoFTR], pairs: list[dict], coarse_thresholds: list[float], step: int | None
+    model_at: Callable[[float], ELoFTR], pairs: list[dict], coarse_thresholds: list[float], step: int | None
 ) -> list[dict[str, float]]:
+    """`validate` of the network `model_at(thr)` for each coarse threshold, one row each."""
     rows = []
-    for model, thr in zip(models, coarse_thresholds):
-        rows.append({"step": step, "thr": thr, **validate(model, pairs, torch.device("cpu"))})
+    for thr in coarse_thresholds:
+        rows.append({"step": step, "thr": thr, **validate(model_at(thr), pairs, torch.device("cpu"))})
         logger.info("%s", rows[-1])
     return rows
 
