@@ -10,6 +10,12 @@ Without `--image_dir` the embedded scene (`sfm_reweight/demo_scene.py`: 12 rende
 town square with exact cameras) is rendered into OUTPUT/scene first. `--ground_truth`: a folder of
 Strecha `<image name>.camera` files (the embedded scene writes its own); the summary then reports
 the camera-centre errors after a similarity alignment, in ground-truth units.
+`--reference_model`: a COLMAP model of the same photos where there is no ground truth (e.g. the SIFT
+path's `sfm/`): the summary then says how many matches, and how many verified inliers, agree with
+its epipolar geometry (`match_precision`), and the camera centres are compared with its centres.
+
+    python pipelines/reconstruct.py --image_dir photos/ --matcher sift --output outputs/photos-sift
+    python pipelines/reconstruct.py --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
 
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
 and the largest model), summary.json, matches.png (the pair with most verified matches) and
@@ -26,10 +32,10 @@ from typing import Any
 import numpy as np
 import pycolmap
 
-from sfm_reweight import cli, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
+from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
-from sfm_reweight.io import list_images, read_keypoints, write_text_atomic
-from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
+from sfm_reweight.io import InputError, list_images, read_keypoints, read_pairs, write_text_atomic
+from sfm_reweight.sfm_evaluation import camera_centre_errors, match_precision, model_centres, read_camera_centres
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger("reconstruct")
@@ -41,18 +47,11 @@ MATCHERS = [*match_dense.confs, *sift.confs]
 def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
     """(name0, name1, verified inlier matches [M,2] as keypoint indices) of the pair with the most
     geometrically verified matches in a COLMAP database, or None without any."""
-    db = pycolmap.Database.open(str(database))
-    try:
-        best = None
-        for pair_id, geometry in zip(*db.read_two_view_geometries()):
-            if best is None or len(geometry.inlier_matches) > len(best[1].inlier_matches):
-                best = (pair_id, geometry)
-        if best is None or not len(best[1].inlier_matches):
-            return None
-        id0, id1 = pycolmap.pair_id_to_image_pair(best[0])
-        return db.read_image(id0).name, db.read_image(id1).name, np.asarray(best[1].inlier_matches)
-    finally:
-        db.close()
+    verified = colmap.verified_matches(database)
+    if not verified:
+        return None
+    (name0, name1), inliers = max(verified.items(), key=lambda item: len(item[1]))
+    return name0, name1, inliers
 
 
 def draw_best_pair(path: Path, image_dir: Path, features: Path, database: Path, matcher: str) -> Path | None:
@@ -76,9 +75,12 @@ def main(
     window: int | None = None,
     mapper: str | dict = "incremental",
     ground_truth: Path | None = None,
+    reference_model: Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
-    `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"})."""
+    `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
+    `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
+    scored against, and whose camera centres stand in for a missing `ground_truth`."""
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.time()
@@ -87,7 +89,11 @@ def main(
         ground_truth = ground_truth or output / "scene" / "gt_cameras"
         timings["render"] = time.time() - start
     names = list_images(image_dir)
-    gt = read_camera_centres(ground_truth) if ground_truth else None  # bad ground truth fails before any work
+    # bad ground truth or reference fails before any work
+    gt = read_camera_centres(ground_truth) if ground_truth else None
+    reference = read_reference_model(reference_model) if reference_model else None
+    if gt is None and reference is not None:
+        gt = model_centres(reference)
 
     t = time.time()
     pairs = output / "pairs.txt"
@@ -126,6 +132,11 @@ def main(
         if gt_from_model is not None:
             model.transform(gt_from_model)  # the picture in ground-truth units, with the true centres
             gt_centres = np.array(list(gt.values()))
+    if reference is not None:
+        summary["match_precision"] = match_precision(
+            reference, features, matches, read_pairs(pairs), sfm_dir / "database.db"
+        )
+        logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
     for picture in ("matches.png", "reconstruction.png"):
@@ -138,6 +149,24 @@ def main(
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
     return summary
+
+
+def read_reference_model(path: Path) -> pycolmap.Reconstruction:
+    if not (Path(path) / "images.bin").is_file() and not (Path(path) / "images.txt").is_file():
+        raise InputError(f"{path}: not a COLMAP model folder (no images.bin or images.txt)")
+    return pycolmap.Reconstruction(path)
+
+
+def precision_line(precision: dict[str, Any], reference_model: Path) -> str:
+    """Share of the matches, and of the verified inliers, that agree with a reference model."""
+    text = (f"matches agreeing with {reference_model} (epipolar error < {precision['threshold_px']:g} px,"
+            f" {precision['pairs']} pairs): {precision['correct']}/{precision['matches']}")
+    if precision["precision"] is not None:
+        text += f" ({100 * precision['precision']:.1f} %)"
+    if precision["verified_precision"] is not None:
+        text += (f"; verified inliers {precision['verified_correct']}/{precision['verified']}"
+                 f" ({100 * precision['verified_precision']:.1f} %)")
+    return text
 
 
 def reconstruction_line(summary: dict[str, Any]) -> str:
@@ -162,6 +191,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, help="sequential pairs with this window (default: exhaustive)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
+    parser.add_argument("--reference_model", type=Path,
+                        help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it")
     parser.add_argument("--options", nargs="*", metavar="KEY=VALUE",
                         help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'")
     return parser.parse_args(argv)
@@ -170,4 +201,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args()
     mapper = {"name": args.mapper, **cli.parse_options(args.options)}
-    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth)
+    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth,
+            args.reference_model)

@@ -157,15 +157,26 @@ def verify(
     return len(inliers), sum(inliers)
 
 
-def verified_inlier_counts(database: Path) -> list[int]:
-    """Inlier matches of each pair that passed geometric verification (pairs that failed it are
-    stored too, with no inliers, and are left out)."""
+def verified_matches(database: Path) -> dict[Pair, np.ndarray]:
+    """Inlier matches [K,2] (keypoint indices, column 0 into the first name's keypoints) of every
+    pair that passed geometric verification, by image names (pairs that failed it are stored too,
+    with no inliers, and are left out)."""
     db = pycolmap.Database.open(database)
     try:
-        _, geometries = db.read_two_view_geometries()
+        names = {image.image_id: image.name for image in db.read_all_images()}
+        out = {}
+        for pair_id, geometry in zip(*db.read_two_view_geometries()):
+            if len(geometry.inlier_matches):
+                id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
+                out[names[id0], names[id1]] = np.asarray(geometry.inlier_matches)
+        return out
     finally:
         db.close()
-    return [len(g.inlier_matches) for g in geometries if len(g.inlier_matches)]
+
+
+def verified_inlier_counts(database: Path) -> list[int]:
+    """Inlier matches of each pair that passed geometric verification."""
+    return [len(m) for m in verified_matches(database).values()]
 
 
 def staging_dir(path: Path) -> Path:

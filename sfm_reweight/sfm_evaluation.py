@@ -1,15 +1,23 @@
 """Scoring a reconstruction against known cameras: registration and camera-centre errors after a
-similarity alignment (the Strecha protocol)."""
+similarity alignment (the Strecha protocol); and scoring matches against a reference model (e.g.
+SIFT's model of the same photos, where no ground truth exists): how many agree with its epipolar
+geometry, before and after geometric verification."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pycolmap
+import torch
+from kornia.geometry.epipolar import essential_from_Rt, fundamental_from_essential, sampson_epipolar_distance
 
+from .colmap import verified_matches
 from .eval_datasets import DatasetFormatError, read_strecha_camera, require_dir
+from .io import Pair, read_keypoints, read_matches
 
 MIN_ALIGNMENT_IMAGES = 3
+EPIPOLAR_THRESHOLD_PX = 4.0  # COLMAP's two-view RANSAC max_error
 
 
 def read_camera_centres(folder: str | Path) -> dict[str, np.ndarray]:
@@ -34,12 +42,8 @@ def camera_centre_errors(
     "max", "scale" (model -> ground truth)}, the similarity gt_from_model); the error figures and
     the similarity are None with fewer than 3 common images.
     """
-    estimated = {}
-    for image_id in reconstruction.reg_image_ids():
-        image = reconstruction.images[image_id]
-        if image.name in gt_centres:
-            estimated[image.name] = image.projection_center()
-    names = sorted(estimated)
+    estimated = model_centres(reconstruction)
+    names = sorted(set(estimated) & set(gt_centres))
     out: dict[str, Any] = {
         "registered": reconstruction.num_reg_images(), "ground_truth": len(gt_centres), "common": len(names),
         "errors": {}, "median": None, "mean": None, "max": None, "scale": None,
@@ -57,3 +61,79 @@ def camera_centre_errors(
         mean=float(errors.mean()), max=float(errors.max()), scale=float(sim.scale),
     )
     return out, sim
+
+
+def model_centres(reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
+    """Camera centres [3] (world frame) of a model's registered images, by image name."""
+    return {reconstruction.images[i].name: reconstruction.images[i].projection_center() for i in reconstruction.reg_image_ids()}
+
+
+def epipolar_errors(
+    reference: pycolmap.Reconstruction, name0: str, name1: str, keypoints0: np.ndarray, keypoints1: np.ndarray
+) -> np.ndarray:
+    """Sampson distances [M] in pixels of matches keypoints0/1 [M,2] (pixel-centre convention, as in
+    our features files) under the reference model's cameras and poses of both images. Each point is
+    undistorted with its camera first, so the distance is that of the camera's pinhole image."""
+    points, matrices = [], []
+    for name, keypoints in ((name0, keypoints0), (name1, keypoints1)):
+        image = reference.find_image_with_name(name)
+        camera = reference.cameras[image.camera_id]
+        K = camera.calibration_matrix()
+        normalized = camera.cam_from_img(np.asarray(keypoints, np.float64).reshape(-1, 2) + 0.5)  # COLMAP: corner at 0
+        points.append(torch.from_numpy(normalized @ K[:2, :2].T + K[:2, 2]))
+        pose = torch.from_numpy(image.cam_from_world().matrix())
+        matrices.append((torch.from_numpy(K), pose[:, :3], pose[:, 3:]))
+    (K0, R0, t0), (K1, R1, t1) = matrices
+    F = fundamental_from_essential(essential_from_Rt(R0, t0, R1, t1), K0, K1)
+    return sampson_epipolar_distance(points[0], points[1], F, squared=False).numpy()
+
+
+def match_precision(
+    reference: pycolmap.Reconstruction,
+    features: Path,
+    matches: Path,
+    pairs: Sequence[Pair],
+    database: Path | None = None,
+    threshold: float = EPIPOLAR_THRESHOLD_PX,
+) -> dict[str, Any]:
+    """How many matches of `pairs` (features and matches files in our layouts) agree with the
+    reference model's geometry, their epipolar error below `threshold` px; with a COLMAP `database`
+    also the geometrically verified inliers. Pairs with an image the reference did not register are
+    left out.
+
+    Returns {"threshold_px", "pairs" (scored), "matches", "correct", "precision", "verified",
+    "verified_correct", "verified_precision", "per_pair": [[name0, name1, matches, correct,
+    verified, verified_correct], ...]}; the verified figures are None without a database.
+    """
+    registered = set(model_centres(reference))
+    verified = verified_matches(database) if database is not None else None
+    rows = []
+    for name0, name1 in pairs:
+        if name0 not in registered or name1 not in registered:
+            continue
+        keypoints0, keypoints1 = read_keypoints(features, name0), read_keypoints(features, name1)
+
+        def correct(m: np.ndarray) -> int:
+            errors = epipolar_errors(reference, name0, name1, keypoints0[m[:, 0]], keypoints1[m[:, 1]])
+            return int((errors < threshold).sum())
+
+        m, _ = read_matches(matches, name0, name1)
+        row = [name0, name1, len(m), correct(m), None, None]
+        if verified is not None:
+            inliers = verified.get((name0, name1))
+            if inliers is None and (name1, name0) in verified:
+                inliers = verified[name1, name0][:, ::-1]
+            inliers = np.zeros((0, 2), np.int64) if inliers is None else inliers
+            row[4:] = [len(inliers), correct(inliers)]
+        rows.append(row)
+
+    def total(k: int) -> int | None:
+        return None if verified is None and k >= 4 else sum(r[k] for r in rows)
+
+    def ratio(a: int | None, b: int | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    out = {"threshold_px": threshold, "pairs": len(rows), "matches": total(2), "correct": total(3)}
+    out.update(verified=total(4), verified_correct=total(5), per_pair=rows)
+    out.update(precision=ratio(out["correct"], out["matches"]), verified_precision=ratio(out["verified_correct"], out["verified"]))
+    return out

@@ -10,9 +10,9 @@ import pycolmap
 import pytest
 
 from sfm_reweight import reconstruction, triangulation
-from sfm_reweight.io import InputError, write_features, write_matches, write_pairs
+from sfm_reweight.io import InputError, read_keypoints, read_matches, read_pairs, write_features, write_matches, write_pairs
 from sfm_reweight.keypoint_aggregation import to_matches0
-from sfm_reweight.sfm_evaluation import camera_centre_errors
+from sfm_reweight.sfm_evaluation import EPIPOLAR_THRESHOLD_PX, camera_centre_errors, epipolar_errors, match_precision
 
 NUM_IMAGES, WIDTH, HEIGHT, PARAMS = 8, 320, 240, [300.0, 160.0, 120.0]
 
@@ -56,7 +56,10 @@ def scene(tmp_path_factory) -> dict:
             write_matches(f, a, b, *to_matches0(m, rng.uniform(0.5, 1, len(m)), len(point_ids[a])))
     write_pairs(root / "pairs.txt", pairs)
     write_pairs(root / "pairs-broken.txt", [*pairs, ("broken.png", names[0])])
-    return {"root": root, "gt": gt, "images": root / "images", "features": root / "features.h5", "matches": root / "matches.h5"}
+    return {
+        "root": root, "gt": gt, "images": root / "images", "features": root / "features.h5",
+        "matches": root / "matches.h5", "point_ids": point_ids,  # 3D point of each keypoint (-1: clutter)
+    }
 
 
 def assert_matches_ground_truth(model: pycolmap.Reconstruction, gt: pycolmap.Reconstruction, tolerance: float) -> None:
@@ -84,6 +87,41 @@ def test_incremental_reconstruction(scene, tmp_path, caplog):
     assert not (sfm / ".model.tmp").exists()
     reread = pycolmap.Reconstruction(sfm)
     assert reread.num_reg_images() == NUM_IMAGES and reread.num_points3D() == model.num_points3D()
+
+
+def test_epipolar_errors_under_the_true_model(scene):
+    """Matches of one 3D point agree with the true cameras to the keypoint noise (0.3 px); the
+    shuffled 5% of matches mostly do not."""
+    name0, name1 = read_pairs(scene["root"] / "pairs.txt")[0]
+    m, _ = read_matches(scene["matches"], name0, name1)
+    keypoints0, keypoints1 = read_keypoints(scene["features"], name0), read_keypoints(scene["features"], name1)
+    errors = epipolar_errors(scene["gt"], name0, name1, keypoints0[m[:, 0]], keypoints1[m[:, 1]])
+    same = scene["point_ids"][name0][m[:, 0]] == scene["point_ids"][name1][m[:, 1]]
+    assert same.sum() > 100 and (~same).sum() > 3
+    assert np.median(errors[same]) < 0.5 and errors[same].max() < EPIPOLAR_THRESHOLD_PX
+    assert np.median(errors[~same]) > EPIPOLAR_THRESHOLD_PX
+
+
+def test_match_precision_of_matches_and_verified_inliers(scene, tmp_path):
+    pairs = read_pairs(scene["root"] / "pairs.txt")
+    ids = scene["point_ids"]
+    model = reconstruction.main("incremental", tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt",
+                                scene["features"], scene["matches"])
+    reference = pycolmap.Reconstruction(scene["gt"])
+    left_out = sorted(ids)[0]
+    reference.deregister_frame(reference.find_image_with_name(left_out).frame_id)
+    out = match_precision(reference, scene["features"], scene["matches"], pairs, tmp_path / "sfm" / "database.db")
+
+    scored = [(a, b) for a, b in pairs if left_out not in (a, b)]
+    assert out["pairs"] == len(scored) == len(out["per_pair"]) and model is not None
+    same = 0
+    for a, b in scored:
+        m, _ = read_matches(scene["matches"], a, b)
+        same += int((ids[a][m[:, 0]] == ids[b][m[:, 1]]).sum())
+    # every true match counts, and few wrong ones land within 4 px of their epipolar line by chance
+    assert same <= out["correct"] < same + 0.3 * (out["matches"] - same)
+    assert out["precision"] == out["correct"] / out["matches"] < 0.99
+    assert 0 < out["verified"] <= out["matches"] and out["verified_precision"] > 0.99
 
 
 def test_no_model_says_why(scene, tmp_path, caplog):

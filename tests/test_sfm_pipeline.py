@@ -11,6 +11,7 @@ import pytest
 
 from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval_datasets import DatasetFormatError
+from sfm_reweight.io import InputError
 from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
 
 from conftest import load_pipeline
@@ -86,3 +87,16 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     for picture in ("matches.png", "reconstruction.png"):
         assert cv2.imread(str(output / picture)).std() > 5
     assert (output / "sfm" / "images.bin").exists()
+
+    # scored against a reference model instead (here the first run's): its epipolar geometry for
+    # the matches, its centres for the cameras; a folder that is no model fails before any work
+    reference = tmp_path / "reference"
+    shutil.copytree(output / "sfm", reference)
+    with pytest.raises(InputError, match="not a COLMAP model"):
+        reconstruct.main(images, tmp_path / "bad", matcher="sift", mapper=mapper, reference_model=images)
+    assert not (tmp_path / "bad" / "pairs.txt").exists()
+    rerun = reconstruct.main(images, output, matcher="sift", mapper=mapper, reference_model=reference)
+    precision = rerun["match_precision"]
+    assert precision["pairs"] == 10 and precision["matches"] > precision["verified"] > 0  # 5 images, broken one left out
+    assert precision["verified_precision"] > 0.95 and precision["precision"] > 0.5
+    assert rerun["camera_centres"]["common"] == 5 and rerun["camera_centres"]["median"] < 1e-3
