@@ -140,11 +140,14 @@ def verify(
     database: Path,
     two_view_options: dict[str, Any],
     threads: int,
+    seed: int,
     reference: pycolmap.Reconstruction | None = None,
 ) -> tuple[int, int]:
     """Geometric verification of every matched pair: RANSAC on the matches, or with a `reference`
-    model, the epipolar geometry of its known poses. Returns (verified pairs, inlier matches)."""
-    options = pycolmap.TwoViewGeometryOptions(two_view_options)
+    model, the epipolar geometry of its known poses. RANSAC draws from `seed` unless
+    `two_view_options` sets ransac.random_seed, so that a rerun verifies the same inliers.
+    Returns (verified pairs, inlier matches)."""
+    options = pycolmap.TwoViewGeometryOptions(cli.deep_update({"ransac": {"random_seed": seed}}, two_view_options))
     if reference is None:
         pycolmap.geometric_verification(
             database, pycolmap.GeometricVerifierOptions(num_threads=threads), two_view_geometry_options=options

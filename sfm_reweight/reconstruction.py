@@ -38,7 +38,7 @@ _base: dict[str, Any] = {
     "image_options": {},  # more ImageReaderOptions
     "mapper_options": {},  # Incremental-/GlobalPipelineOptions, nested dicts allowed
     "num_threads": None,  # None: all cores up to 16
-    "seed": 0,  # random seed of the mapper (deterministic runs)
+    "seed": 0,  # random seed of verification and mapping (deterministic runs)
 }
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
@@ -132,7 +132,7 @@ def main(
         if skip:
             verified = stats["pairs"], stats["matches"]
         else:
-            verified = colmap.verify(database, conf["two_view"], threads)
+            verified = colmap.verify(database, conf["two_view"], threads, conf["seed"])
         logger.info(
             "reconstruction: %d of %d pairs verified (%d inlier matches).", verified[0], stats["pairs"], verified[1]
         )

@@ -74,7 +74,7 @@ def main(
             verified = stats["pairs"], stats["matches"]
         else:
             guide = reference if conf["verification"] == "poses" else None
-            verified = colmap.verify(database, conf["two_view"], threads, guide)
+            verified = colmap.verify(database, conf["two_view"], threads, conf["seed"], guide)
         options = cli.deep_update({"num_threads": threads, "random_seed": conf["seed"]}, conf["mapper_options"])
         tmp = colmap.staging_dir(sfm_dir)
         model = pycolmap.triangulate_points(
