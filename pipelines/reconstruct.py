@@ -35,7 +35,14 @@ import pycolmap
 from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
 from sfm_reweight.io import InputError, list_images, read_keypoints, read_pairs, write_text_atomic
-from sfm_reweight.sfm_evaluation import camera_centre_errors, match_precision, model_centres, read_camera_centres
+from sfm_reweight.sfm_evaluation import (
+    EPIPOLAR_THRESHOLD_PX,
+    camera_centre_errors,
+    epipolar_errors,
+    match_precision,
+    model_centres,
+    read_camera_centres,
+)
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger("reconstruct")
@@ -54,16 +61,26 @@ def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
     return name0, name1, inliers
 
 
-def draw_best_pair(path: Path, image_dir: Path, features: Path, database: Path, matcher: str) -> Path | None:
-    """Picture of the verified matches of the pair with most of them (None without any)."""
+def draw_best_pair(
+    path: Path, image_dir: Path, features: Path, database: Path, matcher: str,
+    reference: pycolmap.Reconstruction | None = None,
+) -> Path | None:
+    """Picture of the verified matches of the pair with most of them (None without any); with a
+    `reference` model that registered both images, green where a match agrees with its epipolar
+    geometry and red where not."""
     best = most_matched_pair(database)
     if best is None:
         return None
-    name0, name1, inliers = best
-    kp0, kp1 = read_keypoints(features, name0), read_keypoints(features, name1)
+    name0, name1, matches = best
+    kp0, kp1 = read_keypoints(features, name0)[matches[:, 0]], read_keypoints(features, name1)[matches[:, 1]]
+    agree = None
+    if reference is not None and {name0, name1} <= set(model_centres(reference)):
+        agree = epipolar_errors(reference, name0, name1, kp0, kp1) < EPIPOLAR_THRESHOLD_PX
     return plot_matches(
-        image_dir / name0, image_dir / name1, kp0[inliers[:, 0]], kp1[inliers[:, 1]], path,
-        title=f"{name0} - {name1}: {len(inliers)} verified matches ({matcher})", max_lines=300,
+        image_dir / name0, image_dir / name1, kp0, kp1, path, inliers=agree,
+        title=f"{name0} - {name1}: {len(matches)} verified matches ({matcher})"
+        + ("" if agree is None else "; green: agree with the reference model"),
+        max_lines=300,
     )
 
 
@@ -141,7 +158,7 @@ def main(
 
     for picture in ("matches.png", "reconstruction.png"):
         (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
-    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher)
+    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher, reference)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
         title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({matcher})"
