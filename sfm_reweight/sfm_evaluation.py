@@ -113,27 +113,28 @@ def match_precision(
             continue
         keypoints0, keypoints1 = read_keypoints(features, name0), read_keypoints(features, name1)
 
-        def correct(m: np.ndarray) -> int:
+        def num_correct(m: np.ndarray) -> int:
             errors = epipolar_errors(reference, name0, name1, keypoints0[m[:, 0]], keypoints1[m[:, 1]])
             return int((errors < threshold).sum())
 
         m, _ = read_matches(matches, name0, name1)
-        row = [name0, name1, len(m), correct(m), None, None]
+        row = [name0, name1, len(m), num_correct(m), None, None]
         if verified is not None:
             inliers = verified.get((name0, name1))
             if inliers is None and (name1, name0) in verified:
                 inliers = verified[name1, name0][:, ::-1]
             inliers = np.zeros((0, 2), np.int64) if inliers is None else inliers
-            row[4:] = [len(inliers), correct(inliers)]
+            row[4:] = [len(inliers), num_correct(inliers)]
         rows.append(row)
 
-    def total(k: int) -> int | None:
-        return None if verified is None and k >= 4 else sum(r[k] for r in rows)
-
-    def ratio(a: int | None, b: int | None) -> float | None:
-        return None if a is None or not b else a / b
-
-    out = {"threshold_px": threshold, "pairs": len(rows), "matches": total(2), "correct": total(3)}
-    out.update(verified=total(4), verified_correct=total(5), per_pair=rows)
-    out.update(precision=ratio(out["correct"], out["matches"]), verified_precision=ratio(out["verified_correct"], out["verified"]))
+    total, total_correct = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    out = {
+        "threshold_px": threshold, "pairs": len(rows), "matches": total, "correct": total_correct,
+        "precision": total_correct / total if total else None,
+        "verified": None, "verified_correct": None, "verified_precision": None, "per_pair": rows,
+    }
+    if verified is not None:
+        inliers, inliers_correct = sum(r[4] for r in rows), sum(r[5] for r in rows)
+        out.update(verified=inliers, verified_correct=inliers_correct,
+                   verified_precision=inliers_correct / inliers if inliers else None)
     return out
