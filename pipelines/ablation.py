@@ -66,7 +66,8 @@ def main(steps: int, output: Path, data: Path, base: str = "lite-mix", init_from
     for name, row in results.items():
         lines.append(f"| {name} | " + " | ".join("-" if row[c] is None else f"{row[c]:.1f}" for c in columns) + " |")
     table = "\n".join(lines)
-    (output / "results.json").write_text(json.dumps({"steps": steps, "base": base, "init_from": str(init_from) if init_from else None, "results": results}, indent=2))
+    summary = {"steps": steps, "base": base, "init_from": str(init_from) if init_from else None, "results": results}
+    (output / "results.json").write_text(json.dumps(summary, indent=2))
     (output / "table.md").write_text(table + "\n")
     print(table)
     return results

@@ -63,7 +63,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         if errors
         else {t: float("nan") for t in HOMOGRAPHY_THRESHOLDS_PX}
     )
-    mean = lambda key: float(np.mean([r[key] for r in records])) if records else float("nan")
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in records])) if records else float("nan")
+
     return {
         **{f"auc@{t:g}": 100.0 * aucs[t] for t in HOMOGRAPHY_THRESHOLDS_PX},
         "precision": 100.0 * mean("precision"),
@@ -174,7 +177,8 @@ def run(
         {label: [r["corner_error"] for r in recs] for label, recs in records.items()},
         max(HOMOGRAPHY_THRESHOLDS_PX),
         "mean corner error (px, original resolution)",
-        f"{Path(root).name}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''}, top {max_matches or 'all'} matches",
+        f"{Path(root).name}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''}, "
+        f"top {max_matches or 'all'} matches",
         output / "curves.png",
     )
     results = {

@@ -125,7 +125,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     matches and time per pair."""
     errors = [e["error"] for r in records for e in r["estimates"]]
     aucs = error_auc(errors, list(POSE_THRESHOLDS_DEG)) if errors else {t: float("nan") for t in POSE_THRESHOLDS_DEG}
-    mean = lambda key: float(np.mean([r[key] for r in records])) if records else float("nan")
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in records])) if records else float("nan")
+
     return {
         **{f"auc@{t:g}": 100.0 * aucs[t] for t in POSE_THRESHOLDS_DEG},
         "precision": 100.0 * mean("precision"),

@@ -143,7 +143,8 @@ def test_image_types(matcher, tmp_path, kind):
     np.testing.assert_allclose(to_gray_float(image), gray, atol=1 / 255)
     if kind != "float":  # and the same through a PNG file (cv2 stores BGR(A), read back as RGB(A))
         path = tmp_path / f"{kind}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if kind == "rgba8" else cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+        code = cv2.COLOR_RGBA2BGRA if kind == "rgba8" else cv2.COLOR_RGB2BGR
+        cv2.imwrite(str(path), cv2.cvtColor(image, code) if image.ndim == 3 else image)
         out = matcher(path, image)
         check_output(out, (210, 150), (210, 150))
 
