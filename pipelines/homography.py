@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from sfm_reweight import eval_datasets as ds
 from sfm_reweight.benchmarking import (
@@ -39,13 +38,13 @@ from sfm_reweight.benchmarking import (
     plot_cumulative_errors,
     print_report,
     run_benchmark_cli,
+    summarize_records,
     top_k,
     write_json,
 )
 from sfm_reweight.metrics import (
     HOMOGRAPHY_THRESHOLDS_PX,
     corner_error,
-    error_auc,
     homography_precision,
     ransac_homography,
 )
@@ -57,24 +56,7 @@ LAYOUTS = {"auto": ds.read_homography_dataset, "hpatches": ds.read_hpatches, "ox
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """AUC (%) of the corner errors, mean precision (%), matches and time per pair."""
-    errors = [r["corner_error"] for r in records]
-    aucs = (
-        error_auc(errors, list(HOMOGRAPHY_THRESHOLDS_PX))
-        if errors
-        else {t: float("nan") for t in HOMOGRAPHY_THRESHOLDS_PX}
-    )
-
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in records])) if records else float("nan")
-
-    return {
-        **{f"auc@{t:g}": 100.0 * aucs[t] for t in HOMOGRAPHY_THRESHOLDS_PX},
-        "precision": 100.0 * mean("precision"),
-        "matches": mean("matches"),
-        "time_s": mean("time_s"),
-        "pairs": len(records),
-        "failures": int(np.sum(~np.isfinite(errors))) if errors else 0,
-    }
+    return summarize_records(records, [r["corner_error"] for r in records], HOMOGRAPHY_THRESHOLDS_PX)
 
 
 def table(summary: dict[str, dict[str, Any]]) -> str:

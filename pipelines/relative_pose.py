@@ -41,13 +41,13 @@ from sfm_reweight.benchmarking import (
     plot_cumulative_errors,
     print_report,
     run_benchmark_cli,
+    summarize_records,
     write_json,
 )
 from sfm_reweight.eval_datasets import EvalPair, intrinsics_for
 from sfm_reweight.metrics import (
     POSE_THRESHOLDS_DEG,
     epipolar_precision,
-    error_auc,
     estimate_relative_pose,
     estimate_relative_pose_lo,
     pose_error,
@@ -124,20 +124,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-matcher summary of per-pair records: AUC (%) of the pooled errors, mean precision (%),
     matches and time per pair."""
     errors = [e["error"] for r in records for e in r["estimates"]]
-    aucs = error_auc(errors, list(POSE_THRESHOLDS_DEG)) if errors else {t: float("nan") for t in POSE_THRESHOLDS_DEG}
-
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in records])) if records else float("nan")
-
-    return {
-        **{f"auc@{t:g}": 100.0 * aucs[t] for t in POSE_THRESHOLDS_DEG},
-        "precision": 100.0 * mean("precision"),
-        "matches": mean("matches"),
-        "time_s": mean("time_s"),
-        "pairs": len(records),
-        "estimates": len(errors),
-        "failures": int(np.sum(~np.isfinite(errors))) if errors else 0,
-    }
+    return {**summarize_records(records, errors, POSE_THRESHOLDS_DEG), "estimates": len(errors)}
 
 
 def run(

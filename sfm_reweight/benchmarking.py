@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .baselines import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
 from .eval_datasets import EvalPair, keypoints_to_stored, read_pair_images, upright_image
 from .image_io import ImageReadError, to_float_image
+from .metrics import error_auc
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,24 @@ def top_k(matches: Matches, k: int | None) -> Matches:
 
 # ---------------------------------------------------------------------------------------------
 # Reporting
+
+
+def summarize_records(records: list[dict[str, Any]], errors: list[float], thresholds: Sequence[float]) -> dict[str, Any]:
+    """A matcher's summary of its per-pair records: AUC (%) of `errors` (one or more per pair, inf
+    for a failure) at `thresholds`, mean precision (%), matches and time per pair, pair and failure counts."""
+    aucs = error_auc(errors, list(thresholds)) if errors else {t: float("nan") for t in thresholds}
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in records])) if records else float("nan")
+
+    return {
+        **{f"auc@{t:g}": 100.0 * aucs[t] for t in thresholds},
+        "precision": 100.0 * mean("precision"),
+        "matches": mean("matches"),
+        "time_s": mean("time_s"),
+        "pairs": len(records),
+        "failures": int(np.sum(~np.isfinite(errors))) if errors else 0,
+    }
 
 
 def format_cell(value: Any, digits: int = 1) -> str:
