@@ -186,6 +186,17 @@ def test_resume_continues_exactly(photos, tmp_path):
         assert torch.allclose(v.float(), ema[f"module.{k}"].float(), atol=1e-3, rtol=1e-3), k
 
 
+def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
+    args = trainer.parse_args(["--conf", "lite-mix-large-long", "--output", "run", "--steps", "7", "--data-seed", "9",
+                               "--photos", str(photos), "--mode", "bias"])
+    conf = trainer.conf_from_args(args)
+    assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
+    assert conf["model"]["reweight"]["mode"] == "bias"
+    assert trainer.confs["lite-mix-large-long"]["data"]["seed"] == 3  # the named conf is untouched
+    assert trainer.conf_from_args(trainer.parse_args(["--conf", "lite-mix-large-long", "--output", "run"])) == \
+        trainer.confs["lite-mix-large-long"]
+
+
 def test_data_mix_is_deterministic_per_step(photos):
     from sfm_reweight.train.data_mix import StepBatches, batch_items, build_sources
 

@@ -450,6 +450,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this run (the schedule stays)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--photos", type=Path, help="folder of training photos")
+    parser.add_argument("--data-seed", type=int,
+                        help="seed of the training pairs (default: the conf's); a new one per stage of a chain shows new pairs")
     parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
     parser.add_argument("--init-plain", action="store_true",
                         help="start from --init-from's network without its reweighting (gates and calibration at identity)")
@@ -478,6 +480,8 @@ def conf_from_args(args: argparse.Namespace) -> dict:
         conf = with_reweight_mode(conf, args.mode)
     if args.photos:
         conf["data"]["folder"] = str(args.photos)
+    if args.data_seed is not None:
+        conf["data"]["seed"] = args.data_seed
     return conf
 
 
