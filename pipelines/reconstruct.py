@@ -18,8 +18,9 @@ its epipolar geometry (`match_precision`), and the camera centres are compared w
     python pipelines/reconstruct.py --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
 
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
-and the largest model), summary.json, matches.png (the pair with most verified matches) and
-reconstruction.png. Every stage resumes: a rerun reuses finished matches.
+and the largest model), summary.json, matches.png (the pair with most verified matches),
+reconstruction.png and, with a reference model, matches_widest.png (all matches of the pair whose
+reference cameras look in the most different directions). Every stage resumes: a rerun reuses finished matches.
 """
 
 import argparse
@@ -34,7 +35,7 @@ import pycolmap
 
 from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
-from sfm_reweight.io import InputError, list_images, read_keypoints, read_pairs, write_text_atomic
+from sfm_reweight.io import InputError, Pair, list_images, read_keypoints, read_matches, read_pairs, write_text_atomic
 from sfm_reweight.sfm_evaluation import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
@@ -42,6 +43,7 @@ from sfm_reweight.sfm_evaluation import (
     match_precision,
     model_centres,
     read_camera_centres,
+    widest_covisible_pair,
 )
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
@@ -61,27 +63,46 @@ def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
     return name0, name1, inliers
 
 
-def draw_best_pair(
-    path: Path, image_dir: Path, features: Path, database: Path, matcher: str,
+def draw_pair(
+    path: Path, image_dir: Path, features: Path, name0: str, name1: str, matches: np.ndarray, title: str,
     reference: pycolmap.Reconstruction | None = None,
-) -> Path | None:
-    """Picture of the verified matches of the pair with most of them (None without any); with a
-    `reference` model that registered both images, green where a match agrees with its epipolar
-    geometry and red where not."""
-    best = most_matched_pair(database)
-    if best is None:
-        return None
-    name0, name1, matches = best
+) -> Path:
+    """Picture of matches [M,2] (keypoint indices) of a pair; with a `reference` model that registered
+    both images, green where a match agrees with its epipolar geometry and red where not."""
     kp0, kp1 = read_keypoints(features, name0)[matches[:, 0]], read_keypoints(features, name1)[matches[:, 1]]
     agree = None
     if reference is not None and {name0, name1} <= set(model_centres(reference)):
         agree = epipolar_errors(reference, name0, name1, kp0, kp1) < EPIPOLAR_THRESHOLD_PX
-    return plot_matches(
-        image_dir / name0, image_dir / name1, kp0, kp1, path, inliers=agree,
-        title=f"{name0} - {name1}: {len(matches)} verified matches ({matcher})"
-        + ("" if agree is None else "; green: agree with the reference model"),
-        max_lines=300,
-    )
+        title += " (inliers, green: agree with the reference model)"
+    return plot_matches(image_dir / name0, image_dir / name1, kp0, kp1, path, inliers=agree, title=title, max_lines=300)
+
+
+def draw_best_pair(
+    path: Path, image_dir: Path, features: Path, database: Path, matcher: str,
+    reference: pycolmap.Reconstruction | None = None,
+) -> Path | None:
+    """The verified matches of the pair with most of them (None without any)."""
+    best = most_matched_pair(database)
+    if best is None:
+        return None
+    name0, name1, matches = best
+    title = f"{name0} - {name1}, verified matches of {matcher}"
+    return draw_pair(path, image_dir, features, name0, name1, matches, title, reference)
+
+
+def draw_widest_pair(
+    path: Path, image_dir: Path, features: Path, matches: Path, pairs: list[Pair], matcher: str,
+    reference: pycolmap.Reconstruction,
+) -> Path | None:
+    """All matches, before verification, of the pair the reference model sees from the most
+    different directions (`widest_covisible_pair`): where a matcher's wide-baseline matches go."""
+    widest = widest_covisible_pair(reference, pairs)
+    if widest is None:
+        return None
+    name0, name1, angle = widest
+    pair_matches, _ = read_matches(matches, name0, name1)
+    title = f"{name0} - {name1}, optical axes {angle:.0f} deg apart, all matches of {matcher}"
+    return draw_pair(path, image_dir, features, name0, name1, pair_matches, title, reference)
 
 
 def main(
@@ -118,6 +139,7 @@ def main(
         pairs_from_exhaustive.main(pairs, image_list=names)
     else:
         pairs_from_sequential.main(pairs, image_list=names, window_size=window)
+    pair_list = read_pairs(pairs)
     if matcher in sift.confs:
         features, matches = sift.main(matcher, pairs, image_dir, export_dir=output)
     else:
@@ -151,14 +173,16 @@ def main(
             gt_centres = np.array(list(gt.values()))
     if reference is not None:
         summary["match_precision"] = match_precision(
-            reference, features, matches, read_pairs(pairs), sfm_dir / "database.db"
+            reference, features, matches, pair_list, sfm_dir / "database.db"
         )
         logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
-    for picture in ("matches.png", "reconstruction.png"):
+    for picture in ("matches.png", "matches_widest.png", "reconstruction.png"):
         (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
     draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher, reference)
+    if reference is not None:
+        draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, matcher, reference)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
         title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({matcher})"

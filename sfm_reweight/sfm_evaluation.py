@@ -68,6 +68,27 @@ def model_centres(reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarr
     return {reconstruction.images[i].name: reconstruction.images[i].projection_center() for i in reconstruction.reg_image_ids()}
 
 
+def widest_covisible_pair(
+    reference: pycolmap.Reconstruction, pairs: Sequence[Pair], min_shared: int = 30
+) -> tuple[str, str, float] | None:
+    """(name0, name1, angle in degrees) of the pair whose cameras in the reference model look in the
+    most different directions (angle between the optical axes) among the pairs that observe at least
+    `min_shared` of its 3D points in common: the hardest pair that still overlaps, the kind that
+    carries a model's geometry. None when no pair qualifies."""
+    observed, axes = {}, {}
+    for image_id in reference.reg_image_ids():
+        image = reference.images[image_id]
+        observed[image.name] = {p.point3D_id for p in image.points2D if p.has_point3D()}
+        axes[image.name] = image.cam_from_world().rotation.matrix()[2]  # the optical axis, world frame
+    widest = None
+    for name0, name1 in pairs:
+        if name0 in observed and name1 in observed and len(observed[name0] & observed[name1]) >= min_shared:
+            angle = float(np.degrees(np.arccos(np.clip(axes[name0] @ axes[name1], -1.0, 1.0))))
+            if widest is None or angle > widest[2]:
+                widest = (name0, name1, angle)
+    return widest
+
+
 def epipolar_errors(
     reference: pycolmap.Reconstruction, name0: str, name1: str, keypoints0: np.ndarray, keypoints1: np.ndarray
 ) -> np.ndarray:

@@ -11,8 +11,8 @@ import pytest
 
 from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval_datasets import DatasetFormatError
-from sfm_reweight.io import InputError
-from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres
+from sfm_reweight.io import InputError, read_pairs
+from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres, widest_covisible_pair
 
 from conftest import load_pipeline
 
@@ -100,3 +100,7 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert precision["pairs"] == 10 and precision["matches"] > precision["verified"] > 0  # 5 images, broken one left out
     assert precision["verified_precision"] > 0.95 and precision["precision"] > 0.5
     assert rerun["camera_centres"]["common"] == 5 and rerun["camera_centres"]["median"] < 1e-3
+    assert cv2.imread(str(output / "matches_widest.png")).std() > 5
+    name0, name1, angle = widest_covisible_pair(pycolmap.Reconstruction(reference), read_pairs(output / "pairs.txt"))
+    assert "zz_broken.jpg" not in (name0, name1) and 0 < angle < 90
+    assert widest_covisible_pair(pycolmap.Reconstruction(reference), [(name0, name1)], min_shared=10**6) is None
