@@ -177,6 +177,10 @@ def test_resume_continues_exactly(photos, tmp_path):
     rows = list(csv.DictReader(open(split / "log.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert (split / "loss.png").stat().st_size > 0 and (split / "val.csv").exists()
+    # in-loop validation is at the conf's coarse threshold: the same figures as --validate there
+    val = list(csv.DictReader(open(split / "val.csv")))[-1]
+    [again] = trainer.validate_state(split / "last.pt", [conf["val_coarse_threshold"]])
+    assert float(val["thr"]) == again["thr"] and float(val["matches"]) == pytest.approx(again["matches"])
     with pytest.raises(ValueError, match="another configuration"):
         trainer.main(trainer.merge_conf(conf, {"lr": 0.5}), split)
     exported = trainer.export(split / "last.pt", tmp_path / "lite.pt")

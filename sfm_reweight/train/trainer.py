@@ -65,6 +65,10 @@ confs = {
         "checkpoint_every": 100,
         "val_every": 500,
         "val_pairs": 24,
+        # validation at the shipped Matcher's coarse threshold (matcher.confs["lite"]), not at the
+        # network's default 0.2, where a CPU-trained network keeps a few dozen matches per pair and
+        # val.csv swings without a trend; so val.csv reads like the `--validate 0.02` figures
+        "val_coarse_threshold": 0.02,
         # bf16 autocast of the network on a GPU, and on CPUs with native bf16 (AVX512-BF16 / AMX)
         "mixed_precision": True,
         "ema_decay": 0.999,  # the exported and validated weights are this moving average
@@ -373,8 +377,9 @@ def main(
                 save()
                 plot_losses(output / "log.csv", output / "loss.png")
             if step % conf["val_every"] == 0 or step == end:
-                metrics = validate(ema.module, val_pairs, device)
-                append_csv(output / "val.csv", {"step": step, **metrics})
+                thr = conf["val_coarse_threshold"]
+                metrics = validate(at_coarse_threshold(ema.module, thr), val_pairs, device)
+                append_csv(output / "val.csv", {"step": step, "thr": thr, **metrics})
                 logger.info("step %d validation: %s", step, metrics)
     except (KeyboardInterrupt, Interrupted):
         logger.info("interrupted at step %d: saving %s", step, last)
@@ -395,6 +400,14 @@ def with_coarse_threshold(model_conf: str | dict, coarse_threshold: float | None
     if coarse_threshold is None:
         return model_conf
     return merge_conf(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
+
+
+def at_coarse_threshold(model: ELoFTR, coarse_threshold: float) -> ELoFTR:
+    """A copy of `model` that keeps coarse matches above another threshold. Copied, not built anew:
+    building would draw initial weights from the global RNG, and a resumed run would then differ."""
+    clone = copy.deepcopy(model)
+    clone.conf["match_coarse"]["thr"] = coarse_threshold
+    return clone
 
 
 def averaged_model(state: dict, coarse_threshold: float | None = None) -> ELoFTR:
