@@ -49,11 +49,14 @@ run)
     train=(python3 -m sfm_reweight.train.trainer --conf "$conf" --photos .device/train_pool "${@:3}")
     if [ -f .device/init.pt ]; then train+=(--init-from .device/init.pt); fi
     nvidia-smi --query-gpu=name,memory.total --format=csv || true
-    "${train[@]}" --output /tmp/probe --max-steps 25 > "$OUT/probe.log" 2>&1
-    steps=$(python3 - "$seconds" <<'PY'
+    # fresh folders: a rerun on a still-warm machine must not resume (or refuse) an earlier probe or run;
+    # runs chain through the exported weights (.device/init.pt), not through last.pt
+    work=$(mktemp -d)
+    "${train[@]}" --output "$work/probe" --max-steps 25 > "$OUT/probe.log" 2>&1
+    steps=$(python3 - "$seconds" "$work/probe" <<'PY'
 import csv, statistics, sys
 
-rows = list(csv.DictReader(open("/tmp/probe/log.csv")))
+rows = list(csv.DictReader(open(sys.argv[2] + "/log.csv")))
 per_step = statistics.median(float(r["seconds"]) for r in rows[10:])  # after the workers' start
 print(f"{per_step:.3f} s/step over steps 11-{len(rows)}", file=sys.stderr)
 print(int(float(sys.argv[1]) / per_step))
@@ -62,10 +65,10 @@ PY
     echo "schedule: $steps steps of $conf"
     # SIGTERM at the deadline to the trainer only (not its batch workers, whose death would abort the
     # save): it writes last.pt and exits (non-zero, hence `|| true`)
-    timeout --foreground -k 60 -s TERM $((seconds + 90)) "${train[@]}" --steps "$steps" --output /tmp/run > "$OUT/train.log" 2>&1 || true
+    timeout --foreground -k 60 -s TERM $((seconds + 90)) "${train[@]}" --steps "$steps" --output "$work/run" > "$OUT/train.log" 2>&1 || true
     tr '\r' '\n' < "$OUT/train.log" | grep -v "it/s" | tail -n 5 || true
-    python3 -m sfm_reweight.train.trainer --output /tmp/run --export "$OUT/lite.pt"
-    for f in log.csv loss.png val.csv; do if [ -f "/tmp/run/$f" ]; then cp "/tmp/run/$f" "$OUT"/; fi; done
+    python3 -m sfm_reweight.train.trainer --output "$work/run" --export "$OUT/lite.pt"
+    for f in log.csv loss.png val.csv; do if [ -f "$work/run/$f" ]; then cp "$work/run/$f" "$OUT"/; fi; done
     ;;
 *)
     echo "usage: $0 prepare [INIT_WEIGHTS] | run [SECONDS [TRAINER ARGS]]" >&2
