@@ -101,6 +101,7 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert precision["verified_precision"] > 0.95 and precision["precision"] > 0.5
     assert rerun["camera_centres"]["common"] == 5 and rerun["camera_centres"]["median"] < 1e-3
     assert cv2.imread(str(output / "matches_widest.png")).std() > 5
-    name0, name1, angle = widest_covisible_pair(pycolmap.Reconstruction(reference), read_pairs(output / "pairs.txt"))
+    reference_model = pycolmap.Reconstruction(reference)
+    name0, name1, angle = widest_covisible_pair(reference_model, read_pairs(output / "pairs.txt"))
     assert "zz_broken.jpg" not in (name0, name1) and 0 < angle < 90
-    assert widest_covisible_pair(pycolmap.Reconstruction(reference), [(name0, name1)], min_shared=10**6) is None
+    assert widest_covisible_pair(reference_model, [(name0, name1)], min_shared=10**6) is None
