@@ -163,6 +163,7 @@ def main(
             mean_track_length=model.compute_mean_track_length(),
             mean_reprojection_error_px=model.compute_mean_reprojection_error(),
             not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
+            weakly_registered=colmap.weakly_registered(model),
         )
     gt_centres = None
     if gt is not None and model is not None:
@@ -213,6 +214,8 @@ def precision_line(precision: dict[str, Any], reference_model: Path) -> str:
 def reconstruction_line(summary: dict[str, Any]) -> str:
     """The summary in one line."""
     text = f"{summary['registered']}/{summary['images']} images registered, {summary['points']} points"
+    if weak := summary.get("weakly_registered"):
+        text += f" ({len(weak)} registered images see fewer than {colmap.MIN_POINTS_PER_IMAGE} points: their poses are unsupported)"
     if summary["registered"]:
         text += (f", track length {summary['mean_track_length']:.2f},"
                  f" reprojection error {summary['mean_reprojection_error_px']:.2f} px")

@@ -204,10 +204,27 @@ def move_model_files(src: Path, dst: Path) -> None:
     Path(src).rmdir()
 
 
+# A registered image that observes fewer of the model's points has a pose the model does not support:
+# the incremental mapper registers an image on at least 30 (abs_pose_min_num_inliers), but a global
+# mapper poses every image from the view graph first and keeps it however few points survive.
+MIN_POINTS_PER_IMAGE = 30
+
+
+def weakly_registered(reconstruction: pycolmap.Reconstruction, min_points: int = MIN_POINTS_PER_IMAGE) -> list[str]:
+    """Names of the registered images that observe fewer than `min_points` of the model's 3D points."""
+    return sorted(
+        image.name for image in map(reconstruction.images.__getitem__, reconstruction.reg_image_ids())
+        if image.num_points3D < min_points
+    )
+
+
 def describe(reconstruction: pycolmap.Reconstruction, num_images: int) -> str:
     """registered images / points / track length / reprojection error, in one line."""
+    weak = weakly_registered(reconstruction)
     return (
-        f"{reconstruction.num_reg_images()}/{num_images} images registered, {reconstruction.num_points3D()} points,"
+        f"{reconstruction.num_reg_images()}/{num_images} images registered"
+        + (f" ({len(weak)} of them see fewer than {MIN_POINTS_PER_IMAGE} points: poses unsupported)" if weak else "")
+        + f", {reconstruction.num_points3D()} points,"
         f" mean track length {reconstruction.compute_mean_track_length():.2f},"
         f" {reconstruction.compute_mean_observations_per_reg_image():.0f} observations per image,"
         f" mean reprojection error {reconstruction.compute_mean_reprojection_error():.3f} px"

@@ -9,7 +9,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from sfm_reweight import reconstruction, triangulation
+from sfm_reweight import colmap, reconstruction, triangulation
 from sfm_reweight.io import InputError, read_keypoints, read_matches, read_pairs, write_features, write_matches, write_pairs
 from sfm_reweight.keypoint_aggregation import to_matches0
 from sfm_reweight.sfm_evaluation import EPIPOLAR_THRESHOLD_PX, camera_centre_errors, epipolar_errors, match_precision
@@ -87,6 +87,20 @@ def test_incremental_reconstruction(scene, tmp_path, caplog):
     assert not (sfm / ".model.tmp").exists()
     reread = pycolmap.Reconstruction(sfm)
     assert reread.num_reg_images() == NUM_IMAGES and reread.num_points3D() == model.num_points3D()
+
+
+def test_images_seeing_few_points_are_reported_as_weakly_registered(scene):
+    """A global mapper keeps an image posed however few points survive: such poses are flagged."""
+    model = pycolmap.Reconstruction(scene["gt"])
+    assert colmap.weakly_registered(model) == []
+    image_id = next(iter(model.reg_image_ids()))
+    image = model.images[image_id]
+    seen = [k for k, p in enumerate(image.points2D) if p.has_point3D()]
+    assert len(seen) >= colmap.MIN_POINTS_PER_IMAGE
+    for point2D_idx in seen[colmap.MIN_POINTS_PER_IMAGE - 1 :]:  # this image's observations only
+        model.delete_observation(image_id, point2D_idx)
+    assert colmap.weakly_registered(model) == [image.name]
+    assert f"(1 of them see fewer than {colmap.MIN_POINTS_PER_IMAGE} points" in colmap.describe(model, NUM_IMAGES)
 
 
 def test_epipolar_errors_under_the_true_model(scene):

@@ -81,6 +81,7 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     summary = reconstruct.main(images, output, matcher="sift", mapper=mapper, ground_truth=scene / "gt_cameras")
     assert len(pycolmap.Reconstruction(output / "sfm").cameras) == 1
     assert summary["registered"] == 5 and summary["not_registered"] == ["zz_broken.jpg"]
+    assert summary["weakly_registered"] == []
     assert summary["camera_centres"]["common"] == 5
     assert summary["camera_centres"]["median"] < 0.05  # metres; the views are 0.6 m apart
     assert json.loads((output / "summary.json").read_text()) == summary
