@@ -11,13 +11,15 @@ from conftest import load_pipeline
 
 from sfm_reweight.metrics import auroc
 from sfm_reweight.model.calibration import textured_image
+from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import subpixel_offsets
 from sfm_reweight.model.weights import model_from_checkpoint
 from sfm_reweight.train import trainer
 from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
-from sfm_reweight.train.supervision import coarse_supervision, fine_supervision
+from sfm_reweight.train.losses import coarse_negative_loss
+from sfm_reweight.train.supervision import CoarseSupervision, coarse_supervision, fine_supervision
 from sfm_reweight.train.warps import DepthWarp, HomographyWarp
 
 
@@ -49,6 +51,63 @@ def test_homography_warp_and_coarse_ground_truth():
     occluded[:, :32, :48] = False
     sup2 = coarse_supervision(HomographyWarp(translation(16, 8), valid, occluded), 1, (8, 12), (8, 12))
     assert len(sup2.i_ids) < len(sup.i_ids)
+
+
+def test_cells_without_a_correspondent():
+    """Shifted 16 px right, 8 down: image 0's cells that leave image 1 by more than a cell, and those
+    on an occluder, have no correspondent; those just past the border, and the round-trip failures, do."""
+    h, w = 64, 96
+    valid = torch.ones(1, h, w, dtype=torch.bool)
+    sup = coarse_supervision(HomographyWarp(translation(16, 8), valid, valid), 1, (8, 12), (8, 12))
+    x0, y0 = torch.arange(96) % 12, torch.arange(96) // 12
+    # cell x lands at 8x + 16: past the last pixel (95) by more than 8 px from x = 11 on
+    assert torch.equal(sup.unmatched0[0], (8 * x0 + 16 > 95 + 8) | (8 * y0 + 8 > 63 + 8))
+    assert not (sup.unmatched0 & sup.matchable0).any() and not (sup.unmatched1 & sup.matchable1).any()
+    assert torch.equal(sup.unmatched1[0], (8 * x0 - 16 < -8) | (8 * y0 - 8 < -8))
+    occluded = valid.clone()
+    occluded[:, :32, :48] = False  # an occluder in image 1's top-left quarter hides image 0's cells there
+    sup2 = coarse_supervision(HomographyWarp(translation(16, 8), valid, occluded), 1, (8, 12), (8, 12))
+    hidden = (8 * x0 + 16 <= 47) & (8 * y0 + 8 <= 31)
+    assert hidden.any() and sup2.unmatched0[0][hidden].all()
+    # the occluder's own cells show nothing of image 0 (those whose warp lands just past the border excepted)
+    assert sup2.unmatched1[0][(x0 >= 2) & (x0 < 6) & (y0 >= 1) & (y0 < 4)].all()
+
+
+def test_depth_cells_without_a_correspondent():
+    """Unknown depth is not evidence: only points of known depth that leave image 1 or are hidden there count."""
+    h, w, f = 48, 64, 50.0
+    K = torch.tensor([[[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]])
+    T = torch.eye(4)[None].clone()
+    T[0, 0, 3] = -0.4  # points move left by 10 px
+    depth0 = torch.full((1, h, w), 2.0)
+    depth0[0, :, 50:] = 0.0  # unknown
+    depth1 = torch.full((1, h, w), 2.0)
+    depth1[0, :10, 30:40] = 1.0  # something closer in front of the plane in image 1
+    points = torch.tensor([[5.0, 20.0], [30.0, 20.0], [45.0, 5.0], [55.0, 20.0], [-20.0, 20.0]])
+    flags = DepthWarp(depth0, depth1, K, K, T).no_correspondent(points, torch.zeros(5, dtype=torch.long), 8.0)
+    # x 5 -> -5 (within the margin), 30 -> 20 (seen), 45 -> 35 at row 5 (hidden), 55 (unknown depth)
+    assert flags.tolist() == [False, False, True, False, False]
+    far = DepthWarp(depth0, depth1, K, K, T).no_correspondent(torch.tensor([[1.0, 20.0]]), torch.zeros(1, dtype=torch.long), 2.0)
+    assert far.tolist() == [True]  # lands at -9, beyond a 2 px margin
+
+
+def test_negative_coarse_loss_is_the_best_confidence_of_cells_without_a_correspondent():
+    torch.manual_seed(0)
+    f0, f1 = torch.randn(1, 12, 8, requires_grad=True), torch.randn(1, 10, 8)
+    ds = DualSoftmax(f0, f1, 2.0, chunk_elements=25)  # several row chunks
+    none = torch.zeros(0, dtype=torch.long)
+    unmatched0, unmatched1 = torch.zeros(1, 12, dtype=torch.bool), torch.zeros(1, 10, dtype=torch.bool)
+    unmatched0[0, [2, 7]] = True
+    unmatched1[0, 4] = True
+    sup = CoarseSupervision(none, none, none, none.float(), ~unmatched0, ~unmatched1, unmatched0, unmatched1)
+    P = ds.matrix()[0]
+    best = torch.stack([P[2].max(), P[7].max(), P[:, 4].max()])
+    loss = coarse_negative_loss(ds, sup)
+    assert torch.allclose(loss, -(1 - best).log().mean(), atol=1e-6)
+    loss.backward()
+    assert f0.grad[0, [2, 7]].abs().sum() > 0  # it reaches the features
+    sup.unmatched0[:], sup.unmatched1[:] = False, False
+    assert float(coarse_negative_loss(DualSoftmax(f0.detach(), f1, 2.0), sup)) == 0.0
 
 
 def test_fine_ground_truth_subpixel():
@@ -129,11 +188,11 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
     data = HomographyPairs(photos, HomographyPairConf(size=(128, 96), occluder_prob=0.5))
     batch = collate([data[0], data[1]], torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    weights = trainer.confs["lite-homography"]["loss_weights"]
+    weights = trainer.confs["lite-mix-large-negatives"]["loss_weights"]
     first = None
     for _ in range(6):
         terms = trainer.training_losses(model, batch, weights)
-        assert set(terms) == {"coarse", "fine", "subpixel", "matchability", "total"}
+        assert set(terms) == {"coarse", "fine", "subpixel", "matchability", "coarse_negative", "total"}
         assert all(torch.isfinite(v) for v in terms.values())
         first = first if first is not None else float(terms["total"].detach())
         optimizer.zero_grad()
@@ -239,6 +298,7 @@ def test_validate_state_at_other_thresholds(photos, tmp_path):
     assert [r["thr"] for r in rows] == [0.2, 0.0] and all(r["step"] == 2 for r in rows)
     assert rows[1]["matches"] >= rows[0]["matches"]  # a lower threshold keeps at least as many matches
     assert all(0.0 <= r["matchability_auroc"] <= 1.0 for r in rows)  # tiny_conf reweights: maps exist
+    assert all(0.0 <= r["no_correspondent_share"] <= 1.0 for r in rows)
     assert all(math.isnan(r["fine_error_px"]) or 0.0 <= r["fine_error_px"] <= 3.0 for r in rows)
     # the exported (fp16) weights validate on the same pairs: the same metrics, up to fp16 rounding
     exported = trainer.export(tmp_path / "last.pt", tmp_path / "lite.pt")

@@ -1,7 +1,11 @@
 """Losses: EfficientLoFTR's (coarse focal, fine focal, sub-pixel L2; weights 1 / 1 / 0.25) plus the
-binary matchable / non-matchable loss on the matchability maps (arXiv 2505.02161).
+binary matchable / non-matchable loss on the matchability maps (arXiv 2505.02161) and, optionally,
+a coarse loss on the cells that have no correspondent at all.
 
-All focal terms use positives only (alpha 0.25, gamma 2), weighted by the overlap weights.
+All focal terms use positives only (alpha 0.25, gamma 2), weighted by the overlap weights. So the
+official coarse loss never sees a cell outside the overlap: nothing keeps such a cell from matching
+confidently, and a network trained with it answers with a confident smooth displacement where two
+views share little (README, Sacre Coeur). `coarse_negative_loss` is that missing term.
 """
 
 import torch
@@ -25,6 +29,18 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 def coarse_loss(dual_softmax: DualSoftmax, sup: CoarseSupervision) -> torch.Tensor:
     """Focal loss on the dual-softmax confidence of the ground-truth coarse matches."""
     return weighted_mean(focal_positive(dual_softmax.at(sup.b_ids, sup.i_ids, sup.j_ids)), sup.weights)
+
+
+def coarse_negative_loss(dual_softmax: DualSoftmax, sup: CoarseSupervision) -> torch.Tensor:
+    """Binary cross-entropy -log(1 - max P) of the best match of every cell without a correspondent
+    (rows of image 0, columns of image 1): whatever such a cell matches is wrong, so its best
+    dual-softmax confidence is pushed toward 0. Self-limiting: the gradient to the logits scales
+    with P, so cells already far below the matching threshold are left alone."""
+    row_max, _, col_max, _ = dual_softmax.maxima()
+    p = torch.cat([row_max[sup.unmatched0], col_max[sup.unmatched1]])
+    if len(p) == 0:
+        return row_max.sum() * 0.0
+    return -(1 - p).clamp(min=EPS).log().mean()
 
 
 def fine_loss(conf_matrix_f: torch.Tensor, sup: FineSupervision) -> torch.Tensor:

@@ -5,7 +5,9 @@ nearest cell j; (i, j) is a ground-truth match when the warp is valid and the ro
 holds. Unlike the official code, validity (depth consistency, occluders) is also required at the
 coarse level. Each match is weighted by the overlap (1 - 2|dx|)(1 - 2|dy|) of the rounding
 residual. A cell is *matchable* when it has a ground-truth match: the labels of the matchability
-maps.
+maps. A cell has *no correspondent* when what it shows is certainly absent from the other image
+(outside it by more than a cell, occluded, on an occluder): no match of it can be right
+(`Warp.no_correspondent`). Cells that fail only the round trip are neither.
 
 Fine: for each coarse match fed to the fine stage, pixel u of image 0's 8x8 window (offset
 u - 3.5 from the cell) is warped and rounded to pixel v of image 1's inner 8x8 window; the
@@ -27,6 +29,8 @@ class CoarseSupervision:
     weights: torch.Tensor  # [G] overlap weights in [0,1]
     matchable0: torch.Tensor  # [N,L0] bool
     matchable1: torch.Tensor  # [N,L1] bool
+    unmatched0: torch.Tensor  # [N,L0] bool: no correspondent in image 1
+    unmatched1: torch.Tensor  # [N,L1] bool: no correspondent in image 0
 
 
 @dataclass
@@ -73,11 +77,16 @@ def coarse_supervision(
     (h0, w0), (h1, w1) = hw0, hw1
     p0, b0 = cell_points(n, h0, w0, stride, device)
     p1, b1 = cell_points(n, h1, w1, stride, device)
+    inverse = warp.inverse()
     warped01, valid01 = warp(p0, b0)
-    warped10, valid10 = warp.inverse()(p1, b1)
+    warped10, valid10 = inverse(p1, b1)
+    unmatched0 = warp.no_correspondent(p0, b0, stride)
+    unmatched1 = inverse.no_correspondent(p1, b1, stride)
     if mask0 is not None:
         valid01 &= mask0.reshape(-1)
         valid10 &= mask1.reshape(-1)
+        unmatched0 &= mask0.reshape(-1)
+        unmatched1 &= mask1.reshape(-1)
     j_of_i, residual = nearest_cell(warped01, valid01, h1, w1, stride)
     i_of_j, _ = nearest_cell(warped10, valid10, h0, w0, stride)
     j_of_i, residual = j_of_i.reshape(n, -1), residual.reshape(n, -1, 2)
@@ -88,7 +97,10 @@ def coarse_supervision(
     j_ids = j_of_i[b_ids, i_ids]
     matchable1 = torch.zeros(n, h1 * w1, dtype=torch.bool, device=device)
     matchable1[b_ids, j_ids] = True
-    return CoarseSupervision(b_ids, i_ids, j_ids, overlap_weight(residual[b_ids, i_ids]), ok, matchable1)
+    return CoarseSupervision(
+        b_ids, i_ids, j_ids, overlap_weight(residual[b_ids, i_ids]), ok, matchable1,
+        unmatched0.reshape(n, -1), unmatched1.reshape(n, -1),
+    )
 
 
 @torch.no_grad()

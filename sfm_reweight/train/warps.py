@@ -19,6 +19,13 @@ def sample_nearest(image: torch.Tensor, points: torch.Tensor, b: torch.Tensor) -
     return image[b, xy[:, 1].clamp(0, h - 1), xy[:, 0].clamp(0, w - 1)] * inside
 
 
+def near_border(points: torch.Tensor, hw: tuple[int, int], margin: float) -> torch.Tensor:
+    """[K] bool: points [K,2] outside an h x w image but within `margin` pixels of it."""
+    h, w = hw
+    inside = (points >= 0).all(-1) & (points[:, 0] <= w - 1) & (points[:, 1] <= h - 1)
+    return ~inside & (points >= -margin).all(-1) & (points[:, 0] <= w - 1 + margin) & (points[:, 1] <= h - 1 + margin)
+
+
 def dehomogenize(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     z = points[:, 2:]
     return points[:, :2] / z.where(z.abs() > 1e-8, torch.full_like(z, 1e-8)), z[:, 0]
@@ -42,6 +49,13 @@ class HomographyWarp:
         warped, z = dehomogenize((self.H[b] @ homogeneous[..., None])[..., 0])
         valid = (z > 0) & sample_nearest(self.valid0, points, b) & sample_nearest(self.valid1, warped, b)
         return warped, valid
+
+    def no_correspondent(self, points: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tensor:
+        """[K] bool: points that show nothing of image 1 (outside the source photo or on an occluder in
+        either view, or landing outside image 1), except those landing within `margin` pixels outside
+        its border, whose neighbourhood still overlaps."""
+        warped, valid = self(points, b)
+        return ~valid & ~near_border(warped, self.valid1.shape[-2:], margin)
 
     def inverse(self) -> "HomographyWarp":
         return HomographyWarp(torch.linalg.inv(self.H), self.valid1, self.valid0)
@@ -71,7 +85,9 @@ class DepthWarp:
     def device(self) -> torch.device:
         return self.depth0.device
 
-    def __call__(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(self, points: torch.Tensor, b: torch.Tensor):
+        """Points [K,2] of pairs b [K] -> image-1 points [K,2] (network pixels), the depth of the
+        points in camera 0 and in camera 1 (0 where unknown) and the depth image 1 shows there."""
         s0 = 1.0 if self.scale0 is None else self.scale0[b]
         s1 = 1.0 if self.scale1 is None else self.scale1[b]
         corner0 = (points + 0.5) * s0  # K's frame
@@ -81,8 +97,24 @@ class DepthWarp:
         cam1 = (self.T_0to1[b, :3, :3] @ cam0[..., None])[..., 0] + self.T_0to1[b, :3, 3]
         corner1, z1 = dehomogenize((self.K1[b] @ cam1[..., None])[..., 0])
         z1_seen = sample_nearest(self.depth1, corner1 - 0.5, b)
+        return corner1 / s1 - 0.5, z0, z1, z1_seen
+
+    def __call__(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        warped, z0, z1, z1_seen = self.project(points, b)
         consistent = (z1_seen - z1).abs() < self.depth_tolerance * z1_seen
-        return corner1 / s1 - 0.5, (z0 > 0) & (z1 > 0) & (z1_seen > 0) & consistent
+        return warped, (z0 > 0) & (z1 > 0) & (z1_seen > 0) & consistent
+
+    def no_correspondent(self, points: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tensor:
+        """[K] bool: points of known depth that are behind camera 1, land more than `margin` pixels
+        outside image 1, or are hidden there (image 1 sees a surface in front of them). Points of
+        unknown depth, or landing where image 1's depth is unknown, are not counted: they may well
+        have a correspondent."""
+        warped, z0, z1, z1_seen = self.project(points, b)
+        s1 = torch.ones(2, device=warped.device) if self.scale1 is None else self.scale1[b]
+        size1 = torch.tensor(self.depth1.shape[-2:][::-1], device=warped.device) / s1  # (w, h) in network pixels
+        outside = ((warped < -margin) | (warped > size1 - 1 + margin)).any(-1)
+        hidden = (z1_seen > 0) & (z1 > z1_seen * (1 + self.depth_tolerance))
+        return (z0 > 0) & ((z1 <= 0) | outside | hidden)
 
     def inverse(self) -> "DepthWarp":
         return DepthWarp(
