@@ -102,10 +102,13 @@ def test_negative_coarse_loss_is_the_best_confidence_of_cells_without_a_correspo
     sup = CoarseSupervision(none, none, none, none.float(), ~unmatched0, ~unmatched1, unmatched0, unmatched1)
     P = ds.matrix()[0]
     best = torch.stack([P[2].max(), P[7].max(), P[:, 4].max()])
+    expected = -(1 - best).log().mean()
+    (expected_grad,) = torch.autograd.grad(expected, f0, retain_graph=True)
     loss = coarse_negative_loss(ds, sup)
-    assert torch.allclose(loss, -(1 - best).log().mean(), atol=1e-6)
+    assert torch.allclose(loss, expected, atol=1e-6)
     loss.backward()
-    assert f0.grad[0, [2, 7]].abs().sum() > 0  # it reaches the features
+    assert f0.grad[0, [2, 7]].abs().sum() > 0  # it reaches the features, as the max over P does
+    assert torch.allclose(f0.grad, expected_grad, atol=1e-6)
     sup.unmatched0[:], sup.unmatched1[:] = False, False
     assert float(coarse_negative_loss(DualSoftmax(f0.detach(), f1, 2.0), sup)) == 0.0
 

@@ -35,11 +35,16 @@ def coarse_negative_loss(dual_softmax: DualSoftmax, sup: CoarseSupervision) -> t
     """Binary cross-entropy -log(1 - max P) of the best match of every cell without a correspondent
     (rows of image 0, columns of image 1): whatever such a cell matches is wrong, so its best
     dual-softmax confidence is pushed toward 0. Self-limiting: the gradient to the logits scales
-    with P, so cells already far below the matching threshold are left alone."""
-    row_max, _, col_max, _ = dual_softmax.maxima()
-    p = torch.cat([row_max[sup.unmatched0], col_max[sup.unmatched1]])
+    with P, so cells already far below the matching threshold are left alone. The best partners are
+    found without a graph and P is differentiated at them only (the same gradient as through a max,
+    without a backward pass over every chunk of the similarity matrix)."""
+    with torch.no_grad():
+        _, row_arg, _, col_arg = dual_softmax.maxima()
+    b0, i0 = torch.where(sup.unmatched0)
+    b1, j1 = torch.where(sup.unmatched1)
+    p = torch.cat([dual_softmax.at(b0, i0, row_arg[b0, i0]), dual_softmax.at(b1, col_arg[b1, j1], j1)])
     if len(p) == 0:
-        return row_max.sum() * 0.0
+        return dual_softmax.row_max.sum() * 0.0
     return -(1 - p).clamp(min=EPS).log().mean()
 
 
