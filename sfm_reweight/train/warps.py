@@ -19,11 +19,11 @@ def sample_nearest(image: torch.Tensor, points: torch.Tensor, b: torch.Tensor) -
     return image[b, xy[:, 1].clamp(0, h - 1), xy[:, 0].clamp(0, w - 1)] * inside
 
 
-def near_border(points: torch.Tensor, hw: tuple[int, int], margin: float) -> torch.Tensor:
-    """[K] bool: points [K,2] outside an h x w image but within `margin` pixels of it."""
-    h, w = hw
-    inside = (points >= 0).all(-1) & (points[:, 0] <= w - 1) & (points[:, 1] <= h - 1)
-    return ~inside & (points >= -margin).all(-1) & (points[:, 0] <= w - 1 + margin) & (points[:, 1] <= h - 1 + margin)
+def within(points: torch.Tensor, wh: torch.Tensor | tuple[int, int], margin: float = 0.0) -> torch.Tensor:
+    """[K] bool: points [K,2] (x, y) inside a w x h image grown by `margin` pixels on every side;
+    wh is (w, h), or [K,2] per point."""
+    wh = torch.as_tensor(wh, dtype=points.dtype, device=points.device)
+    return ((points >= -margin) & (points <= wh - 1 + margin)).all(-1)
 
 
 def dehomogenize(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +55,8 @@ class HomographyWarp:
         either view, or landing outside image 1), except those landing within `margin` pixels outside
         its border, whose neighbourhood still overlaps."""
         warped, valid = self(points, b)
-        return ~valid & ~near_border(warped, self.valid1.shape[-2:], margin)
+        wh = self.valid1.shape[-1], self.valid1.shape[-2]
+        return ~valid & (within(warped, wh) | ~within(warped, wh, margin))
 
     def inverse(self) -> "HomographyWarp":
         return HomographyWarp(torch.linalg.inv(self.H), self.valid1, self.valid0)
@@ -85,7 +86,7 @@ class DepthWarp:
     def device(self) -> torch.device:
         return self.depth0.device
 
-    def project(self, points: torch.Tensor, b: torch.Tensor):
+    def project(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Points [K,2] of pairs b [K] -> image-1 points [K,2] (network pixels), the depth of the
         points in camera 0 and in camera 1 (0 where unknown) and the depth image 1 shows there."""
         s0 = 1.0 if self.scale0 is None else self.scale0[b]
@@ -110,11 +111,10 @@ class DepthWarp:
         unknown depth, or landing where image 1's depth is unknown, are not counted: they may well
         have a correspondent."""
         warped, z0, z1, z1_seen = self.project(points, b)
-        s1 = torch.ones(2, device=warped.device) if self.scale1 is None else self.scale1[b]
-        size1 = torch.tensor(self.depth1.shape[-2:][::-1], device=warped.device) / s1  # (w, h) in network pixels
-        outside = ((warped < -margin) | (warped > size1 - 1 + margin)).any(-1)
+        s1 = 1.0 if self.scale1 is None else self.scale1[b]
+        wh1 = torch.tensor([self.depth1.shape[-1], self.depth1.shape[-2]], device=warped.device) / s1  # network pixels
         hidden = (z1_seen > 0) & (z1 > z1_seen * (1 + self.depth_tolerance))
-        return (z0 > 0) & ((z1 <= 0) | outside | hidden)
+        return (z0 > 0) & ((z1 <= 0) | ~within(warped, wh1, margin) | hidden)
 
     def inverse(self) -> "DepthWarp":
         return DepthWarp(
