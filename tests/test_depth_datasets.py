@@ -95,8 +95,9 @@ def test_megadepth_layout(tmp_path):
     assert item["mask0"].sum() == 20 * 15  # 160x120 valid, padded to 160x160
     np.testing.assert_allclose(item["scale0"].numpy(), [2.5, 2.5])
     batch = check_depth_ground_truth(item, H_k, 2.5)
-    terms = training_losses(ELoFTR("lite").train(), batch, {"coarse": 1, "fine": 1, "subpixel": 0.25, "matchability": 1})
-    assert all(torch.isfinite(v) for v in terms.values())
+    weights = {"coarse": 1, "fine": 1, "subpixel": 0.25, "matchability": 1, "coarse_negative": 1}
+    terms = training_losses(ELoFTR("lite").train(), batch, weights)
+    assert set(terms) == {*weights, "total"} and all(torch.isfinite(v) for v in terms.values())
 
 
 def test_scannet_layout(tmp_path):
