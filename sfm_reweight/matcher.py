@@ -41,17 +41,22 @@ logger = logging.getLogger(__name__)
 ImageInput = str | Path | np.ndarray
 Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 and 1, quarter turns and zoom of image 1
 
+_search_off = {"rotations": [0], "zooms": [1.0], "search_resize_max": None}
 confs: dict[str, dict[str, Any]] = {
-    # coarse threshold of the shipped lite weights: the best homography AUC@5 of its synthetic
+    # "weights": the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt),
+    # None where none ships
+    # coarse threshold of the lite weights: the best homography AUC@5 of its synthetic
     # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (README, "Training")
     "lite": {
-        "model": {"name": "lite", "match_coarse": {"thr": 0.02}},
-        "resize_max": 1024, "resize_force": False, "mixed_precision": False,
-        "rotations": [0], "zooms": [1.0], "search_resize_max": None,
+        "model": {"name": "lite", "match_coarse": {"thr": 0.02}}, "weights": "lite",
+        "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
     },
     "full": {
-        "model": "full", "resize_max": 1024, "resize_force": False, "mixed_precision": False,
-        "rotations": [0], "zooms": [1.0], "search_resize_max": None,
+        "model": "full", "weights": None, "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
+    },
+    "xfeat": {
+        "model": {"name": "xfeat"}, "weights": "xfeat-eloftr",
+        "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
     },
 }
 
@@ -94,7 +99,7 @@ class Matcher:
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
         model_conf = resolve_conf(self.conf["model"])
-        self.weights = self.resolve_default(weights, model_conf["name"])
+        self.weights = self.resolve_default(weights, self.conf["weights"], model_conf["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is None:
             self.model = ELoFTR(model_conf)
@@ -109,12 +114,12 @@ class Matcher:
         self.model.eval().fuse().to(self.device)
 
     @staticmethod
-    def resolve_default(weights: str | Path | None, name: str) -> str | Path | None:
-        """"default": the shipped checkpoint of model `name`, if any."""
+    def resolve_default(weights: str | Path | None, shipped: str | None, name: str) -> str | Path | None:
+        """"default": the conf's `shipped` checkpoint, if it exists (else random weights, with a warning)."""
         if weights != "default":
             return weights
-        if (WEIGHTS_DIR / f"{name}.pt").is_file():
-            return name
+        if shipped is not None and (WEIGHTS_DIR / f"{shipped}.pt").is_file():
+            return shipped
         logger.warning(
             "no shipped weights for model %r: the network has random weights and its matches are"
             " meaningless; pass weights=PATH (pipelines: --weights PATH, or --matcher sift)", name,

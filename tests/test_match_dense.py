@@ -336,8 +336,8 @@ def test_real_matcher_tiny(tmp_path):
         assert f["0.png/image_size"][()].tolist() == [80, 64]
 
 
-@pytest.mark.parametrize("name", sorted(match_dense.confs))
-def test_every_conf_builds_its_matcher(name):
+@pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["peer"] is None))
+def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xfeat_peers.py
     pytest.importorskip("torch")
     from sfm_reweight.matcher import Matcher
 

@@ -1,7 +1,8 @@
 """Named configurations of the matcher network.
 
 `full` has EfficientLoFTR's widths and depths (so that the official checkpoint loads);
-`lite` is the CPU-sized network the project trains and ships. Both run through the same code.
+`lite` is a CPU-sized network trained from scratch; `xfeat` puts the same transformer, matching
+and refinement on XFeat's pretrained backbone (model/xfeat.py). All run through the same code.
 """
 
 import copy
@@ -9,12 +10,24 @@ from typing import Any
 
 REWEIGHT_MODES = ("off", "bias", "rescale", "both")
 MATCHABILITY_KINDS = ("dual_softmax", "max_cosine")
+MATCHABILITY_PRIORS = ("none", "reliability")
+BACKBONES = ("repvgg", "xfeat")
 
 confs: dict[str, dict[str, Any]] = {
     "full": {
         # layer0 (stem, stride 2) -> layer1 (1/2) -> layer2 (1/4) -> layer3 (1/8)
-        "backbone": {"block_dims": [64, 128, 256], "num_blocks": [2, 4, 14]},
+        # type repvgg: block_dims are the widths at 1/2, 1/4, 1/8 (the last is the transformer's);
+        # trainable False freezes the backbone (weights and BatchNorm statistics) in training
+        "backbone": {"type": "repvgg", "block_dims": [64, 128, 256], "num_blocks": [2, 4, 14], "trainable": True},
         "coarse": {
+            "d_model": 256,  # transformer width (a pretrained backbone's descriptors are projected to it)
+            # neutral_init: every layer's output norm starts at 0, so each layer is the identity and
+            # the coarse matches start as those of the backbone's descriptors alone
+            "neutral_init": False,
+            # a pretrained backbone's projection starts so that the coarse dual softmax is that of
+            # its descriptors' cosines at this temperature (sharper than match_coarse.temperature's
+            # 0.1: XFeat's cosines of right and wrong partners lie close together)
+            "descriptor_temperature": 0.02,
             "nhead": 8,
             "layer_names": ["self", "cross"] * 4,
             "agg_size": 4,  # queries: stride-4 depthwise conv; keys/values: 4x4 max-pool
@@ -25,6 +38,8 @@ confs: dict[str, dict[str, Any]] = {
             "mode": "both",  # off | bias | rescale | both
             "map": "dual_softmax",  # dual_softmax | max_cosine
             "temperature": 0.1,  # of the dual softmax on cosine similarities
+            # reliability: the map times the backbone's own reliability map (XFeat's heatmap head)
+            "prior": "none",
         },
         "match_coarse": {
             "thr": 0.2,
@@ -36,7 +51,8 @@ confs: dict[str, dict[str, Any]] = {
         },
         # official_block: the sub-pixel block one pixel up-left of the match, as the official
         # checkpoints were trained (set when one is loaded); fine_matching.py says why ours is centred
-        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False},
+        # fpn_dims: widths of the fine FPN at 1/2, 1/4, 1/8 (the fine map has the first)
+        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": [64, 128, 256]},
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
     },
@@ -60,7 +76,18 @@ confs["lite"] = merge_conf(
     confs["full"],
     {
         "backbone": {"block_dims": [32, 64, 128], "num_blocks": [2, 3, 6]},
-        "coarse": {"nhead": 4, "layer_names": ["self", "cross"] * 2},
+        "coarse": {"d_model": 128, "nhead": 4, "layer_names": ["self", "cross"] * 2},
+        "match_fine": {"fpn_dims": [32, 64, 128]},
+    },
+)
+# XFeat's 64-d descriptors (frozen) into lite's transformer at width 64; a small trainable FPN on
+# XFeat's 1/2 and 1/4 maps for the fine stage; the reliability map available as a matchability prior
+confs["xfeat"] = merge_conf(
+    confs["lite"],
+    {
+        "backbone": {"type": "xfeat", "trainable": False},
+        "coarse": {"d_model": 64, "neutral_init": True},
+        "match_fine": {"fpn_dims": [24, 24, 32]},
     },
 )
 
@@ -84,6 +111,15 @@ def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
         raise ValueError(f"reweight.mode must be one of {REWEIGHT_MODES}, got {out['reweight']['mode']!r}")
     if out["reweight"]["map"] not in MATCHABILITY_KINDS:
         raise ValueError(f"reweight.map must be one of {MATCHABILITY_KINDS}, got {out['reweight']['map']!r}")
+    if out["reweight"]["prior"] not in MATCHABILITY_PRIORS:
+        raise ValueError(f"reweight.prior must be one of {MATCHABILITY_PRIORS}, got {out['reweight']['prior']!r}")
+    if out["backbone"]["type"] not in BACKBONES:
+        raise ValueError(f"backbone.type must be one of {BACKBONES}, got {out['backbone']['type']!r}")
+    backbone = out["backbone"]
+    if backbone["type"] == "repvgg" and backbone["block_dims"][2] != out["coarse"]["d_model"]:
+        raise ValueError(f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}")
+    if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
+        raise ValueError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):
         raise ValueError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
     return out

@@ -1,8 +1,15 @@
 """The matcher network: EfficientLoFTR with matchability-based attention reweighting.
 
-    images -> RepVGG backbone -> matchability maps (from the coarse backbone features)
-           -> coarse transformer (attention reweighted by the maps) -> dual-softmax coarse matches
-           -> FPN fine features -> two-stage refinement -> matches in input pixels
+    images -> backbone (RepVGG, or XFeat's pretrained CNN) -> matchability maps (from the coarse
+           backbone features) -> coarse transformer (attention reweighted by the maps)
+           -> dual-softmax coarse matches -> FPN fine features -> two-stage refinement
+           -> matches in input pixels
+
+With the XFeat backbone, its L2-normalised 64-d descriptors are projected to the transformer width
+by a 1x1 conv initialised to g times the identity, g = sqrt(d_model * temperature / t_d) (t_d:
+coarse.descriptor_temperature): with the transformer's layers neutral at initialisation, the coarse
+similarity <f0, f1> / d_model / temperature is then cos(desc0, desc1) / t_d, and the coarse matches
+those of XFeat's descriptors.
 
 Coordinates: (x, y) in pixels of the network input, pixel-centre convention (pixel (0, 0) is
 centred on (0, 0)); coarse cell (x, y) is centred on pixel (8x, 8y). Parameter names follow the
@@ -10,6 +17,7 @@ official implementation, so its checkpoint loads strictly when reweighting is of
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import RepVGGBackbone
@@ -19,6 +27,7 @@ from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
 from .matchability import MatchabilityCalibration, matchability_maps
 from .transformer import CoarseTransformer
+from .xfeat import XFEAT_DIM, XFeatBackbone
 
 COARSE_STRIDE = 8
 
@@ -32,13 +41,32 @@ class ELoFTR(nn.Module):
     def __init__(self, conf: str | dict = "full"):
         super().__init__()
         self.conf = conf = resolve_conf(conf)
-        block_dims = conf["backbone"]["block_dims"]
-        self.d_model = block_dims[2]
+        backbone = conf["backbone"]
+        self.d_model = conf["coarse"]["d_model"]
         mode = conf["reweight"]["mode"]
-        self.backbone = RepVGGBackbone(block_dims, conf["backbone"]["num_blocks"])
+        if backbone["type"] == "xfeat":
+            self.backbone = XFeatBackbone()
+            self.coarse_projection = nn.Conv2d(XFEAT_DIM, self.d_model, 1, bias=False)
+            gain = (self.d_model * conf["match_coarse"]["temperature"] / conf["coarse"]["descriptor_temperature"]) ** 0.5
+            with torch.no_grad():
+                self.coarse_projection.weight.copy_(gain * torch.eye(self.d_model, XFEAT_DIM)[:, :, None, None])
+            in_dims = [XFeatBackbone.half_dim, XFeatBackbone.quarter_dim, self.d_model]
+        else:
+            self.backbone = RepVGGBackbone(backbone["block_dims"], backbone["num_blocks"])
+            self.coarse_projection = None
+            in_dims = backbone["block_dims"]
+        if not backbone["trainable"]:
+            self.backbone.requires_grad_(False)
         self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
-        self.fine_preprocess = FinePreprocess(block_dims)
+        self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"])
         self.matchability = MatchabilityCalibration() if mode != "off" else None
+
+    def train(self, mode: bool = True) -> "ELoFTR":
+        """A frozen backbone stays in eval mode: its BatchNorm statistics are part of its pretrained weights."""
+        super().train(mode)
+        if not self.conf["backbone"]["trainable"]:
+            self.backbone.eval()
+        return self
 
     @property
     def reweighting(self) -> bool:
@@ -59,21 +87,34 @@ class ELoFTR(nn.Module):
             self.matchability.reset()
 
     def fuse(self) -> "ELoFTR":
-        """Fold every RepVGG block into a single 3x3 conv for inference (outputs change ~1e-6 relative)."""
+        """Fold the backbone's branches and norms into single convs for inference (outputs change ~1e-6 relative)."""
         self.backbone.fuse()
         return self
 
-    def extract(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[list, list]:
-        """Backbone features of both images as ([x1, x2] for the FPN, [coarse0, coarse1]).
+    def run_backbone(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """image [N,1,H,W] -> (x1 at 1/2, x2 at 1/4, coarse [N,C,H/8,W/8], reliability [N,1,H/8,W/8] or None)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.conf["backbone"]["trainable"]):
+            out = self.backbone(image)
+        return out if len(out) == 4 else (*out, None)
+
+    def extract(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[list, list, list]:
+        """Backbone features of both images as ([x1, x2] for the FPN, [coarse0, coarse1],
+        [reliability0, reliability1] (None without a reliability map)).
 
         Equal-sized images go through the backbone (and later the FPN) as one batch, as in the
         official code; then the FPN inputs are the joint tensors, else one (x1, x2) per image.
         """
         if image0.shape == image1.shape:
-            x1, x2, coarse = self.backbone(torch.cat([image0, image1]))
-            return [x1, x2], list(coarse.chunk(2))
-        (a1, a2, c0), (b1, b2, c1) = self.backbone(image0), self.backbone(image1)
-        return [(a1, a2), (b1, b2)], [c0, c1]
+            x1, x2, coarse, reliability = self.run_backbone(torch.cat([image0, image1]))
+            return [x1, x2], list(coarse.chunk(2)), [None, None] if reliability is None else list(reliability.chunk(2))
+        (a1, a2, c0, r0), (b1, b2, c1, r1) = self.run_backbone(image0), self.run_backbone(image1)
+        return [(a1, a2), (b1, b2)], [c0, c1], [r0, r1]
+
+    def project(self, coarse: torch.Tensor) -> torch.Tensor:
+        """Backbone descriptors [N,C,h,w] -> transformer input [N,d_model,h,w] (RepVGG: as they are)."""
+        if self.coarse_projection is None:
+            return coarse
+        return self.coarse_projection(F.normalize(coarse, dim=1))
 
     def fine_features(self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.is_tensor(fpn_inputs[0]):  # joint batch from `extract`
@@ -100,17 +141,19 @@ class ELoFTR(nn.Module):
         sim_matrix_ff (fine stages).
         """
         conf = self.conf
-        fpn_inputs, (c0, c1) = self.extract(image0, image1)
+        fpn_inputs, (c0, c1), (r0, r1) = self.extract(image0, image1)
         hw0, hw1 = tuple(c0.shape[-2:]), tuple(c1.shape[-2:])
 
         m0 = m1 = None
         if self.reweighting:
             rw = conf["reweight"]
             m0, m1 = matchability_maps(c0, c1, rw["map"], rw["temperature"], conf["chunk_elements"], mask0, mask1)
+            if rw["prior"] == "reliability":
+                m0, m1 = m0 * r0[:, 0].float(), m1 * r1[:, 0].float()
             m0, m1 = self.matchability(m0, mask0), self.matchability(m1, mask1)
-            c0, c1 = self.loftr_coarse(c0, c1, m0[:, None], m1[:, None], mask0, mask1)
+            c0, c1 = self.loftr_coarse(self.project(c0), self.project(c1), m0[:, None], m1[:, None], mask0, mask1)
         else:
-            c0, c1 = self.loftr_coarse(c0, c1, mask0=mask0, mask1=mask1)
+            c0, c1 = self.loftr_coarse(self.project(c0), self.project(c1), mask0=mask0, mask1=mask1)
         f0, f1 = c0.flatten(2).transpose(1, 2), c1.flatten(2).transpose(1, 2)  # [N,L,C]
 
         mc = conf["match_coarse"]

