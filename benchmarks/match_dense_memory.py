@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from sfm_reweight import match_dense
-from sfm_reweight.io import write_pairs
+from sfm_reweight.utils.pairs import write_pairs
 
 WIDTH, HEIGHT, POOL, MATCHES, WINDOW = 640, 480, 5000, 4000, 10
 

@@ -38,7 +38,7 @@ import pycolmap
 
 from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
-from sfm_reweight.io import InputError, Pair, list_images, read_keypoints, read_matches, read_pairs, write_text_atomic
+from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.sfm_evaluation import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
@@ -48,6 +48,9 @@ from sfm_reweight.sfm_evaluation import (
     read_camera_centres,
     widest_covisible_pair,
 )
+from sfm_reweight.utils.atomic import write_text as write_text_atomic
+from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.pairs import Pair, list_images, read_pairs
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger("reconstruct")

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from .matcher import Matcher
+from .utils.errors import SfmReweightError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ MATCHER_NAMES = ("ours", "eloftr", "sift", "aliked+lightglue", "disk+lightglue",
 ELOFTR_THRESHOLD = 0.1  # coarse threshold of the EfficientLoFTR paper-reproduction scripts
 
 
-class MatcherUnavailable(RuntimeError):
+class MatcherUnavailable(SfmReweightError, RuntimeError):
     """A matcher that cannot run in this environment (missing optional package or checkpoint)."""
 
 

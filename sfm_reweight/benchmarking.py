@@ -11,9 +11,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from .baselines import BaseMatcher, Matches, MatcherUnavailable, build_matcher, 
 from .eval_datasets import EvalPair, keypoints_to_stored, read_pair_images, upright_image
 from .image_io import ImageReadError, to_float_image
 from .metrics import error_auc
+from .utils import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -217,25 +216,9 @@ def plot_cumulative_errors(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
+    with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def publish(tmp: str, path: Path) -> None:
-    """Rename a finished temporary file onto `path` with the usual permissions (mkstemp makes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    return Path(path)
 
 
 def json_ready(value: Any) -> Any:
@@ -257,17 +240,7 @@ def json_ready(value: Any) -> Any:
 
 def write_json(obj: Any, path: str | Path) -> Path:
     """Atomically write `obj` as strict JSON (non-finite numbers become null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(json_ready(obj), f, indent=1, allow_nan=False)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic.write_text(path, json.dumps(json_ready(obj), indent=1, allow_nan=False))
 
 
 def print_report(results: dict[str, Any], header: str) -> None:

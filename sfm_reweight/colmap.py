@@ -21,7 +21,9 @@ import pycolmap
 from tqdm import tqdm
 
 from . import cli
-from .io import MissingEntryError, Pair, read_keypoints, read_matches
+from .io import read_keypoints, read_matches
+from .utils.errors import MissingEntryError
+from .utils.pairs import Pair
 
 logger = logging.getLogger(__name__)
 

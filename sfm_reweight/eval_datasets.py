@@ -37,13 +37,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image_io import read_image, write_image_atomic
+from .image_io import IMAGE_EXTENSIONS, read_image, write_image_atomic
+from .utils.errors import SfmReweightError
 
-IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PAIRS_GT_FIELDS = "name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16)"
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(SfmReweightError, ValueError):
     """A dataset file that does not follow its layout; the message names the file (and line)."""
 
 

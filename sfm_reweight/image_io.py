@@ -5,10 +5,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import commit_file
+from .utils import atomic
+from .utils.errors import SfmReweightError
+
+# what counts as an image file (lower case); `eval_datasets.find_image` tries them in this order
+IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
-class ImageReadError(OSError):
+class ImageReadError(SfmReweightError, OSError):
     """An image that is missing or cannot be decoded; the message names the file."""
 
 
@@ -28,17 +32,15 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def write_image_atomic(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> Path:
-    """Write an RGB(A) or gray image (uint8/uint16) so that `path` is complete or absent: encoded to a
-    hidden file beside it first, then renamed; the format follows the suffix."""
+    """Write an RGB(A) or gray image (uint8/uint16) so that `path` is complete or absent (encoded in
+    memory, then written crash-safe); the format follows the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 3 and image.shape[2] in (3, 4):
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks OpenCV's encoder
-    if not cv2.imwrite(str(tmp), image, params or []):
+    ok, encoded = cv2.imencode(path.suffix, image, params or [])
+    if not ok:
         raise OSError(f"{path}: cannot write the image")
-    commit_file(tmp, path)
-    return path
+    return atomic.write_bytes(path, encoded.tobytes())
 
 
 def to_float_image(image: np.ndarray, name: str = "image") -> np.ndarray:

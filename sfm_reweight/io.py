@@ -1,4 +1,4 @@
-"""hloc's file formats: features, matches and global-descriptor HDF5 files, pairs and image lists.
+"""hloc's file formats: features, matches and global-descriptor HDF5 files, and their names.
 
 Names: an image is named by its path relative to the image root, with `/`; that name keys every
 file (a `/` in it makes nested HDF5 groups). A pair is keyed `n0/n1` with `/` inside the names
@@ -11,12 +11,11 @@ image 1's keypoints, -1 for none) and `matching_scores0` [N0]. Global descriptor
 image with `global_descriptor` [D]. Readers also accept float16 keypoints, int16 `matches0`,
 `matches0` shorter than N0 and every legacy pair key.
 
-Writes are crash-safe: `atomic_h5` and `write_text_atomic` work on a temporary file renamed over
-the target only on success, so an interrupted run leaves the previous file (or none), never a
-truncated one.
+Writes are crash-safe: `atomic_h5` works on a temporary file renamed over the target only on
+success (utils/atomic.py), so an interrupted run leaves the previous file (or none), never a
+truncated one. Pairs and image lists (text) are in utils/pairs.py.
 """
 
-import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,21 +24,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-
-Pair = tuple[str, str]
-
-
-class InputError(ValueError):
-    """Bad input found before any work; the one-line message names the file (and line)."""
-
-
-class MissingEntryError(KeyError):
-    """An image or pair that a file does not hold; the message names the file."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
+from .utils.atomic import atomic_path, leftovers
+from .utils.errors import InputError, MissingEntryError
 
 # --- names -------------------------------------------------------------------------------------
 
@@ -54,99 +40,6 @@ def names_to_pair_old(name0: str, name1: str) -> str:
     return names_to_pair(name0, name1, separator="_")
 
 
-def list_images(image_dir: Path) -> list[str]:
-    """Names (relative paths with `/`) of the image files under `image_dir`, recursively, sorted.
-    Hidden files and folders (".name", e.g. macOS "._IMG.jpg" metadata) are not images."""
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise InputError(f"{image_dir}: image folder not found")
-    names = (p.relative_to(image_dir) for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
-
-
-def read_image_list(path: Path) -> list[str]:
-    """First token of every line (so lists with intrinsics work too); blank lines and `#` skipped."""
-    return [line.split()[0] for line in _lines(path)]
-
-
-def collect_image_names(
-    image_list: Path | Sequence[str] | None = None,
-    features: Path | None = None,
-    image_dir: Path | None = None,
-) -> list[str]:
-    """Image names from a list (file or sequence), else a features file, else an image folder."""
-    if image_list is not None:
-        return read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
-    if features is not None:
-        return list_h5_names(features)
-    if image_dir is not None:
-        return list_images(image_dir)
-    raise ValueError("give an image list, a features file or an image folder")
-
-
-# --- pairs text ---------------------------------------------------------------------------------
-
-
-def read_pairs(
-    path: Path,
-    image_dir: Path | None = None,
-    known_names: Iterable[str] | None = None,
-    allow_empty: bool = False,
-) -> list[Pair]:
-    """`name0 name1` per line (blank lines and `#` comments skipped), in file order.
-
-    Every name must be a file under `image_dir` and/or one of `known_names` when given; a bad line
-    raises InputError naming the file and line, before the caller does any work.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: pairs file not found")
-    known = None if known_names is None else set(known_names)
-    checked: dict[str, str | None] = {}  # name -> why it is unknown (None: fine)
-
-    def problem(name: str) -> str | None:
-        if name not in checked:
-            why = None
-            if image_dir is not None and not (Path(image_dir) / name).is_file():
-                why = f"image {name!r} not found in {image_dir}"
-            elif known is not None and name not in known:
-                why = f"unknown image {name!r}"
-            checked[name] = why
-        return checked[name]
-
-    pairs = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens or tokens[0].startswith("#"):
-                continue
-            if len(tokens) != 2:
-                raise InputError(f"{path}:{lineno}: expected 'name0 name1', got {line.strip()!r}")
-            for name in tokens:
-                if why := problem(name):
-                    raise InputError(f"{path}:{lineno}: {why}")
-            pairs.append((tokens[0], tokens[1]))
-    if not pairs and not allow_empty:
-        raise InputError(f"{path}: no pairs in the file")
-    return pairs
-
-
-def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
-    """One `name0 name1` line per pair, written atomically."""
-    write_text_atomic(path, "".join(f"{a} {b}\n" for a, b in pairs))
-
-
-def unique_pairs(pairs: Iterable[Pair]) -> list[Pair]:
-    """Pairs in first-seen order without self-pairs and without repeats in either orientation."""
-    seen: set[Pair] = set()
-    out = []
-    for a, b in pairs:
-        if a != b and (a, b) not in seen and (b, a) not in seen:
-            seen.add((a, b))
-            out.append((a, b))
-    return out
-
-
 def output_paths(
     output: str, pairs: Path, export_dir: Path | None, features: Path | None, matches: Path | None
 ) -> tuple[Path, Path]:
@@ -159,62 +52,22 @@ def output_paths(
     return features, matches
 
 
-def _lines(path: Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    return [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
 # --- crash-safe writes ----------------------------------------------------------------------------
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def commit_file(tmp: Path, path: Path) -> None:
-    """Move a fully written temporary file over `path` (fsync, atomic rename, fsync the folder)."""
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def temporary_path(path: Path) -> Path:
-    """The hidden sibling a crash-safe write of `path` works on."""
-    return path.with_name(f".{path.name}.tmp")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    tmp.write_text(text)
-    commit_file(tmp, path)
 
 
 @contextmanager
 def atomic_h5(path: Path, copy_existing: bool = True) -> Iterator[h5py.File]:
     """An HDF5 file to write into: a temporary copy of `path` (empty if `path` does not exist or
     `copy_existing` is False), renamed over `path` only when the block completes. An exception or a
-    kill inside the block leaves `path` untouched (a leftover temporary file is replaced next time)."""
+    kill inside the block leaves `path` untouched (a killed run's temporary file is removed next time)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    tmp.unlink(missing_ok=True)
-    if copy_existing and path.exists():
-        shutil.copyfile(path, tmp)
-    try:
+    for stale in leftovers(path):
+        stale.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        if copy_existing and path.exists():
+            shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
             yield f
-        commit_file(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --- HDF5 readers and writers ---------------------------------------------------------------------

@@ -44,21 +44,12 @@ from tqdm import tqdm
 
 from . import baselines, cli
 from .image_io import ImageReadError, read_image, to_gray_float
-from .io import (
-    InputError,
-    KeypointReader,
-    Pair,
-    atomic_h5,
-    has_pair,
-    output_paths,
-    read_pairs,
-    unique_pairs,
-    write_features,
-    write_matches,
-)
+from .io import KeypointReader, atomic_h5, has_pair, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matcher import Matcher
 from .raw_matches import RawMatchStore
+from .utils.errors import InputError
+from .utils.pairs import Pair, read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import numpy as np
 import pycolmap
 
 from . import cli
-from .io import InputError, Pair, write_pairs
+from .utils.errors import InputError
+from .utils.pairs import Pair, write_pairs
 
 logger = logging.getLogger(__name__)
 

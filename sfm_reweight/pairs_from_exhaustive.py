@@ -11,7 +11,8 @@ from itertools import combinations
 from pathlib import Path
 
 from . import cli
-from .io import InputError, Pair, collect_image_names, write_pairs
+from .utils.errors import InputError
+from .utils.pairs import Pair, collect_image_names, write_pairs
 
 logger = logging.getLogger(__name__)
 

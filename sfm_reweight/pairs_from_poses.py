@@ -13,8 +13,9 @@ import numpy as np
 import pycolmap
 
 from . import cli
-from .io import InputError, Pair, write_pairs
 from .pairs_from_retrieval import CHUNK_ROWS, top_k
+from .utils.errors import InputError
+from .utils.pairs import Pair, write_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,9 @@ import numpy as np
 import pycolmap
 
 from . import cli
-from .io import InputError, Pair, list_h5_names, read_global_descriptors, read_image_list, write_pairs
+from .io import list_h5_names, read_global_descriptors
+from .utils.errors import InputError
+from .utils.pairs import Pair, read_image_list, write_pairs
 
 logger = logging.getLogger(__name__)
 

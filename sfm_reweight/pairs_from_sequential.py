@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
-from .io import InputError, Pair, collect_image_names, read_global_descriptors, unique_pairs, write_pairs
+from .io import read_global_descriptors
 from .pairs_from_retrieval import CHUNK_ROWS, top_k
+from .utils.errors import InputError
+from .utils.pairs import Pair, collect_image_names, unique_pairs, write_pairs
 
 logger = logging.getLogger(__name__)
 

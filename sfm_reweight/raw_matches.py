@@ -18,7 +18,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .io import InputError, Pair, commit_file, temporary_path, write_text_atomic
+from .utils import atomic
+from .utils.errors import InputError
+from .utils.pairs import Pair
 
 FIELDS = ("keypoints0", "keypoints1", "scores")
 
@@ -32,7 +34,7 @@ class RawMatchStore:
         text = json.dumps(identity, sort_keys=True, default=str)
         identity_path = self.root / "identity.json"
         if not identity_path.exists():
-            write_text_atomic(identity_path, text)
+            atomic.write_text(identity_path, text)
         elif identity_path.read_text() != text:
             raise InputError(
                 f"{identity_path}: stored matches come from {identity_path.read_text()}, this run uses {text};"
@@ -71,8 +73,7 @@ class RawMatchStore:
         offsets = np.r_[0, np.cumsum([len(r["scores"]) for r in results.values()])].astype(np.int64)
         image_sizes = np.array([[r["image_size0"], r["image_size1"]] for r in results.values()], np.int64)
         path = self.root / f"shard-{len(self.shards):06d}.h5"
-        tmp = temporary_path(path)
-        with h5py.File(tmp, "w") as f:
+        with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("names", data=names, dtype=h5py.string_dtype())
             f.create_dataset("offsets", data=offsets)
             f.create_dataset("image_sizes", data=image_sizes)
@@ -80,7 +81,6 @@ class RawMatchStore:
                 shape = (-1, 2) if key.startswith("keypoints") else (-1,)
                 data = np.concatenate([np.asarray(r[key], np.float32).reshape(shape) for r in results.values()])
                 f.create_dataset(key, data=data)
-        commit_file(tmp, path)
         self.shards.append(path)
         self._register(len(self.shards) - 1, names, offsets, image_sizes)
 

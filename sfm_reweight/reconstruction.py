@@ -22,7 +22,8 @@ import numpy as np
 import pycolmap
 
 from . import cli, colmap
-from .io import InputError, read_image_list, read_pairs, unique_pairs
+from .utils.errors import InputError
+from .utils.pairs import read_image_list, read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from kornia.geometry.epipolar import essential_from_Rt, fundamental_from_essenti
 
 from .colmap import verified_matches
 from .eval_datasets import DatasetFormatError, read_strecha_camera, require_dir
-from .io import Pair, read_keypoints, read_matches
+from .io import read_keypoints, read_matches
+from .utils.pairs import Pair
 
 MIN_ALIGNMENT_IMAGES = 3
 EPIPOLAR_THRESHOLD_PX = 4.0  # COLMAP's two-view RANSAC max_error

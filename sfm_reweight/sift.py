@@ -22,17 +22,9 @@ from tqdm import tqdm
 
 from . import cli
 from .image_io import ImageReadError, read_image, to_gray_float
-from .io import (
-    atomic_h5,
-    has_pair,
-    list_h5_names,
-    output_paths,
-    read_pairs,
-    unique_pairs,
-    write_features,
-    write_matches,
-)
+from .io import atomic_h5, has_pair, list_h5_names, output_paths, write_features, write_matches
 from .preprocessing import resized_size
+from .utils.pairs import read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any
 import pycolmap
 
 from . import cli, colmap
-from .io import InputError, read_pairs, unique_pairs
+from .utils.errors import InputError
+from .utils.pairs import read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
 

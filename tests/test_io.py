@@ -1,17 +1,14 @@
-"""hloc file formats: pair keys, pairs text, features/matches/global-descriptor HDF5, crash-safe writes."""
+"""hloc file formats: pair keys, features/matches/global-descriptor HDF5, crash-safe HDF5 writes."""
 
 import h5py
 import numpy as np
 import pytest
 
 from sfm_reweight.io import (
-    InputError,
     KeypointReader,
     atomic_h5,
-    collect_image_names,
     has_pair,
     list_h5_names,
-    list_images,
     names_to_pair,
     names_to_pair_old,
     output_paths,
@@ -19,65 +16,17 @@ from sfm_reweight.io import (
     read_image_size,
     read_keypoints,
     read_matches,
-    read_pairs,
-    temporary_path,
-    unique_pairs,
     write_features,
     write_global_descriptor,
     write_matches,
-    write_pairs,
 )
+from sfm_reweight.utils.atomic import leftovers
+from sfm_reweight.utils.errors import InputError
 
 
 def test_pair_keys():
     assert names_to_pair("db/1.jpg", "query/a/2.jpg") == "db-1.jpg/query-a-2.jpg"
     assert names_to_pair_old("db/1.jpg", "q.jpg") == "db-1.jpg_q.jpg"
-
-
-def test_read_pairs_skips_comments_and_checks_names(tmp_path):
-    (tmp_path / "images" / "db").mkdir(parents=True)
-    for name in ("a.jpg", "b.jpg", "db/c.png"):
-        (tmp_path / "images" / name).write_bytes(b"x")
-    path = tmp_path / "pairs.txt"
-    path.write_text("# header\na.jpg b.jpg\n\n  db/c.png   a.jpg  \nb.jpg a.jpg")  # no trailing newline
-    assert read_pairs(path, image_dir=tmp_path / "images") == [("a.jpg", "b.jpg"), ("db/c.png", "a.jpg"), ("b.jpg", "a.jpg")]
-
-    path.write_text("a.jpg b.jpg\nb.jpg missing.jpg\n")
-    with pytest.raises(InputError, match=r"pairs.txt:2: image 'missing.jpg' not found in"):
-        read_pairs(path, image_dir=tmp_path / "images")
-    with pytest.raises(InputError, match=r"pairs.txt:2: unknown image 'missing.jpg'"):
-        read_pairs(path, known_names=["a.jpg", "b.jpg"])
-    path.write_text("a.jpg b.jpg\na.jpg b.jpg c.jpg\n")
-    with pytest.raises(InputError, match=r"pairs.txt:2: expected 'name0 name1'"):
-        read_pairs(path)
-    path.write_text("# nothing\n")
-    with pytest.raises(InputError, match="no pairs"):
-        read_pairs(path)
-    assert read_pairs(path, allow_empty=True) == []
-    with pytest.raises(InputError, match="not found"):
-        read_pairs(tmp_path / "absent.txt")
-
-
-def test_pairs_roundtrip_and_unique(tmp_path):
-    pairs = [("a", "b"), ("b", "a"), ("a", "a"), ("a", "c"), ("a", "b")]
-    assert unique_pairs(pairs) == [("a", "b"), ("a", "c")]
-    write_pairs(tmp_path / "out" / "pairs.txt", pairs)
-    assert read_pairs(tmp_path / "out" / "pairs.txt") == pairs
-    assert not temporary_path(tmp_path / "out" / "pairs.txt").exists()
-
-
-def test_image_names(tmp_path):
-    (tmp_path / "img" / "sub").mkdir(parents=True)
-    (tmp_path / "img" / ".cache").mkdir()
-    for name in ("b.JPG", "a.png", "sub/c.jpeg", "notes.txt", "._b.JPG", ".cache/d.png"):
-        (tmp_path / "img" / name).write_bytes(b"x")
-    assert list_images(tmp_path / "img") == ["a.png", "b.JPG", "sub/c.jpeg"]
-    (tmp_path / "list.txt").write_text("x.jpg SIMPLE_RADIAL 10 10 1 5 5 0\n# c\ny.jpg\n")
-    assert collect_image_names(tmp_path / "list.txt") == ["x.jpg", "y.jpg"]
-    assert collect_image_names(["q"], image_dir=tmp_path / "img") == ["q"]
-    assert collect_image_names(image_dir=tmp_path / "img") == ["a.png", "b.JPG", "sub/c.jpeg"]
-    with pytest.raises(InputError):
-        list_images(tmp_path / "nope")
 
 
 def test_features_roundtrip_and_legacy_dtypes(tmp_path):
@@ -145,12 +94,14 @@ def test_atomic_h5_keeps_the_old_file_on_failure(tmp_path):
             raise RuntimeError("killed")
     with h5py.File(path, "r") as f:
         assert list(f) == ["x"]
-    assert not temporary_path(path).exists()
-    temporary_path(path).write_bytes(b"debris of a killed run")
+    assert leftovers(path) == []
+    (tmp_path / ".f.h5.0123abcd.tmp").write_bytes(b"debris of a killed run")
+    assert len(leftovers(path)) == 1
     with atomic_h5(path, copy_existing=False) as f:
         f["z"] = [3]
     with h5py.File(path, "r") as f:
         assert list(f) == ["z"]
+    assert leftovers(path) == []  # the debris is gone
 
 
 def test_keypoint_reader_and_output_paths(tmp_path):

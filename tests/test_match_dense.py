@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from sfm_reweight import match_dense
-from sfm_reweight.io import InputError, list_h5_names, read_keypoints, read_matches, write_pairs
+from sfm_reweight.io import list_h5_names, read_keypoints, read_matches
 from sfm_reweight.keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from sfm_reweight.raw_matches import RawMatchStore
+from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.pairs import write_pairs
 
 W, H = 64, 48
 _rng = np.random.default_rng(0)
@@ -152,7 +154,7 @@ def test_raw_store_resumes_and_checks_identity(tmp_path):
               "image_size0": (4, 5), "image_size1": (6, 7)}
     store.add({("a.jpg", "b.jpg"): result, ("a.jpg", "c/d.jpg"): {**result, "scores": np.arange(3) + 10}})
     store.close()
-    (tmp_path / "raw" / ".shard-000001.h5.tmp").write_bytes(b"debris of a killed run")
+    (tmp_path / "raw" / ".shard-000001.h5.0123abcd.tmp").write_bytes(b"debris of a killed run")
     store = RawMatchStore(tmp_path / "raw", {"matcher": "a"})
     assert len(store) == 2 and ("a.jpg", "c/d.jpg") in store and ("c/d.jpg", "a.jpg") not in store
     assert store.read(("a.jpg", "c/d.jpg"))["scores"].tolist() == [10, 11, 12]

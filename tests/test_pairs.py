@@ -14,7 +14,9 @@ from sfm_reweight import (
     pairs_from_retrieval,
     pairs_from_sequential,
 )
-from sfm_reweight.io import InputError, read_pairs, write_features, write_global_descriptor
+from sfm_reweight.io import write_features, write_global_descriptor
+from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.pairs import read_pairs
 
 
 def write_descriptors(path, descriptors: dict) -> None:

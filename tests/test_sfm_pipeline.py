@@ -11,8 +11,9 @@ import pytest
 
 from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval_datasets import DatasetFormatError
-from sfm_reweight.io import InputError, read_pairs
 from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres, widest_covisible_pair
+from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.pairs import read_pairs
 
 from conftest import load_pipeline
 

@@ -117,7 +117,9 @@ def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
         raise ValueError(f"backbone.type must be one of {BACKBONES}, got {out['backbone']['type']!r}")
     backbone = out["backbone"]
     if backbone["type"] == "repvgg" and backbone["block_dims"][2] != out["coarse"]["d_model"]:
-        raise ValueError(f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}")
+        raise ValueError(
+            f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}"
+        )
     if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
         raise ValueError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):

@@ -12,13 +12,13 @@
 """
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..utils import atomic
+from ..utils.errors import SfmReweightError
 from .config import merge_conf, resolve_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
 from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state
@@ -31,7 +31,7 @@ OFFICIAL_PREFIX = "matcher."
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SfmReweightError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
 
@@ -157,21 +157,7 @@ def save_checkpoint(model: ELoFTR, path: str | Path, half: bool = False, **extra
     path = Path(path)
     state_dict = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "conf": model.conf, "state_dict": state_dict, **extra}
-    atomic_torch_save(payload, path)
-    return path
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return atomic.torch_save(payload, path)
 
 
 def with_saved_reweighting(model_conf: str | dict, ckpt: dict) -> dict:

@@ -24,9 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..image_io import ImageReadError, read_image, to_gray_float
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff")
+from ..image_io import IMAGE_EXTENSIONS, ImageReadError, read_image, to_gray_float
 
 
 @dataclass
@@ -47,9 +45,9 @@ class PhotoPool:
     """The photos of a folder (recursively), decoded to grayscale once and kept as uint8."""
 
     def __init__(self, folder: str | Path):
-        self.paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.paths:
-            raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+            raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
         self.cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -27,11 +27,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..io import write_text_atomic
 from ..metrics import auroc, corner_error, error_auc, ransac_homography
 from ..model.config import merge_conf, resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
-from ..model.weights import atomic_torch_save, load_weights, save_checkpoint
+from ..model.weights import load_weights, save_checkpoint
+from ..utils import atomic
 from .data_mix import StepBatches, as_is, build_sources, collate
 from .real_validation import oxford_validation_pairs
 from .losses import coarse_loss, coarse_negative_loss, fine_loss, matchability_loss, subpixel_loss
@@ -261,7 +261,7 @@ def append_csv(path: Path, row: dict) -> None:
             writer = csv.DictWriter(text, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
-            write_text_atomic(path, text.getvalue())
+            atomic.write_text(path, text.getvalue())
     else:
         header = list(row)
     with open(path, "a", newline="") as f:
@@ -357,7 +357,7 @@ def main(
     amp = conf["mixed_precision"] and bf16_is_native(device)
 
     def save() -> None:
-        atomic_torch_save(
+        atomic.torch_save(
             {"conf": conf, "step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
             last,
