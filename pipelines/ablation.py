@@ -5,7 +5,7 @@ validation pairs (homography AUC@5 px), Oxford affine (homography AUC@5 px) and 
 
     python pipelines/ablation.py --steps 3000 --output outputs/ablation
     # interrupted? the same command resumes each run where it stopped; finished runs are only scored
-    python pipelines/ablation.py --steps 400 --base lite-mix-large --init-from lite.pt --output outputs/ablation-ft
+    python pipelines/ablation.py --steps 400 --base lite_mix_large --init-from lite.pt --output outputs/ablation-ft
     # fine-tuning instead: every run starts from lite.pt's network as plain EfficientLoFTR (its
     # gates and calibration dropped, each mode's own at identity), so all four start equal
 
@@ -25,6 +25,7 @@ import torch
 
 from sfm_reweight.model.weights import model_from_checkpoint
 from sfm_reweight.train import trainer
+from sfm_reweight.utils.conf import merge
 
 logger = logging.getLogger("ablation")
 
@@ -48,10 +49,10 @@ def real_data_scores(matcher: str, weights: Path | None, data: Path, output: Pat
     return scores
 
 
-def main(steps: int, output: Path, data: Path, base: str = "lite-mix", init_from: Path | None = None) -> dict[str, dict[str, float]]:
+def main(steps: int, output: Path, data: Path, base: str = "lite_mix", init_from: Path | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for mode in MODES:
-        conf = trainer.with_reweight_mode(trainer.merge_conf(trainer.confs[base], {"steps": steps}), mode)
+        conf = trainer.with_reweight_mode(merge(trainer.confs[base], {"steps": steps}), mode)
         run = output / mode
         weights = run / f"{conf['model']['name']}_step{steps}.pt"
         if not weights.exists():
@@ -78,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, required=True, help="training steps of every run (the equal budget)")
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--data", type=Path, default=trainer.DEFAULT_PHOTOS.parent, help="the shared data folder")
-    parser.add_argument("--base", default="lite-mix", choices=sorted(trainer.confs), help="training configuration")
+    parser.add_argument("--base", default="lite_mix", choices=sorted(trainer.confs), help="training configuration")
     parser.add_argument("--init-from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: scratch)")
     return parser.parse_args(argv)
 

@@ -8,14 +8,14 @@
 # prepare: kornia wheels for the machine's Python 3.12, the photo pool as grayscale JPEGs at their
 # own resolution (what the training reads; so that everything travels within 64 MiB), and the
 # weights to start from (default: the shipped lite.pt).
-# run: times 25 steps of `lite-mix-large-gpu`, then trains it from those weights with a schedule of
+# run: times 25 steps of `lite_mix_large_gpu`, then trains it from those weights with a schedule of
 # as many steps as SECONDS (default 400) allows at that speed (a deadline SIGTERM, which makes the
 # trainer save, guards the command's limit); writes $OUT/lite.pt (fp16 moving average, to ship or
 # to start the next run from), log.csv, val.csv, loss.png and train.log. ARGS go to the trainer
 # (a dry run on a CPU: `OUT=/tmp/out bash pipelines/device_training.sh run 20 --batch-size 1 --workers 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-conf=lite-mix-large-gpu
+conf=lite_mix_large_gpu
 case "${1:-}" in
 prepare)
     mkdir -p .device/train_pool .device/whl

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from . import cli
 from .io import read_keypoints, read_matches
+from .utils.conf import overlay
 from .utils.errors import MissingEntryError
 from .utils.pairs import Pair
 
@@ -149,7 +150,7 @@ def verify(
     model, the epipolar geometry of its known poses. RANSAC draws from `seed` unless
     `two_view_options` sets ransac.random_seed, so that a rerun verifies the same inliers.
     Returns (verified pairs, inlier matches)."""
-    options = pycolmap.TwoViewGeometryOptions(cli.deep_update({"ransac": {"random_seed": seed}}, two_view_options))
+    options = pycolmap.TwoViewGeometryOptions(overlay({"ransac": {"random_seed": seed}}, two_view_options))
     if reference is None:
         pycolmap.geometric_verification(
             database, pycolmap.GeometricVerifierOptions(num_threads=threads), two_view_geometry_options=options

@@ -46,7 +46,7 @@ from . import baselines, cli
 from .image_io import ImageReadError, read_image, to_gray_float
 from .io import KeypointReader, atomic_h5, has_pair, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
-from .matcher import Matcher
+from .matcher import Matcher, resolve_matcher_conf
 from .raw_matches import RawMatchStore
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs, unique_pairs
@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 _base = {
     "output": "matches-eloftr-lite",
-    "matcher": {"name": "lite", "resize_max": 1024},  # a Matcher configuration (matcher.py)
+    "matcher": resolve_matcher_conf({"name": "lite", "resize_max": 1024}),  # a Matcher configuration (matcher.py), resolved
     "weights": "default",
     "max_error": 1.0,  # px: a raw point joins a keypoint at most this far away
     "cell_size": 1,  # px: at most one keypoint per cell of this size (at least max_error)
@@ -77,15 +77,17 @@ confs: dict[str, dict[str, Any]] = {
     "eloftr_lite_zooms": {
         **_base,
         "output": "matches-eloftr-lite-zooms",
-        "matcher": {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512},
+        "matcher": resolve_matcher_conf(
+            {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512}
+        ),
     },
     # XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
-    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": {"name": "xfeat", "resize_max": 1024}},
-    "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": {"name": "full", "resize_max": 1024}},
+    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})},
+    "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": resolve_matcher_conf({"name": "full", "resize_max": 1024})},
     "eloftr_full_aachen": {
         **_base,
         "output": "matches-eloftr-full-aachen",
-        "matcher": {"name": "full", "resize_max": 1024},
+        "matcher": resolve_matcher_conf({"name": "full", "resize_max": 1024}),
         "max_error": 2.0,
         "cell_size": 8,
     },

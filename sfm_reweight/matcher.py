@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from .image_io import read_image, to_gray_float
-from .model.config import merge_conf, resolve_conf
+from .model.config import resolve_conf
 from .model.eloftr import ELoFTR
+from .utils.conf import ConfError, resolve
 from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
 from .preprocessing import Prepared, prepare, resized_size, rot90_points
 
@@ -41,34 +42,25 @@ logger = logging.getLogger(__name__)
 ImageInput = str | Path | np.ndarray
 Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 and 1, quarter turns and zoom of image 1
 
-_search_off = {"rotations": [0], "zooms": [1.0], "search_resize_max": None}
-confs: dict[str, dict[str, Any]] = {
-    # "weights": the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt),
-    # None where none ships
-    # coarse threshold of the lite weights: the best homography AUC@5 of its synthetic
-    # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (README, "Training")
-    "lite": {
-        "model": {"name": "lite", "match_coarse": {"thr": 0.02}}, "weights": "lite",
-        "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
-    },
-    "full": {
-        "model": "full", "weights": None, "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
-    },
-    "xfeat": {
-        "model": {"name": "xfeat"}, "weights": "xfeat-eloftr",
-        "resize_max": 1024, "resize_force": False, "mixed_precision": False, **_search_off,
-    },
+_base: dict[str, Any] = {
+    "model": resolve_conf("lite"),  # a model configuration (model/config.py), resolved
+    "weights": None,  # the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt)
+    "resize_max": 1024, "resize_force": False, "mixed_precision": False,
+    "rotations": [0], "zooms": [1.0], "search_resize_max": None,
 }
+confs: dict[str, dict[str, Any]] = {
+    # coarse threshold of the lite weights: the best homography AUC@5 of its synthetic
+    # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (docs/training_lite.md)
+    "lite": {**_base, "model": resolve_conf({"name": "lite", "match_coarse": {"thr": 0.02}}), "weights": "lite"},
+    "full": {**_base, "model": resolve_conf("full")},  # no weights ship: pass an official checkpoint
+    "xfeat": {**_base, "model": resolve_conf("xfeat"), "weights": "xfeat-eloftr"},
+}
+DEFAULT_CONF = "lite"
 
 
 def resolve_matcher_conf(conf: str | dict) -> dict:
-    """A name in `confs`, or a dict overlaid on the conf it names with "name" (default "lite")."""
-    if isinstance(conf, str):
-        if conf not in confs:
-            raise KeyError(f"unknown matcher configuration {conf!r}; expected one of {sorted(confs)}")
-        return dict(confs[conf])
-    conf = dict(conf)
-    return merge_conf(confs[conf.pop("name", "lite")], conf)
+    """A name in `confs`, or a dict overlaid on the conf it names with "name" (default `DEFAULT_CONF`)."""
+    return resolve(confs, conf, DEFAULT_CONF, "matcher configuration")
 
 
 def default_device() -> torch.device:
@@ -78,7 +70,7 @@ def default_device() -> torch.device:
 class Matcher:
     def __init__(
         self,
-        conf: str | dict = "lite",
+        conf: str | dict = DEFAULT_CONF,
         weights: str | Path | None = "default",
         device: str | torch.device | None = None,
     ):
@@ -89,12 +81,12 @@ class Matcher:
         self.conf = resolve_matcher_conf(conf)
         bad = [r for r in self.conf["rotations"] if r % 90]
         if bad or not self.conf["rotations"]:
-            raise ValueError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
+            raise ConfError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
         zooms = [float(z) for z in self.conf["zooms"]]
         if not zooms or min(zooms) <= 0:
-            raise ValueError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
+            raise ConfError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
         if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
-            raise ValueError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
+            raise ConfError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
         turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()

@@ -22,6 +22,7 @@ import numpy as np
 import pycolmap
 
 from . import cli, colmap
+from .utils.conf import Options, overlay
 from .utils.errors import InputError
 from .utils.pairs import read_image_list, read_pairs, unique_pairs
 
@@ -35,9 +36,9 @@ _base: dict[str, Any] = {
     "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
     "min_match_score": None,  # drop matches scoring below this before verification
     "skip_geometric_verification": False,  # trust the matches as they are
-    "two_view": {"ransac": {"max_num_trials": 20000, "min_inlier_ratio": 0.1}},  # TwoViewGeometryOptions
-    "image_options": {},  # more ImageReaderOptions
-    "mapper_options": {},  # Incremental-/GlobalPipelineOptions, nested dicts allowed
+    "two_view": Options(ransac={"max_num_trials": 20000, "min_inlier_ratio": 0.1}),  # TwoViewGeometryOptions
+    "image_options": Options(),  # more ImageReaderOptions
+    "mapper_options": Options(),  # Incremental-/GlobalPipelineOptions, nested dicts allowed
     "num_threads": None,  # None: all cores up to 16
     "seed": 0,  # random seed of verification and mapping (deterministic runs)
 }
@@ -67,7 +68,7 @@ def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
         }
         if not conf["refine_intrinsics"]:
             options["mapper"]["bundle_adjustment"].update({f"refine_{k}": v for k, v in fixed.items()})
-    return cli.deep_update(options, conf["mapper_options"])
+    return overlay(options, conf["mapper_options"])
 
 
 def initial_pair_hint(database: Path, options: Any) -> str:

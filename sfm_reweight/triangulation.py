@@ -17,6 +17,7 @@ from typing import Any
 import pycolmap
 
 from . import cli, colmap
+from .utils.conf import Options, overlay
 from .utils.errors import InputError
 from .utils.pairs import read_pairs, unique_pairs
 
@@ -27,10 +28,10 @@ confs: dict[str, dict[str, Any]] = {
         # poses: epipolar check against the known poses (pycolmap's guided verification);
         # ransac: two-view RANSAC as in reconstruction; none: trust the matches
         "verification": "poses",
-        "two_view": {},  # TwoViewGeometryOptions
+        "two_view": Options(),  # TwoViewGeometryOptions
         "min_match_score": None,
         "refine_intrinsics": False,  # bundle-adjust the intrinsics after triangulation
-        "mapper_options": {},  # IncrementalPipelineOptions (triangulation and filtering thresholds)
+        "mapper_options": Options(),  # IncrementalPipelineOptions (triangulation and filtering thresholds)
         "num_threads": None,
         "seed": 0,
     },
@@ -76,7 +77,7 @@ def main(
         else:
             guide = reference if conf["verification"] == "poses" else None
             verified = colmap.verify(database, conf["two_view"], threads, conf["seed"], guide)
-        options = cli.deep_update({"num_threads": threads, "random_seed": conf["seed"]}, conf["mapper_options"])
+        options = overlay({"num_threads": threads, "random_seed": conf["seed"]}, conf["mapper_options"])
         tmp = colmap.staging_dir(sfm_dir)
         model = pycolmap.triangulate_points(
             reference, database, image_dir, tmp, clear_points=True,

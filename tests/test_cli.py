@@ -57,7 +57,7 @@ def test_an_unknown_conf_key_is_one_line(scene, tmp_path):
     )
     process = run_python(["-c", code, str(pairs), str(images), str(tmp_path / "out")])
     line = error_line(process)
-    assert "unknown configuration key 'bogus_key'" in line
+    assert "unknown key 'bogus_key' in configuration eloftr_lite.matcher.model" in line
 
 
 def test_run_exits_on_one_line_and_lets_bugs_through():

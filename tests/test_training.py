@@ -21,6 +21,7 @@ from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPa
 from sfm_reweight.train.losses import coarse_negative_loss
 from sfm_reweight.train.supervision import CoarseSupervision, coarse_supervision, fine_supervision
 from sfm_reweight.train.warps import DepthWarp, HomographyWarp
+from sfm_reweight.utils.conf import merge
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +179,8 @@ def test_homography_pairs_are_consistent_and_deterministic(photos):
 
 
 def tiny_conf(photos, steps=4):
-    conf = trainer.confs["lite-homography"]
-    return trainer.merge_conf(conf, {
+    conf = trainer.confs["lite_homography"]
+    return merge(conf, {
         "data": {"folder": str(photos), "size": [128, 96], "seed": 0},
         "steps": steps, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "val_every": 2, "val_pairs": 2,
     })
@@ -191,7 +192,7 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
     data = HomographyPairs(photos, HomographyPairConf(size=(128, 96), occluder_prob=0.5))
     batch = collate([data[0], data[1]], torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    weights = trainer.confs["lite-mix-large-negatives"]["loss_weights"]
+    weights = trainer.confs["lite_mix_large_negatives"]["loss_weights"]
     first = None
     for _ in range(6):
         terms = trainer.training_losses(model, batch, weights)
@@ -209,7 +210,7 @@ def test_map_calibration_moves_at_its_own_learning_rate(photos):
     """Adam moves each parameter ~lr per step: the calibration's scalars get `calibration_lr`, the gates
     `gate_lr`, the rest `lr`."""
     torch.manual_seed(0)
-    conf = trainer.confs["lite-mix"]
+    conf = trainer.confs["lite_mix"]
     model = ELoFTR("lite").train()
     batch = collate([HomographyPairs(photos, HomographyPairConf(size=(128, 96)))[0]], torch.device("cpu"))
     before = {k: v.detach().clone() for k, v in model.named_parameters() if "matchability" in k}
@@ -244,7 +245,7 @@ def test_resume_continues_exactly(photos, tmp_path):
     [again] = trainer.validate_state(split / "last.pt", [conf["val_coarse_threshold"]])
     assert float(val["thr"]) == again["thr"] and float(val["matches"]) == pytest.approx(again["matches"])
     with pytest.raises(ValueError, match="another configuration"):
-        trainer.main(trainer.merge_conf(conf, {"lr": 0.5}), split)
+        trainer.main(merge(conf, {"lr": 0.5}), split)
     exported = trainer.export(split / "last.pt", tmp_path / "lite.pt")
     model, _ = model_from_checkpoint(exported)
     ema = torch.load(split / "last.pt", weights_only=False)["ema"]
@@ -253,20 +254,20 @@ def test_resume_continues_exactly(photos, tmp_path):
 
 
 def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
-    args = trainer.parse_args(["--conf", "lite-mix-large-long", "--output", "run", "--steps", "7", "--data-seed", "9",
+    args = trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run", "--steps", "7", "--data-seed", "9",
                                "--photos", str(photos), "--mode", "bias"])
     conf = trainer.conf_from_args(args)
     assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
     assert conf["model"]["reweight"]["mode"] == "bias"
-    assert trainer.confs["lite-mix-large-long"]["data"]["seed"] == 3  # the named conf is untouched
-    assert trainer.conf_from_args(trainer.parse_args(["--conf", "lite-mix-large-long", "--output", "run"])) == \
-        trainer.confs["lite-mix-large-long"]
+    assert trainer.confs["lite_mix_large_long"]["data"]["seed"] == 3  # the named conf is untouched
+    assert trainer.conf_from_args(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"])) == \
+        trainer.confs["lite_mix_large_long"]
 
 
 def test_data_mix_is_deterministic_per_step(photos):
     from sfm_reweight.train.data_mix import StepBatches, batch_items, build_sources
 
-    data_conf = {"folder": str(photos), "size": [96, 64], "seed": 1, "mix": {"homography": 0.5, "synthetic": 0.5}}
+    data_conf = merge(trainer.confs["lite_mix"]["data"], {"folder": str(photos), "size": [96, 64], "seed": 1})
     sources = build_sources(data_conf)
     kinds = [batch_items(sources, data_conf, step, 1)[0] for step in range(12)]
     assert set(kinds) == {"homography", "synthetic"}

@@ -5,8 +5,9 @@
 and refinement on XFeat's pretrained backbone (model/xfeat.py). All run through the same code.
 """
 
-import copy
 from typing import Any
+
+from ..utils.conf import ConfError, merge, resolve
 
 REWEIGHT_MODES = ("off", "bias", "rescale", "both")
 MATCHABILITY_KINDS = ("dual_softmax", "max_cosine")
@@ -59,20 +60,7 @@ confs: dict[str, dict[str, Any]] = {
 }
 
 
-def merge_conf(base: dict, update: dict) -> dict:
-    """Recursively overlay `update` on a copy of `base`; unknown keys are an error."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if key not in out:
-            raise KeyError(f"unknown configuration key {key!r}; expected one of {sorted(out)}")
-        if isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = merge_conf(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-confs["lite"] = merge_conf(
+confs["lite"] = merge(
     confs["full"],
     {
         "backbone": {"block_dims": [32, 64, 128], "num_blocks": [2, 3, 6]},
@@ -82,7 +70,7 @@ confs["lite"] = merge_conf(
 )
 # XFeat's 64-d descriptors (frozen) into lite's transformer at width 64; a small trainable FPN on
 # XFeat's 1/2 and 1/4 maps for the fine stage; the reliability map available as a matchability prior
-confs["xfeat"] = merge_conf(
+confs["xfeat"] = merge(
     confs["lite"],
     {
         "backbone": {"type": "xfeat", "trainable": False},
@@ -93,35 +81,27 @@ confs["xfeat"] = merge_conf(
 
 
 def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
-    """A full model configuration from a name (`full`, `lite`) or a dict.
-
-    A dict may name its base with `"name"`; it is overlaid on that base (default `full`).
+    """A full model configuration from a name (`full`, `lite`, `xfeat`) or a dict overlaid on the
+    one it names with "name" (default `full`); `ConfError` for an unknown name, key or value.
     Keyword overrides address the `reweight` section, e.g. `resolve_conf("lite", mode="off")`.
     """
-    if isinstance(conf, str):
-        conf = {"name": conf}
-    conf = dict(conf)
-    name = conf.pop("name", "full")
-    if name not in confs:
-        raise KeyError(f"unknown model configuration {name!r}; expected one of {sorted(confs)}")
-    out = merge_conf(confs[name], conf)
-    out = merge_conf(out, {"reweight": overrides}) if overrides else out
-    out["name"] = name
+    out = resolve(confs, conf, "full", "model configuration")
+    out = merge(out, {"reweight": overrides}, "reweight") if overrides else out
     if out["reweight"]["mode"] not in REWEIGHT_MODES:
-        raise ValueError(f"reweight.mode must be one of {REWEIGHT_MODES}, got {out['reweight']['mode']!r}")
+        raise ConfError(f"reweight.mode must be one of {REWEIGHT_MODES}, got {out['reweight']['mode']!r}")
     if out["reweight"]["map"] not in MATCHABILITY_KINDS:
-        raise ValueError(f"reweight.map must be one of {MATCHABILITY_KINDS}, got {out['reweight']['map']!r}")
+        raise ConfError(f"reweight.map must be one of {MATCHABILITY_KINDS}, got {out['reweight']['map']!r}")
     if out["reweight"]["prior"] not in MATCHABILITY_PRIORS:
-        raise ValueError(f"reweight.prior must be one of {MATCHABILITY_PRIORS}, got {out['reweight']['prior']!r}")
+        raise ConfError(f"reweight.prior must be one of {MATCHABILITY_PRIORS}, got {out['reweight']['prior']!r}")
     if out["backbone"]["type"] not in BACKBONES:
-        raise ValueError(f"backbone.type must be one of {BACKBONES}, got {out['backbone']['type']!r}")
+        raise ConfError(f"backbone.type must be one of {BACKBONES}, got {out['backbone']['type']!r}")
     backbone = out["backbone"]
     if backbone["type"] == "repvgg" and backbone["block_dims"][2] != out["coarse"]["d_model"]:
-        raise ValueError(
+        raise ConfError(
             f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}"
         )
     if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
-        raise ValueError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
+        raise ConfError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):
-        raise ValueError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
+        raise ConfError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
     return out

@@ -19,7 +19,8 @@ import torch
 
 from ..utils import atomic
 from ..utils.errors import SfmReweightError
-from .config import merge_conf, resolve_conf
+from ..utils.conf import merge
+from .config import resolve_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
 from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state
 
@@ -164,7 +165,9 @@ def with_saved_reweighting(model_conf: str | dict, ckpt: dict) -> dict:
     """`model_conf` (resolved) with the reweighting of one of our checkpoints, whose gates are part of
     its architecture; official files have none, so with them the conf's own mode stays."""
     conf = resolve_conf(model_conf)
-    return merge_conf(conf, {"reweight": ckpt["conf"]["reweight"]}) if ckpt.get("format") == FORMAT else conf
+    if ckpt.get("format") != FORMAT:
+        return conf
+    return merge(conf, {"reweight": ckpt["conf"]["reweight"]}, f"reweighting of checkpoint {ckpt['conf'].get('name')!r}")
 
 
 def model_from_checkpoint(weights: str | Path) -> tuple[ELoFTR, LoadReport]:

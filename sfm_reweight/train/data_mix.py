@@ -20,8 +20,13 @@ from .synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
 SYNTHETIC = ("homography", "synthetic")
 
 
+def used_kinds(data_conf: dict) -> dict[str, float]:
+    """The kinds of pairs with a share of the steps (the mix's weights above 0), in the mix's order."""
+    return {kind: weight for kind, weight in data_conf["mix"].items() if weight > 0}
+
+
 def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
-    """Datasets named in data_conf["mix"] (default: homography pairs only).
+    """Datasets of the kinds data_conf["mix"] gives a share of the steps.
 
     data_conf: folder (photos for the synthetic kinds), size [w, h], seed, mix {kind: weight};
     homography / synthetic: optional fields of HomographyPairConf / SyntheticPairConf;
@@ -29,12 +34,12 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
     """
     size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
     sources: dict[str, Dataset] = {}
-    for kind in data_conf.get("mix", {"homography": 1.0}):
+    for kind in used_kinds(data_conf):
         if kind == "homography":
-            conf = HomographyPairConf(**{**data_conf.get(kind, {}), "size": size, "seed": seed})
+            conf = HomographyPairConf(**{**data_conf[kind], "size": size, "seed": seed})
             sources[kind] = HomographyPairs(data_conf["folder"], conf)
         elif kind == "synthetic":
-            conf = SyntheticPairConf(**{**data_conf.get(kind, {}), "size": size, "seed": seed})
+            conf = SyntheticPairConf(**{**data_conf[kind], "size": size, "seed": seed})
             sources[kind] = SyntheticScenePairs(data_conf["folder"], conf)
         elif kind == "megadepth":
             md = data_conf["megadepth"]
@@ -50,7 +55,7 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
 
 def batch_items(sources: dict[str, Dataset], data_conf: dict, step: int, batch_size: int) -> tuple[str, list[dict]]:
     """The kind and the items of the batch of `step`."""
-    mix = data_conf.get("mix", {"homography": 1.0})
+    mix = used_kinds(data_conf)
     kinds = list(mix)
     rng = np.random.default_rng([data_conf["seed"], step])
     weights = np.array([mix[k] for k in kinds], float)

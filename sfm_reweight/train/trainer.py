@@ -1,6 +1,6 @@
 """Training loop: resumable, NaN-guarded, logged; `python -m sfm_reweight.train.trainer --help`.
 
-    python -m sfm_reweight.train.trainer --conf lite-mix --output outputs/train/lite
+    python -m sfm_reweight.train.trainer --conf lite_mix --output outputs/train/lite
     # interrupted? the same command resumes from outputs/train/lite/last.pt (step, optimizer,
     # scheduler and data position); --fresh starts over (the old run is kept as last.pt.bak).
 
@@ -12,6 +12,7 @@ sees exactly what an uninterrupted one would. Logs: `log.csv` (one row per step)
 
 import argparse
 import copy
+import dataclasses
 import csv
 import io
 import logging
@@ -28,14 +29,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..metrics import auroc, corner_error, error_auc, ransac_homography
-from ..model.config import merge_conf, resolve_conf
+from ..matcher import confs as matcher_confs
+from ..model.config import resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import load_weights, save_checkpoint
 from ..utils import atomic
+from ..utils.conf import merge
 from .data_mix import StepBatches, as_is, build_sources, collate
+from .homography_pairs import HomographyPairConf
 from .real_validation import oxford_validation_pairs
 from .losses import coarse_loss, coarse_negative_loss, fine_loss, matchability_loss, subpixel_loss
 from .supervision import coarse_supervision, fine_supervision
+from .synthetic_pairs import SyntheticPairConf
 from .warps import HomographyWarp, warp_from_batch
 
 logger = logging.getLogger(__name__)
@@ -45,12 +50,25 @@ DATA = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data")
 DEFAULT_PHOTOS = DATA / "train_pool"
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
 
+def pair_options(dataclass_type) -> dict:
+    """The defaults of a synthetic pair kind's conf, but the fields the data section sets for all kinds."""
+    return {f.name: f.default for f in dataclasses.fields(dataclass_type) if f.name not in ("size", "seed")}
+
+
 confs = {
-    "lite-homography": {
-        "model": {"name": "lite"},
+    "lite_homography": {
+        "model": resolve_conf("lite"),  # a model configuration (model/config.py), resolved
         # weights the run starts from (a path, a shipped name, or "xfeat"); --init-from overrides
         "init_from": None,
-        "data": {"folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0, "mix": {"homography": 1.0}},
+        # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
+        # fields of HomographyPairConf / SyntheticPairConf but size and seed; megadepth, scannet: data_mix.py
+        "data": {
+            "folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0,
+            "mix": {"homography": 1.0, "synthetic": 0.0, "megadepth": 0.0, "scannet": 0.0},
+            "homography": pair_options(HomographyPairConf), "synthetic": pair_options(SyntheticPairConf),
+            "megadepth": {"root": None, "scene_infos": [], "resize": 832},
+            "scannet": {"root": None, "index": None, "intrinsics": None},
+        },
         "steps": 20000,
         "batch_size": 4,
         "lr": 1e-3,
@@ -76,7 +94,7 @@ confs = {
         # validation at the shipped Matcher's coarse threshold (matcher.confs["lite"]), not at the
         # network's default 0.2, where a CPU-trained network keeps a few dozen matches per pair and
         # val.csv swings without a trend; so val.csv reads like the `--validate 0.02` figures
-        "val_coarse_threshold": 0.02,
+        "val_coarse_threshold": matcher_confs["lite"]["model"]["match_coarse"]["thr"],
         # bf16 autocast of the network on a GPU, and on CPUs with native bf16 (AVX512-BF16 / AMX)
         "mixed_precision": True,
         "ema_decay": 0.999,  # the exported and validated weights are this moving average
@@ -86,25 +104,24 @@ confs = {
     },
 }
 # Homography pairs (planar, any rotation and zoom) and rendered 3D scenes (parallax, occlusion).
-confs["lite-mix"] = copy.deepcopy(confs["lite-homography"])
-confs["lite-mix"]["data"]["mix"] = {"homography": 0.5, "synthetic": 0.5}
-# Second stage, started with --init-from a lite-mix run's weights: a lower learning rate (lite-mix's
+confs["lite_mix"] = merge(confs["lite_homography"], {"data": {"mix": {"homography": 0.5, "synthetic": 0.5}}})
+# Second stage, started with --init-from a lite_mix run's weights: a lower learning rate (lite_mix's
 # loss stops falling at ~1e-3 with batches of 4) on mostly upright pairs (relative rotation up to
 # 45 deg, a tenth of them any angle; the Matcher's rotation search covers right angles), and views
-# down to about the photos' own resolution: lite-mix's views shrink the photos 1.4-3x, and at 1024 px
+# down to about the photos' own resolution: lite_mix's views shrink the photos 1.4-3x, and at 1024 px
 # its network failed on close-up texture (Oxford wall) that it matched at 640 px.
-confs["lite-mix-upright"] = merge_conf(confs["lite-mix"], {"steps": 2000, "lr": 3e-4, "warmup_steps": 50})
-confs["lite-mix-upright"]["data"].update(
-    seed=1, homography={"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}
-)
+confs["lite_mix_upright"] = merge(confs["lite_mix"], {
+    "steps": 2000, "lr": 3e-4, "warmup_steps": 50,
+    "data": {"seed": 1, "homography": {"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}},
+})
 
 # Third stage, --init-from the second's weights: views of 640x480 (4800 coarse cells) instead of
 # 320x256 (1280): at ~1000 px (10^4 cells) the second stage's coarse confidences were tiny and
 # most pairs of a real scene kept a few dozen matches. One pair per step keeps a CPU step ~3 s.
-confs["lite-mix-large"] = merge_conf(confs["lite-mix-upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
+confs["lite_mix_large"] = merge(confs["lite_mix_upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
 # Fourth stage, --init-from the third's weights: the same views on a longer schedule (its 2000 steps
 # raised Oxford AUC@5 from 37.9 to 44.0 while its training loss stayed flat), run across sessions.
-confs["lite-mix-large-long"] = merge_conf(confs["lite-mix-large"], {"steps": 8000, "data": {"seed": 3}})
+confs["lite_mix_large_long"] = merge(confs["lite_mix_large"], {"steps": 8000, "data": {"seed": 3}})
 # The fourth stage plus the loss on cells without a correspondent (losses.coarse_negative_loss),
 # --init-from the shipped stage-4 weights: stage 5's recipe (2200 steps, pairs of seed 5) with that one
 # change, so that its figures compare with stage 5's. Why: the shipped weights match sky, trees and
@@ -113,8 +130,8 @@ confs["lite-mix-large-long"] = merge_conf(confs["lite-mix-large"], {"steps": 800
 # per cell, -log(1 - P) pulls a logit by ~2P (~0.06 at the P ~ 0.03 those cells reach) against ~0.5
 # for a positive's focal term, so at weight 1 the new term would be nearly an order of magnitude weaker.
 # Measured: it lowered confidences everywhere, not the share, and lost on Oxford and Middlebury (README).
-confs["lite-mix-large-negatives"] = merge_conf(
-    confs["lite-mix-large-long"], {"steps": 2200, "loss_weights": {"coarse_negative": 5.0}, "data": {"seed": 5}}
+confs["lite_mix_large_negatives"] = merge(
+    confs["lite_mix_large_long"], {"steps": 2200, "loss_weights": {"coarse_negative": 5.0}, "data": {"seed": 5}}
 )
 # The fourth stage on a lent GPU (pipelines/device_training.sh), --init-from the last shipped
 # weights: 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below
@@ -124,14 +141,14 @@ confs["lite-mix-large-negatives"] = merge_conf(
 # XFeat's pretrained backbone, frozen, under the lite transformer at its width (model conf "xfeat"):
 # the transformer starts as the identity and the coarse matches as XFeat's, so the run trains the
 # projection, transformer, reweighting and fine stage on top of descriptors learned on real
-# multi-view data; lite-mix-large's views and pairs, real Oxford pairs validated in the loop.
-confs["xfeat-mix"] = merge_conf(
-    confs["lite-mix-large"],
-    {"model": {"name": "xfeat"}, "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
+# multi-view data; lite_mix_large's views and pairs, real Oxford pairs validated in the loop.
+confs["xfeat_mix"] = merge(
+    confs["lite_mix_large"],
+    {"model": resolve_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
      "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
 )
-confs["lite-mix-large-gpu"] = merge_conf(
-    confs["lite-mix-large-long"],
+confs["lite_mix_large_gpu"] = merge(
+    confs["lite_mix_large_long"],
     {"steps": 1500, "batch_size": 16, "lr": 8e-4, "warmup_steps": 100, "deterministic": False, "data": {"seed": 4}},
 )
 
@@ -439,7 +456,7 @@ def with_coarse_threshold(model_conf: str | dict, coarse_threshold: float | None
     """A model configuration with another coarse threshold (None: as it is)."""
     if coarse_threshold is None:
         return model_conf
-    return merge_conf(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
+    return merge(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
 
 
 def at_coarse_threshold(model: ELoFTR, coarse_threshold: float) -> ELoFTR:
@@ -496,7 +513,7 @@ def validate_at_thresholds(
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conf", default="lite-mix", choices=sorted(confs))
+    parser.add_argument("--conf", default="lite_mix", choices=sorted(confs))
     parser.add_argument("--output", type=Path, help="run folder (required except with --validate --weights)")
     parser.add_argument("--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)")
     parser.add_argument("--steps", type=int, help="total steps of the schedule")
@@ -522,20 +539,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def with_reweight_mode(conf: dict, mode: str) -> dict:
     """A copy of the training configuration whose model uses reweighting `mode` (off, bias, rescale, both)."""
-    return {**conf, "model": {**conf["model"], "reweight": {"mode": mode}}}
+    return merge(conf, {"model": {"reweight": {"mode": mode}}}, "training configuration")
 
 
 def conf_from_args(args: argparse.Namespace) -> dict:
-    conf = copy.deepcopy(confs[args.conf])
-    update = {"steps": args.steps, "batch_size": args.batch_size}
-    conf = merge_conf(conf, {k: v for k, v in update.items() if v is not None})
+    """The named training configuration with the command line's overrides (a copy)."""
+    data = {"folder": None if args.photos is None else str(args.photos), "seed": args.data_seed}
+    update = {"steps": args.steps, "batch_size": args.batch_size, "data": {k: v for k, v in data.items() if v is not None}}
     if args.mode:
-        conf = with_reweight_mode(conf, args.mode)
-    if args.photos:
-        conf["data"]["folder"] = str(args.photos)
-    if args.data_seed is not None:
-        conf["data"]["seed"] = args.data_seed
-    return conf
+        update["model"] = {"reweight": {"mode": args.mode}}
+    return merge(confs[args.conf], {k: v for k, v in update.items() if v is not None}, f"training configuration {args.conf!r}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""One configuration mechanism (utils/conf.py) behind the model, matcher, stage and training confs."""
+
+import pytest
+
+from sfm_reweight import match_dense, reconstruction
+from sfm_reweight.matcher import resolve_matcher_conf
+from sfm_reweight.model.config import resolve_conf
+from sfm_reweight.train import trainer
+from sfm_reweight.utils.conf import ConfError, Options, merge, resolve
+from sfm_reweight.utils.errors import SfmReweightError
+
+
+def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
+    with pytest.raises(ConfError, match=r"unknown key 'thr' in model configuration lite; expected one of \[.*'match_coarse'"):
+        resolve_conf({"name": "lite", "thr": 0.1})
+    with pytest.raises(ConfError, match=r"unknown key 'thrs' in model configuration lite.match_coarse"):
+        resolve_conf({"name": "lite", "match_coarse": {"thrs": 0.1}})
+    with pytest.raises(ConfError, match=r"matcher configuration xfeat.model.reweight"):
+        resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"modes": "off"}}})
+    with pytest.raises(ConfError, match=r"training configuration 'lite_mix'.data.homography"):
+        merge(trainer.confs["lite_mix"], {"data": {"homography": {"max_rotations": 3}}}, "training configuration 'lite_mix'")
+    with pytest.raises(ConfError, match="unknown matcher configuration 'tiny'; expected one of"):
+        resolve_matcher_conf("tiny")
+    assert issubclass(ConfError, SfmReweightError)
+
+
+def test_nested_overrides_reach_every_level_and_leave_the_named_conf_alone():
+    conf = resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"mode": "off"}}, "zooms": [0.5, 1.0]})
+    assert conf["model"]["reweight"]["mode"] == "off" and conf["zooms"] == [0.5, 1.0] and conf["name"] == "xfeat"
+    assert resolve_matcher_conf("xfeat")["model"]["reweight"]["mode"] == "both"
+    dense = resolve(match_dense.confs, {"name": "eloftr_lite", "matcher": {"rotations": [0, 180]}}, "eloftr_lite", "configuration")
+    assert dense["matcher"]["rotations"] == [0, 180] and match_dense.confs["eloftr_lite"]["matcher"]["rotations"] == [0]
+
+
+def test_library_options_are_open_and_stay_options():
+    conf = resolve(reconstruction.confs, {"name": "incremental", "mapper_options": {"min_num_matches": 30},
+                                          "two_view": {"ransac": {"max_error": 2.0}}}, "incremental", "configuration")
+    assert conf["mapper_options"] == {"min_num_matches": 30} and isinstance(conf["mapper_options"], Options)
+    assert conf["two_view"]["ransac"] == {"max_num_trials": 20000, "min_inlier_ratio": 0.1, "max_error": 2.0}
+    with pytest.raises(ConfError, match="expected a dict of options"):
+        resolve(reconstruction.confs, {"mapper_options": 3}, "incremental", "configuration")
+
+
+def test_matcher_confs_name_their_shipped_weights_explicitly():
+    assert resolve_matcher_conf("lite")["weights"] == "lite"
+    assert resolve_matcher_conf("xfeat")["weights"] == "xfeat-eloftr"
+    assert resolve_matcher_conf("full")["weights"] is None
