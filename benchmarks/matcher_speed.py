@@ -34,14 +34,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import torch
-from tqdm import tqdm
+# The BatchNorm calibration of the random networks and the official reference code are test helpers
+# (tests/helpers/), not part of the package: the tests folder goes on the path to import them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
 
-from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
-from sfm_reweight.model.config import resolve_conf
-from sfm_reweight.model.eloftr import ELoFTR
-from sfm_reweight.model.official import import_official, official_forward, official_model
-from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from helpers.calibration import calibrate_batchnorm, textured_image  # noqa: E402
+from helpers.official import import_official, official_forward, official_model  # noqa: E402
+from sfm_reweight.model.config import resolve_conf  # noqa: E402
+from sfm_reweight.model.eloftr import ELoFTR  # noqa: E402
+from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint  # noqa: E402
 
 SEED = 0
 SHIFT = (8, 16)  # (dy, dx) of the second image's crop, in pixels

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import torch
 
+from sfm_reweight.eval.matchers import default_label
 from sfm_reweight.model.weights import model_from_checkpoint
 from sfm_reweight.train import trainer
+from sfm_reweight.train.recipes import DEFAULT_PHOTOS, confs, with_reweight_mode
+from sfm_reweight.train.validation import validate, validation_pairs
 from sfm_reweight.utils.conf import merge
 
 logger = logging.getLogger("ablation")
@@ -45,22 +48,22 @@ def real_data_scores(matcher: str, weights: Path | None, data: Path, output: Pat
         command = [sys.executable, str(REPO / "pipelines" / script), "--root", str(data / folder), "--matchers", matcher,
                    *arguments, "--output", str(out), "--weights", str(weights) if weights else "none"]
         subprocess.run(command, check=True)
-        scores[name] = json.loads((out / "results.json").read_text())["matchers"][matcher][metric]
+        scores[name] = json.loads((out / "results.json").read_text())["matchers"][default_label(matcher)][metric]
     return scores
 
 
 def main(steps: int, output: Path, data: Path, base: str = "lite_mix", init_from: Path | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for mode in MODES:
-        conf = trainer.with_reweight_mode(merge(trainer.confs[base], {"steps": steps}), mode)
+        conf = with_reweight_mode(merge(confs[base], {"steps": steps}), mode)
         run = output / mode
         weights = run / f"{conf['model']['name']}_step{steps}.pt"
         if not weights.exists():
             weights = trainer.main(conf, run, init_from, init_plain=True)
         model, _ = model_from_checkpoint(weights)
-        synthetic = trainer.validate(model, trainer.validation_pairs(conf), torch.device("cpu"))
+        synthetic = validate(model, validation_pairs(conf), torch.device("cpu"))
         results[mode] = {"synthetic AUC@5px": 100 * synthetic["auc@5"], **real_data_scores("ours", weights, data, output / "eval")}
-    results["sift"] = {"synthetic AUC@5px": None, **real_data_scores("sift", None, data, output / "eval")}
+    results[default_label("sift")] = {"synthetic AUC@5px": None, **real_data_scores("sift", None, data, output / "eval")}
     columns = ["synthetic AUC@5px", *BENCHMARKS]
     start = f"from {init_from.name}, plain" if init_from else "from scratch"
     lines = [f"| reweighting ({steps} steps {start}) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -78,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, required=True, help="training steps of every run (the equal budget)")
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
-    parser.add_argument("--data", type=Path, default=trainer.DEFAULT_PHOTOS.parent, help="the shared data folder")
-    parser.add_argument("--base", default="lite_mix", choices=sorted(trainer.confs), help="training configuration")
+    parser.add_argument("--data", type=Path, default=DEFAULT_PHOTOS.parent, help="the shared data folder")
+    parser.add_argument("--base", default="lite_mix", choices=sorted(confs), help="training configuration")
     parser.add_argument("--init-from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: scratch)")
     return parser.parse_args(argv)
 

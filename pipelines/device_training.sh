@@ -28,7 +28,7 @@ from pathlib import Path
 
 import cv2
 
-from sfm_reweight.train.trainer import DEFAULT_PHOTOS
+from sfm_reweight.train.recipes import DEFAULT_PHOTOS
 
 for path in sorted(DEFAULT_PHOTOS.iterdir()):
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

@@ -5,7 +5,7 @@
     python pipelines/homography.py --root ../shared/data/sacre_coeur/mapping --layout warped --matchers ours sift
 
 `--layout warped`: any folder of photos, each matched against copies of itself zoomed (--zooms) and
-rotated (--rotations) about the centre (`eval_datasets.read_warped_photos`; views cached in
+rotated (--rotations) about the centre (`eval/warped_photos.write_warped_photos`; views written once to
 OUTPUT/views): how much zoom and rotation a matcher takes, one condition at a time. A second table
 gives AUC@5px and precision per condition.
 
@@ -28,8 +28,8 @@ from typing import Any
 
 import cv2
 
-from sfm_reweight import eval_datasets as ds
-from sfm_reweight.benchmarking import (
+from sfm_reweight.eval import datasets as ds
+from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
     build_matchers,
@@ -42,12 +42,13 @@ from sfm_reweight.benchmarking import (
     top_k,
     write_json,
 )
-from sfm_reweight.metrics import (
+from sfm_reweight.eval.metrics import (
     HOMOGRAPHY_THRESHOLDS_PX,
     corner_error,
     homography_precision,
     ransac_homography,
 )
+from sfm_reweight.eval.warped_photos import WARP_ROTATIONS, WARP_ZOOMS, write_warped_photos
 
 logger = logging.getLogger("homography")
 
@@ -100,7 +101,7 @@ def read_pairs(
 ) -> list[ds.EvalPair]:
     """The pairs of a dataset layout, or of photos warped into OUTPUT/views (layout "warped")."""
     if layout == "warped":
-        return ds.read_warped_photos(root, output / "views", zooms, rotations, max_photos=max_pairs)
+        return write_warped_photos(root, output / "views", zooms, rotations, max_photos=max_pairs)
     return LAYOUTS[layout](root)[:max_pairs]
 
 
@@ -109,8 +110,8 @@ def run(
     output: str | Path,
     matchers: tuple[str, ...] = DEFAULT_MATCHERS,
     layout: str = "auto",
-    zooms: tuple[float, ...] = ds.WARP_ZOOMS,
-    rotations: tuple[float, ...] = ds.WARP_ROTATIONS,
+    zooms: tuple[float, ...] = WARP_ZOOMS,
+    rotations: tuple[float, ...] = WARP_ROTATIONS,
     conf: str = "lite",
     weights: str | None = "default",
     eloftr_weights: str | None = None,
@@ -194,9 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--layout", choices=(*LAYOUTS, "warped"), default="auto",
         help="hpatches, oxford, auto (per sequence), or warped (--root: a folder of photos)",
     )
-    parser.add_argument("--zooms", type=float, nargs="+", default=list(ds.WARP_ZOOMS),
+    parser.add_argument("--zooms", type=float, nargs="+", default=list(WARP_ZOOMS),
                         help="warped layout: zooms of image 1 at rotation 0 (default %(default)s)")
-    parser.add_argument("--rotations", type=float, nargs="+", default=list(ds.WARP_ROTATIONS),
+    parser.add_argument("--rotations", type=float, nargs="+", default=list(WARP_ROTATIONS),
                         help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)")
     parser.add_argument(
         "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"

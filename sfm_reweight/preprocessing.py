@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import torch
 
+from .model.eloftr import COARSE_STRIDE
+
 PAD_MULTIPLE = 32  # the coarse transformer aggregates 4x4 cells of 8 px
-SIZE_MULTIPLE = 8  # resized sides are multiples of the coarse stride, so coarse masks are exact
+SIZE_MULTIPLE = COARSE_STRIDE  # resized sides are multiples of the coarse stride, so coarse masks are exact
 MIN_SIDE = 32
 
 
@@ -29,7 +31,7 @@ class Prepared:
     def padded(self) -> bool:
         return self.image.shape[::-1] != self.size
 
-    def coarse_mask(self, stride: int = 8) -> torch.Tensor:
+    def coarse_mask(self, stride: int = COARSE_STRIDE) -> torch.Tensor:
         """[Hp/stride, Wp/stride] bool, True on cells of the image."""
         hp, wp = self.image.shape
         mask = torch.zeros(hp // stride, wp // stride, dtype=torch.bool)
@@ -37,8 +39,20 @@ class Prepared:
         return mask
 
     def to_original(self, keypoints: np.ndarray) -> np.ndarray:
-        """Network pixels -> original pixels, both pixel-centre convention: (k + 0.5) * scale - 0.5."""
-        return ((keypoints + 0.5) * self.scale - 0.5).astype(np.float32)
+        """Network pixels -> original pixels (`to_original` with this image's scale)."""
+        return to_original(keypoints, self.scale)
+
+
+def to_original(points: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Points [M,2] of a resized image -> the original image's pixels, [M,2] float32; scale (sx, sy) =
+    original pixels per resized pixel; integer pixel centres in both: (k + 0.5) s - 0.5."""
+    return ((np.asarray(points, np.float64).reshape(-1, 2) + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def pixel_scaling(sx: float, sy: float) -> np.ndarray:
+    """The rule of `to_original` as a [3,3] matrix S on homogeneous pixel coordinates: x' = (x + 0.5) sx - 0.5,
+    from an image to the same image scaled by (sx, sy); so K' = S K, and H' = S1 H S0^-1 between resized views."""
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
 def rot90_points(points: np.ndarray, k: int, size: tuple[int, int]) -> np.ndarray:

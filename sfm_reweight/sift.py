@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import cli
 from .image_io import ImageReadError, read_image, to_gray_float
 from .io import atomic_h5, has_pair, list_h5_names, output_paths, write_features, write_matches
-from .preprocessing import resized_size
+from .preprocessing import resized_size, to_original
 from .utils.pairs import read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ confs: dict[str, dict[str, Any]] = {
 }
 
 CHUNK_ROWS = 2048  # descriptor-similarity rows computed at once
+# this matcher's name in summaries and figures: pycolmap's SIFT, not the benchmarks' OpenCV SIFT
+# (eval/matchers.py, labelled "SIFT (OpenCV)")
+LABEL = "SIFT (pycolmap)"
 
 
 def extract(extractor: pycolmap.FeatureExtractor, gray: np.ndarray, resize_max: int | None) -> dict[str, np.ndarray]:
@@ -51,7 +54,8 @@ def extract(extractor: pycolmap.FeatureExtractor, gray: np.ndarray, resize_max: 
     kp = pycolmap.keypoints_to_matrix(keypoints).reshape(-1, 4)
     scale = np.array([w / new_w, h / new_h])
     return {
-        "keypoints": (kp[:, :2] * scale - 0.5).astype(np.float32),  # COLMAP's corner convention -> centres
+        # COLMAP puts pixel corners at integers: - 0.5 gives pixel centres in the resized image
+        "keypoints": to_original(kp[:, :2].astype(np.float64) - 0.5, scale),
         "scales": (kp[:, 2] * scale.mean()).astype(np.float32),
         "descriptors": np.asarray(descriptors.data, np.uint8).reshape(-1, 128),
     }

@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .image_io import read_image, to_float_image, to_gray_float
+from .model.eloftr import COARSE_STRIDE
 
 ImageInput = str | Path | np.ndarray
 
@@ -200,7 +201,7 @@ def upsample_matchability(matchability: np.ndarray, image_size: tuple[int, int])
     h, w = matchability.shape
     ax, ay = w / w_img, h / h_img
     # destination (original pixel) -> source (cell) affine map, applied with WARP_INVERSE_MAP
-    M = np.array([[ax, 0.0, 0.5 * ax - 1.0 / 16.0], [0.0, ay, 0.5 * ay - 1.0 / 16.0]], np.float64)
+    M = np.array([[ax, 0.0, 0.5 * ax - 0.5 / COARSE_STRIDE], [0.0, ay, 0.5 * ay - 0.5 / COARSE_STRIDE]], np.float64)
     return cv2.warpAffine(
         matchability,
         M,

@@ -5,7 +5,7 @@ import pytest
 from sfm_reweight import match_dense, reconstruction
 from sfm_reweight.matcher import resolve_matcher_conf
 from sfm_reweight.model.config import resolve_conf
-from sfm_reweight.train import trainer
+from sfm_reweight.train import recipes
 from sfm_reweight.utils.conf import ConfError, Options, merge, resolve
 from sfm_reweight.utils.errors import SfmReweightError
 
@@ -18,7 +18,7 @@ def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
     with pytest.raises(ConfError, match=r"matcher configuration xfeat.model.reweight"):
         resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"modes": "off"}}})
     with pytest.raises(ConfError, match=r"training configuration 'lite_mix'.data.homography"):
-        merge(trainer.confs["lite_mix"], {"data": {"homography": {"max_rotations": 3}}}, "training configuration 'lite_mix'")
+        merge(recipes.confs["lite_mix"], {"data": {"homography": {"max_rotations": 3}}}, "training configuration 'lite_mix'")
     with pytest.raises(ConfError, match="unknown matcher configuration 'tiny'; expected one of"):
         resolve_matcher_conf("tiny")
     assert issubclass(ConfError, SfmReweightError)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import torch
 
-from sfm_reweight.model.calibration import textured_image
+from helpers.calibration import textured_image
 from sfm_reweight.train.megadepth import MegaDepthConf, MegaDepthPairs
 from sfm_reweight.train.scannet import ScanNetConf, ScanNetPairs
 from sfm_reweight.train.supervision import coarse_supervision

@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 
 from conftest import load_pipeline
-from sfm_reweight import eval_datasets as ds
-from sfm_reweight.baselines import (
+from sfm_reweight.eval import datasets as ds
+from sfm_reweight.eval.benchmark import markdown_table, top_k
+from sfm_reweight.eval.matchers import (
     Matches,
     MatcherUnavailable,
     SiftMatcher,
     build_matcher,
     parse_spec,
     resize_long_side,
-    to_original,
 )
-from sfm_reweight.benchmarking import markdown_table, top_k
-from sfm_reweight.image_io import write_image_atomic
-from sfm_reweight.metrics import (
+from sfm_reweight.eval.metrics import (
     corner_error,
     epipolar_precision,
     error_auc,
@@ -32,6 +30,9 @@ from sfm_reweight.metrics import (
     relative_pose_error,
     symmetric_epipolar_distance,
 )
+from sfm_reweight.eval.warped_photos import write_warped_photos
+from sfm_reweight.image_io import write_image_atomic
+from sfm_reweight.preprocessing import rot90_points, to_original
 from sfm_reweight.sample_data import sample_pair
 
 
@@ -320,7 +321,7 @@ def test_upright_rotation_round_trip():
         upright = ds.upright_image(image, k)
         uy, ux = np.mgrid[0 : upright.shape[0], 0 : upright.shape[1]]
         kpts = np.stack([ux.ravel(), uy.ravel()], axis=1).astype(np.float64)
-        stored = ds.keypoints_to_stored(kpts, k, (7, 5)).astype(int)
+        stored = rot90_points(kpts, -k, upright.shape[::-1]).astype(int)  # back into the stored image
         np.testing.assert_array_equal(image[stored[:, 1], stored[:, 0]], upright[uy.ravel(), ux.ravel()])
 
 
@@ -334,6 +335,9 @@ def test_matcher_specs_and_unavailable_matchers(monkeypatch):
         {"conf": "full", "weights": "a/b.ckpt", "thr": 0.1, "label": "x"},
     )
     assert parse_spec("sift") == ("sift", {})
+    # OpenCV's SIFT says so in tables and JSON, apart from the SfM stage's pycolmap SIFT
+    assert [build_matcher(s).label for s in ("sift", "sift:ratio=0.7", "sift:label=x")] == [
+        "SIFT (OpenCV)", "SIFT (OpenCV):ratio=0.7", "x"]
     with pytest.raises(ValueError, match="unknown matcher 'orb'"):
         parse_spec("orb")
     with pytest.raises(ValueError, match="expected key=value"):
@@ -387,12 +391,12 @@ def test_homography_pipeline_end_to_end(tmp_path, warped_pair, capsys):
             str(tmp_path / "out"),
         ]
     )
-    assert results["matchers"]["sift"]["auc@10"] > 50
+    assert results["matchers"]["SIFT (OpenCV)"]["auc@10"] > 50
     assert "eloftr" in results["skipped_matchers"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["settings"]["resize"] == 320 and saved["per_pair"]["sift"][0]["pair"] == "seq/1.ppm seq/2.ppm"
+    assert saved["settings"]["resize"] == 320 and saved["per_pair"]["SIFT (OpenCV)"][0]["pair"] == "seq/1.ppm seq/2.ppm"
     assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
-    assert "| sift |" in capsys.readouterr().out
+    assert "| SIFT (OpenCV) |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("zoom, degrees", [(0.55, 0.0), (1.0, 30.0), (1.0, 90.0)])
@@ -401,7 +405,7 @@ def test_warped_photo_views_follow_their_homography(tmp_path, zoom, degrees):
     image = np.zeros((120, 160), np.uint8)
     cv2.circle(image, (40, 30), 3, 255, -1)  # a blob off-centre: where it lands tests H
     write_image_atomic(photos / "a.png", image)
-    pairs = ds.read_warped_photos(photos, tmp_path / "views", zooms=[zoom], rotations=[degrees])
+    pairs = write_warped_photos(photos, tmp_path / "views", zooms=[zoom], rotations=[degrees])
     pair = pairs[-1]
     assert pair.image1 == tmp_path / "views" / "a" / f"zoom{zoom:.2f}_rot{degrees:03.0f}.png"
     view = cv2.imread(str(pair.image1), cv2.IMREAD_GRAYSCALE).astype(np.float64)
@@ -419,10 +423,10 @@ def test_homography_pipeline_on_warped_photos(tmp_path, warped_pair):
         ["--root", str(tmp_path / "photos"), "--layout", "warped", "--zooms", "1", "0.6", "--rotations", "20",
          "--matchers", "sift", "--resize", "0", "--output", str(tmp_path / "out")]
     )
-    conditions = [r["condition"] for r in results["per_pair"]["sift"]]
+    conditions = [r["condition"] for r in results["per_pair"]["SIFT (OpenCV)"]]
     assert conditions == ["zoom1.00_rot000", "zoom0.60_rot000", "zoom1.00_rot020"]
-    assert results["matchers"]["sift"]["auc@5"] > 50  # SIFT takes these zooms and rotations
-    assert "| sift | " in results["table"].split("\n\n")[1] and "zoom0.60_rot000" in results["table"]
+    assert results["matchers"]["SIFT (OpenCV)"]["auc@5"] > 50  # SIFT takes these zooms and rotations
+    assert "| SIFT (OpenCV) | " in results["table"].split("\n\n")[1] and "zoom0.60_rot000" in results["table"]
 
 
 def test_relative_pose_pipeline_pose_errors():
@@ -454,4 +458,5 @@ def test_real_data_readers_and_relative_pose_pipeline(data_root, tmp_path):
             str(tmp_path),
         ]
     )
-    assert results["matchers"]["sift"]["pairs"] == 2 and results["matchers"]["sift"]["matches"] > 10
+    sift = results["matchers"]["SIFT (OpenCV)"]
+    assert sift["pairs"] == 2 and sift["matches"] > 10

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from helpers.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.matchability import MatchabilityCalibration, matchability_maps

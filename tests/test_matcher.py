@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from helpers.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight import Matcher
 from sfm_reweight.image_io import ImageReadError, to_gray_float
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import save_checkpoint
+from sfm_reweight.utils.conf import ConfError
 from sfm_reweight.preprocessing import prepare, resized_size, rot90_points
 
 CONF = {"name": "lite", "resize_max": 320}
@@ -188,7 +189,7 @@ def test_bad_inputs_are_named(matcher, tmp_path):
         matcher(np.full((64, 64), np.nan, np.float32), image)
     with pytest.raises(ValueError, match="shape"):
         matcher(np.zeros((4, 64, 64, 3), np.uint8), image)
-    with pytest.raises(KeyError, match="unknown matcher configuration"):
+    with pytest.raises(ConfError, match="unknown matcher configuration"):
         Matcher("huge", weights=None)
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from helpers.calibration import calibrate_batchnorm, textured_image
+from helpers.official import official_forward, official_model
 from sfm_reweight.model.eloftr import ELoFTR
-from sfm_reweight.model.official import official_forward, official_model
 
 THR = 0.1  # the official evaluation threshold; the calibrated random network keeps hundreds of matches
 

@@ -10,8 +10,8 @@ import pycolmap
 import pytest
 
 from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
-from sfm_reweight.eval_datasets import DatasetFormatError
-from sfm_reweight.sfm_evaluation import camera_centre_errors, read_camera_centres, widest_covisible_pair
+from sfm_reweight.eval.datasets import DatasetFormatError
+from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 
@@ -83,6 +83,7 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert len(pycolmap.Reconstruction(output / "sfm").cameras) == 1
     assert summary["registered"] == 5 and summary["not_registered"] == ["zz_broken.jpg"]
     assert summary["weakly_registered"] == []
+    assert summary["matcher"] == "sift" and summary["matcher_label"] == "SIFT (pycolmap)"  # not the benchmarks' OpenCV SIFT
     assert summary["camera_centres"]["common"] == 5
     assert summary["camera_centres"]["median"] < 0.05  # metres; the views are 0.6 m apart
     assert json.loads((output / "summary.json").read_text()) == summary

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import torch
 
-from sfm_reweight.model.calibration import textured_image
+from helpers.calibration import textured_image
 from sfm_reweight.synthetic_scene import Camera, Rectangle, look_at, render
 from sfm_reweight.train.supervision import coarse_supervision
 from sfm_reweight.train.synthetic_pairs import SyntheticPairConf, SyntheticScenePairs

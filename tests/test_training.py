@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_pipeline
+from helpers.calibration import textured_image
 
-from sfm_reweight.metrics import auroc
-from sfm_reweight.model.calibration import textured_image
+from sfm_reweight.eval.metrics import auroc
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import subpixel_offsets
 from sfm_reweight.model.weights import model_from_checkpoint
-from sfm_reweight.train import trainer
+from sfm_reweight.train import logs, recipes, trainer, validation
 from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
 from sfm_reweight.train.losses import coarse_negative_loss
@@ -179,7 +179,7 @@ def test_homography_pairs_are_consistent_and_deterministic(photos):
 
 
 def tiny_conf(photos, steps=4):
-    conf = trainer.confs["lite_homography"]
+    conf = recipes.confs["lite_homography"]
     return merge(conf, {
         "data": {"folder": str(photos), "size": [128, 96], "seed": 0},
         "steps": steps, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "val_every": 2, "val_pairs": 2,
@@ -192,7 +192,7 @@ def test_losses_are_finite_and_decrease_on_one_batch(photos):
     data = HomographyPairs(photos, HomographyPairConf(size=(128, 96), occluder_prob=0.5))
     batch = collate([data[0], data[1]], torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    weights = trainer.confs["lite_mix_large_negatives"]["loss_weights"]
+    weights = recipes.confs["lite_mix_large_negatives"]["loss_weights"]
     first = None
     for _ in range(6):
         terms = trainer.training_losses(model, batch, weights)
@@ -210,7 +210,7 @@ def test_map_calibration_moves_at_its_own_learning_rate(photos):
     """Adam moves each parameter ~lr per step: the calibration's scalars get `calibration_lr`, the gates
     `gate_lr`, the rest `lr`."""
     torch.manual_seed(0)
-    conf = trainer.confs["lite_mix"]
+    conf = recipes.confs["lite_mix"]
     model = ELoFTR("lite").train()
     batch = collate([HomographyPairs(photos, HomographyPairConf(size=(128, 96)))[0]], torch.device("cpu"))
     before = {k: v.detach().clone() for k, v in model.named_parameters() if "matchability" in k}
@@ -242,7 +242,7 @@ def test_resume_continues_exactly(photos, tmp_path):
     assert (split / "loss.png").stat().st_size > 0 and (split / "val.csv").exists()
     # in-loop validation is at the conf's coarse threshold: the same figures as --validate there
     val = list(csv.DictReader(open(split / "val.csv")))[-1]
-    [again] = trainer.validate_state(split / "last.pt", [conf["val_coarse_threshold"]])
+    [again] = validation.validate_state(split / "last.pt", [conf["val_coarse_threshold"]])
     assert float(val["thr"]) == again["thr"] and float(val["matches"]) == pytest.approx(again["matches"])
     with pytest.raises(ValueError, match="another configuration"):
         trainer.main(merge(conf, {"lr": 0.5}), split)
@@ -259,15 +259,15 @@ def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
     conf = trainer.conf_from_args(args)
     assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
     assert conf["model"]["reweight"]["mode"] == "bias"
-    assert trainer.confs["lite_mix_large_long"]["data"]["seed"] == 3  # the named conf is untouched
+    assert recipes.confs["lite_mix_large_long"]["data"]["seed"] == 3  # the named conf is untouched
     assert trainer.conf_from_args(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"])) == \
-        trainer.confs["lite_mix_large_long"]
+        recipes.confs["lite_mix_large_long"]
 
 
 def test_data_mix_is_deterministic_per_step(photos):
     from sfm_reweight.train.data_mix import StepBatches, batch_items, build_sources
 
-    data_conf = merge(trainer.confs["lite_mix"]["data"], {"folder": str(photos), "size": [96, 64], "seed": 1})
+    data_conf = merge(recipes.confs["lite_mix"]["data"], {"folder": str(photos), "size": [96, 64], "seed": 1})
     sources = build_sources(data_conf)
     kinds = [batch_items(sources, data_conf, step, 1)[0] for step in range(12)]
     assert set(kinds) == {"homography", "synthetic"}
@@ -280,12 +280,12 @@ def test_data_mix_is_deterministic_per_step(photos):
 
 def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
     ablation = load_pipeline("ablation")
-    monkeypatch.setitem(trainer.confs, "tiny", tiny_conf(photos, steps=2))
+    monkeypatch.setitem(recipes.confs, "tiny", tiny_conf(photos, steps=2))
     scored = []
     monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, weights, data, out: scored.append(weights) or {
         name: 1.0 for name in ablation.BENCHMARKS})
     results = ablation.main(2, tmp_path, tmp_path, base="tiny")
-    assert list(results) == [*ablation.MODES, "sift"]
+    assert list(results) == [*ablation.MODES, "SIFT (OpenCV)"]
     for mode in ablation.MODES:
         ckpt = torch.load(tmp_path / mode / "lite_step2.pt", weights_only=False)
         assert ckpt["conf"]["reweight"]["mode"] == mode and ckpt["step"] == 2
@@ -298,7 +298,7 @@ def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path,
 
 def test_validate_state_at_other_thresholds(photos, tmp_path):
     trainer.main(tiny_conf(photos, steps=2), tmp_path)
-    rows = trainer.validate_state(tmp_path / "last.pt", [0.2, 0.0])
+    rows = validation.validate_state(tmp_path / "last.pt", [0.2, 0.0])
     assert [r["thr"] for r in rows] == [0.2, 0.0] and all(r["step"] == 2 for r in rows)
     assert rows[1]["matches"] >= rows[0]["matches"]  # a lower threshold keeps at least as many matches
     assert all(0.0 <= r["matchability_auroc"] <= 1.0 for r in rows)  # tiny_conf reweights: maps exist
@@ -306,7 +306,7 @@ def test_validate_state_at_other_thresholds(photos, tmp_path):
     assert all(math.isnan(r["fine_error_px"]) or 0.0 <= r["fine_error_px"] <= 3.0 for r in rows)
     # the exported (fp16) weights validate on the same pairs: the same metrics, up to fp16 rounding
     exported = trainer.export(tmp_path / "last.pt", tmp_path / "lite.pt")
-    [row] = trainer.validate_checkpoint(exported, tiny_conf(photos, steps=2), [0.0])
+    [row] = validation.validate_checkpoint(exported, tiny_conf(photos, steps=2), [0.0])
     assert row.keys() == rows[1].keys() and row["step"] is None
     assert abs(row["matches"] - rows[1]["matches"]) <= 0.05 * rows[1]["matches"] + 1
 
@@ -321,9 +321,9 @@ def test_auroc_of_hand_made_scores():
 
 def test_log_of_an_older_version_gets_new_columns(tmp_path):
     log = tmp_path / "val.csv"
-    trainer.append_csv(log, {"step": 500, "auc@5": 0.1})
-    trainer.append_csv(log, {"step": 1000, "auc@5": 0.2, "matchability_auroc": 0.6})
-    trainer.append_csv(log, {"step": 1500, "auc@5": 0.3, "matchability_auroc": 0.7})
+    logs.append_csv(log, {"step": 500, "auc@5": 0.1})
+    logs.append_csv(log, {"step": 1000, "auc@5": 0.2, "matchability_auroc": 0.6})
+    logs.append_csv(log, {"step": 1500, "auc@5": 0.3, "matchability_auroc": 0.7})
     rows = list(csv.DictReader(open(log)))
     assert [r["step"] for r in rows] == ["500", "1000", "1500"]
     assert [r["matchability_auroc"] for r in rows] == ["", "0.6", "0.7"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import load_pipeline
-from sfm_reweight.model.calibration import textured_image
-from sfm_reweight.metrics import apply_homography
+from helpers.calibration import textured_image
+from sfm_reweight.eval.metrics import apply_homography
 from sfm_reweight.sample_data import sample_homography, sample_pair, warp_image
 from sfm_reweight.visualization import (
     COLORBAR_BAND_PX,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sfm_reweight.model.calibration import calibrate_batchnorm, textured_image
+from helpers.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import CheckpointError, load_weights, model_from_checkpoint, save_checkpoint
 

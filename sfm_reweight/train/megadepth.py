@@ -20,9 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..image_io import read_image, to_gray_float
+from ..model.eloftr import COARSE_STRIDE
 from ..preprocessing import prepare
-
-COARSE_STRIDE = 8
 
 
 @dataclass
@@ -61,7 +60,7 @@ def square_input(path: Path, resize: int) -> tuple[np.ndarray, np.ndarray, torch
     image = np.zeros((resize, resize), np.float32)
     image[:h, :w] = prepared.image
     mask = torch.zeros(resize // COARSE_STRIDE, resize // COARSE_STRIDE, dtype=torch.bool)
-    mask[: prepared.size[1] // COARSE_STRIDE, : prepared.size[0] // COARSE_STRIDE] = True
+    mask[: h // COARSE_STRIDE, : w // COARSE_STRIDE] = prepared.coarse_mask()
     return image, prepared.scale, mask
 
 

@@ -1,5 +1,5 @@
 """Real image pairs for in-loop validation: the Oxford affine sequences, pairs 1-2 .. 1-`last`,
-resized to the training views' size so that `trainer.validate` scores them like its synthetic
+resized to the training views' size so that `validation.validate` scores them like its synthetic
 homography pairs. A stage that gains on synthetic pairs and loses on real photos shows in val.csv.
 """
 
@@ -9,13 +9,9 @@ import cv2
 import numpy as np
 import torch
 
-from ..eval_datasets import read_oxford
+from ..eval.datasets import read_oxford
 from ..image_io import read_image, to_gray_float
-
-
-def pixel_scaling(sx: float, sy: float) -> np.ndarray:
-    """[3,3] map of pixel centres of an image resized by (sx, sy): x' = (x + 0.5) sx - 0.5."""
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+from ..preprocessing import pixel_scaling
 
 
 def oxford_validation_pairs(root: str | Path, size: tuple[int, int], last: int = 4) -> list[dict]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.eloftr import COARSE_STRIDE
 from .warps import Warp
 
 
@@ -68,7 +69,7 @@ def coarse_supervision(
     n: int,
     hw0: tuple[int, int],
     hw1: tuple[int, int],
-    stride: int = 8,
+    stride: int = COARSE_STRIDE,
     mask0: torch.Tensor | None = None,
     mask1: torch.Tensor | None = None,
 ) -> CoarseSupervision:
@@ -112,7 +113,7 @@ def fine_supervision(
     w0: int,
     w1: int,
     window: int = 8,
-    stride: int = 8,
+    stride: int = COARSE_STRIDE,
 ) -> FineSupervision:
     """Targets for coarse matches (b, i, j) [M] on coarse grids of widths w0, w1."""
     device = b_ids.device

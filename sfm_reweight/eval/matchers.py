@@ -23,7 +23,8 @@ keypoints [M,2] float32 in those images' pixels (integer values at pixel centres
   max_keypoints: 4096 (the package's default) for `xfeat` and `xfeat+lighterglue`, 10000 for
   `xfeat*` (the paper's semi-dense setting and the package's MegaDepth-1500 script; its constructor's
   default is 4096).
-Every spec also takes label=NAME (default: the spec itself), the name in tables and JSON.
+Every spec also takes label=NAME, the name in tables and JSON; default: the spec itself, but `sift`
+reads `SIFT (OpenCV)` there (`LABELS`), apart from the SfM stage's SIFT (sfm_reweight/sift.py, pycolmap's).
 
 A matcher that cannot be built here (no checkpoint given, package missing) raises
 `MatcherUnavailable` with the reason; the benchmarks report it and go on without it.
@@ -43,8 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .matcher import Matcher
-from .utils.errors import SfmReweightError
+from ..matcher import Matcher
+from ..preprocessing import to_original
+from ..utils.errors import SfmReweightError
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,11 @@ class BaseMatcher:
 def resize_long_side(image: np.ndarray, resize: int | None, enlarge: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Shrink so that the long side is at most `resize` (area interpolation) or, with `enlarge`,
     also enlarge smaller images to exactly `resize` (cubic); returns the image and (sx, sy) =
-    original pixels per resized pixel."""
+    original pixels per resized pixel.
+
+    Not `preprocessing.resized_size` on purpose: that is our network's rule (sides floored to
+    multiples of the coarse stride, a 32 px minimum side, no enlarging but by force); this one is the
+    benchmark's, the same pixels for every matcher, whatever sizes each network then needs for itself."""
     h, w = image.shape[:2]
     if not resize or max(w, h) == resize or (max(w, h) < resize and not enlarge):
         return image, np.ones(2)
@@ -92,11 +98,6 @@ def resize_long_side(image: np.ndarray, resize: int | None, enlarge: bool = Fals
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     resized = np.clip(cv2.resize(image, (new_w, new_h), interpolation=interpolation), 0.0, 1.0)
     return resized, np.array([w / new_w, h / new_h])
-
-
-def to_original(kpts: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Resized pixels -> original pixels, integer pixel centres in both: (k + 0.5) s - 0.5."""
-    return ((np.asarray(kpts, np.float64).reshape(-1, 2) + 0.5) * scale - 0.5).astype(np.float32)
 
 
 def gray(image: np.ndarray) -> np.ndarray:
@@ -493,6 +494,18 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+# the names in tables and JSON of specs whose own name is ambiguous: the SfM stage's SIFT
+# (sfm_reweight/sift.py) is pycolmap's, labelled "SIFT (pycolmap)"
+LABELS = {"sift": "SIFT (OpenCV)"}
+
+
+def default_label(spec: str) -> str:
+    """A spec's label without label=...: the spec, its matcher's name replaced by `LABELS`' where it has one."""
+    name, colon, options = spec.partition(":")
+    label = LABELS.get(name.strip().lower())
+    return spec if label is None else label + colon + options
+
+
 ALLOWED_OPTIONS = {
     "ours": {"conf", "weights", "reweight", "thr", "rotations", "zooms", "search", "seed"},
     "eloftr": {"weights", "thr"},
@@ -511,7 +524,7 @@ def build_matcher(
     """A matcher from its spec; `defaults[name]` fills options the spec leaves out (e.g. the CLI's
     --weights for `ours`). Raises MatcherUnavailable when it cannot run here, ValueError for a bad spec."""
     name, options = parse_spec(spec)
-    label = str(options.pop("label", spec))
+    label = str(options.pop("label", default_label(spec)))
     options = {**(defaults or {}).get(name, {}), **options}
     unknown = set(options) - ALLOWED_OPTIONS[name]
     if unknown:

@@ -3,7 +3,7 @@ pipelines/homography.py): build the matchers, match every pair with every matche
 pixels, and report (markdown table, JSON, cumulative error curves).
 
 Per pair, the images are read once, turned upright (`EvalPair.rotation*`), converted to float
-[0,1] gray or RGB, and handed to every matcher through `baselines.match_resized` (same long side
+[0,1] gray or RGB, and handed to every matcher through `matchers.match_resized` (same long side
 for all); keypoints come back in the stored images' pixels, so the ground truth applies as given.
 """
 
@@ -22,11 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from .baselines import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
-from .eval_datasets import EvalPair, keypoints_to_stored, read_pair_images, upright_image
-from .image_io import ImageReadError, to_float_image
+from ..image_io import ImageReadError, to_float_image
+from ..preprocessing import rot90_points
+from ..utils import atomic
+from .datasets import EvalPair, read_pair_images, upright_image
+from .matchers import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
 from .metrics import error_auc
-from .utils import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help=f"output folder (default {output_default})")
     parser.add_argument(
         "--matchers", nargs="+", default=list(DEFAULT_MATCHERS),
-        help="matcher specs name[:key=value,...] (see sfm_reweight/baselines.py); default: %(default)s",
+        help="matcher specs name[:key=value,...] (see sfm_reweight/eval/matchers.py); default: %(default)s",
     )
     parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
     parser.add_argument(
@@ -142,8 +143,8 @@ def match_all(
         results = {}
         for matcher in matchers:
             m = match_resized(matcher, image0, image1, resize, enlarge)
-            m.kpts0 = keypoints_to_stored(m.kpts0, pair.rotation0, size0)
-            m.kpts1 = keypoints_to_stored(m.kpts1, pair.rotation1, size1)
+            m.kpts0 = rot90_points(m.kpts0, -pair.rotation0, image0.shape[1::-1])  # upright -> stored pixels
+            m.kpts1 = rot90_points(m.kpts1, -pair.rotation1, image1.shape[1::-1])
             results[matcher.label] = m
         yield PairResult(pair, size0, size1, results)
 

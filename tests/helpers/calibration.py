@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .eloftr import ELoFTR
+from sfm_reweight.model.eloftr import ELoFTR
 
 
 def textured_image(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -10,9 +10,8 @@ Homography:
     read_hpatches(root)                        <seq>/1.ppm..6.ppm + H_1_k; pairs (1, k)
     read_oxford(root)                          <seq>/img1..6.<ext> + H1toNp; pairs (1, N)
     read_homography_dataset(root)              either layout, per sequence folder
-    read_warped_photos(root, views, zooms, rotations)
-                                               any photos, each against copies of itself zoomed
-                                               and rotated about the centre; pairs (photo, view)
+(Any photos against zoomed and rotated copies of themselves, which are written first:
+`warped_photos.write_warped_photos`.)
 
 Conventions of every `EvalPair` (whatever the source uses):
 - pixel coordinates have integer values at pixel centres (pixel (0, 0) covers [-0.5, 0.5]^2), the
@@ -34,11 +33,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .image_io import IMAGE_EXTENSIONS, read_image, write_image_atomic
-from .utils.errors import SfmReweightError
+from ..image_io import IMAGE_EXTENSIONS, read_image
+from ..preprocessing import pixel_scaling
+from ..utils.errors import SfmReweightError
 
 PAIRS_GT_FIELDS = "name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16)"
 
@@ -144,9 +143,7 @@ def corner_to_centre(K: np.ndarray) -> np.ndarray:
 def scale_intrinsics(K: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     """K of an image -> K of the same image resized by (sx, sy), integer pixel centres kept:
     f' = s f, c' = (c + 0.5) s - 0.5."""
-    sx, sy = scale
-    S = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-    return S @ np.asarray(K, np.float64)
+    return pixel_scaling(*scale) @ np.asarray(K, np.float64)
 
 
 def intrinsics_for(pair: EvalPair, k: int, size: tuple[int, int]) -> np.ndarray:
@@ -161,25 +158,9 @@ def intrinsics_for(pair: EvalPair, k: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def upright_image(image: np.ndarray, rotation: int) -> np.ndarray:
-    """np.rot90(image, rotation): the image as the matchers see it."""
+    """np.rot90(image, rotation): the image as the matchers see it. Points found in it map back to the
+    stored image with `preprocessing.rot90_points(points, -rotation, (its width, its height))`."""
     return np.ascontiguousarray(np.rot90(image, rotation % 4)) if rotation % 4 else image
-
-
-def keypoints_to_stored(kpts: np.ndarray, rotation: int, stored_size: tuple[int, int]) -> np.ndarray:
-    """Keypoints [M,2] in the upright image (`upright_image(image, rotation)`) -> the stored image's
-    pixels, whose size is stored_size (w, h); integer pixel centres in both."""
-    w, h = stored_size
-    x, y = kpts[:, 0], kpts[:, 1]
-    r = rotation % 4
-    if r == 0:
-        return kpts
-    if r == 1:
-        out = (w - 1 - y, x)
-    elif r == 2:
-        out = (w - 1 - x, h - 1 - y)
-    else:
-        out = (y, h - 1 - x)
-    return np.stack(out, axis=1).astype(kpts.dtype)
 
 
 def read_pair_images(pair: EvalPair) -> tuple[np.ndarray, np.ndarray]:
@@ -495,45 +476,3 @@ def read_homography_dataset(root: str | Path) -> list[EvalPair]:
         for p in homography_sequence(folder, "hpatches" if (folder / "H_1_2").is_file() else "oxford")
     ]
 
-
-# the conditions of `read_warped_photos`: zooms at rotation 0, rotations (degrees) at zoom 1
-WARP_ZOOMS = (1.0, 0.85, 0.7, 0.55, 0.4)
-WARP_ROTATIONS = (15.0, 30.0, 45.0, 90.0)
-
-
-def warp_about_centre(size: tuple[int, int], zoom: float, degrees: float) -> np.ndarray:
-    """H [3,3] of a zoom and a counter-clockwise rotation (as seen on screen) about the centre of
-    an image of size (w, h), in integer pixel-centre coordinates."""
-    w, h = size
-    return np.vstack([cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, zoom), [0.0, 0.0, 1.0]])
-
-
-def read_warped_photos(
-    root: str | Path,
-    views: str | Path,
-    zooms: Sequence[float] = WARP_ZOOMS,
-    rotations: Sequence[float] = WARP_ROTATIONS,
-    max_photos: int | None = None,
-) -> list[EvalPair]:
-    """Each photo of `root` (sorted, the first `max_photos`) against copies of itself zoomed by each
-    of `zooms` (image 1 shows the content at that size; below 1 a black border surrounds it) at
-    rotation 0, and rotated by each of `rotations` (degrees) at zoom 1: a known H per pair, the same
-    photo content, so that a matcher's loss of precision is due to the zoom or rotation alone. Views
-    are written once as `views/<photo stem>/zoom<z>_rot<r>.png` (the condition is the file stem)."""
-    root, views = require_dir(Path(root), "photo folder"), Path(views)
-    photos = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:max_photos]
-    if not photos:
-        raise DatasetFormatError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    conditions = [(z, 0.0) for z in zooms] + [(1.0, r) for r in rotations if r % 360]
-    pairs = []
-    for photo in photos:
-        image = read_image(photo)  # its size sets H even where the views exist already
-        size = (image.shape[1], image.shape[0])
-        for zoom, degrees in dict.fromkeys(conditions):
-            view = views / photo.stem / f"zoom{zoom:.2f}_rot{degrees:03.0f}.png"
-            H = warp_about_centre(size, zoom, degrees)
-            if not view.is_file():
-                interpolation = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
-                write_image_atomic(view, cv2.warpPerspective(image, H, size, flags=interpolation))
-            pairs.append(EvalPair(f"{photo.name} {view.stem}", photo, view, H_0to1=H))
-    return pairs

@@ -1,0 +1,126 @@
+"""Training recipes: the named training configurations (`confs`), chained stage by stage with
+--init-from, each a resolved model configuration, the data mix, the schedule, the loss weights and
+the validation settings; `python -m sfm_reweight.train.trainer --conf NAME` runs one."""
+
+import dataclasses
+import os
+from pathlib import Path
+
+from ..matcher import confs as matcher_confs
+from ..model.config import resolve_conf
+from ..utils.conf import merge
+from .homography_pairs import HomographyPairConf
+from .synthetic_pairs import SyntheticPairConf
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_PHOTOS = DATA / "train_pool"
+
+
+def pair_options(dataclass_type) -> dict:
+    """The defaults of a synthetic pair kind's conf, but the fields the data section sets for all kinds."""
+    return {f.name: f.default for f in dataclasses.fields(dataclass_type) if f.name not in ("size", "seed")}
+
+
+confs = {
+    "lite_homography": {
+        "model": resolve_conf("lite"),  # a model configuration (model/config.py), resolved
+        # weights the run starts from (a path, a shipped name, or "xfeat"); --init-from overrides
+        "init_from": None,
+        # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
+        # fields of HomographyPairConf / SyntheticPairConf but size and seed; megadepth, scannet: data_mix.py
+        "data": {
+            "folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0,
+            "mix": {"homography": 1.0, "synthetic": 0.0, "megadepth": 0.0, "scannet": 0.0},
+            "homography": pair_options(HomographyPairConf), "synthetic": pair_options(SyntheticPairConf),
+            "megadepth": {"root": None, "scene_infos": [], "resize": 832},
+            "scannet": {"root": None, "index": None, "intrinsics": None},
+        },
+        "steps": 20000,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "weight_decay": 0.1,
+        # the two scalars of the matchability calibration: Adam moves a parameter ~lr per step, and
+        # the offset has to travel several logits (raw maps sit near 1e-3); not decayed toward 0
+        "calibration_lr": 1e-2,
+        # the attention gates, scalars from 0 that settle at |0.1-0.5|: at `lr` they need thousands
+        # of steps to get there, which a short fine-tuning (the ablation) does not have
+        "gate_lr": 3e-3,
+        "warmup_steps": 300,
+        "min_lr_ratio": 0.05,
+        "grad_clip": 1.0,
+        # coarse_negative: losses.coarse_negative_loss, off in the official recipe (and not computed at 0)
+        "loss_weights": {"coarse": 1.0, "fine": 1.0, "subpixel": 0.25, "matchability": 1.0, "coarse_negative": 0.0},
+        "seed": 0,
+        "checkpoint_every": 100,
+        "val_every": 500,
+        "val_pairs": 24,
+        # real pairs validated beside the synthetic ones (real_validation.py): Oxford sequences 1-2..1-4
+        # of this folder, if it exists, at the training views' size; their metrics are prefixed "oxford_"
+        "val_oxford": None,
+        # validation at the shipped Matcher's coarse threshold (matcher.confs["lite"]), not at the
+        # network's default 0.2, where a CPU-trained network keeps a few dozen matches per pair and
+        # val.csv swings without a trend; so val.csv reads like the `--validate 0.02` figures
+        "val_coarse_threshold": matcher_confs["lite"]["model"]["match_coarse"]["thr"],
+        # bf16 autocast of the network on a GPU, and on CPUs with native bf16 (AVX512-BF16 / AMX)
+        "mixed_precision": True,
+        "ema_decay": 0.999,  # the exported and validated weights are this moving average
+        # bitwise-reproducible steps (CPU index_put accumulation is otherwise order-dependent),
+        # so that a resumed run equals an uninterrupted one
+        "deterministic": True,
+    },
+}
+# Homography pairs (planar, any rotation and zoom) and rendered 3D scenes (parallax, occlusion).
+confs["lite_mix"] = merge(confs["lite_homography"], {"data": {"mix": {"homography": 0.5, "synthetic": 0.5}}})
+# Second stage, started with --init-from a lite_mix run's weights: a lower learning rate (lite_mix's
+# loss stops falling at ~1e-3 with batches of 4) on mostly upright pairs (relative rotation up to
+# 45 deg, a tenth of them any angle; the Matcher's rotation search covers right angles), and views
+# down to about the photos' own resolution: lite_mix's views shrink the photos 1.4-3x, and at 1024 px
+# its network failed on close-up texture (Oxford wall) that it matched at 640 px.
+confs["lite_mix_upright"] = merge(confs["lite_mix"], {
+    "steps": 2000, "lr": 3e-4, "warmup_steps": 50,
+    "data": {"seed": 1, "homography": {"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}},
+})
+
+# Third stage, --init-from the second's weights: views of 640x480 (4800 coarse cells) instead of
+# 320x256 (1280): at ~1000 px (10^4 cells) the second stage's coarse confidences were tiny and
+# most pairs of a real scene kept a few dozen matches. One pair per step keeps a CPU step ~3 s.
+confs["lite_mix_large"] = merge(confs["lite_mix_upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
+# Fourth stage, --init-from the third's weights: the same views on a longer schedule (its 2000 steps
+# raised Oxford AUC@5 from 37.9 to 44.0 while its training loss stayed flat), run across sessions.
+confs["lite_mix_large_long"] = merge(confs["lite_mix_large"], {"steps": 8000, "data": {"seed": 3}})
+# The fourth stage plus the loss on cells without a correspondent (losses.coarse_negative_loss),
+# --init-from the shipped stage-4 weights: stage 5's recipe (2200 steps, pairs of seed 5) with that one
+# change, so that its figures compare with stage 5's. Why: the shipped weights match sky, trees and
+# crowd confidently to the facade where two Sacre Coeur views share little (README), and 36.6 % of their
+# matches on the validation pairs have no correspondent at all (`no_correspondent_share`). Weight 5:
+# per cell, -log(1 - P) pulls a logit by ~2P (~0.06 at the P ~ 0.03 those cells reach) against ~0.5
+# for a positive's focal term, so at weight 1 the new term would be nearly an order of magnitude weaker.
+# Measured: it lowered confidences everywhere, not the share, and lost on Oxford and Middlebury (README).
+confs["lite_mix_large_negatives"] = merge(
+    confs["lite_mix_large_long"], {"steps": 2200, "loss_weights": {"coarse_negative": 5.0}, "data": {"seed": 5}}
+)
+# XFeat's pretrained backbone, frozen, under the lite transformer at its width (model conf "xfeat"):
+# the transformer starts as the identity and the coarse matches as XFeat's, so the run trains the
+# projection, transformer, reweighting and fine stage on top of descriptors learned on real
+# multi-view data; lite_mix_large's views and pairs, real Oxford pairs validated in the loop.
+confs["xfeat_mix"] = merge(
+    confs["lite_mix_large"],
+    {"model": resolve_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
+     "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
+)
+# The fourth stage on a lent GPU (pipelines/device_training.sh), --init-from the last shipped
+# weights: 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below
+# the full 1.2e-3 (a fine-tuning), no bitwise determinism (CUDA's deterministic scatter is slow).
+# The device script sets --steps to what its time limit allows at the measured speed, so that the
+# schedule decays to its end within the run.
+confs["lite_mix_large_gpu"] = merge(
+    confs["lite_mix_large_long"],
+    {"steps": 1500, "batch_size": 16, "lr": 8e-4, "warmup_steps": 100, "deterministic": False, "data": {"seed": 4}},
+)
+
+
+def with_reweight_mode(conf: dict, mode: str) -> dict:
+    """A copy of the training configuration whose model uses reweighting `mode` (off, bias, rescale, both)."""
+    return merge(conf, {"model": {"reweight": {"mode": mode}}}, "training configuration")
+
