@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sfm_reweight import Matcher
+from sfm_reweight.matcher import DEFAULT_CONF
 from sfm_reweight.eval.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
 from sfm_reweight.sample_data import SAMPLE_NAME, sample_pair
@@ -116,7 +117,7 @@ def run_demo(
     image0: str | Path | np.ndarray | None = None,
     image1: str | Path | np.ndarray | None = None,
     H: np.ndarray | None = None,
-    conf: str | dict = "lite",
+    conf: str | dict = DEFAULT_CONF,
     weights: str | Path | None = "default",
     device: str | None = None,
     matcher: Matcher | None = None,
@@ -210,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image1", type=Path, help="second image (give both or neither)")
     parser.add_argument("--homography", type=Path, help="text file with the 3x3 H from image0 to image1 pixels")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--conf", default="lite", help="matcher configuration name (default lite)")
+    parser.add_argument("--conf", default=DEFAULT_CONF, help=f"matcher configuration name (default {DEFAULT_CONF})")
     parser.add_argument(
         "--weights", default="default", help='"default", a shipped name, a checkpoint path, or "none" (random)'
     )

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 
 from sfm_reweight.eval import datasets as ds
+from sfm_reweight.matcher import DEFAULT_CONF
 from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
@@ -112,7 +113,7 @@ def run(
     layout: str = "auto",
     zooms: tuple[float, ...] = WARP_ZOOMS,
     rotations: tuple[float, ...] = WARP_ROTATIONS,
-    conf: str = "lite",
+    conf: str = DEFAULT_CONF,
     weights: str | None = "default",
     eloftr_weights: str | None = None,
     resize: int | None = 1024,

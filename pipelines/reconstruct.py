@@ -119,7 +119,7 @@ def draw_widest_pair(
 def main(
     image_dir: Path | None,
     output: Path,
-    matcher: str = "eloftr_lite",
+    matcher: str = "eloftr_xfeat",
     weights: str | None = None,
     window: int | None = None,
     mapper: str | dict = "incremental",
@@ -245,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--matcher", default="eloftr_lite", choices=MATCHERS)
+    parser.add_argument("--matcher", default="eloftr_xfeat", choices=MATCHERS)
     parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
     parser.add_argument("--window", type=int, help="sequential pairs with this window (default: exhaustive)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))

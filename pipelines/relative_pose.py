@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from sfm_reweight.eval import datasets as ds
+from sfm_reweight.matcher import DEFAULT_CONF
 from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
@@ -133,7 +134,7 @@ def run(
     output: str | Path,
     matchers: tuple[str, ...] = DEFAULT_MATCHERS,
     index: str | Path | None = None,
-    conf: str = "lite",
+    conf: str = DEFAULT_CONF,
     weights: str | None = "default",
     eloftr_weights: str | None = None,
     resize: int | None = 1024,

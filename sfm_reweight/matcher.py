@@ -55,7 +55,7 @@ confs: dict[str, dict[str, Any]] = {
     "full": {**_base, "model": resolve_conf("full")},  # no weights ship: pass an official checkpoint
     "xfeat": {**_base, "model": resolve_conf("xfeat"), "weights": "xfeat-eloftr"},
 }
-DEFAULT_CONF = "lite"
+DEFAULT_CONF = "xfeat"  # the default by the measurements in the README
 
 
 def resolve_matcher_conf(conf: str | dict) -> dict:

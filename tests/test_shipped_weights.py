@@ -1,19 +1,22 @@
-"""The shipped default weights (sfm_reweight/weights/lite.pt), when present, load by default and match
-the embedded sample pair (a photo and its copy under a known homography with 20 deg of rotation)."""
+"""The shipped weights (sfm_reweight/weights/*.pt), when present, load by default and match the
+embedded sample pair (a photo and its copy under a known homography with 20 deg of rotation)."""
 
 import pytest
 
 from sfm_reweight import Matcher
 from sfm_reweight.eval.metrics import corner_error, homography_precision, ransac_homography
+from sfm_reweight.matcher import confs
 from sfm_reweight.model.weights import WEIGHTS_DIR
 from sfm_reweight.sample_data import sample_pair
 
-pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "lite.pt").is_file(), reason="no shipped lite.pt in this checkout")
 
-
-def test_shipped_lite_matches_the_sample_pair():
-    matcher = Matcher("lite", device="cpu")  # weights="default"
-    assert matcher.weights == "lite" and matcher.fingerprint != "random"
+@pytest.mark.parametrize("conf", ["lite", "xfeat"])
+def test_shipped_weights_match_the_sample_pair(conf):
+    shipped = confs[conf]["weights"]
+    if not (WEIGHTS_DIR / f"{shipped}.pt").is_file():
+        pytest.skip(f"no shipped {shipped}.pt in this checkout")
+    matcher = Matcher(conf, device="cpu")  # weights="default"
+    assert matcher.weights == shipped and matcher.fingerprint != "random"
     image0, image1, H = sample_pair()
     out = matcher(image0, image1)
     k0, k1 = out["keypoints0"], out["keypoints1"]

@@ -26,6 +26,7 @@ from ..image_io import ImageReadError, to_float_image
 from ..preprocessing import rot90_points
 from ..utils import atomic
 from .datasets import EvalPair, read_pair_images, upright_image
+from ..matcher import DEFAULT_CONF
 from .matchers import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
 from .metrics import error_auc
 
@@ -47,7 +48,7 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
         "--matchers", nargs="+", default=list(DEFAULT_MATCHERS),
         help="matcher specs name[:key=value,...] (see sfm_reweight/eval/matchers.py); default: %(default)s",
     )
-    parser.add_argument("--conf", default="lite", help="configuration of `ours` specs that give none (default lite)")
+    parser.add_argument("--conf", default=DEFAULT_CONF, help=f"configuration of `ours` specs that give none (default {DEFAULT_CONF})")
     parser.add_argument(
         "--weights", default="default", help='weights of `ours` specs that give none: "default", a name, a path or "none"'
     )

