@@ -1,7 +1,7 @@
 """Relative-pose benchmark: several matchers side by side on the same pairs, at the same resolution.
 
-    python pipelines/relative_pose.py --dataset strecha --root ../shared/data/strecha_fountain_p11
-    python pipelines/relative_pose.py --dataset middlebury --root ../shared/data/middlebury_mview
+    python pipelines/relative_pose.py --dataset strecha --root DATA/strecha_fountain_p11
+    python pipelines/relative_pose.py --dataset middlebury --root DATA/middlebury_mview
     python pipelines/relative_pose.py --dataset megadepth1500 \\
         --index assets/megadepth_test_1500_scene_info --root data/megadepth/test --repeats 5
     python pipelines/relative_pose.py --dataset scannet1500 --index assets/scannet_test_1500 --root data/scannet/test
@@ -9,7 +9,7 @@
     ... --matchers ours sift "ours:conf=full,weights=eloftr_outdoor.ckpt,reweight=both,label=ours-full" \\
         --eloftr-weights eloftr_outdoor.ckpt --resize 1024 --ransac lo-ransac
 
-Protocol (LoFTR / EfficientLoFTR, shared/reference/eloftr.md 5.3): essential matrix by OpenCV
+Protocol (LoFTR / EfficientLoFTR's evaluation): essential matrix by OpenCV
 RANSAC on normalized keypoints at 0.5 px / mean focal, prob 0.99999, recoverPose per candidate;
 error = max(rotation, translation direction) in degrees (inf when no pose); `--repeats 5`
 shuffles the matches and runs RANSAC 5 times per pair, all errors pooled into AUC@5/10/20.

@@ -1,7 +1,7 @@
 """pycolmap glue shared by reconstruction and triangulation: a COLMAP database filled from our HDF5
 files, geometric verification, model files and a one-line model summary.
 
-pycolmap 4.2.1 behaviour relied on (reference/hloc.md 3): `import_images` needs the database file
+pycolmap 4.2.1 behaviour relied on: `import_images` needs the database file
 to exist and leaves out, with a log line, images it cannot read; a `TwoViewGeometry` written without
 `config` is silently ignored by mapping and triangulation, so verified pairs written here always
 carry one; the database takes keypoints in COLMAP's convention (pixel corner at 0), ours + 0.5.

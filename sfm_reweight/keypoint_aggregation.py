@@ -16,7 +16,7 @@ by all of its pairs, so that matches chain into tracks. For an image that needs 
 4. Matches (`one_to_one`): per pair, raw matches become keypoint matches; where a keypoint is hit
    several times on either side only the highest-scoring match stays.
 
-Differences from hloc (reference/hloc.md 2.4): the keypoint is the weighted mean of its bin
+Differences from hloc's match_dense: the keypoint is the weighted mean of its bin
 (sub-pixel) rather than the bin's rounded position; bins are small enough that reassignment keeps
 all of the bin's points; keypoints closer than max_error are merged; and every pair is reassigned
 (hloc reassigns only with `max_kps`), so points of a cell that lie far from its keypoint never

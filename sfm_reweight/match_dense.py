@@ -1,4 +1,4 @@
-"""Semi-dense matching of a pairs file into hloc's features and matches files (reference/hloc.md 2.4).
+"""Semi-dense matching of a pairs file into hloc's features and matches files.
 
     python -m sfm_reweight.match_dense --pairs pairs.txt --image_dir images/ --export_dir outputs/ \
         [--conf eloftr_xfeat] [--features_ref feats-ref.h5] [--max_kps 8192]

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def shared_data() -> Path | None:
-    """The shared real-data folder: $SFM_REWEIGHT_DATA, else ../shared/data next to the repository."""
+    """The shared real-data folder: $SFM_REWEIGHT_DATA, else the folder `shared/data` beside the repository."""
     root = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data"))
     return root if root.is_dir() else None
 

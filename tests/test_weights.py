@@ -210,3 +210,28 @@ def test_fused_official_layout_loads(full_off, tmp_path):
     load_weights(model, path)
     images = texture_pair()
     assert torch.equal(run(model, *images)["keypoints1"], run(fused, *images)["keypoints1"])
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_needs_full_unpickling_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hparams": _RunsCode(marker)}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: holds Python objects .* refused"):
+        load_weights(ELoFTR("lite"), evil)
+    assert not marker.exists()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00\x01 not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="garbage.pt: not a readable torch checkpoint"):
+        load_weights(ELoFTR("lite"), garbage)

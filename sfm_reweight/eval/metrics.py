@@ -59,7 +59,7 @@ def ransac_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold: float = 3
 
 
 # ---------------------------------------------------------------------------------------------
-# Relative pose (LoFTR / EfficientLoFTR `src/utils/metrics.py`; reference/eloftr.md section 5.3).
+# Relative pose (LoFTR / EfficientLoFTR `src/utils/metrics.py`).
 # Keypoints are [M,2] float (x, y) pixels in the same convention as the principal point of the K
 # they are used with; T_0to1 is [4,4] cam1_from_cam0 (X1 = R X0 + t).
 

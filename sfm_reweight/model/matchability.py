@@ -13,7 +13,7 @@ distinctive mutual partner. Both are computed in row chunks (see dual_softmax.py
 hold more than one similarity matrix, the size of the coarse score matrix the network builds next.
 
 The raw map m then goes through a learned monotone calibration, p = sigmoid(a logit(m) + b)
-(`MatchabilityCalibration`, identity at a = 1, b = 0), the fix reference/paper.md suggests when
+(`MatchabilityCalibration`, identity at a = 1, b = 0), the usual fix when
 the classification stalls: with 10^3-10^4 cells competing, a trained network's dual-softmax maxima
 sit near 1e-3 almost everywhere, so the binary loss on m itself stayed above that of a constant 0.5
 and the attention saw near-zero maps. The two scalars set the operating point; the loss gradient

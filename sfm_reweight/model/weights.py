@@ -12,6 +12,7 @@
 """
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,17 +62,23 @@ def resolve_weights(weights: str | Path) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """torch.load a checkpoint on CPU, tensors only when possible; errors name the file."""
+    """torch.load a checkpoint (ours, the official layout, XFeat's or a training state) on CPU with
+    weights_only=True: tensors and plain Python types only, so loading never runs code from the
+    file. A file that needs full unpickling is refused with a message saying so; errors name the file."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - retried below; the second error is the one reported
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
-        # Lightning checkpoints may pickle configuration objects next to the weights.
-        logger.warning("%s holds non-tensor objects and was unpickled fully (only do this for files you trust)", path)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err):  # torch names the Python object (a "GLOBAL") it would have to import
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (UnpicklingError: {err})") from None
+        # e.g. a Lightning checkpoint with pickled hyperparameters; unpickling it could run any code
+        raise CheckpointError(
+            f"{path}: holds Python objects that only full unpickling could restore, which can run code from the file;"
+            " refused. If you trust it, keep its tensors: torch.save({'state_dict': torch.load(f, weights_only=False)"
+            "['state_dict']}, 'plain.ckpt')"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any other failure: not a checkpoint (truncated, not torch, ...)
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict with a 'state_dict', got {type(ckpt).__name__}")
     return ckpt

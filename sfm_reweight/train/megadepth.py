@@ -1,4 +1,4 @@
-"""MegaDepth pairs in LoFTR's layout (reference/eloftr.md 4.1).
+"""MegaDepth pairs in LoFTR's layout.
 
     <root>/<image_paths[k]>                 e.g. Undistorted_SfM/0015/images/<id>.jpg
     <root>/<depth_paths[k]>                 e.g. phoenix/S6/zl548/MegaDepth_v1/0015/dense0/depths/<id>.h5 (key "depth")

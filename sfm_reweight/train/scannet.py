@@ -1,4 +1,4 @@
-"""ScanNet pairs in LoFTR's layout (reference/eloftr.md 4.2).
+"""ScanNet pairs in LoFTR's layout.
 
     <root>/<scene>/color/<frame>.jpg     resized to 640x480, grayscale
     <root>/<scene>/depth/<frame>.png     uint16 millimetres at 640x480

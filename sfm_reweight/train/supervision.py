@@ -1,4 +1,4 @@
-"""Ground truth for the matcher's heads from a warp (reference/eloftr.md 3.1 and 3.3).
+"""Ground truth for the matcher's heads from a warp (EfficientLoFTR's coarse and fine supervision).
 
 Coarse: cell i of image 0 (centred on pixel 8 * (x, y)) is warped into image 1 and rounded to the
 nearest cell j; (i, j) is a ground-truth match when the warp is valid and the round trip j -> i

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..model.config import resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
-from ..model.weights import load_weights, save_checkpoint
+from ..model.weights import load_weights, read_checkpoint, save_checkpoint
 from ..utils import atomic
 from ..utils.conf import merge
 from .data_mix import StepBatches, as_is, build_sources, collate
@@ -134,7 +134,7 @@ def main(
     step, state = 0, None
     init_from = init_from or conf["init_from"]
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = read_checkpoint(last)
         if state["conf"] != conf:
             raise ValueError(f"{last}: was trained with another configuration; use --fresh or another --output")
         model.load_state_dict(state["model"])
@@ -241,7 +241,7 @@ def main(
 def export(last: Path, path: Path) -> Path:
     """Write the moving-average weights of a training state (`last.pt`, possibly of a run still
     going) as an fp16 checkpoint in our format."""
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = read_checkpoint(last)
     return save_checkpoint(averaged_model(state), path, half=True, step=state["step"])
 
 

@@ -14,7 +14,7 @@ import torch
 from ..eval.metrics import auroc, corner_error, error_auc, ransac_homography
 from ..model.config import resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
-from ..model.weights import load_weights
+from ..model.weights import load_weights, read_checkpoint
 from ..utils.conf import merge
 from .data_mix import build_sources
 from .moving_average import averaged_model
@@ -92,7 +92,7 @@ def at_coarse_threshold(model: ELoFTR, coarse_threshold: float) -> ELoFTR:
 def validate_state(last: Path, coarse_thresholds: list[float]) -> list[dict[str, float]]:
     """Validation metrics of a training state's averaged weights at each coarse threshold: early in
     training, confidences stay below the default 0.2 long before the matches become right."""
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = read_checkpoint(last)
 
     def model_at(thr: float) -> ELoFTR:
         return averaged_model(state, with_coarse_threshold(state["conf"]["model"], thr))
