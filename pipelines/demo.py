@@ -28,7 +28,7 @@ from sfm_reweight import Matcher
 from sfm_reweight.matcher import DEFAULT_CONF
 from sfm_reweight.eval.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
-from sfm_reweight.sample_data import SAMPLE_NAME, sample_pair
+from sfm_reweight.scenes.sample_data import SAMPLE_NAME, sample_pair
 from sfm_reweight.visualization import plot_matchability_pair, plot_matches
 
 logger = logging.getLogger("demo")

@@ -6,7 +6,7 @@ summary and pictures. The main job.
     python pipelines/reconstruct.py --image_dir fountain_p11/images \\
         --ground_truth fountain_p11/gt_dense_cameras --matcher sift --output outputs/fountain-sift
 
-Without `--image_dir` the embedded scene (`sfm_reweight/demo_scene.py`: 12 rendered views of a
+Without `--image_dir` the embedded scene (`sfm_reweight/scenes/demo_scene.py`: 12 rendered views of a
 town square with exact cameras) is rendered into OUTPUT/scene first. `--ground_truth`: a folder of
 Strecha `<image name>.camera` files (the embedded scene writes its own); the summary then reports
 the camera-centre errors after a similarity alignment, in ground-truth units.
@@ -37,7 +37,7 @@ import numpy as np
 import pycolmap
 
 from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
-from sfm_reweight.demo_scene import render_demo_scene
+from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.eval.sfm import (
     EPIPOLAR_THRESHOLD_PX,

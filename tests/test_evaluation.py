@@ -33,7 +33,7 @@ from sfm_reweight.eval.metrics import (
 from sfm_reweight.eval.warped_photos import write_warped_photos
 from sfm_reweight.image_io import write_image_atomic
 from sfm_reweight.preprocessing import rot90_points, to_original
-from sfm_reweight.sample_data import sample_pair
+from sfm_reweight.scenes.sample_data import sample_pair
 
 
 def rotation_z(deg: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from sfm_reweight.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
+from sfm_reweight.scenes.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval.datasets import DatasetFormatError
 from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
 from sfm_reweight.utils.errors import InputError

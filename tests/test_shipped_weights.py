@@ -7,7 +7,7 @@ from sfm_reweight import Matcher
 from sfm_reweight.eval.metrics import corner_error, homography_precision, ransac_homography
 from sfm_reweight.matcher import confs
 from sfm_reweight.model.weights import WEIGHTS_DIR
-from sfm_reweight.sample_data import sample_pair
+from sfm_reweight.scenes.sample_data import sample_pair
 
 
 @pytest.mark.parametrize("conf", ["lite", "xfeat"])

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from helpers.calibration import textured_image
-from sfm_reweight.synthetic_scene import Camera, Rectangle, look_at, render
+from sfm_reweight.scenes.synthetic_scene import Camera, Rectangle, look_at, render
 from sfm_reweight.train.supervision import coarse_supervision
 from sfm_reweight.train.synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
 from sfm_reweight.train.data_mix import collate

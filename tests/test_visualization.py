@@ -9,7 +9,7 @@ import pytest
 from conftest import load_pipeline
 from helpers.calibration import textured_image
 from sfm_reweight.eval.metrics import apply_homography
-from sfm_reweight.sample_data import sample_homography, sample_pair, warp_image
+from sfm_reweight.scenes.sample_data import sample_homography, sample_pair, warp_image
 from sfm_reweight.visualization import (
     COLORBAR_BAND_PX,
     COLORBAR_SIDE_PX,

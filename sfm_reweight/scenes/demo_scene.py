@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image_io import write_image_atomic
+from ..image_io import write_image_atomic
 from .sample_data import sample_photo
 from .synthetic_scene import Camera, Rectangle, box, look_at, render
 
