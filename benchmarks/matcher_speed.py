@@ -44,7 +44,7 @@ from tqdm import tqdm  # noqa: E402
 from helpers.calibration import calibrate_batchnorm, textured_image  # noqa: E402
 from helpers.official import import_official, official_forward, official_model  # noqa: E402
 from sfm_reweight.model.config import resolve_conf  # noqa: E402
-from sfm_reweight.model.eloftr import ELoFTR  # noqa: E402
+from sfm_reweight.model.eloftr import ELoFTR, is_reweighting_parameter  # noqa: E402
 from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint  # noqa: E402
 
 SEED = 0
@@ -151,7 +151,7 @@ def build_network(spec: RowSpec, images: torch.Tensor) -> torch.nn.Module:
         return import_official().reparameter(net) if spec.fused else net
     net = ELoFTR({"name": spec.model, "reweight": {"mode": spec.reweight}})
     missing, unexpected = net.load_state_dict(weights, strict=spec.reweight == "off")
-    if unexpected or any("matchability_" not in key for key in missing):
+    if unexpected or not all(is_reweighting_parameter(key) for key in missing):
         raise RuntimeError(f"weights do not fit {spec.name}: missing {missing}, unexpected {unexpected}")
     net = net.to(images.device).eval()
     return net.fuse() if spec.fused else net

@@ -52,7 +52,7 @@ def test_an_unknown_conf_key_is_one_line(scene, tmp_path):
     images, pairs = scene
     code = (
         "import sys; from pathlib import Path; from sfm_reweight import cli, match_dense; "
-        "cli.run(match_dense.main, {'matcher': {'model': {'bogus_key': 1}}}, "
+        "cli.run(match_dense.main, {'name': 'eloftr_lite', 'matcher': {'model': {'bogus_key': 1}}}, "
         "Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))"
     )
     process = run_python(["-c", code, str(pairs), str(images), str(tmp_path / "out")])
