@@ -276,9 +276,10 @@ def test_killed_run_resumes_to_identical_files(tmp_path):
     assert not list((tmp_path / "killed").glob("*.h5"))  # no output file, complete or partial
 
     stub = StubMatcher()
-    match_dense.main({"name": "eloftr_lite", "chunk_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "killed", matcher=stub)
+    lite = {"name": "eloftr_lite", "chunk_size": 2}
+    match_dense.main(lite, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "killed", matcher=stub)
     assert len(stub.calls) == 10 - 2 * stored  # finished pairs were skipped
-    match_dense.main({"name": "eloftr_lite", "chunk_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "clean", matcher=StubMatcher())
+    match_dense.main(lite, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "clean", matcher=StubMatcher())
     for name in ("feats_matches-eloftr-lite.h5", "matches-eloftr-lite_pairs.h5"):
         assert_same_files(tmp_path / "killed" / name, tmp_path / "clean" / name)
 
