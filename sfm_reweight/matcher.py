@@ -32,7 +32,7 @@ import torch
 
 from .image_io import read_image, to_gray_float
 from .model.config import resolve_conf
-from .model.eloftr import ELoFTR
+from .model.eloftr import COARSE_STRIDE, ELoFTR
 from .utils.conf import ConfError, resolve
 from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
 from .preprocessing import Prepared, prepare, resized_size, rot90_points
@@ -210,7 +210,7 @@ class Matcher:
             }
             for k, prep in ((0, prep0), (1, prep1)):
                 m = out[f"matchability{k}"]
-                h, w = prep.size[1] // 8, prep.size[0] // 8
+                h, w = prep.size[1] // COARSE_STRIDE, prep.size[0] // COARSE_STRIDE
                 m = None if m is None else m[b, :h, :w].float().cpu().numpy()
                 result[f"matchability{k}"] = m if m is None or k == 0 else np.ascontiguousarray(np.rot90(m, -turns))
             results.append(result)
