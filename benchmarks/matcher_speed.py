@@ -46,6 +46,7 @@ from helpers.official import import_official, official_forward, official_model  
 from sfm_reweight.model.config import resolve_conf  # noqa: E402
 from sfm_reweight.model.eloftr import ELoFTR, is_reweighting_parameter  # noqa: E402
 from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint  # noqa: E402
+from sfm_reweight.utils import atomic  # noqa: E402
 
 SEED = 0
 SHIFT = (8, 16)  # (dy, dx) of the second image's crop, in pixels
@@ -362,8 +363,7 @@ def main() -> None:
             "rows": [asdict(r) for r in results],
             "targets": targets,
         }
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        atomic.write_text(args.json, json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from sfm_reweight.train import trainer
 from sfm_reweight.train.recipes import DEFAULT_PHOTOS, confs, with_reweight_mode
 from sfm_reweight.train.validation import validate, validation_pairs
 from sfm_reweight.utils.conf import merge
+from sfm_reweight.utils import atomic
 
 logger = logging.getLogger("ablation")
 
@@ -71,8 +72,8 @@ def main(steps: int, output: Path, data: Path, base: str = "lite_mix", init_from
         lines.append(f"| {name} | " + " | ".join("-" if row[c] is None else f"{row[c]:.1f}" for c in columns) + " |")
     table = "\n".join(lines)
     summary = {"steps": steps, "base": base, "init_from": str(init_from) if init_from else None, "results": results}
-    (output / "results.json").write_text(json.dumps(summary, indent=2))
-    (output / "table.md").write_text(table + "\n")
+    atomic.write_text(output / "results.json", json.dumps(summary, indent=2))
+    atomic.write_text(output / "table.md", table + "\n")
     print(table)
     return results
 

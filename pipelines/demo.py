@@ -30,6 +30,7 @@ from sfm_reweight.eval.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
 from sfm_reweight.scenes.sample_data import SAMPLE_NAME, sample_pair
 from sfm_reweight.visualization import plot_matchability_pair, plot_matches
+from sfm_reweight.utils import atomic
 
 logger = logging.getLogger("demo")
 
@@ -198,8 +199,7 @@ def run_demo(
         "matchability_png": None if matchability_png is None else str(matchability_png),
         "summary_json": str(output / "summary.json"),
     }
-    with open(output / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
+    atomic.write_text(output / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
 

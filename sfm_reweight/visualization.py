@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from .image_io import read_image, to_float_image, to_gray_float
 from .model.eloftr import COARSE_STRIDE
+from .utils import atomic
 
 ImageInput = str | Path | np.ndarray
 
@@ -71,11 +72,10 @@ def _new_figure(width_px: float, height_px: float) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, format="png", facecolor="white")
-    return path
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", facecolor="white")
+    return Path(path)
 
 
 def _image_axes(fig: Figure, left: float, bottom: float, width: float, height: float, canvas_wh: tuple[int, int]):

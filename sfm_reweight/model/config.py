@@ -52,8 +52,9 @@ confs: dict[str, dict[str, Any]] = {
         },
         # official_block: the sub-pixel block one pixel up-left of the match, as the official
         # checkpoints were trained (set when one is loaded); fine_matching.py says why ours is centred
-        # fpn_dims: widths of the fine FPN at 1/2, 1/4, 1/8 (the fine map has the first)
-        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": [64, 128, 256]},
+        # fpn_dims: widths of the fine FPN at 1/2, 1/4, 1/8 (the fine map has the first); None: the
+        # RepVGG backbone's block_dims, as in EfficientLoFTR
+        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": None},
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
     },
@@ -65,7 +66,6 @@ confs["lite"] = merge(
     {
         "backbone": {"block_dims": [32, 64, 128], "num_blocks": [2, 3, 6]},
         "coarse": {"d_model": 128, "nhead": 4, "layer_names": ["self", "cross"] * 2},
-        "match_fine": {"fpn_dims": [32, 64, 128]},
     },
 )
 # XFeat's 64-d descriptors (frozen) into lite's transformer at width 64; a small trainable FPN on
@@ -99,6 +99,11 @@ def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
     if backbone["type"] == "repvgg" and backbone["block_dims"][2] != out["coarse"]["d_model"]:
         raise ConfError(
             f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}"
+        )
+    if backbone["type"] == "xfeat" and (out["coarse"]["d_model"] < 64 or out["match_fine"]["fpn_dims"] is None):
+        raise ConfError(
+            "backbone.type 'xfeat' needs coarse.d_model >= 64 (its descriptors' width, which the projection starts by"
+            f" copying; got {out['coarse']['d_model']}) and explicit match_fine.fpn_dims (got {out['match_fine']['fpn_dims']})"
         )
     if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
         raise ConfError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")

@@ -58,7 +58,7 @@ class ELoFTR(nn.Module):
         if not backbone["trainable"]:
             self.backbone.requires_grad_(False)
         self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
-        self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"])
+        self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"] or backbone["block_dims"])
         self.matchability = MatchabilityCalibration() if mode != "off" else None
 
     def train(self, mode: bool = True) -> "ELoFTR":

@@ -18,6 +18,7 @@ import numpy as np
 from ..image_io import write_image_atomic
 from .sample_data import sample_photo
 from .synthetic_scene import Camera, Rectangle, box, look_at, render
+from ..utils import atomic
 
 IMAGE_SIZE = (640, 480)
 FOCAL = 520.0
@@ -158,7 +159,7 @@ def write_camera(path: Path, camera: Camera) -> None:
     """Strecha `.camera` text: K, zero distortion, camera-to-world R, centre C, `w h`."""
     rows = [*camera.K, np.zeros(3), *camera.R.T, camera.centre]
     text = "".join(" ".join(f"{v:.10g}" for v in row) + "\n" for row in rows)
-    path.write_text(text + f"{camera.size[0]} {camera.size[1]}\n")
+    atomic.write_text(path, text + f"{camera.size[0]} {camera.size[1]}\n")
 
 
 def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) -> Path:

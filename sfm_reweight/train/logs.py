@@ -50,5 +50,6 @@ def plot_losses(log: Path, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.legend()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
