@@ -21,6 +21,10 @@ def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
         merge(recipes.confs["lite_mix"], {"data": {"homography": {"max_rotations": 3}}}, "training configuration 'lite_mix'")
     with pytest.raises(ConfError, match="unknown matcher configuration 'tiny'; expected one of"):
         resolve_matcher_conf("tiny")
+    with pytest.raises(ConfError, match=r"model configuration lite.coarse: expected a dict of settings, got 5"):
+        resolve_conf({"name": "lite", "coarse": 5})
+    with pytest.raises(ConfError, match=r"model configuration lite.coarse.nhead: expected a value like 4, got a dict"):
+        resolve_conf({"name": "lite", "coarse": {"nhead": {"value": 8}}})
     assert issubclass(ConfError, SfmReweightError)
 
 

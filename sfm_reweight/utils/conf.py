@@ -33,7 +33,8 @@ def overlay(base: dict, update: dict) -> dict:
 
 def merge(base: dict, update: dict, where: str = "configuration") -> dict:
     """A copy of `base` with `update` merged in, strictly: every key of `update` must be one of
-    `base`'s, at every level (`Options` excepted); `where` names the level in errors."""
+    `base`'s, at every level (`Options` excepted), and a section stays a section (a default of None
+    takes either); `where` names the level in errors."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in out:
@@ -42,8 +43,12 @@ def merge(base: dict, update: dict, where: str = "configuration") -> dict:
             if not isinstance(value, dict):
                 raise ConfError(f"{where}.{key}: expected a dict of options, got {value!r}")
             out[key] = Options(overlay(out[key], value))
-        elif isinstance(value, dict) and isinstance(out[key], dict):
+        elif isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ConfError(f"{where}.{key}: expected a dict of settings, got {value!r}")
             out[key] = merge(out[key], value, f"{where}.{key}")
+        elif isinstance(value, dict) and out[key] is not None:
+            raise ConfError(f"{where}.{key}: expected a value like {out[key]!r}, got a dict")
         else:
             out[key] = copy.deepcopy(value)
     return out
