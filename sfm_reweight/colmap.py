@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pycolmap
 from tqdm import tqdm
 
 from . import cli
-from .io import read_keypoints, read_matches
+from .io import open_h5, read_keypoints, read_matches
 from .utils.conf import overlay
 from .utils.errors import MissingEntryError
 from .utils.pairs import Pair
@@ -103,7 +102,7 @@ def import_features(
     without matches are skipped; returns counts of what was written and skipped."""
     stats = dict.fromkeys(("images", "images_without_keypoints", "pairs", "pairs_without_matches", "matches"), 0)
     db = pycolmap.Database.open(database)
-    with h5py.File(features, "r") as ffeat, h5py.File(matches, "r") as fmatch:
+    with open_h5(features) as ffeat, open_h5(matches) as fmatch:
         with_keypoints = set()
         for name, image_id in tqdm(image_ids.items(), desc="database: keypoints", unit="image"):
             if name in ffeat:

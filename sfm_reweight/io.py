@@ -66,11 +66,22 @@ def atomic_h5(path: Path, copy_existing: bool = True) -> Iterator[h5py.File]:
     with atomic_path(path) as tmp:
         if copy_existing and path.exists():
             shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
+        with open_h5(tmp, "a") as f:
             yield f
 
 
 # --- HDF5 readers and writers ---------------------------------------------------------------------
+
+
+def open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """`h5py.File(path, mode)`; a file HDF5 cannot open (truncated, not HDF5) is an InputError that
+    names it and how to recover, instead of h5py's message without the path."""
+    try:
+        return h5py.File(path, mode)
+    except OSError as err:
+        raise InputError(
+            f"{path}: not a readable HDF5 file ({str(err).splitlines()[0]}); delete it or rerun with --overwrite"
+        ) from None
 
 
 @contextmanager
@@ -82,7 +93,7 @@ def h5_source(source: Path | h5py.Group) -> Iterator[h5py.Group]:
     path = Path(source)
     if not path.is_file():
         raise InputError(f"{path}: HDF5 file not found")
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         yield f
 
 
@@ -209,7 +220,7 @@ class KeypointReader:
     the files stay open until `close()`."""
 
     def __init__(self, paths: Iterable[Path]):
-        self.files = [h5py.File(p, "r") for p in paths if Path(p).exists()]
+        self.files = [open_h5(p) for p in paths if Path(p).exists()]
         self.where = {}
         for f in reversed(self.files):
             self.where.update(dict.fromkeys(list_h5_names(f), f))

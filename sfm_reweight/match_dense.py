@@ -45,7 +45,7 @@ from tqdm import tqdm
 from . import cli
 from .eval import matchers
 from .image_io import ImageReadError, read_image, to_gray_float
-from .io import KeypointReader, atomic_h5, has_pair, output_paths, write_features, write_matches
+from .io import KeypointReader, atomic_h5, has_pair, open_h5, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matcher import Matcher, resolve_matcher_conf
 from .raw_matches import RawMatchStore
@@ -257,7 +257,7 @@ def main(
     unique = unique_pairs(listed)
     todo = unique
     if matches.exists() and not overwrite:
-        with h5py.File(matches, "r") as f:
+        with open_h5(matches) as f:
             todo = [p for p in unique if not has_pair(f, *p)]
     raw_dir = matches.with_suffix(".raw")
     if raw_dir.exists() and (overwrite or not todo):

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import h5py
 import numpy as np
 import pycolmap
 from tqdm import tqdm
 
 from . import cli
 from .image_io import ImageReadError, read_image, to_gray_float
-from .io import atomic_h5, has_pair, list_h5_names, output_paths, write_features, write_matches
+from .io import atomic_h5, has_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
 from .preprocessing import resized_size, to_original
 from .utils.pairs import read_pairs, unique_pairs
 
@@ -130,7 +129,7 @@ def main(
                            scales=out["scales"], descriptors=out["descriptors"].T)
 
     num_matches = 0
-    with h5py.File(features, "r") as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
+    with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
         todo = [p for p in unique if p[0] in ffeat and p[1] in ffeat and (overwrite or not has_pair(fmatch, *p))]
         for name0, name1 in tqdm(todo, desc="sift: match", unit="pair"):
             matches0, scores0 = match_descriptors(

@@ -115,3 +115,15 @@ def test_keypoint_reader_and_output_paths(tmp_path):
     assert output_paths("m", tmp_path / "p.txt", tmp_path, None, None) == (tmp_path / "feats_m.h5", tmp_path / "m_p.h5")
     with pytest.raises(InputError):
         output_paths("m", tmp_path / "p.txt", None, tmp_path / "f.h5", None)
+
+
+def test_a_corrupt_hdf5_file_is_named_with_the_way_out(tmp_path):
+    from sfm_reweight.io import KeypointReader, list_h5_names
+    from sfm_reweight.utils.errors import InputError
+
+    broken = tmp_path / "feats.h5"
+    broken.write_bytes(b"\x89HDF\r\n truncated")
+    with pytest.raises(InputError, match=r"feats.h5: not a readable HDF5 file .*delete it or rerun with --overwrite"):
+        list_h5_names(broken)
+    with pytest.raises(InputError, match="feats.h5: not a readable HDF5 file"):
+        KeypointReader([broken])
