@@ -23,9 +23,8 @@ def resolve_conf(confs: dict[str, dict], conf: str | dict) -> dict:
 
 
 def one_line(err: BaseException) -> str:
-    """The message of `err` on one line (a KeyError's without the quotes its str adds)."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    """The message of `err` on one line."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def run(main: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -151,9 +151,8 @@ class ELoFTR(nn.Module):
             if rw["prior"] == "reliability":
                 m0, m1 = m0 * r0[:, 0].float(), m1 * r1[:, 0].float()
             m0, m1 = self.matchability(m0, mask0), self.matchability(m1, mask1)
-            c0, c1 = self.loftr_coarse(self.project(c0), self.project(c1), m0[:, None], m1[:, None], mask0, mask1)
-        else:
-            c0, c1 = self.loftr_coarse(self.project(c0), self.project(c1), mask0=mask0, mask1=mask1)
+        weights = (None, None) if m0 is None else (m0[:, None], m1[:, None])
+        c0, c1 = self.loftr_coarse(self.project(c0), self.project(c1), *weights, mask0, mask1)
         f0, f1 = c0.flatten(2).transpose(1, 2), c1.flatten(2).transpose(1, 2)  # [N,L,C]
 
         mc = conf["match_coarse"]
