@@ -4,8 +4,8 @@ a coarse loss on the cells that have no correspondent at all.
 
 All focal terms use positives only (alpha 0.25, gamma 2), weighted by the overlap weights. So the
 official coarse loss never sees a cell outside the overlap: nothing keeps such a cell from matching
-confidently. `coarse_negative_loss` is that missing term (off by default; what it did in our
-training is in the README, "Training").
+confidently. `coarse_negative_loss` is that missing term (off by default; what it did in
+training: docs/training_lite.md).
 """
 
 import torch

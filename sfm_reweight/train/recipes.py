@@ -70,50 +70,44 @@ confs = {
         "deterministic": True,
     },
 }
+# The lite chain, each stage started with --init-from the previous one's weights; what each
+# stage measured: docs/training_lite.md.
 # Homography pairs (planar, any rotation and zoom) and rendered 3D scenes (parallax, occlusion).
 confs["lite_mix"] = merge(confs["lite_homography"], {"data": {"mix": {"homography": 0.5, "synthetic": 0.5}}})
-# Second stage, started with --init-from a lite_mix run's weights: a lower learning rate (lite_mix's
-# loss stops falling at ~1e-3 with batches of 4) on mostly upright pairs (relative rotation up to
-# 45 deg, a tenth of them any angle; the Matcher's rotation search covers right angles), and views
-# down to about the photos' own resolution: lite_mix's views shrink the photos 1.4-3x, and at 1024 px
-# its network failed on close-up texture (Oxford wall) that it matched at 640 px.
+# A lower learning rate on mostly upright pairs (relative rotation up to 45 deg, a tenth of them any
+# angle; the Matcher's rotation search covers right angles), and views down to about the photos' own
+# resolution, for the close-up texture a 1024-px input shows.
 confs["lite_mix_upright"] = merge(confs["lite_mix"], {
     "steps": 2000, "lr": 3e-4, "warmup_steps": 50,
     "data": {"seed": 1, "homography": {"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}},
 })
-
-# Third stage, --init-from the second's weights: views of 640x480 (4800 coarse cells) instead of
-# 320x256 (1280): at ~1000 px (10^4 cells) the second stage's coarse confidences were tiny and
-# most pairs of a real scene kept a few dozen matches. One pair per step keeps a CPU step ~3 s.
+# Views of 640x480 (4800 coarse cells instead of 1280), closer to the 10^4 cells of a 1024-px
+# input; one pair per step keeps a CPU step ~3 s.
 confs["lite_mix_large"] = merge(confs["lite_mix_upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
-# Fourth stage, --init-from the third's weights: the same views on a longer schedule (its 2000 steps
-# raised Oxford AUC@5 from 37.9 to 44.0 while its training loss stayed flat), run across sessions.
+# The same views on a longer schedule, meant to be resumed over several runs.
 confs["lite_mix_large_long"] = merge(confs["lite_mix_large"], {"steps": 8000, "data": {"seed": 3}})
-# The fourth stage plus the loss on cells without a correspondent (losses.coarse_negative_loss),
-# --init-from the shipped stage-4 weights: stage 5's recipe (2200 steps, pairs of seed 5) with that one
-# change, so that its figures compare with stage 5's. Why: the shipped weights match sky, trees and
-# crowd confidently to the facade where two Sacre Coeur views share little (README), and 36.6 % of their
-# matches on the validation pairs have no correspondent at all (`no_correspondent_share`). Weight 5:
-# per cell, -log(1 - P) pulls a logit by ~2P (~0.06 at the P ~ 0.03 those cells reach) against ~0.5
-# for a positive's focal term, so at weight 1 the new term would be nearly an order of magnitude weaker.
-# Measured: it lowered confidences everywhere, not the share, and lost on Oxford and Middlebury (README).
+# lite_mix_large_long plus the loss on cells without a correspondent (losses.coarse_negative_loss),
+# over 2200 steps of new pairs. Weight 5: per cell, -log(1 - P) pulls a logit by ~2P (~0.06 at the
+# P ~ 0.03 such cells reach) against ~0.5 for a positive's focal term, so at weight 1 the term would
+# be nearly an order of magnitude weaker.
 confs["lite_mix_large_negatives"] = merge(
     confs["lite_mix_large_long"], {"steps": 2200, "loss_weights": {"coarse_negative": 5.0}, "data": {"seed": 5}}
 )
 # XFeat's pretrained backbone, frozen, under the lite transformer at its width (model conf "xfeat"):
 # the transformer starts as the identity and the coarse matches as XFeat's, so the run trains the
 # projection, transformer, reweighting and fine stage on top of descriptors learned on real
-# multi-view data; lite_mix_large's views and pairs, real Oxford pairs validated in the loop.
+# multi-view data; lite_mix_large's views and pairs, real Oxford pairs validated in the loop
+# (docs/xfeat.md).
 confs["xfeat_mix"] = merge(
     confs["lite_mix_large"],
     {"model": resolve_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
      "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
 )
-# The fourth stage on a lent GPU (pipelines/device_training.sh), --init-from the last shipped
-# weights: 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below
-# the full 1.2e-3 (a fine-tuning), no bitwise determinism (CUDA's deterministic scatter is slow).
-# The device script sets --steps to what its time limit allows at the measured speed, so that the
-# schedule decays to its end within the run.
+# lite_mix_large_long on a GPU (pipelines/device_training.sh), --init-from the shipped lite weights:
+# 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below the full
+# 1.2e-3 (a fine-tuning), no bitwise determinism (CUDA's deterministic scatter is slow). The device
+# script sets --steps to what its time limit allows at the measured speed, so that the schedule
+# decays to its end within the run.
 confs["lite_mix_large_gpu"] = merge(
     confs["lite_mix_large_long"],
     {"steps": 1500, "batch_size": 16, "lr": 8e-4, "warmup_steps": 100, "deterministic": False, "data": {"seed": 4}},
