@@ -12,7 +12,7 @@
 # as many steps as SECONDS (default 400) allows at that speed (a deadline SIGTERM, which makes the
 # trainer save, guards the command's limit); writes $OUT/lite.pt (fp16 moving average, to ship or
 # to start the next run from), log.csv, val.csv, loss.png and train.log. ARGS go to the trainer
-# (a dry run on a CPU: `OUT=/tmp/out bash pipelines/device_training.sh run 20 --batch-size 1 --workers 1`).
+# (a dry run on a CPU: `OUT=outputs/dry-run bash pipelines/device_training.sh run 20 --batch-size 1 --workers 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conf=lite_mix_large_gpu
@@ -41,8 +41,9 @@ PY
     ;;
 run)
     python3 -c 'import kornia' 2>/dev/null || {
-        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/whl/*.whl
-        export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+        site=$(mktemp -d)
+        python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .device/whl/*.whl
+        export PYTHONPATH="$site:${PYTHONPATH:-}"
     }
     export PYTHONUNBUFFERED=1
     seconds="${2:-400}"
