@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from helpers.calibration import textured_image
-from sfm_reweight.scenes.synthetic_scene import Camera, Rectangle, look_at, render
+from sfm_reweight.scenes import demo_scene
+from sfm_reweight.scenes.synthetic_scene import Camera, Rectangle, covisibility, look_at, render
 from sfm_reweight.train.supervision import coarse_supervision
 from sfm_reweight.train.synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
 from sfm_reweight.train.data_mix import collate
@@ -64,3 +65,30 @@ def test_synthetic_pairs_have_ground_truth(tmp_path):
         batch = collate([data[k]], torch.device("cpu"))
         counts.append(len(coarse_supervision(warp_from_batch(batch), 1, (16, 20), (16, 20)).i_ids))
     assert max(counts) > 30
+
+
+def test_covisibility_of_shifted_and_occluded_views():
+    """Two cameras facing a wall 5 m away, the second shifted right by a quarter of the first's
+    footprint: it sees 3/4 of the first view; a near square in front of it hides more."""
+    wall = Rectangle(np.array([-20.0, 0, 20]), np.array([40.0, 0, 0]), np.array([0, 0, -40.0]), textured_image(64, 64))
+    cam0 = front_camera()
+    footprint = 5.0 * 160 / 100.0  # wall width seen at distance 5, f = 100 px, w = 160 px
+    cam1 = Camera(cam0.K, cam0.R, cam0.t - cam0.R @ np.array([footprint / 4, 0, 0]), cam0.size)
+    depths = [render([wall], cam)[1] for cam in (cam0, cam1)]
+    C = covisibility([cam0, cam1], depths, stride=4)
+    assert np.allclose(np.diag(C), 1) and abs(C[0, 1] - 0.75) < 0.03 and abs(C[1, 0] - 0.75) < 0.03
+    near = Rectangle(np.array([0.0, -2.0, 0.75]), np.array([1.5, 0, 0]), np.array([0, 0, -1.5]), textured_image(16, 16))
+    depths[1] = render([wall, near], cam1)[1]  # view 1 now sees the square where it hides the wall
+    occluded = covisibility([cam0, cam1], depths, stride=4)
+    assert occluded[0, 1] < C[0, 1] - 0.05
+
+
+def test_tour_views_overlap_their_neighbours_only():
+    views = demo_scene.tour_cameras(16)
+    rects = demo_scene.scene()
+    depths = [render(rects, cam)[1] for cam in views]
+    C = covisibility(views, depths)
+    n = len(views)
+    neighbours = [C[i, (i + 1) % n] for i in range(n)]
+    across = [C[i, (i + n // 2) % n] for i in range(n)]
+    assert min(neighbours) > 0.2 and max(across) == 0

@@ -1,13 +1,18 @@
 """The embedded demo scene: a small town square rendered by `synthetic_scene`, nothing to download.
 
 A cobbled square (16 x 16 m, z up) closed by a brick building to the north, a plastered house with
-windows to the west and a stone wall to the east; a poster (matplotlib's public-domain Grace Hopper
-photo) on the brick facade, a stone fountain basin in the middle and wooden crates. Every texture
-except the poster is procedural (seeded noise), so the scene is the same on every machine.
+windows to the west, a stone wall to the east and a lower brick terrace to the south; a poster
+(matplotlib's public-domain Grace Hopper photo) on the north facade, a stone fountain basin in the
+middle and wooden crates. Every texture except the poster is procedural (seeded noise), so the
+scene is the same on every machine.
 
-Twelve cameras (640 x 480, f = 520 px) walk an arc south of the fountain, looking north into the
-square. Their ground truth is written next to the images in the Strecha `.camera` format
-(`eval.datasets.read_strecha_camera`), so the same evaluation serves this scene and fountain-P11.
+Two camera sets (640 x 480, f = 520 px), both with ground truth written next to the images in the
+Strecha `.camera` format (`eval.datasets.read_strecha_camera`), so the same evaluation serves this
+scene and fountain-P11:
+- `cameras`: the main job's twelve views on an arc south of the fountain, looking north;
+- `tour_cameras`: a walk once round the fountain looking outwards, so that each view overlaps its
+  neighbours on the walk and none of the views across the square (retrieval, localization and
+  mapping at scale need views that do not all see each other).
 """
 
 from pathlib import Path
@@ -23,6 +28,7 @@ from ..utils import atomic
 IMAGE_SIZE = (640, 480)
 FOCAL = 520.0
 NUM_VIEWS = 12
+NUM_TOUR_VIEWS = 60
 SEED = 2505
 SUN = np.array([0.4, -0.6, 0.7]) / np.linalg.norm([0.4, -0.6, 0.7])  # direction towards the sun
 
@@ -139,6 +145,8 @@ def scene(seed: int = SEED) -> list[Rectangle]:
     for corner in ([3.0, 3.5], [3.7, 3.2], [-4.5, 3.0]):
         rects += box(np.array([*corner, 0.0]), 0.6, 0.6, 0.6, [planks(rng, 256) for _ in range(2)])  # crates
     rects += box(np.array([3.2, 3.3, 0.6]), 0.6, 0.6, 0.6, [planks(rng, 256)])
+    # the south terrace last, so that its texture takes the last draws and the others keep theirs
+    rects.append(Rectangle(np.array([6.0, -6.5, 3.5]), -12 * X, -3.5 * Z, bricks(rng, 350, 1200, brick=(36, 14))))
     return [lit(r) for r in rects]
 
 
@@ -162,24 +170,52 @@ def write_camera(path: Path, camera: Camera) -> None:
     atomic.write_text(path, text + f"{camera.size[0]} {camera.size[1]}\n")
 
 
-def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) -> Path:
-    """Render the views into `output/images/view_NN.jpg` and their ground truth into
-    `output/gt_cameras/view_NN.jpg.camera` (the Strecha layout); returns the image folder.
-    Views already rendered are kept (the rendering is deterministic)."""
-    images, gt = output / "images", output / "gt_cameras"
-    images.mkdir(parents=True, exist_ok=True)
-    gt.mkdir(parents=True, exist_ok=True)
+def tour_cameras(count: int = NUM_TOUR_VIEWS) -> list[Camera]:
+    """`count` cameras evenly spaced on a circle of radius 3.3 m round the fountain, eye height
+    1.5-1.8 m, each looking outwards and a little down, turned 20 deg left of its radius (walls
+    seen at a slant, as a walker sees them); COLMAP-convention K. View k overlaps views k +- a few
+    and none across the square."""
+    w, h = IMAGE_SIZE
+    K = np.array([[FOCAL, 0, w / 2], [0, FOCAL, h / 2], [0, 0, 1.0]])
+    out = []
+    for k, angle in enumerate(np.linspace(0, 2 * np.pi, count, endpoint=False)):
+        eye = np.array([3.3 * np.cos(angle), 3.3 * np.sin(angle), 1.5 + 0.3 * (k % 2)])
+        heading = angle + np.deg2rad(20)
+        R, t = look_at(eye, eye + np.array([6 * np.cos(heading), 6 * np.sin(heading), -0.8]))
+        out.append(Camera(K, R, t, IMAGE_SIZE))
+    return out
+
+
+def render_views(output: Path, views: list[Camera], seed: int = SEED, depth: bool = False) -> Path:
+    """Render `views` of the square into `output/images/view_NN.jpg` (NNN from 100 views on) and
+    their ground truth into `output/gt_cameras/<name>.camera` (the Strecha layout); with `depth`,
+    also each view's depth map [h,w] (metres along the optical axis, 0 = sky) as float16
+    `output/depth/<name>.npy`. Returns the image folder. Views already rendered are kept (the
+    rendering is deterministic)."""
+    images, gt, depths = output / "images", output / "gt_cameras", output / "depth"
+    for folder in (images, gt) + ((depths,) if depth else ()):
+        folder.mkdir(parents=True, exist_ok=True)
+    digits = max(2, len(str(len(views) - 1)))
     rects = None
-    for k, camera in enumerate(cameras(count)):
-        name = f"view_{k:02d}.jpg"
-        if (images / name).exists() and (gt / f"{name}.camera").exists():
+    for k, camera in enumerate(views):
+        name = f"view_{k:0{digits}d}.jpg"
+        done = [images / name, gt / f"{name}.camera"] + ([depths / f"{name}.npy"] if depth else [])
+        if all(p.exists() for p in done):
             continue
         noise = np.random.default_rng([seed, k]).normal(0, 0.012, (*IMAGE_SIZE[::-1], 3)).astype(np.float32)
         rects = rects or scene(seed)
-        image, depth = render(rects, camera)
+        image, view_depth = render(rects, camera)
         sky = np.array([0.62, 0.75, 0.9], np.float32)
-        image = np.where(depth[..., None] > 0, image, sky) + noise
+        image = np.where(view_depth[..., None] > 0, image, sky) + noise
         rgb8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
         write_image_atomic(images / name, rgb8, [cv2.IMWRITE_JPEG_QUALITY, 92])
         write_camera(gt / f"{name}.camera", camera)
+        if depth:
+            with atomic.atomic_path(depths / f"{name}.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, view_depth.astype(np.float16))
     return images
+
+
+def render_demo_scene(output: Path, count: int = NUM_VIEWS, seed: int = SEED) -> Path:
+    """The main job's views (`cameras`) rendered by `render_views`; returns the image folder."""
+    return render_views(output, cameras(count), seed)
