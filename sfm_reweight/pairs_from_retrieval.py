@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from . import cli
+from . import cli, extract_global
 from .io import list_h5_names, read_global_descriptors
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_image_list, write_pairs
@@ -100,6 +100,26 @@ def main(
         len(pairs), len(queries), len(db_names), num_matched, output,
     )
     return pairs
+
+
+def from_images(
+    conf: str | dict,
+    image_dir: Path,
+    export_dir: Path,
+    output: Path,
+    num_matched: int,
+    queries: Sequence[str],
+    db: Sequence[str],
+) -> list[Pair]:
+    """Retrieval pairs straight from images: `extract_global` descriptors (configuration `conf`) of the
+    database images `db`, whose codebook is learned on them, then of the `queries`, encoded with that
+    codebook into the same file in `export_dir`; each query with its `num_matched` most similar
+    database images, written to `output`."""
+    descriptors = extract_global.main(conf, image_dir, export_dir, image_list=list(db))
+    known = set(db)
+    if new := [q for q in queries if q not in known]:
+        extract_global.main(conf, image_dir, export_dir, image_list=new)
+    return main(descriptors, output, num_matched, query_list=list(queries), db_list=list(db))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

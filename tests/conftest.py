@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# the pipelines are scripts that import each other by name, as `python pipelines/x.py` lets them
+sys.path.insert(0, str(REPO / "pipelines"))
 
 
 def shared_data() -> Path | None:

@@ -186,6 +186,16 @@ def tour_cameras(count: int = NUM_TOUR_VIEWS) -> list[Camera]:
     return out
 
 
+def photograph(rects: list[Rectangle], camera: Camera, noise_seed: tuple[int, ...], exposure: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A view of the square as a photo: RGB uint8 [h,w,3] (sky where nothing is, brightness times
+    `exposure`, sensor noise seeded by `noise_seed`) and its depth [h,w] (0 = sky)."""
+    image, depth = render(rects, camera)
+    sky = np.array([0.62, 0.75, 0.9], np.float32)
+    noise = np.random.default_rng(noise_seed).normal(0, 0.012, (*camera.size[::-1], 3)).astype(np.float32)
+    image = exposure * np.where(depth[..., None] > 0, image, sky) + noise
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), depth
+
+
 def render_views(output: Path, views: list[Camera], seed: int = SEED, depth: bool = False) -> Path:
     """Render `views` of the square into `output/images/view_NN.jpg` (NNN from 100 views on) and
     their ground truth into `output/gt_cameras/<name>.camera` (the Strecha layout); with `depth`,
@@ -202,12 +212,8 @@ def render_views(output: Path, views: list[Camera], seed: int = SEED, depth: boo
         done = [images / name, gt / f"{name}.camera"] + ([depths / f"{name}.npy"] if depth else [])
         if all(p.exists() for p in done):
             continue
-        noise = np.random.default_rng([seed, k]).normal(0, 0.012, (*IMAGE_SIZE[::-1], 3)).astype(np.float32)
         rects = rects or scene(seed)
-        image, view_depth = render(rects, camera)
-        sky = np.array([0.62, 0.75, 0.9], np.float32)
-        image = np.where(view_depth[..., None] > 0, image, sky) + noise
-        rgb8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb8, view_depth = photograph(rects, camera, (seed, k))
         write_image_atomic(images / name, rgb8, [cv2.IMWRITE_JPEG_QUALITY, 92])
         write_camera(gt / f"{name}.camera", camera)
         if depth:

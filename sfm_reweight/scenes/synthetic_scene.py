@@ -130,30 +130,41 @@ def random_camera(
     return Camera(K, R, t, size)
 
 
+def backproject(camera: Camera, depth: np.ndarray, stride: int = 8) -> np.ndarray:
+    """World points [M,3] of every `stride`-th pixel of a view with depth [h,w] > 0, row by row."""
+    ys, xs = np.nonzero(np.asarray(depth, np.float32)[::stride, ::stride] > 0)
+    ys, xs = ys * stride, xs * stride
+    rays = np.stack([xs + 0.5, ys + 0.5, np.ones(len(xs))], 1) @ np.linalg.inv(camera.K).T
+    return (rays * np.asarray(depth, np.float64)[ys, xs, None] - camera.t) @ camera.R  # R^T (X_c - t)
+
+
+def visible_in(camera: Camera, depth: np.ndarray, world: np.ndarray, tolerance: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Where a view sees world points [M,3]: (uv [M,2] image coordinates in the COLMAP convention,
+    seen [M] bool: in front of the camera, inside the image, and not hidden, i.e. the view's depth
+    [h,w] at that pixel agrees with the point's within `tolerance`, relative)."""
+    p = world @ camera.R.T + camera.t
+    z = p[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = (p @ camera.K.T)[:, :2] / z[:, None]
+    w, h = camera.size
+    col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])  # the pixel that covers the point
+    seen = (z > 1e-6) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    at = np.asarray(depth, np.float64)[row[seen].astype(int), col[seen].astype(int)]
+    seen[seen] = np.abs(at - z[seen]) <= tolerance * z[seen]
+    return uv, seen
+
+
 def covisibility(cameras: list[Camera], depths: list[np.ndarray], stride: int = 8, tolerance: float = 0.02) -> np.ndarray:
     """[N,N] ground-truth overlap of rendered views: entry (i, j) is the share of view i's surface
-    pixels (every `stride`-th pixel with depth > 0) that view j also sees, i.e. that project inside
-    view j where its depth [h,w] agrees within `tolerance` (relative), so not hidden. Not symmetric;
-    the diagonal is 1."""
+    pixels (every `stride`-th pixel with depth > 0) that view j also sees (`visible_in`). Not
+    symmetric; the diagonal is 1."""
     n = len(cameras)
     out = np.eye(n)
     for i, (cam_i, depth_i) in enumerate(zip(cameras, depths)):
-        ys, xs = np.nonzero(np.asarray(depth_i, np.float32)[::stride, ::stride] > 0)
-        ys, xs = ys * stride, xs * stride
-        if not len(xs):
+        world = backproject(cam_i, depth_i, stride)
+        if not len(world):
             continue
-        rays = np.stack([xs + 0.5, ys + 0.5, np.ones(len(xs))], 1) @ np.linalg.inv(cam_i.K).T
-        world = (rays * np.asarray(depth_i, np.float64)[ys, xs, None] - cam_i.t) @ cam_i.R  # R^T (X_c - t)
         for j, (cam_j, depth_j) in enumerate(zip(cameras, depths)):
-            if j == i:
-                continue
-            p = world @ cam_j.R.T + cam_j.t
-            z = p[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                uv = (p @ cam_j.K.T)[:, :2] / z[:, None]
-            w, h = cam_j.size
-            col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])  # the pixel that covers the point
-            inside = (z > 1e-6) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-            seen = np.asarray(depth_j, np.float64)[row[inside].astype(int), col[inside].astype(int)]
-            out[i, j] = np.sum(np.abs(seen - z[inside]) <= tolerance * z[inside]) / len(xs)
+            if j != i:
+                out[i, j] = visible_in(cam_j, depth_j, world, tolerance)[1].mean()
     return out

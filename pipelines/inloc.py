@@ -1,0 +1,85 @@
+"""InLoc (hloc's InLoc method, our matcher): queries matched to retrieved database cutouts, whose
+keypoints are lifted to 3D by the cutouts' scan points, one PnP per query.
+
+    python pipelines/inloc.py --dataset datasets/inloc --outputs outputs/inloc \\
+        [--matcher eloftr_xfeat] [--num_loc 40] [--loc_pairs pairs-query-netvlad40-temporal.txt]
+
+The dataset layout is in datasets/inloc/README.md; image names are relative to the dataset folder
+(`query/iphone7/IMG_0731.JPG`, `database/cutouts/DUC1/024/DUC_cutout_024_0_0.jpg`), as in hloc's
+shipped pairs. Steps: retrieval (extract_global over cutouts and queries, `num_loc` cutouts per
+query; or `--loc_pairs`) -> matching -> localize_inloc. Writes into OUTPUTS the pairs, features,
+matches and the submission file `InLoc_hloc_<matcher>_<retrieval><num_loc>.txt` (`name qw qx qy qz tx
+ty tz`, basenames, for visuallocalization.net), its `_logs.json` and summary.json.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sfm_reweight import cli, extract_global, localize_inloc, matching, pairs_from_retrieval
+from sfm_reweight.utils import atomic
+from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.pairs import list_images
+
+logger = logging.getLogger("inloc")
+
+LAYOUT = "see datasets/inloc/README.md for the layout"
+
+
+def dataset_images(dataset: Path) -> tuple[list[str], list[str]]:
+    """(query names, cutout names), relative to the dataset folder."""
+    folders = {"query": dataset / "query", "cutouts": dataset / "database" / "cutouts"}
+    names = {}
+    for what, folder in folders.items():
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not found ({LAYOUT})")
+        names[what] = [f"{folder.relative_to(dataset).as_posix()}/{n}" for n in list_images(folder)]
+        if not names[what]:
+            raise InputError(f"{folder}: no images ({LAYOUT})")
+    return names["query"], names["cutouts"]
+
+
+def main(
+    dataset: Path,
+    outputs: Path,
+    matcher: str = "eloftr_xfeat",
+    weights: str | None = None,
+    num_loc: int = 40,
+    loc_pairs: Path | None = None,
+    localizer: str | dict = "default",
+) -> dict[str, Any]:
+    """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json)."""
+    queries, cutouts = dataset_images(dataset)
+    outputs.mkdir(parents=True, exist_ok=True)
+    conf = next(iter(extract_global.confs))
+    retrieval = "shipped" if loc_pairs is not None else extract_global.confs[conf]["output"]
+    if loc_pairs is None:
+        loc_pairs = outputs / f"pairs-query-{retrieval}{num_loc}.txt"
+        pairs_from_retrieval.from_images(conf, dataset, outputs, loc_pairs, num_loc, queries, cutouts)
+    features, matches = matching.match(matcher, loc_pairs, dataset, outputs, weights=weights)
+    results = outputs / f"InLoc_hloc_{matcher}_{retrieval}{num_loc}.txt"
+    loc = localize_inloc.main(localizer, dataset, loc_pairs, features, matches, results)
+    summary = {"matcher": matcher, "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
+               "localized": loc["localized"], "failed": loc["failed"]}
+    atomic.write_text(outputs / "summary.json", json.dumps(summary, indent=2))
+    logger.info("inloc: localized %d / %d queries; submit %s to visuallocalization.net.", loc["localized"], loc["queries"], results)
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=Path("datasets/inloc"))
+    parser.add_argument("--outputs", type=Path, default=Path("outputs/inloc"))
+    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
+    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    parser.add_argument("--num_loc", type=int, default=40)
+    parser.add_argument("--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)")
+    parser.add_argument("--localizer", default="default", choices=sorted(localize_inloc.confs))
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    cli.run(main, args.dataset, args.outputs, args.matcher, args.weights, args.num_loc, args.loc_pairs, args.localizer)

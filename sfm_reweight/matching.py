@@ -1,0 +1,43 @@
+"""The pipelines' matching step by name: a `match_dense` configuration (our matcher, or an XFeat
+peer) or the SIFT path (`sift`), into hloc's features and matches files. Images already in the
+features file keep their keypoints, so queries matched into a map's features file leave the map's
+keypoints (and its model's 2D points) as they are."""
+
+from pathlib import Path
+
+from . import match_dense, sift
+from .utils.errors import InputError
+
+MATCHERS = [*match_dense.confs, *sift.confs]
+
+
+def label(matcher: str) -> str:
+    """A matcher's name in summaries and figures: its conf name, but which SIFT for `sift`."""
+    return sift.LABEL if matcher in sift.confs else matcher
+
+
+def takes_weights(matcher: str) -> bool:
+    """Whether `matcher` is our network (a match_dense conf without a peer), the only one with weights."""
+    return matcher in match_dense.confs and match_dense.confs[matcher]["peer"] is None
+
+
+def match(
+    matcher: str,
+    pairs: Path,
+    image_dir: Path,
+    export_dir: Path | None = None,
+    features: Path | None = None,
+    matches: Path | None = None,
+    weights: str | None = None,
+) -> tuple[Path, Path]:
+    """Features and matches of the pairs in `pairs` (images under `image_dir`) by `matcher`, a name
+    in MATCHERS; `weights` (a shipped name or a checkpoint) for our matcher only. Returns the paths
+    (hloc's names in `export_dir` unless given)."""
+    if matcher not in MATCHERS:
+        raise InputError(f"unknown matcher {matcher!r}; expected one of {', '.join(MATCHERS)}")
+    if weights is not None and not takes_weights(matcher):
+        raise InputError(f"--weights does not apply to --matcher {matcher} (it is for our matcher)")
+    if matcher in sift.confs:
+        return sift.main(matcher, pairs, image_dir, export_dir, matches=matches, features=features)
+    conf = matcher if weights is None else {"name": matcher, "weights": weights}
+    return match_dense.main(conf, pairs, image_dir, export_dir, matches=matches, features=features)
