@@ -23,12 +23,15 @@ through the same matching and reconstruction; `--weights` applies to our matcher
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
 and the largest model), summary.json, matches.png (the pair with most verified matches),
 reconstruction.png and, with a reference model, matches_widest.png (all matches of the pair whose
-reference cameras look in the most different directions). Every stage resumes: a rerun reuses finished matches.
+reference cameras look in the most different directions). Every stage resumes: a rerun reuses finished matches
+of the same settings, weights and image files (other weights are refused); `--overwrite` deletes all of these
+first (never the rendered scene or the photos).
 """
 
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,18 @@ from typing import Any
 import numpy as np
 import pycolmap
 
-from sfm_reweight import cli, colmap, match_dense, pairs_from_exhaustive, pairs_from_sequential, reconstruction, sift
+from sfm_reweight import (
+    cli,
+    colmap,
+    extract_global,
+    match_dense,
+    matching,
+    pairs_from_exhaustive,
+    pairs_from_retrieval,
+    pairs_from_sequential,
+    pairs_from_vocab_tree,
+    reconstruction,
+)
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.eval.sfm import (
@@ -50,18 +64,50 @@ from sfm_reweight.eval.sfm import (
 )
 from sfm_reweight.utils.atomic import write_text as write_text_atomic
 from sfm_reweight.utils.errors import InputError
-from sfm_reweight.utils.pairs import Pair, list_images, read_pairs
+from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger("reconstruct")
 
 DEFAULT_OUTPUT = Path("outputs/reconstruct")
-MATCHERS = [*match_dense.confs, *sift.confs]
+PICTURES = ("matches.png", "matches_widest.png", "reconstruction.png")
+PAIRS = ("auto", "exhaustive", "retrieval", "vocab_tree")
+# --pairs auto: every pair up to this many images (780 pairs, under an hour at ~4 s per pair on a
+# 2-core CPU), retrieval above it, where exhaustive pairs grow with the square of the photos
+EXHAUSTIVE_MAX_IMAGES = 40
 
 
-def matcher_label(matcher: str) -> str:
-    """A --matcher's name in the summary and the figures: its conf name, but which SIFT for `sift`."""
-    return sift.LABEL if matcher in sift.confs else matcher
+def make_pairs(
+    path: Path, image_dir: Path, names: list[str], export_dir: Path, method: str = "auto", num_matched: int = 10,
+    window: int | None = None,
+) -> str:
+    """Write the pairs file `path` for the images `names` of `image_dir` and return the method used.
+    `method`: exhaustive, retrieval (each image with its `num_matched` most similar images by the
+    default `extract_global` descriptors, written into `export_dir`), vocab_tree (pycolmap's
+    vocabulary tree over SIFT), or auto (exhaustive up to EXHAUSTIVE_MAX_IMAGES images, retrieval
+    above). With `window` (videos): sequential pairs, plus retrieval loop closures unless `method`
+    is exhaustive."""
+    if method not in PAIRS:
+        raise InputError(f"unknown pairs method {method!r}; expected one of {', '.join(PAIRS)}")
+    if method == "auto":
+        method = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES or window is not None else "retrieval"
+    if method == "vocab_tree":
+        if window is not None:
+            raise InputError("reconstruct: --window takes loop closures from retrieval, not from the vocabulary tree")
+        pairs_from_vocab_tree.main(None, image_dir, path, num_matched, image_list=names)
+        return method
+    descriptors = None
+    if method == "retrieval":
+        descriptors = extract_global.main(next(iter(extract_global.confs)), image_dir, export_dir, image_list=names)
+    if window is not None:
+        pairs_from_sequential.main(path, image_list=names, window_size=window, loop_descriptors=descriptors,
+                                   num_loop_closures=num_matched)
+        return "sequential" + (" + retrieval loop closures" if descriptors else "")
+    if descriptors is None:
+        pairs_from_exhaustive.main(path, image_list=names)
+    else:
+        pairs_from_retrieval.main(descriptors, path, num_matched, query_list=names, db_list=names)
+    return method
 
 
 def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
@@ -125,13 +171,18 @@ def main(
     mapper: str | dict = "incremental",
     ground_truth: Path | None = None,
     reference_model: Path | None = None,
+    pairs_method: str = "auto",
+    num_matched: int = 10,
+    image_list: list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
     `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
     `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
-    scored against, and whose camera centres stand in for a missing `ground_truth`."""
-    peer = matcher in match_dense.confs and match_dense.confs[matcher]["peer"] is not None
-    if weights is not None and (peer or matcher in sift.confs):
+    scored against, and whose camera centres stand in for a missing `ground_truth`. `image_list`:
+    the images of `image_dir` to reconstruct (default: all). `pairs_method`, `num_matched`: see
+    `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`)."""
+    if weights is not None and not matching.takes_weights(matcher):
         raise InputError(f"reconstruct: --weights does not apply to --matcher {matcher} (it is for our matcher)")
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -140,7 +191,15 @@ def main(
         image_dir = render_demo_scene(output / "scene")
         ground_truth = ground_truth or output / "scene" / "gt_cameras"
         timings["render"] = time.time() - start
-    names = list_images(image_dir)
+    names = list_images(image_dir) if image_list is None else list(image_list)
+    if len(names) < 2:
+        raise InputError(f"{image_dir}: {len(names)} images; a reconstruction needs at least two images")
+    if overwrite:
+        for path in previous_outputs(output, image_dir):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     # bad ground truth or reference fails before any work
     gt = read_camera_centres(ground_truth) if ground_truth else None
     reference = read_reference_model(reference_model) if reference_model else None
@@ -149,16 +208,11 @@ def main(
 
     t = time.time()
     pairs = output / "pairs.txt"
-    if window is None:
-        pairs_from_exhaustive.main(pairs, image_list=names)
-    else:
-        pairs_from_sequential.main(pairs, image_list=names, window_size=window)
+    pairs_method = make_pairs(pairs, image_dir, names, output, pairs_method, num_matched, window)
     pair_list = read_pairs(pairs)
-    if matcher in sift.confs:
-        features, matches = sift.main(matcher, pairs, image_dir, export_dir=output)
-    else:
-        conf = matcher if weights is None else {**match_dense.confs[matcher], "weights": weights}
-        features, matches = match_dense.main(conf, pairs, image_dir, export_dir=output)
+    timings["pairs"] = time.time() - t
+    t = time.time()
+    features, matches = matching.match(matcher, pairs, image_dir, export_dir=output, weights=weights)
     timings["matching"] = time.time() - t
 
     t = time.time()
@@ -166,10 +220,14 @@ def main(
     model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
     timings["reconstruction"] = time.time() - t
 
-    label = matcher_label(matcher)
+    label = matching.label(matcher)
     summary: dict[str, Any] = {
         "image_dir": str(image_dir), "images": len(names), "matcher": matcher, "matcher_label": label,
-        "weights": weights or (None if peer or matcher in sift.confs else "default"), "reconstruction": mapper,
+        "weights": match_dense.describe_weights({"name": matcher, **({"weights": weights} if weights else {})})
+        if matching.takes_weights(matcher) else None,
+        "reconstruction": mapper,
+        "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
+        "features": str(features), "matches": str(matches),
         "registered": 0, "points": 0,
     }
     if model is not None:
@@ -194,7 +252,7 @@ def main(
         logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
-    for picture in ("matches.png", "matches_widest.png", "reconstruction.png"):
+    for picture in PICTURES:
         (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
     draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", label, reference)
     if reference is not None:
@@ -206,6 +264,18 @@ def main(
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
     return summary
+
+
+def previous_outputs(output: Path, image_dir: Path) -> list[Path]:
+    """What an earlier run wrote into `output`: pairs files, HDF5 files (features, matches, global
+    descriptors), raw-match stores, sfm/, summary.json and the pictures; never the rendered scene,
+    the photos or a folder holding them."""
+    found = [*output.glob("pairs*.txt"), *output.glob("*.h5"), *output.glob("*.raw"), output / "sfm", output / "summary.json"]
+    images = image_dir.resolve()
+    return [
+        p for p in [*found, *(output / name for name in PICTURES)]
+        if p.exists() and not (images.is_relative_to(p.resolve()) or p.resolve().is_relative_to(images))
+    ]
 
 
 def read_reference_model(path: Path) -> pycolmap.Reconstruction:
@@ -245,9 +315,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--matcher", default="eloftr_xfeat", choices=MATCHERS)
-    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
-    parser.add_argument("--window", type=int, help="sequential pairs with this window (default: exhaustive)")
+    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    weights.add_argument("--random-weights", action="store_true", help="our matcher with random weights (meaningless matches, for tests)")
+    parser.add_argument("--overwrite", action="store_true", help="delete the previous run's outputs in OUTPUT first (not the photos)")
+    parser.add_argument("--pairs", default="auto", choices=PAIRS, dest="pairs_method",
+                        help=f"which pairs to match (auto: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, retrieval above)")
+    parser.add_argument("--num_matched", type=int, default=10, help="retrieval and vocabulary tree: pairs per image")
+    parser.add_argument("--window", type=int, help="sequential pairs with this window, plus retrieval loop closures"
+                        " unless --pairs exhaustive (videos)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
     parser.add_argument("--reference_model", type=Path,
@@ -259,6 +336,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
+    if args.random_weights:
+        args.weights = match_dense.RANDOM
     mapper = {"name": args.mapper, **cli.parse_options(args.options)}
     cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth,
-            args.reference_model)
+            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite)

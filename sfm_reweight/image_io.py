@@ -1,5 +1,7 @@
 """Reading images of any common type and turning them into the matcher's grayscale input."""
 
+import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -8,20 +10,52 @@ import numpy as np
 from .utils import atomic
 from .utils.errors import SfmReweightError
 
+logger = logging.getLogger(__name__)
+
 # what counts as an image file (lower case); `eval.datasets.find_image` tries them in this order
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+# a JPEG marker: 0xFF then a code that is not byte stuffing (00), a restart marker (D0-D7) or fill (FF)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_STANDALONE = {0x01, 0xD8}  # markers without a length field (besides the restart markers)
+OVERSIZED = 4  # a long side over this many times the one an image is processed at gets a warning
 
 
 class ImageReadError(SfmReweightError, OSError):
     """An image that is missing or cannot be decoded; the message names the file."""
 
 
+def jpeg_is_complete(data: bytes) -> bool:
+    """Whether a JPEG stream's markers run from start to its end-of-image marker. libjpeg decodes a
+    truncated file anyway (a grey lower part, a "Premature end of JPEG file" warning on stderr that
+    names no file); data after the end marker (a motion photo's video, a maker trailer) is fine."""
+    pos = 2
+    while match := _JPEG_MARKER.search(data, pos):  # segments follow each other; entropy-coded data is skipped
+        code, pos = data[match.start() + 1], match.start()
+        if code == 0xD9:
+            return True
+        if code in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            return False
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")  # the length counts itself, not the marker
+        if pos > len(data):
+            return False
+    return False
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """The image at `path` as stored: [H,W] or [H,W,C] in RGB(A) order, uint8/uint16/float."""
+    """The image at `path` as stored: [H,W] or [H,W,C] in RGB(A) order, uint8/uint16/float; a
+    truncated JPEG is an ImageReadError (never decoded into a partly grey image)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    data = path.read_bytes()
+    if data.startswith(b"\xff\xd8\xff") and not jpeg_is_complete(data):
+        raise ImageReadError(f"{path}: truncated JPEG (the file ends before its end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if image is None or image.size == 0:
         raise ImageReadError(f"{path}: cannot be decoded as an image")
     if image.ndim == 3 and image.shape[2] == 3:
@@ -29,6 +63,17 @@ def read_image(path: str | Path) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     return image
+
+
+def warn_if_oversized(path: str | Path, size: tuple[int, int], long_side: int | None) -> None:
+    """Warn when an image (size (w, h)) is far larger than the long side it is processed at: shrunk
+    that much it loses its fine detail, and views taken at the usual sizes may be too far from it in
+    scale to match."""
+    if long_side and max(size) > OVERSIZED * long_side:
+        logger.warning(
+            "%s: %dx%d px, shrunk %.1f times to the long side %d px it is processed at; views of other sizes may"
+            " not match it: give the photos similar sizes", path, *size, max(size) / long_side, long_side,
+        )
 
 
 def write_image_atomic(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> Path:

@@ -167,6 +167,12 @@ def has_pair(f: h5py.Group, name0: str, name1: str) -> bool:
     return True
 
 
+def delete_pair(f: h5py.Group, name0: str, name1: str) -> None:
+    """Remove the pair from a matches file, under every key form it is stored with."""
+    while has_pair(f, name0, name1):
+        del f[find_pair(f, name0, name1)[0]]
+
+
 def read_matches(source: Path | h5py.Group, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
     """Matches of (name0, name1): [M,2] int64 keypoint indices (column 0 into name0's keypoints) and
     [M] float32 scores (1 when the file has none).

@@ -15,6 +15,13 @@ place at the end, features first. An interrupted run never damages either file, 
 resumes from the stored raw matches and writes the same files as an uninterrupted run. The raw
 store is deleted once both files are in place (unless `keep_raw`).
 
+Work is reused only when it is the same work (utils/provenance.py): both files record the
+configuration and the weights' content hash, and every image's keypoints and every pair's matches
+the fingerprints of the image files they come from. A rerun with another configuration or other
+weights into the same files is refused; an image file that changed gets new keypoints and its pairs
+are matched again, everything else is reused. A conf without shipped weights runs only with weights
+given or `"weights": "random"` (`--random-weights`: meaningless matches, for tests).
+
 EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refines image 1's to
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
 new image gets the refined points (hloc does the same).
@@ -44,20 +51,37 @@ from tqdm import tqdm
 
 from . import cli
 from .eval import matchers
-from .image_io import ImageReadError, read_image, to_gray_float
-from .io import KeypointReader, atomic_h5, has_pair, open_h5, output_paths, write_features, write_matches
+from .image_io import ImageReadError, read_image, to_gray_float, warn_if_oversized
+from .io import KeypointReader, atomic_h5, delete_pair, names_to_pair, open_h5, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matcher import Matcher, resolve_matcher_conf
+from .model.weights import resolve_weights
 from .raw_matches import RawMatchStore
 from .utils.errors import InputError
-from .utils.pairs import Pair, read_pairs, unique_pairs
+from .utils.pairs import Pair, read_pairs_to_match
+from .utils.provenance import (
+    FINGERPRINT,
+    PAIR_FINGERPRINTS,
+    check_provenance,
+    file_hash,
+    fresh_pairs,
+    image_fingerprints,
+    stale_images,
+    write_provenance,
+)
 
 logger = logging.getLogger(__name__)
+
+RANDOM = "random"  # "weights": the network's random initialisation, only when asked for (tests)
+# conf keys that say how the work is scheduled or named, not what it is: free to change on a rerun
+# ("weights" is recorded as the content hash of the file it resolves to)
+UNRECORDED = ("name", "output", "weights", "batch_size", "chunk_size", "keep_raw")
+REUSE_HINT = "write to another output folder or file name, or rerun with --overwrite"
 
 _base = {
     "output": "matches-eloftr-lite",
     "matcher": resolve_matcher_conf({"name": "lite", "resize_max": 1024}),  # a Matcher configuration (matcher.py), resolved
-    "weights": "default",
+    "weights": "default",  # "default" (the matcher conf's shipped checkpoint), a shipped name, a path or RANDOM
     "max_error": 1.0,  # px: a raw point joins a keypoint at most this far away
     "cell_size": 1,  # px: at most one keypoint per cell of this size (at least max_error)
     "max_kps": 8192,  # keypoints kept per image (highest scores); None: all
@@ -109,15 +133,21 @@ class PairMatcher(Protocol):
 
 class ImageCache:
     """Grayscale float images by name, the last few kept; unreadable images are reported once and
-    remembered in `failed` (name -> reason)."""
+    remembered in `failed` (name -> reason), images far larger than `long_side` warned about once."""
 
-    def __init__(self, image_dir: Path, size: int = 4):
+    def __init__(self, image_dir: Path, long_side: int | None, size: int = 4):
         self.image_dir = Path(image_dir)
+        self.long_side = long_side
         self.failed: dict[str, str] = {}
+        self.seen: set[str] = set()
         self._load = functools.lru_cache(maxsize=size)(self._read)
 
     def _read(self, name: str) -> np.ndarray:
-        return to_gray_float(read_image(self.image_dir / name), str(self.image_dir / name))
+        image = to_gray_float(read_image(self.image_dir / name), str(self.image_dir / name))
+        if name not in self.seen:  # the cache keeps a few images: an image is read again for later pairs
+            self.seen.add(name)
+            warn_if_oversized(self.image_dir / name, image.shape[::-1], self.long_side)
+        return image
 
     def __call__(self, name: str) -> np.ndarray | None:
         if name in self.failed:
@@ -130,11 +160,31 @@ class ImageCache:
             return None
 
 
+def weights_file(conf: dict) -> Path | None:
+    """The checkpoint a resolved Matcher conf loads, None for RANDOM; InputError when the conf names
+    none and ships none."""
+    if conf["weights"] is None:
+        raise InputError(f"conf {conf['name']!r}: weights None; give 'default', a shipped name, a checkpoint path or {RANDOM!r}")
+    if conf["weights"] == RANDOM:
+        return None
+    return resolve_weights(Matcher.resolve_default(conf["weights"], conf["matcher"]["weights"], conf["name"]))
+
+
+def describe_weights(conf: str | dict) -> str | None:
+    """What a conf (name or dict) matches with, for summaries: "<file name> sha256:<hash>", RANDOM, or
+    None for a peer."""
+    conf = cli.resolve_conf(confs, conf)
+    if conf["peer"] is not None:
+        return None
+    path = weights_file(conf)
+    return RANDOM if path is None else f"{path.name} sha256:{file_hash(path)}"
+
+
 def build_pair_matcher(conf: dict) -> PairMatcher:
     """The matcher of a resolved conf: its peer (`eval.matchers.PeerPairMatcher`) or a `Matcher`; a peer
     that cannot be built here (package missing, bad spec) is an InputError naming the reason."""
     if conf["peer"] is None:
-        return Matcher(conf["matcher"], weights=conf["weights"])
+        return Matcher(conf["matcher"], weights=weights_file(conf))
     try:
         peer = matchers.build_matcher(conf["peer"]["spec"])
     except (matchers.MatcherUnavailable, ValueError) as err:
@@ -150,10 +200,12 @@ def match_into_store(
     store: RawMatchStore,
     chunk_size: int,
     batch_size: int,
+    long_side: int | None,
 ) -> dict[str, str]:
     """Match the pairs missing from the store, chunk by chunk (chunks are fixed slices of `pairs`,
-    so a resumed run batches exactly like an uninterrupted one). Returns the unreadable images."""
-    images = ImageCache(image_dir)
+    so a resumed run batches exactly like an uninterrupted one); images are matched at `long_side`.
+    Returns the unreadable images."""
+    images = ImageCache(image_dir, long_side)
     with tqdm(total=sum(p not in store for p in pairs), desc="match_dense: matching", unit="pair") as bar:
         for start in range(0, len(pairs), chunk_size):
             chunk = [p for p in pairs[start : start + chunk_size] if p not in store]
@@ -191,7 +243,7 @@ def write_keypoints(
     store: RawMatchStore, pairs: Sequence[Pair], names: Iterable[str], conf: dict, f: h5py.File
 ) -> int:
     """Aggregate the raw points of each image in `names` over its pairs into keypoints, written to
-    `f`; returns the number of keypoints."""
+    `f` with the image's fingerprint; returns the number of keypoints."""
     sides: dict[str, list[tuple[Pair, int]]] = {name: [] for name in names}
     for pair in pairs:
         for side, name in enumerate(pair):
@@ -206,6 +258,7 @@ def write_keypoints(
             accumulator.add(raw[f"keypoints{side}"], raw["scores"])
         keypoints, scores = accumulator.keypoints(conf["max_kps"])
         write_features(f, name, keypoints, scores, size)
+        f[name].attrs[FINGERPRINT] = store.fingerprints[name]
         total += len(keypoints)
     return total
 
@@ -213,8 +266,8 @@ def write_keypoints(
 def write_pair_matches(
     store: RawMatchStore, pairs: Sequence[Pair], keypoints: KeypointReader, max_error: float, f: h5py.File
 ) -> int:
-    """Assign each pair's raw matches to the keypoints of its images and write matches0; returns
-    the number of matches."""
+    """Assign each pair's raw matches to the keypoints of its images and write matches0 with the
+    images' fingerprints; returns the number of matches."""
     index = functools.lru_cache(maxsize=16)(lambda name: KeypointIndex(keypoints(name), max_error))
     total = 0
     for name0, name1 in tqdm(pairs, desc="match_dense: matches", unit="pair"):
@@ -222,6 +275,7 @@ def write_pair_matches(
         index0, index1 = index(name0), index(name1)
         matches, scores = one_to_one(index0(raw["keypoints0"]), index1(raw["keypoints1"]), raw["scores"])
         write_matches(f, name0, name1, *to_matches0(matches, scores, len(index0)))
+        f[names_to_pair(name0, name1)].attrs[PAIR_FINGERPRINTS] = [store.fingerprints[name0], store.fingerprints[name1]]
         total += len(matches)
     return total
 
@@ -240,8 +294,9 @@ def main(
     """Match the pairs of `pairs` (images under `image_dir`) into a features and a matches file.
 
     conf: a name in `confs` or a dict overlaid on one. Outputs default to hloc's names in
-    `export_dir`; pairs already in the matches file are skipped (their images keep their keypoints)
-    unless `overwrite`, which rebuilds both files from this run alone. `features_ref`: files whose
+    `export_dir`; pairs already in the matches file, of the same image files, are skipped (their
+    images keep their keypoints) unless `overwrite`, which rebuilds both files from this run alone;
+    files made with another conf or other weights are refused (InputError). `features_ref`: files whose
     keypoints are kept fixed. `matcher`: anything with `Matcher.match_pairs` (default: the
     configuration's peer, else a `Matcher` from it). Returns (features path, matches path).
     """
@@ -253,12 +308,34 @@ def main(
     for ref in refs:
         if not ref.is_file():
             raise InputError(f"{ref}: reference features file not found")
-    listed = read_pairs(pairs, image_dir=image_dir)  # fails on unknown images before any work
-    unique = unique_pairs(listed)
-    todo = unique
+    listed, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
+    # what the matches are made from: the conf (thresholds included) and the weights' content hash
+    # (an injected matcher's fingerprint), so that other settings or weights are never mixed in
+    if matcher is not None:
+        weights = getattr(matcher, "fingerprint", None)
+    elif conf["peer"] is not None:
+        weights = None
+    else:
+        path = weights_file(conf)
+        weights = RANDOM if path is None else file_hash(path)
+    provenance = {"conf": {k: v for k, v in conf.items() if k not in UNRECORDED}, "weights": weights}
+    if not overwrite:
+        check_provenance(features, provenance, REUSE_HINT)
+        check_provenance(matches, provenance, REUSE_HINT)
+    fingerprints = image_fingerprints(image_dir, dict.fromkeys(n for p in unique for n in p))
+    for ref in refs:
+        with open_h5(ref) as f:
+            changed = [n for n in stale_images(f, fingerprints) if FINGERPRINT in f[n].attrs]
+        if changed:
+            raise InputError(f"{ref}: holds the keypoints of earlier versions of {cli.short_list(changed)}; rebuild it")
+    todo, stale = unique, set()
     if matches.exists() and not overwrite:
         with open_h5(matches) as f:
-            todo = [p for p in unique if not has_pair(f, *p)]
+            fresh = fresh_pairs(f, unique, fingerprints)
+        todo = [p for p in unique if p not in fresh]
+    if features.exists() and not overwrite:
+        with open_h5(features) as f:
+            stale = stale_images(f, fingerprints)  # their keypoints, and so all their pairs, are made anew
     raw_dir = matches.with_suffix(".raw")
     if raw_dir.exists() and (overwrite or not todo):
         shutil.rmtree(raw_dir)  # stale: rebuilt from scratch, or left by a run killed after its last write
@@ -269,23 +346,27 @@ def main(
     start_time = time.time()
     if matcher is None:
         matcher = build_pair_matcher(conf)
-    # the resolved matcher conf (thresholds included) and the weights' fingerprint: matches of other
-    # settings or weights (e.g. new shipped defaults) are never mixed in
-    identity = {"matcher": getattr(matcher, "conf", conf["matcher"]), "weights": conf["weights"],
-                "fingerprint": getattr(matcher, "fingerprint", None)}
-    store = RawMatchStore(raw_dir, identity)
+    store = RawMatchStore(raw_dir, provenance, fingerprints)
     resumed = sum(p in store for p in todo)
-    with KeypointReader(refs if overwrite else [*refs, features]) as fixed:
-        batch_size = conf["batch_size"] or (4 if torch.cuda.is_available() else 1)
-        failed = match_into_store(matcher, todo, image_dir, fixed, store, conf["chunk_size"], batch_size)
-        done = [p for p in todo if p in store]
-        names = list(dict.fromkeys(n for p in done for n in p))
-        new = [n for n in names if n not in fixed]
+    with KeypointReader(refs if overwrite else [*refs, features]) as stored:
+        fixed = {n for p in todo for n in p if n in stored and n not in stale}
+    batch_size = conf["batch_size"] or (4 if torch.cuda.is_available() else 1)
+    long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
+    failed = match_into_store(matcher, todo, image_dir, fixed, store, conf["chunk_size"], batch_size, long_side)
+    done = [p for p in todo if p in store]
+    names = list(dict.fromkeys(n for p in done for n in p))
+    new = [n for n in names if n not in fixed]
     num_keypoints = 0
-    if new:
+    if new or stale:
         with atomic_h5(features, copy_existing=not overwrite) as f:
+            write_provenance(f.attrs, provenance)
+            for name in stale.difference(new):  # changed since, and unreadable now or in no matched pair
+                del f[name]
             num_keypoints = write_keypoints(store, done, new, conf, f)
     with KeypointReader([features, *refs]) as keypoints, atomic_h5(matches, copy_existing=not overwrite) as f:
+        write_provenance(f.attrs, provenance)
+        for pair in todo:  # earlier matches of the pair, of other image versions or in the other key order
+            delete_pair(f, *pair)
         num_matches = write_pair_matches(store, done, keypoints, conf["max_error"], f)
     if conf["keep_raw"]:
         store.close()
@@ -297,11 +378,12 @@ def main(
         unreadable = cli.short_list(list(failed))
         skipped = f"; {len(todo) - len(done)} pairs skipped for {len(failed)} unreadable images ({unreadable})"
     logger.info(
-        "match_dense: %d pairs listed in %s (%d repeated or self-pairs, %d already in %s); %d pairs matched"
-        " (%d resumed from an interrupted run)%s; %d images got new keypoints (%.0f per image, max_kps %s),"
-        " %d kept fixed ones; %d matches (%.0f per pair) written to %s, keypoints to %s; %.1f s.",
-        len(listed), pairs, len(listed) - len(unique), len(unique) - len(todo), matches.name, len(done), resumed,
-        skipped, len(new), num_keypoints / max(len(new), 1), conf["max_kps"], len(names) - len(new),
+        "match_dense: %d pairs listed in %s (%d repeated or self-pairs, %d already in %s, %d images changed since"
+        " their keypoints were made); %d pairs matched (%d resumed from an interrupted run)%s; %d images got new"
+        " keypoints (%.0f per image, max_kps %s), %d kept fixed ones; %d matches (%.0f per pair) written to %s,"
+        " keypoints to %s; %.1f s.",
+        len(listed), pairs, len(listed) - len(unique), len(unique) - len(todo), matches.name, len(stale), len(done),
+        resumed, skipped, len(new), num_keypoints / max(len(new), 1), conf["max_kps"], len(names) - len(new),
         num_matches, num_matches / max(len(done), 1), matches, features, time.time() - start_time,
     )
     return features, matches
@@ -316,7 +398,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matches", type=Path, help="output matches file (default: in export_dir)")
     parser.add_argument("--features_ref", type=Path, nargs="+", help="features files whose keypoints stay fixed")
     parser.add_argument("--conf", default="eloftr_xfeat", choices=list(confs))
-    parser.add_argument("--weights", help="matcher weights: a shipped name or a checkpoint path")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="matcher weights: a shipped name or a checkpoint path (default: the conf's shipped ones)")
+    weights.add_argument("--random-weights", action="store_true", help="a network with random weights (meaningless matches, for tests)")
     parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
     parser.add_argument("--batch_size", type=int)
     parser.add_argument("--chunk_size", type=int, help="pairs per committed shard: what a kill can lose (default 16)")
@@ -326,6 +410,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
+    if args.random_weights:
+        args.weights = RANDOM
     overrides = {k: getattr(args, k) for k in ("weights", "max_kps", "batch_size", "chunk_size") if getattr(args, k) is not None}
     cli.run(
         main,

@@ -20,8 +20,6 @@ quarter of the cost per candidate. Results are in the original images' pixels; "
 "zoom1" say which candidate won.
 """
 
-import hashlib
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +32,10 @@ from .image_io import read_image, to_gray_float
 from .model.config import resolve_conf
 from .model.eloftr import COARSE_STRIDE, ELoFTR
 from .utils.conf import ConfError, resolve
+from .utils.errors import InputError
+from .utils.provenance import file_hash
 from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
 from .preprocessing import Prepared, prepare, resized_size, rot90_points
-
-logger = logging.getLogger(__name__)
 
 ImageInput = str | Path | np.ndarray
 Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 and 1, quarter turns and zoom of image 1
@@ -75,8 +73,9 @@ class Matcher:
         device: str | torch.device | None = None,
     ):
         """conf: a name in `confs` or a dict; its "model" is a model conf name or dict.
-        weights: "default" (the shipped checkpoint of this model, if any), a shipped name, a path
-        (ours or an official EfficientLoFTR checkpoint), or None (random weights, for tests).
+        weights: "default" (the conf's shipped checkpoint; InputError for a conf that ships none), a
+        shipped name, a path (ours or an official EfficientLoFTR checkpoint), or None: random weights,
+        only when asked for (tests, benchmarks of speed).
         """
         self.conf = resolve_matcher_conf(conf)
         bad = [r for r in self.conf["rotations"] if r % 90]
@@ -91,7 +90,7 @@ class Matcher:
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
         model_conf = resolve_conf(self.conf["model"])
-        self.weights = self.resolve_default(weights, self.conf["weights"], model_conf["name"])
+        self.weights = self.resolve_default(weights, self.conf["weights"], self.conf["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is None:
             self.model = ELoFTR(model_conf)
@@ -101,22 +100,18 @@ class Matcher:
             # our files may have been trained with another reweighting mode (the ablation's)
             self.model = ELoFTR(with_saved_reweighting(model_conf, ckpt))
             load_state(self.model, path, ckpt)
-            with open(path, "rb") as f:
-                self.fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+            self.fingerprint = file_hash(path)
         self.model.eval().fuse().to(self.device)
 
     @staticmethod
     def resolve_default(weights: str | Path | None, shipped: str | None, name: str) -> str | Path | None:
-        """"default": the conf's `shipped` checkpoint, if it exists (else random weights, with a warning)."""
+        """"default": the `shipped` checkpoint of conf `name`; InputError when it ships none, since
+        random weights give meaningless matches that would otherwise pass for results."""
         if weights != "default":
             return weights
-        if shipped is not None and (WEIGHTS_DIR / f"{shipped}.pt").is_file():
-            return shipped
-        logger.warning(
-            "no shipped weights for model %r: the network has random weights and its matches are"
-            " meaningless; pass weights=PATH (pipelines: --weights PATH, or --matcher sift)", name,
-        )
-        return None
+        if shipped is None or not (WEIGHTS_DIR / f"{shipped}.pt").is_file():
+            raise InputError(f"no shipped weights for conf {name!r}: pass --weights FILE or --random-weights")
+        return shipped
 
     def gray(self, image: ImageInput, name: str) -> np.ndarray:
         """An image (path or array) as float32 gray [H,W] in [0,1]; errors name the file or `name`."""

@@ -11,7 +11,6 @@ from itertools import combinations
 from pathlib import Path
 
 from . import cli
-from .utils.errors import InputError
 from .utils.pairs import Pair, collect_image_names, write_pairs
 
 logger = logging.getLogger(__name__)
@@ -29,8 +28,6 @@ def main(
     `image_dir`; with references (`ref_list` or `ref_features`), every (image, reference) pair
     except an image with itself."""
     names = collect_image_names(image_list, features, image_dir)
-    if not names:
-        raise InputError("pairs_from_exhaustive: no images")
     if ref_list is None and ref_features is None:
         pairs = list(combinations(names, 2))
     else:

@@ -17,7 +17,6 @@ import numpy as np
 from . import cli
 from .io import read_global_descriptors
 from .pairs_from_retrieval import CHUNK_ROWS, top_k
-from .utils.errors import InputError
 from .utils.pairs import Pair, collect_image_names, unique_pairs, write_pairs
 
 logger = logging.getLogger(__name__)
@@ -40,8 +39,6 @@ def main(
     names = collect_image_names(image_list, features, image_dir)
     if image_list is None:
         names = sorted(names)
-    if not names:
-        raise InputError("pairs_from_sequential: no images")
     if window_size < 1:
         raise ValueError(f"window_size must be at least 1, got {window_size}")
     pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + window_size + 1, len(names)))]

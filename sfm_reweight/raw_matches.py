@@ -5,13 +5,16 @@ into place once complete, so a killed run loses at most the chunk in flight and 
 damaged shard; a rerun skips every stored pair. A shard of K pairs holds `names` [K,2] (image 0,
 image 1), `image_sizes` [K,2,2] ((w, h) of image 0 and of image 1), `offsets` [K+1] into the
 concatenated `keypoints0`, `keypoints1` [M,2] float32 (original-image pixels, pixel-centre
-convention) and `scores` [M] float32. `identity.json` records what made the matches (matcher
-configuration and weights): a rerun with anything else fails instead of mixing results.
+convention), `scores` [M] float32 and `fingerprints` [K,2] (utils/provenance.py: of image 0 and of
+image 1 as matched). `identity.json` records what made the matches (configuration and weights): a
+rerun with anything else fails instead of mixing results; a stored pair of an image whose file has
+changed since is ignored (matched again).
 """
 
 import json
 import shutil
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +24,26 @@ import numpy as np
 from .utils import atomic
 from .utils.errors import InputError
 from .utils.pairs import Pair
+from .utils.provenance import differences
 
 FIELDS = ("keypoints0", "keypoints1", "scores")
 
 
 class RawMatchStore:
-    """Raw matches by pair (name0, name1), in the pair's orientation."""
+    """Raw matches by pair (name0, name1), in the pair's orientation, of the images as `fingerprints`
+    (name -> fingerprint) has them now."""
 
-    def __init__(self, root: Path, identity: dict[str, Any], max_open: int = 16):
+    def __init__(self, root: Path, identity: dict[str, Any], fingerprints: Mapping[str, str], max_open: int = 16):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(identity, sort_keys=True, default=str)
+        self.fingerprints = fingerprints
         identity_path = self.root / "identity.json"
         if not identity_path.exists():
-            atomic.write_text(identity_path, text)
-        elif identity_path.read_text() != text:
+            atomic.write_text(identity_path, json.dumps(identity, sort_keys=True, default=str))
+        elif diff := differences(json.loads(identity_path.read_text()), identity):
             raise InputError(
-                f"{identity_path}: stored matches come from {identity_path.read_text()}, this run uses {text};"
-                " delete the folder or rerun with overwrite"
+                f"{identity_path}: the stored matches of an interrupted run were made with other settings ({diff});"
+                " delete the folder or rerun with --overwrite"
             )
         for stale in self.root.glob(".*.tmp"):
             stale.unlink()
@@ -48,15 +53,16 @@ class RawMatchStore:
         self.image_sizes: list[np.ndarray] = []
         for s, path in enumerate(self.shards):
             with h5py.File(path, "r") as f:
-                self._register(s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()])
+                self._register(s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()], f["fingerprints"].asstr()[()])
         self.max_open = max_open
         self.open_files: OrderedDict[int, h5py.File] = OrderedDict()
 
-    def _register(self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray) -> None:
+    def _register(self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray, fingerprints: np.ndarray) -> None:
         self.offsets.append(offsets)
         self.image_sizes.append(image_sizes)
-        for i, (name0, name1) in enumerate(names):
-            self.index[(str(name0), str(name1))] = (shard, i)
+        for i, ((name0, name1), (fp0, fp1)) in enumerate(zip(names, fingerprints)):
+            if (self.fingerprints.get(str(name0)), self.fingerprints.get(str(name1))) == (str(fp0), str(fp1)):
+                self.index[(str(name0), str(name1))] = (shard, i)
 
     def __contains__(self, pair: Pair) -> bool:
         return tuple(pair) in self.index
@@ -72,17 +78,19 @@ class RawMatchStore:
         names = np.array(list(results), dtype=object).reshape(-1, 2)
         offsets = np.r_[0, np.cumsum([len(r["scores"]) for r in results.values()])].astype(np.int64)
         image_sizes = np.array([[r["image_size0"], r["image_size1"]] for r in results.values()], np.int64)
+        fingerprints = np.array([[self.fingerprints[a], self.fingerprints[b]] for a, b in results], dtype=object).reshape(-1, 2)
         path = self.root / f"shard-{len(self.shards):06d}.h5"
         with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("names", data=names, dtype=h5py.string_dtype())
             f.create_dataset("offsets", data=offsets)
             f.create_dataset("image_sizes", data=image_sizes)
+            f.create_dataset("fingerprints", data=fingerprints, dtype=h5py.string_dtype())
             for key in FIELDS:
                 shape = (-1, 2) if key.startswith("keypoints") else (-1,)
                 data = np.concatenate([np.asarray(r[key], np.float32).reshape(shape) for r in results.values()])
                 f.create_dataset(key, data=data)
         self.shards.append(path)
-        self._register(len(self.shards) - 1, names, offsets, image_sizes)
+        self._register(len(self.shards) - 1, names, offsets, image_sizes, fingerprints)
 
     def _file(self, shard: int) -> h5py.File:
         f = self.open_files.pop(shard, None)

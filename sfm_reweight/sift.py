@@ -5,7 +5,8 @@ match_dense (plus `descriptors` [128,N] uint8 and `scales` [N] per image).
     python -m sfm_reweight.sift --pairs pairs.txt --image_dir images/ --export_dir outputs/
 
 Images already in the features file and pairs already in the matches file are skipped unless
-`overwrite`; each file is written to a temporary copy renamed into place at the end.
+`overwrite`, when they come from the same image files and the same conf (utils/provenance.py, as in
+match_dense); each file is written to a temporary copy renamed into place at the end.
 """
 
 import argparse
@@ -20,10 +21,19 @@ import pycolmap
 from tqdm import tqdm
 
 from . import cli
-from .image_io import ImageReadError, read_image, to_gray_float
-from .io import atomic_h5, has_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
+from .image_io import ImageReadError, read_image, to_gray_float, warn_if_oversized
+from .io import atomic_h5, delete_pair, list_h5_names, names_to_pair, open_h5, output_paths, write_features, write_matches
 from .preprocessing import resized_size, to_original
-from .utils.pairs import read_pairs, unique_pairs
+from .utils.pairs import read_pairs_to_match
+from .utils.provenance import (
+    FINGERPRINT,
+    PAIR_FINGERPRINTS,
+    check_provenance,
+    fresh_pairs,
+    image_fingerprints,
+    stale_images,
+    write_provenance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +115,18 @@ def main(
     """Extract SIFT for the images of `pairs` and match the pairs; returns (features, matches)."""
     conf = cli.resolve_conf(confs, conf)
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
-    listed = read_pairs(pairs, image_dir=image_dir)  # fails on unknown images before any work
-    unique = unique_pairs(listed)
+    _, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
     names = list(dict.fromkeys(n for p in unique for n in p))
-    existing = set() if overwrite or not features.exists() else set(list_h5_names(features))
+    provenance = {"conf": {k: v for k, v in conf.items() if k not in ("name", "output")}}
+    if not overwrite:
+        hint = "write to another output folder or file name, or rerun with --overwrite"
+        check_provenance(features, provenance, hint)
+        check_provenance(matches, provenance, hint)
+    fingerprints = image_fingerprints(image_dir, names)
+    existing: set[str] = set()
+    if features.exists() and not overwrite:
+        with open_h5(features) as f:
+            existing = set(list_h5_names(f)) - stale_images(f, fingerprints)  # changed images are extracted again
     start_time = time.time()
 
     options = pycolmap.FeatureExtractionOptions()
@@ -116,26 +134,37 @@ def main(
     extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
     failed: dict[str, str] = {}
     with atomic_h5(features, copy_existing=not overwrite) as f:
+        write_provenance(f.attrs, provenance)
         for name in tqdm([n for n in names if n not in existing], desc="sift: extract", unit="image"):
+            if name in f:  # of an earlier version of the file: gone even if this one is unreadable
+                del f[name]
             try:
                 gray = to_gray_float(read_image(Path(image_dir, name)), str(Path(image_dir, name)))
             except (ImageReadError, ValueError) as e:
                 failed[name] = str(e)
                 logger.warning("skipping the pairs of an unreadable image: %s", e)
                 continue
-            out = extract(extractor, gray, conf["resize_max"])
             size = gray.shape[::-1]
+            warn_if_oversized(Path(image_dir, name), size, conf["resize_max"])
+            out = extract(extractor, gray, conf["resize_max"])
             write_features(f, name, out["keypoints"], np.ones(len(out["keypoints"])), size,
                            scales=out["scales"], descriptors=out["descriptors"].T)
+            f[name].attrs[FINGERPRINT] = fingerprints[name]
 
     num_matches = 0
     with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
-        todo = [p for p in unique if p[0] in ffeat and p[1] in ffeat and (overwrite or not has_pair(fmatch, *p))]
+        write_provenance(fmatch.attrs, provenance)
+        fresh = set() if overwrite else fresh_pairs(fmatch, unique, fingerprints)
+        for pair in unique:  # earlier matches of the pair, of other image versions or in the other key order
+            if pair not in fresh:
+                delete_pair(fmatch, *pair)
+        todo = [p for p in unique if p[0] in ffeat and p[1] in ffeat and p not in fresh]
         for name0, name1 in tqdm(todo, desc="sift: match", unit="pair"):
             matches0, scores0 = match_descriptors(
                 ffeat[name0]["descriptors"][()].T, ffeat[name1]["descriptors"][()].T, conf["ratio"]
             )
             write_matches(fmatch, name0, name1, matches0, scores0)
+            fmatch[names_to_pair(name0, name1)].attrs[PAIR_FINGERPRINTS] = [fingerprints[name0], fingerprints[name1]]
             num_matches += int((matches0 > -1).sum())
     logger.info(
         "sift: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"

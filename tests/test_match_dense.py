@@ -149,20 +149,23 @@ def test_one_to_one_keeps_the_best_match():
 
 
 def test_raw_store_resumes_and_checks_identity(tmp_path):
-    store = RawMatchStore(tmp_path / "raw", {"matcher": "a"})
+    fingerprints = {"a.jpg": "1:a", "b.jpg": "1:b", "c/d.jpg": "1:d"}
+    store = RawMatchStore(tmp_path / "raw", {"matcher": "a"}, fingerprints)
     result = {"keypoints0": np.ones((3, 2)), "keypoints1": np.zeros((3, 2)), "scores": np.arange(3),
               "image_size0": (4, 5), "image_size1": (6, 7)}
     store.add({("a.jpg", "b.jpg"): result, ("a.jpg", "c/d.jpg"): {**result, "scores": np.arange(3) + 10}})
     store.close()
     (tmp_path / "raw" / ".shard-000001.h5.0123abcd.tmp").write_bytes(b"debris of a killed run")
-    store = RawMatchStore(tmp_path / "raw", {"matcher": "a"})
+    store = RawMatchStore(tmp_path / "raw", {"matcher": "a"}, fingerprints)
     assert len(store) == 2 and ("a.jpg", "c/d.jpg") in store and ("c/d.jpg", "a.jpg") not in store
     assert store.read(("a.jpg", "c/d.jpg"))["scores"].tolist() == [10, 11, 12]
     assert store.image_size(("a.jpg", "b.jpg"), 1) == (6, 7)
     assert not list((tmp_path / "raw").glob(".*.tmp"))
     store.close()
-    with pytest.raises(InputError, match="identity.json"):
-        RawMatchStore(tmp_path / "raw", {"matcher": "b"})
+    with pytest.raises(InputError, match=r"identity.json: .*other settings \(matcher \"a\" -> \"b\"\)"):
+        RawMatchStore(tmp_path / "raw", {"matcher": "b"}, fingerprints)
+    changed = RawMatchStore(tmp_path / "raw", {"matcher": "a"}, {**fingerprints, "b.jpg": "2:b"})
+    assert list(changed.index) == [("a.jpg", "c/d.jpg")]  # the pair of the changed image is matched again
 
 
 # --- match_dense end to end ----------------------------------------------------------------------
@@ -305,7 +308,7 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
     monkeypatch.undo()
     other_weights = StubMatcher()
     other_weights.fingerprint = "0123456789abcdef"  # matches of other weights are never mixed in
-    with pytest.raises(InputError, match="identity.json"):
+    with pytest.raises(InputError, match=r"feats_matches-eloftr-lite.h5: made with other settings \(weights null -> "):
         match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
                          matches=tmp_path / "crash" / "m.h5", matcher=other_weights)
     resumed = StubMatcher()
@@ -329,7 +332,7 @@ def test_real_matcher_tiny(tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     features, matches = match_dense.main(
-        {"weights": None, "batch_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
+        {"weights": "random", "batch_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
     )
     with h5py.File(features) as f, h5py.File(matches) as fm:
         for a, b in (("0.png", "1.png"), ("0.png", "2.png"), ("1.png", "2.png")):

@@ -27,7 +27,7 @@ def list_images(image_dir: Path) -> list[str]:
 
 def read_image_list(path: Path) -> list[str]:
     """First token of every line (so lists with intrinsics work too); blank lines and `#` skipped."""
-    return [line.split()[0] for line in _lines(path)]
+    return [line.split()[0] for line in _lines(path, "image list")]
 
 
 def collect_image_names(
@@ -35,14 +35,20 @@ def collect_image_names(
     features: Path | None = None,
     image_dir: Path | None = None,
 ) -> list[str]:
-    """Image names from a list (file or sequence), else a features file, else an image folder."""
+    """Image names from a list (file or sequence), else a features file, else an image folder;
+    InputError naming the source when it holds none."""
     if image_list is not None:
-        return read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
-    if features is not None:
-        return list_h5_names(features)
-    if image_dir is not None:
-        return list_images(image_dir)
-    raise ValueError("give an image list, a features file or an image folder")
+        source = image_list if isinstance(image_list, (str, Path)) else "the image list"
+        names = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
+    elif features is not None:
+        source, names = features, list_h5_names(features)
+    elif image_dir is not None:
+        source, names = image_dir, list_images(image_dir)
+    else:
+        raise ValueError("give an image list, a features file or an image folder")
+    if not names:
+        raise InputError(f"{source}: no images")
+    return names
 
 
 def read_pairs(
@@ -73,17 +79,16 @@ def read_pairs(
         return checked[name]
 
     pairs = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens or tokens[0].startswith("#"):
-                continue
-            if len(tokens) != 2:
-                raise InputError(f"{path}:{lineno}: expected 'name0 name1', got {line.strip()!r}")
-            for name in tokens:
-                if why := problem(name):
-                    raise InputError(f"{path}:{lineno}: {why}")
-            pairs.append((tokens[0], tokens[1]))
+    for lineno, line in enumerate(_text(path, "pairs").splitlines(), 1):
+        tokens = line.split()
+        if not tokens or tokens[0].startswith("#"):
+            continue
+        if len(tokens) != 2:
+            raise InputError(f"{path}:{lineno}: expected 'name0 name1', got {line.strip()!r}")
+        for name in tokens:
+            if why := problem(name):
+                raise InputError(f"{path}:{lineno}: {why}")
+        pairs.append((tokens[0], tokens[1]))
     if not pairs and not allow_empty:
         raise InputError(f"{path}: no pairs in the file")
     return pairs
@@ -92,6 +97,16 @@ def read_pairs(
 def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
     """One `name0 name1` line per pair, written crash-safe."""
     atomic.write_text(path, "".join(f"{a} {b}\n" for a, b in pairs))
+
+
+def read_pairs_to_match(path: Path, image_dir: Path) -> tuple[list[Pair], list[Pair]]:
+    """The pairs of a pairs file (every name an image under `image_dir`) and its `unique_pairs`;
+    InputError naming the file when no pair is left (only self-pairs)."""
+    listed = read_pairs(path, image_dir=image_dir)
+    unique = unique_pairs(listed)
+    if not unique:
+        raise InputError(f"{path}: only self-pairs (an image with itself), no pair of two images to match")
+    return listed, unique
 
 
 def unique_pairs(pairs: Iterable[Pair]) -> list[Pair]:
@@ -105,8 +120,19 @@ def unique_pairs(pairs: Iterable[Pair]) -> list[Pair]:
     return out
 
 
-def _lines(path: Path) -> list[str]:
+def _text(path: Path, what: str) -> str:
+    """The content of a text file; InputError naming it when it is binary (not UTF-8, or NUL bytes)."""
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text {what} file") from None
+    if "\0" in text:
+        raise InputError(f"{path}: not a text {what} file")
+    return text
+
+
+def _lines(path: Path, what: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    return [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line for line in _text(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")]
