@@ -61,11 +61,11 @@ def main(
     sfm_dir = outputs / f"sfm_{matcher}"
     triangulation.main("default", sfm_dir, reference, images, sfm_pairs, features, sfm_matches)
 
-    retrieval = "shipped" if loc_pairs is not None else extract_global.confs[next(iter(extract_global.confs))]["output"]
+    retrieval = "shipped" if loc_pairs is not None else extract_global.confs[extract_global.DEFAULT_CONF]["output"]
     if loc_pairs is None:
         loc_pairs = outputs / f"pairs-query-{retrieval}{num_loc}.txt"
         db = [image.name for image in pycolmap.Reconstruction(reference).images.values()]
-        pairs_from_retrieval.from_images(next(iter(extract_global.confs)), images, outputs, loc_pairs, num_loc, query_names, db)
+        pairs_from_retrieval.from_images(extract_global.DEFAULT_CONF, images, outputs, loc_pairs, num_loc, query_names, db)
     _, loc_matches = matching.match(matcher, loc_pairs, images, features=features,
                                     matches=outputs / f"matches-loc-{matcher}_{Path(loc_pairs).stem}.h5", weights=weights)
     results = outputs / f"Aachen-v1.1_hloc_{matcher}_{retrieval}{num_loc}.txt"

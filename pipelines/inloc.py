@@ -53,7 +53,7 @@ def main(
     """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json)."""
     queries, cutouts = dataset_images(dataset)
     outputs.mkdir(parents=True, exist_ok=True)
-    conf = next(iter(extract_global.confs))
+    conf = extract_global.DEFAULT_CONF
     retrieval = "shipped" if loc_pairs is not None else extract_global.confs[conf]["output"]
     if loc_pairs is None:
         loc_pairs = outputs / f"pairs-query-{retrieval}{num_loc}.txt"

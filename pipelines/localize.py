@@ -21,9 +21,10 @@ them): the map is aligned to them by the similarity of its camera centres, and t
 each query's position and rotation error and the recall at (0.25 m, 2 deg), (0.5 m, 5 deg), (5 m, 10 deg).
 
 Writes into OUTPUT: map/ (reconstruct.py's outputs, unless --model), queries_with_intrinsics.txt,
-pairs-loc.txt, the query matches, results.txt (`name qw qx qy qz tx ty tz`, cam_from_world in the
-map's frame), results.txt_logs.json, summary.json and queries/<name>.png (the inlier matches of each
-localized query against the database image with most inliers).
+pairs-loc.txt, queries-<map features file> (a copy of the map's features with the queries' added:
+the map's own file stays as built), matches-loc.h5, results.txt (`name qw qx qy qz tx ty tz`,
+cam_from_world in the map's frame), results.txt_logs.json, summary.json and queries/<name>.png (the
+inlier matches of each localized query against the database image with most inliers).
 """
 
 import argparse
@@ -46,7 +47,7 @@ from sfm_reweight.io import read_keypoints
 from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import list_images, write_pairs
-from sfm_reweight.utils.queries import read_queries, read_results
+from sfm_reweight.utils.queries import read_queries, read_results, write_results
 from sfm_reweight.visualization import plot_matches
 
 from reconstruct import main as reconstruct
@@ -89,7 +90,10 @@ def query_cameras(
         elif name in listed:
             cameras[name], sources[name] = listed[name], "queries"
         else:
-            guess = pycolmap.infer_camera_from_image(str(image_root / name))
+            try:
+                guess = pycolmap.infer_camera_from_image(str(image_root / name))
+            except Exception as err:  # pycolmap raises its own errors for files it cannot read
+                raise InputError(f"{image_root / name}: cannot read the image for its camera ({cli.one_line(err)})") from None
             same_size = map_cameras.get((guess.width, guess.height))
             cameras[name], sources[name] = (same_size, "map") if same_size is not None else (guess, "guessed")
     return cameras, sources
@@ -101,7 +105,7 @@ def retrieval_pairs(
     """Each query with every database image when there are at most `num_loc`, else with its
     `num_loc` most similar (pairs_from_retrieval.from_images, the default global descriptors)."""
     if len(db) > num_loc:
-        return pairs_from_retrieval.from_images(next(iter(extract_global.confs)), image_root, export_dir, path, num_loc, queries, db)
+        return pairs_from_retrieval.from_images(extract_global.DEFAULT_CONF, image_root, export_dir, path, num_loc, queries, db)
     pairs = [(q, d) for q in queries for d in db]
     write_pairs(path, pairs)
     return pairs
@@ -149,6 +153,58 @@ def ground_truth_errors(
     return scores
 
 
+def features_for_queries(source: Path, copy: Path, loc_matches: Path) -> Path:
+    """The features file the queries' keypoints are added to: a copy of the map's (whose own file
+    stays as the map was built), made anew, with the query matches dropped, whenever the map's
+    file is not the one copied last time (recorded beside the copy)."""
+    stat = source.stat()
+    origin = f"{source.resolve()} {stat.st_size} {stat.st_mtime_ns}\n"
+    record = copy.with_name(copy.name + ".source")
+    if not copy.exists() or not record.exists() or record.read_text() != origin:
+        loc_matches.unlink(missing_ok=True)
+        with atomic.atomic_path(copy) as tmp:
+            shutil.copyfile(source, tmp)
+        atomic.write_text(record, origin)
+    return copy
+
+
+def localize_groups(
+    localizer: str | dict, reconstruction: pycolmap.Reconstruction, cameras: dict[str, pycolmap.Camera],
+    sources: dict[str, str], loc_pairs: Path, features: Path, loc_matches: Path, results: Path,
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """localize_sfm for the queries with known intrinsics, and separately, with the focal length
+    refined by the pose, for those whose camera is a guess; writes the merged `results` and
+    `<results>_logs.json`. Returns (the summary of the runs merged, the logs by query)."""
+    conf = {"name": localizer} if isinstance(localizer, str) else dict(localizer)
+    conf["result_names"] = "full"  # results keyed like the images (the benchmarks' basenames may collide)
+    groups = {"known": [n for n in cameras if sources[n] != "guessed"], "guessed": [n for n in cameras if sources[n] == "guessed"]}
+    poses, logs, failed = {}, {}, {}
+    for group, names in groups.items():
+        if not names:
+            continue
+        query_list = results.with_name(f"queries-{group}.txt")
+        atomic.write_text(query_list, "".join(camera_line(n, cameras[n]) for n in names))
+        group_conf = conf if group == "known" else {**conf, "refinement": {**conf.get("refinement", {}), "refine_focal_length": True}}
+        group_results = results.with_name(f"{results.stem}-{group}{results.suffix}")
+        loc = localize_sfm.main(group_conf, reconstruction, query_list, loc_pairs, features, loc_matches, group_results)
+        poses.update(read_results(group_results))
+        logs.update(json.loads(Path(loc["logs"]).read_text())["loc"])
+        failed.update(loc["failed"])
+    write_results(results, poses)
+    atomic.write_text(Path(f"{results}_logs.json"), json.dumps({"loc": logs}))
+    return {"localized": len(poses), "failed": failed}, logs
+
+
+def json_safe(scores: dict[str, Any]) -> None:
+    """Infinite errors (queries without a pose) as None, so that summary.json is strict JSON."""
+    def finite(value: float) -> float | None:
+        return value if np.isfinite(value) else None
+
+    for key in ("median_position_error", "median_rotation_error"):
+        scores[key] = finite(scores[key])
+    scores["errors"] = {n: {k: finite(v) for k, v in e.items()} for n, e in scores["errors"].items()}
+
+
 def main(
     map_dir: Path,
     query_dir: Path,
@@ -176,34 +232,21 @@ def main(
     join_folders(image_root, [map_dir, query_dir])
     if model is None:
         built = reconstruct(image_root, output / "map", matcher, weights, image_list=map_names)
-        model, map_features = output / "map" / "sfm", Path(built["features"])
-        features = output / map_features.name
-        if not features.exists():
-            shutil.copyfile(map_features, features)  # queries join a copy: the map's own file stays as it was built
-    else:
-        copy = output / Path(features).name
-        if not copy.exists():
-            shutil.copyfile(features, copy)
-        features = copy
+        model, features = output / "map" / "sfm", Path(built["features"])
+    loc_matches = output / "matches-loc.h5"
+    features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
     if not Path(model, "images.bin").is_file() and not Path(model, "images.txt").is_file():
         raise InputError(f"{model}: no map model (the map's photos were not reconstructed)")
     reconstruction = pycolmap.Reconstruction(model)
     registered = sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids())
 
     cameras, sources = query_cameras(query_names, image_root, reconstruction, ground_truth, queries)
-    query_list = output / "queries_with_intrinsics.txt"
-    atomic.write_text(query_list, "".join(camera_line(n, c) for n, c in cameras.items()))
-    localizer = {"name": localizer} if isinstance(localizer, str) else dict(localizer)
-    localizer["result_names"] = "full"  # results keyed like the images (the benchmarks' basenames may collide)
-    if any(s == "guessed" for s in sources.values()):
-        localizer["refinement"] = {**localizer.get("refinement", {}), "refine_focal_length": True}
+    atomic.write_text(output / "queries_with_intrinsics.txt", "".join(camera_line(n, c) for n, c in cameras.items()))
     loc_pairs = output / "pairs-loc.txt"
     retrieval_pairs(loc_pairs, image_root, query_names, registered, output, num_loc)
-    _, loc_matches = matching.match(matcher, loc_pairs, image_root, features=features,
-                                    matches=output / "matches-loc.h5", weights=weights)
+    matching.match(matcher, loc_pairs, image_root, features=features, matches=loc_matches, weights=weights)
     results = output / "results.txt"
-    loc = localize_sfm.main(localizer, reconstruction, query_list, loc_pairs, features, loc_matches, results)
-    logs = json.loads(Path(loc["logs"]).read_text())["loc"]
+    loc, logs = localize_groups(localizer, reconstruction, cameras, sources, loc_pairs, features, loc_matches, results)
 
     pictures = output / "queries"
     shutil.rmtree(pictures, ignore_errors=True)  # an earlier run's, which this run may not replace
@@ -218,6 +261,7 @@ def main(
     }
     if ground_truth is not None:
         summary["ground_truth"] = ground_truth_errors(reconstruction, read_results(results), query_names, ground_truth)
+        json_safe(summary["ground_truth"])
     summary["seconds"] = round(time.time() - start, 1)
     atomic.write_text(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("localize: %s; summary in %s", summary_line(summary), output / "summary.json")
@@ -230,8 +274,10 @@ def summary_line(summary: dict[str, Any]) -> str:
         text += f" (not localized: {cli.short_list(sorted(failed))})"
     if gt := summary.get("ground_truth"):
         recall = ", ".join(f"{k} {v:.0f} %" for k, v in gt["recall"].items())
-        text += (f"; against the ground truth: median position error {gt['median_position_error']:.4f},"
-                 f" rotation {gt['median_rotation_error']:.3f} deg; recall {recall}")
+        if gt["median_position_error"] is not None:
+            text += (f"; against the ground truth: median position error {gt['median_position_error']:.4f},"
+                     f" rotation {gt['median_rotation_error']:.3f} deg")
+        text += f"; recall {recall}"
     return text
 
 

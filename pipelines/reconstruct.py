@@ -94,11 +94,12 @@ def make_pairs(
     if method == "vocab_tree":
         if window is not None:
             raise InputError("reconstruct: --window takes loop closures from retrieval, not from the vocabulary tree")
-        pairs_from_vocab_tree.main(None, image_dir, path, num_matched, image_list=names)
+        pairs_from_vocab_tree.main("sift", image_dir, path, num_matched, image_list=names)
         return method
     descriptors = None
     if method == "retrieval":
-        descriptors = extract_global.main(next(iter(extract_global.confs)), image_dir, export_dir, image_list=names)
+        descriptors = extract_global.main(extract_global.DEFAULT_CONF, image_dir, export_dir, image_list=names)
+        names = pairs_from_retrieval.described(descriptors, names)  # unreadable images are reported and left out
     if window is not None:
         pairs_from_sequential.main(path, image_list=names, window_size=window, loop_descriptors=descriptors,
                                    num_loop_closures=num_matched)

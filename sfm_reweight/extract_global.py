@@ -28,7 +28,8 @@ twice. A later call encodes new images with the stored codebook: the same call w
 
 Images already in the descriptors file are skipped unless `overwrite`; every "chunk_size" images
 are committed (crash-safe), so a killed run resumes. Stored results record the configuration, the
-local extractor's weights and the codebook's fingerprint; a rerun that differs is refused.
+local extractor's weights, the codebook's fingerprint and each image's fingerprint: a rerun with
+other settings is refused, and a replaced image is described again.
 """
 
 import argparse
@@ -57,6 +58,7 @@ from .model.xfeat import XFeatBackbone
 from .preprocessing import prepare
 from .sift import extract as extract_sift
 from .utils.errors import InputError
+from .utils.provenance import FINGERPRINT, check_provenance, differences, file_hash, image_fingerprints, stale_images, write_provenance
 from .utils.pairs import collect_image_names
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ _base: dict[str, Any] = {
     "local": {
         "type": "xfeat",  # "xfeat" or "rootsift"
         # long side of the image the local descriptors come from (only downscaled); on the four-scene pool of
-        # benchmarks/retrieval_pool.py, 1024 px and 2048 cells beat 640 px and 1024 (recall@10 0.97 vs 0.88)
+        # benchmarks/retrieval.py --set pool, 1024 px and 2048 cells beat 640 px and 1024 (recall@10 0.97 vs 0.88)
         "resize_max": 1024,
         "max_descriptors": 2048,  # per image: XFeat's most reliable cells, SIFT's largest-scale features
     },
@@ -92,6 +94,7 @@ confs: dict[str, dict[str, Any]] = {
         "local": {"type": "rootsift", "resize_max": 1024, "max_descriptors": 4096},
     },
 }
+DEFAULT_CONF = "vlad_xfeat"  # the best on the measured sets (benchmarks/retrieval.py)
 
 
 class LocalFeatures(Protocol):
@@ -114,9 +117,7 @@ def load_xfeat_backbone(weights: str | Path = XFEAT_WEIGHTS) -> tuple[XFeatBackb
         raise InputError(f"{path}: no XFeat backbone in the checkpoint: " + "; ".join(problems))
     model.load_state_dict(backbone_state)
     model.eval().fuse()
-    with open(path, "rb") as f:
-        fingerprint = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    return model, fingerprint
+    return model, file_hash(path)
 
 
 class XFeatLocal:
@@ -280,18 +281,6 @@ def identity(conf: dict, local: LocalFeatures) -> dict:
     return json.loads(json.dumps({**settings, "local_fingerprint": local.fingerprint}))
 
 
-def differences(stored: Any, current: Any, where: str = "") -> list[str]:
-    """`key: stored vs now` for every setting that differs (nested keys dotted)."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        return [d for k in sorted(set(stored) | set(current)) for d in differences(stored.get(k), current.get(k), f"{where}{k}.")]
-    return [] if stored == current else [f"{where.rstrip('.')}: {stored!r} stored vs {current!r} now"]
-
-
-def check_identity(path: Path, stored: dict, current: dict, remedy: str) -> None:
-    if diffs := differences(stored, current):
-        raise InputError(f"{path}: made with another configuration ({'; '.join(diffs)}); {remedy}")
-
-
 def spread(names: Sequence[str], count: int) -> list[str]:
     """At most `count` names, evenly spread over `names` (all of them if there are fewer)."""
     if len(names) <= count:
@@ -376,30 +365,28 @@ def main(
         global_path = Path(export_dir, f"global-feats-{conf['output']}.h5")
     global_path = Path(global_path)
     names = collect_image_names(image_list, image_dir=image_dir)
-    if not names:
-        raise InputError(f"{image_list if image_list is not None else image_dir}: no images to describe")
     start_time = time.time()
     local = build_local(conf["local"])
     ident = identity(conf, local)
     remedy = "use another export name or --overwrite"
 
+    fingerprints = image_fingerprints(image_dir, names)
     done: set[str] = set()
     stored_codebook = None  # fingerprint of the codebook that encoded the file's descriptors
     if global_path.exists() and not overwrite:
+        check_provenance(global_path, {"conf": ident}, remedy)
         with open_h5(global_path) as f:
-            if "conf" in f.attrs:
-                check_identity(global_path, json.loads(f.attrs["conf"]), ident, remedy)
-                stored_codebook = f.attrs["codebook"]
-        done = set(list_h5_names(global_path))
-        if done and stored_codebook is None:
-            raise InputError(f"{global_path}: descriptors not written by extract_global; {remedy}")
+            stored_codebook = json.loads(f.attrs["codebook"]) if "codebook" in f.attrs else None
+            stale = stale_images(f, fingerprints)  # replaced since: described again
+        done = set(list_h5_names(global_path)) - stale
 
     own = codebook_path(global_path)
     learned = codebook is None and (overwrite or not own.exists())
     images = GrayReader(image_dir, "extract_global")
     if not learned:
         book = Codebook.read(codebook or own)
-        check_identity(codebook or own, book.identity, ident, "use the configuration it was learned with")
+        if diff := differences(book.identity, ident):
+            raise InputError(f"{codebook or own}: learned with other settings ({diff}); use the configuration it was learned with")
     elif stored_codebook is not None:
         raise InputError(f"{global_path}: its codebook {own} is missing; {remedy}")
     else:
@@ -419,10 +406,13 @@ def main(
                 bar.update()
             # overwrite: the first chunk starts the file afresh, later ones add to it
             with atomic_h5(global_path, copy_existing=not (overwrite and start == 0)) as f:
-                f.attrs["conf"] = json.dumps(ident, sort_keys=True)
-                f.attrs["codebook"] = book.fingerprint
+                write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
+                for name in set(todo[start : start + conf["chunk_size"]]) - set(chunk):
+                    if name in f:  # replaced by a file that cannot be read: its old descriptor goes
+                        del f[name]
                 for name, descriptor in chunk.items():
                     write_global_descriptor(f, name, descriptor)
+                    f[name].attrs[FINGERPRINT] = fingerprints[name]
             encoded += len(chunk)
 
     skipped = f"; {len(images.failed)} unreadable and skipped ({cli.short_list(list(images.failed))})" if images.failed else ""
@@ -444,7 +434,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_list", type=Path, help="names to describe (default: every image under image_dir)")
     parser.add_argument("--global_path", type=Path, help="output descriptors file (default: in export_dir)")
     parser.add_argument("--codebook", type=Path, help="encode with this codebook instead of the file's own")
-    parser.add_argument("--conf", default=next(iter(confs)), choices=list(confs))
+    parser.add_argument("--conf", default=DEFAULT_CONF, choices=list(confs))
     parser.add_argument("--options", nargs="+", help="conf overrides, e.g. num_clusters=128 local.resize_max=1024 pca_dim=256")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)

@@ -40,6 +40,7 @@ from .io import open_h5, read_image_size, read_keypoints, read_matches
 from .localize_sfm import POSE_CONF, conf_from_args, failed, finish, solve
 from .utils.conf import Options
 from .utils.errors import InputError, MissingEntryError
+from .utils.pairs import read_text_file
 from .utils.queries import NAME_FORMATS, read_retrieval, result_names
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def read_alignment(path: Path) -> np.ndarray:
     unrefined transform and headers)."""
     if not path.is_file():
         raise InputError(f"{path}: alignment file not found")
-    lines = path.read_text().splitlines()
+    lines = read_text_file(path, "alignment").splitlines()
     rows = []
     for lineno in range(ALIGNMENT_ROWS.start + 1, ALIGNMENT_ROWS.stop + 1):
         tokens = lines[lineno - 1].split() if lineno <= len(lines) else []

@@ -357,6 +357,8 @@ def main(
     names = list(dict.fromkeys(n for p in done for n in p))
     new = [n for n in names if n not in fixed]
     num_keypoints = 0
+    if overwrite:  # a kill between the two commits must not leave old matches beside new keypoints
+        matches.unlink(missing_ok=True)
     if new or stale:
         with atomic_h5(features, copy_existing=not overwrite) as f:
             write_provenance(f.attrs, provenance)

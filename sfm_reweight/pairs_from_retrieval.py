@@ -87,6 +87,10 @@ def main(
     by_file = {f: [n for n in db_names if name_to_file[n] == f] for f in db_files}
     db_names = [n for names in by_file.values() for n in names]  # the row order of db_desc
     db_desc = np.concatenate([read_global_descriptors(f, names) for f, names in by_file.items() if names])
+    query_dim = read_global_descriptors(descriptors, queries[:1]).shape[1]
+    if query_dim != db_desc.shape[1]:
+        raise InputError(f"{descriptors}: {query_dim}-d query descriptors against {db_desc.shape[1]}-d database ones"
+                         " (made with other settings)")
     db_array = np.array(db_names, dtype=object)
     pairs = []
     for start in range(0, len(queries), CHUNK_ROWS):
@@ -119,7 +123,14 @@ def from_images(
     known = set(db)
     if new := [q for q in queries if q not in known]:
         extract_global.main(conf, image_dir, export_dir, image_list=new)
-    return main(descriptors, output, num_matched, query_list=list(queries), db_list=list(db))
+    return main(descriptors, output, num_matched, query_list=described(descriptors, queries), db_list=described(descriptors, db))
+
+
+def described(descriptors: Path, names: Sequence[str]) -> list[str]:
+    """The names that have a descriptor in `descriptors` (extract_global skips and reports the
+    images it cannot read), in the given order."""
+    have = set(list_h5_names(descriptors))
+    return [n for n in names if n in have]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

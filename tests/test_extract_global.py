@@ -106,11 +106,25 @@ def test_resume_describes_only_missing_images(indexed, scenes, tmp_path, monkeyp
     np.testing.assert_array_equal(read_global_descriptors(path, names[:-2]), first)
 
 
+def test_a_replaced_image_is_described_again(scenes, tmp_path, monkeypatch):
+    image_dir, names = scenes
+    images = tmp_path / "images"
+    shutil.copytree(image_dir, images)
+    path = extract_global.main(CONF, images, tmp_path)
+    shutil.copyfile(images / names[0], images / names[-1])  # another photo under the same name
+    described = []
+    real = extract_global.describe_locally
+    monkeypatch.setattr(extract_global, "describe_locally", lambda images, local, name: described.append(name) or real(images, local, name))
+    extract_global.main(CONF, images, tmp_path)
+    assert described == [names[-1]]
+    np.testing.assert_allclose(read_global_descriptors(path, names[-1:]), read_global_descriptors(path, names[:1]), atol=1e-6)
+
+
 def test_other_conf_into_the_same_file_is_refused(indexed, scenes, tmp_path):
     path = tmp_path / "global.h5"
     for source, target in ((indexed[0], path), (extract_global.codebook_path(indexed[0]), extract_global.codebook_path(path))):
         shutil.copyfile(source, target)
-    with pytest.raises(InputError, match=r"num_clusters: 16 stored vs 8 now.*--overwrite"):
+    with pytest.raises(InputError, match=r"conf.num_clusters 16 -> 8.*--overwrite"):
         extract_global.main({**CONF, "num_clusters": 8}, scenes[0], global_path=path)
     # overwrite: file and codebook rebuilt from this run alone
     extract_global.main({**CONF, "num_clusters": 8}, scenes[0], image_list=scenes[1][:6], global_path=path, overwrite=True)

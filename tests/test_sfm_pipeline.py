@@ -108,3 +108,15 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     name0, name1, angle = widest_covisible_pair(reference_model, read_pairs(output / "pairs.txt"))
     assert "zz_broken.jpg" not in (name0, name1) and 0 < angle < 90
     assert widest_covisible_pair(reference_model, [(name0, name1)], min_shared=10**6) is None
+
+
+@pytest.mark.parametrize("method", ["retrieval", "vocab_tree"])
+def test_reconstruct_pipeline_with_retrieval_pairs(reconstruct, scene, tmp_path, method):
+    """Each view with its 2 most similar others instead of all pairs: fewer pairs, every view registered."""
+    names = [f"view_{k:02d}.jpg" for k in range(6)]
+    output = tmp_path / "out"
+    summary = reconstruct.main(scene / "images", output, matcher="sift", pairs_method=method, num_matched=2,
+                               image_list=names, ground_truth=scene / "gt_cameras")
+    assert summary["pairs"]["method"] == method and summary["pairs"]["count"] < 15  # exhaustive: 15
+    assert summary["registered"] == 6 and summary["camera_centres"]["median"] < 0.05
+    assert all(n in names for pair in read_pairs(output / "pairs.txt") for n in pair)

@@ -10,9 +10,9 @@ Two camera sets (640 x 480, f = 520 px), both with ground truth written next to 
 Strecha `.camera` format (`eval.datasets.read_strecha_camera`), so the same evaluation serves this
 scene and fountain-P11:
 - `cameras`: the main job's twelve views on an arc south of the fountain, looking north;
-- `tour_cameras`: a walk once round the fountain looking outwards, so that each view overlaps its
-  neighbours on the walk and none of the views across the square (retrieval, localization and
-  mapping at scale need views that do not all see each other).
+- `tour_cameras`: a walk once round the fountain looking ahead (or outwards), so that each view
+  overlaps its neighbours on the walk and none of the views across the square (retrieval,
+  localization and mapping at scale need views that do not all see each other).
 """
 
 from pathlib import Path
@@ -170,18 +170,18 @@ def write_camera(path: Path, camera: Camera) -> None:
     atomic.write_text(path, text + f"{camera.size[0]} {camera.size[1]}\n")
 
 
-def tour_cameras(count: int = NUM_TOUR_VIEWS) -> list[Camera]:
-    """`count` cameras evenly spaced on a circle of radius 3.3 m round the fountain, eye height
-    1.5-1.8 m, each looking outwards and a little down, turned 20 deg left of its radius (walls
-    seen at a slant, as a walker sees them); COLMAP-convention K. View k overlaps views k +- a few
-    and none across the square."""
+def tour_cameras(count: int = NUM_TOUR_VIEWS, heading: float = 90.0, radius: float = 3.3) -> list[Camera]:
+    """`count` cameras evenly spaced on a circle of `radius` metres round the fountain, eye height
+    1.5-1.8 m, each looking a little down and `heading` degrees left of outwards (20: walls seen at
+    a slant; 90: along the walk, the fountain on one side and the square on the other);
+    COLMAP-convention K. View k overlaps views k +- a few and none across the square."""
     w, h = IMAGE_SIZE
     K = np.array([[FOCAL, 0, w / 2], [0, FOCAL, h / 2], [0, 0, 1.0]])
     out = []
     for k, angle in enumerate(np.linspace(0, 2 * np.pi, count, endpoint=False)):
-        eye = np.array([3.3 * np.cos(angle), 3.3 * np.sin(angle), 1.5 + 0.3 * (k % 2)])
-        heading = angle + np.deg2rad(20)
-        R, t = look_at(eye, eye + np.array([6 * np.cos(heading), 6 * np.sin(heading), -0.8]))
+        eye = np.array([radius * np.cos(angle), radius * np.sin(angle), 1.5 + 0.3 * (k % 2)])
+        direction = angle + np.deg2rad(heading)
+        R, t = look_at(eye, eye + np.array([6 * np.cos(direction), 6 * np.sin(direction), -0.8]))
         out.append(Camera(K, R, t, IMAGE_SIZE))
     return out
 

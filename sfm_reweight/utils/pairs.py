@@ -79,7 +79,7 @@ def read_pairs(
         return checked[name]
 
     pairs = []
-    for lineno, line in enumerate(_text(path, "pairs").splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path, "pairs").splitlines(), 1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
             continue
@@ -120,7 +120,7 @@ def unique_pairs(pairs: Iterable[Pair]) -> list[Pair]:
     return out
 
 
-def _text(path: Path, what: str) -> str:
+def read_text_file(path: Path, what: str) -> str:
     """The content of a text file; InputError naming it when it is binary (not UTF-8, or NUL bytes)."""
     try:
         text = Path(path).read_text()
@@ -135,4 +135,4 @@ def _lines(path: Path, what: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    return [line for line in _text(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line for line in read_text_file(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")]

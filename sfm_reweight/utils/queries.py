@@ -17,7 +17,7 @@ import pycolmap
 
 from . import atomic
 from .errors import InputError
-from .pairs import read_pairs
+from .pairs import read_pairs, read_text_file
 
 NAME_FORMATS = ("basename", "camera", "full")
 CAMERA_MODELS = tuple(name for name in pycolmap.CameraModelId.__members__ if name != "INVALID")
@@ -62,7 +62,7 @@ def read_queries(path: str | Path) -> dict[str, pycolmap.Camera]:
     first_seen: dict[str, str] = {}
     for file in query_list_files(path):
         lineno = 0
-        for lineno, line in enumerate(file.read_text().splitlines(), 1):
+        for lineno, line in enumerate(read_text_file(file, "query list").splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             where = f"{file}:{lineno}"
@@ -136,7 +136,7 @@ def read_results(path: str | Path) -> dict[str, pycolmap.Rigid3d]:
     if not path.is_file():
         raise InputError(f"{path}: results file not found")
     poses: dict[str, pycolmap.Rigid3d] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path, "results").splitlines(), 1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
             continue
