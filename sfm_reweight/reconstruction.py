@@ -29,7 +29,7 @@ from .utils.pairs import read_image_list, read_pairs, unique_pairs
 logger = logging.getLogger(__name__)
 
 _base: dict[str, Any] = {
-    "mapper": "incremental",  # incremental | global (GLOMAP, in pycolmap 4.x)
+    "mapper": "incremental",  # incremental | global (GLOMAP, in pycolmap 4.x) | hierarchical
     "camera_mode": "auto",  # auto | single | per_folder | per_image
     "camera_model": "SIMPLE_RADIAL",  # COLMAP camera model of new cameras
     "camera_params": None,  # known intrinsics, e.g. "f,cx,cy" for SIMPLE_PINHOLE (None: from EXIF or a guess)
@@ -45,17 +45,21 @@ _base: dict[str, Any] = {
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
     "global": {**_base, "mapper": "global"},
+    # incremental mapping of overlapping clusters of at most leaf_max_num_images, merged (pycolmap 4.x)
+    "hierarchical": {**_base, "mapper": "hierarchical"},
 }
 
 
 def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
     """The pipeline options of the configured mapper as a nested dict."""
     fixed = {"focal_length": False, "principal_point": False, "extra_params": False}
-    if conf["mapper"] == "incremental":
+    if conf["mapper"] in ("incremental", "hierarchical"):
         options: dict[str, Any] = {"num_threads": threads, "random_seed": conf["seed"]}
         if not conf["refine_intrinsics"]:
             options.update({f"ba_refine_{k}": v for k, v in fixed.items()})
             options["mapper"] = {"abs_pose_refine_focal_length": False, "abs_pose_refine_extra_params": False}
+        if conf["mapper"] == "hierarchical":  # each cluster mapped with the incremental options
+            options = {"num_threads": threads, "incremental_options": options}
     else:
         gpu = pycolmap.has_cuda
         options = {
@@ -104,8 +108,8 @@ def main(
     """Reconstruct the images of `pairs` (or of `image_list`); returns the largest model, or None
     when no model could be built."""
     conf = cli.resolve_conf(confs, conf)
-    if conf["mapper"] not in ("incremental", "global"):
-        raise InputError(f"unknown mapper {conf['mapper']!r}; expected 'incremental' or 'global'")
+    if conf["mapper"] not in ("incremental", "global", "hierarchical"):
+        raise InputError(f"unknown mapper {conf['mapper']!r}; expected incremental, global or hierarchical")
     for path in (features, matches):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")
@@ -146,6 +150,9 @@ def main(
         if conf["mapper"] == "incremental":
             options = pycolmap.IncrementalPipelineOptions(options)
             models = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
+        elif conf["mapper"] == "hierarchical":
+            options = pycolmap.HierarchicalPipelineOptions(options)
+            models = pycolmap.hierarchical_mapping(database, image_dir, models_dir, options)
         else:
             models = pycolmap.global_mapping(database, image_dir, models_dir, pycolmap.GlobalPipelineOptions(options))
 

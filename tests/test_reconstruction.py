@@ -150,9 +150,10 @@ def test_no_model_says_why(scene, tmp_path, caplog):
     assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
 
 
-def test_global_mapping(scene, tmp_path):
+@pytest.mark.parametrize("mapper", ["global", "hierarchical"])
+def test_global_and_hierarchical_mapping(scene, tmp_path, mapper):
     model = reconstruction.main(
-        "global", tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
+        mapper, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
     )
     assert model.num_reg_images() == NUM_IMAGES and model.compute_mean_reprojection_error() < 1.0
     assert_matches_ground_truth(model, scene["gt"], 0.01)
