@@ -2,7 +2,7 @@
 matches into a map, and the day and night queries are localized against it.
 
     python pipelines/aachen_v1_1.py --dataset datasets/aachen_v1.1 --outputs outputs/aachen_v1.1 \\
-        [--matcher eloftr_xfeat] [--num_covis 20] [--num_loc 50] [--loc_pairs pairs-query-netvlad50.txt]
+        [--matcher eloftr_xfeat_aachen] [--num_covis 20] [--num_loc 50] [--loc_pairs pairs-query-netvlad50.txt]
 
 The dataset layout is in datasets/aachen_v1.1/README.md. Steps: pairs_from_covisibility (reference
 model, `num_covis` per image) -> matching -> triangulation (reference poses) -> retrieval
@@ -43,7 +43,7 @@ def dataset_paths(dataset: Path) -> tuple[Path, Path, str]:
 def main(
     dataset: Path,
     outputs: Path,
-    matcher: str = "eloftr_xfeat",
+    matcher: str = "eloftr_xfeat_aachen",
     weights: str | None = None,
     num_covis: int = 20,
     num_loc: int = 50,
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=Path("datasets/aachen_v1.1"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/aachen_v1.1"))
-    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
+    parser.add_argument("--matcher", default="eloftr_xfeat_aachen", choices=matching.MATCHERS)
     parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
     parser.add_argument("--num_covis", type=int, default=20)
     parser.add_argument("--num_loc", type=int, default=50)

@@ -149,6 +149,9 @@ class Cutouts:
         self.dataset_dir = Path(dataset_dir)
         self.features = features
         self.alignment = functools.lru_cache(maxsize=None)(self._alignment)
+        # consecutive queries (a walk through the building) retrieve many of the same cutouts; a full
+        # XYZcut is about 46 MB (1600 x 1200 x 3 doubles), so only the last few are kept
+        self.xyz = functools.lru_cache(maxsize=8)(read_xyz)
 
     def _alignment(self, floor: str, scan: str, building: str) -> np.ndarray:
         return read_alignment(self.dataset_dir / "database" / "alignments" / floor / "transformations" / f"{building}_trans_{scan}.txt")
@@ -157,7 +160,7 @@ class Cutouts:
         """World points [K,3] of the cutout's keypoints `keypoint_ids` [K] and valid [K] (bool)."""
         world_from_scan = self.alignment(*cutout_parts(name))
         path = self.dataset_dir / f"{name}.mat"
-        xyz = read_xyz(path)
+        xyz = self.xyz(path)
         size = read_image_size(self.features, name)
         if size is not None and tuple(size) != (xyz.shape[1], xyz.shape[0]):
             raise InputError(f"{path}: XYZcut is {xyz.shape[1]}x{xyz.shape[0]} but the image is {size[0]}x{size[1]}")

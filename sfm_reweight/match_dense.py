@@ -99,6 +99,11 @@ _peer = {**_base, "matcher": None, "weights": None}
 confs: dict[str, dict[str, Any]] = {
     # the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
     "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})},
+    # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
+    "eloftr_xfeat_aachen": {
+        **_base, "output": "matches-eloftr-xfeat-aachen", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024}),
+        "max_error": 2.0, "cell_size": 8,
+    },
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
     "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
     # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"), ranked at 512 px and
