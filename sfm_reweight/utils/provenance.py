@@ -16,12 +16,13 @@ from typing import Any
 import h5py
 from tqdm import tqdm
 
-from ..io import find_pair, open_h5
+from ..io import find_pair, names_to_pair, open_h5
 from .errors import InputError, MissingEntryError
 from .pairs import Pair
 
 FINGERPRINT = "fingerprint"  # attribute of an image's group: the fingerprint of the image its features come from
 PAIR_FINGERPRINTS = "fingerprints"  # attribute of a pair's group: those of its images, in the key's order
+REUSE_HINT = "write to another output folder or file name, or rerun with --overwrite"  # the `fix` of the stages
 
 
 def file_hash(path: str | Path) -> str:
@@ -83,6 +84,16 @@ def check_provenance(path: Path, provenance: Mapping[str, Any], fix: str) -> Non
         raise InputError(f"{path}: holds no record of the settings that made it (another tool or an older version); {fix}")
     if diff := differences(stored, provenance):
         raise InputError(f"{path}: made with other settings ({diff}); {fix}")
+
+
+def record_image(f: h5py.Group, name: str, fingerprint: str) -> None:
+    """Mark the group of image `name` (just written) as made from the file with `fingerprint`."""
+    f[name].attrs[FINGERPRINT] = fingerprint
+
+
+def record_pair(f: h5py.Group, name0: str, name1: str, fingerprints: Mapping[str, str]) -> None:
+    """Mark the group of pair (name0, name1) (just written, in this order) with its images' fingerprints."""
+    f[names_to_pair(name0, name1)].attrs[PAIR_FINGERPRINTS] = [fingerprints[name0], fingerprints[name1]]
 
 
 def stale_images(f: h5py.Group, fingerprints: Mapping[str, str]) -> set[str]:
