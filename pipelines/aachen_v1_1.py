@@ -21,7 +21,7 @@ from typing import Any
 
 import pycolmap
 
-from sfm_reweight import cli, extract_global, localize_sfm, matching, pairs_from_covisibility, pairs_from_retrieval, triangulation
+from sfm_reweight import cli, localize_sfm, matching, pairs_from_covisibility, pairs_from_retrieval, triangulation
 from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.queries import read_queries
@@ -61,11 +61,9 @@ def main(
     sfm_dir = outputs / f"sfm_{matcher}"
     triangulation.main("default", sfm_dir, reference, images, sfm_pairs, features, sfm_matches)
 
-    retrieval = "shipped" if loc_pairs is not None else extract_global.confs[extract_global.DEFAULT_CONF]["output"]
-    if loc_pairs is None:
-        loc_pairs = outputs / f"pairs-query-{retrieval}{num_loc}.txt"
-        db = [image.name for image in pycolmap.Reconstruction(reference).images.values()]
-        pairs_from_retrieval.from_images(extract_global.DEFAULT_CONF, images, outputs, loc_pairs, num_loc, query_names, db)
+    # the reference model's images are the database (read only when retrieval needs them)
+    db = [] if loc_pairs is not None else [image.name for image in pycolmap.Reconstruction(reference).images.values()]
+    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, images, outputs, num_loc, query_names, db)
     _, loc_matches = matching.match(matcher, loc_pairs, images, features=features,
                                     matches=outputs / f"matches-loc-{matcher}_{Path(loc_pairs).stem}.h5", weights=weights)
     results = outputs / f"Aachen-v1.1_hloc_{matcher}_{retrieval}{num_loc}.txt"

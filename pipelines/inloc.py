@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sfm_reweight import cli, extract_global, localize_inloc, matching, pairs_from_retrieval
+from sfm_reweight import cli, localize_inloc, matching, pairs_from_retrieval
 from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import list_images
@@ -53,11 +53,7 @@ def main(
     """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json)."""
     queries, cutouts = dataset_images(dataset)
     outputs.mkdir(parents=True, exist_ok=True)
-    conf = extract_global.DEFAULT_CONF
-    retrieval = "shipped" if loc_pairs is not None else extract_global.confs[conf]["output"]
-    if loc_pairs is None:
-        loc_pairs = outputs / f"pairs-query-{retrieval}{num_loc}.txt"
-        pairs_from_retrieval.from_images(conf, dataset, outputs, loc_pairs, num_loc, queries, cutouts)
+    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, dataset, outputs, num_loc, queries, cutouts)
     features, matches = matching.match(matcher, loc_pairs, dataset, outputs, weights=weights)
     results = outputs / f"InLoc_hloc_{matcher}_{retrieval}{num_loc}.txt"
     loc = localize_inloc.main(localizer, dataset, loc_pairs, features, matches, results)

@@ -126,6 +126,20 @@ def from_images(
     return main(descriptors, output, num_matched, query_list=described(descriptors, queries), db_list=described(descriptors, db))
 
 
+def benchmark_query_pairs(
+    shipped: Path | None, image_dir: Path, export_dir: Path, num_matched: int, queries: Sequence[str], db: Sequence[str]
+) -> tuple[Path, str]:
+    """The query pairs of a benchmark pipeline and the retrieval's name in its results file: the
+    `shipped` pairs file as it is ("shipped"), else `from_images` with the default descriptors into
+    `export_dir/pairs-query-<descriptors><num_matched>.txt` (their output name, e.g. "vlad-xfeat")."""
+    if shipped is not None:
+        return Path(shipped), "shipped"
+    retrieval = extract_global.confs[extract_global.DEFAULT_CONF]["output"]
+    path = Path(export_dir, f"pairs-query-{retrieval}{num_matched}.txt")
+    from_images(extract_global.DEFAULT_CONF, image_dir, export_dir, path, num_matched, queries, db)
+    return path, retrieval
+
+
 def described(descriptors: Path, names: Sequence[str]) -> list[str]:
     """The names that have a descriptor in `descriptors` (extract_global skips and reports the
     images it cannot read), in the given order."""
