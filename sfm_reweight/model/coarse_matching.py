@@ -1,4 +1,5 @@
-"""Coarse matching: dual-softmax confidence between all 1/8 cells, threshold, border removal, mutual NN."""
+"""Coarse matching: dual-softmax confidence between the 1/8 cells (all, or the top-k of each image),
+threshold, border removal, mutual NN."""
 
 import torch
 
@@ -43,20 +44,30 @@ def select_coarse_matches(
     hw1: tuple[int, int],
     mask0: torch.Tensor | None = None,
     mask1: torch.Tensor | None = None,
+    cells0: torch.Tensor | None = None,
+    cells1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """hw the coarse grid sizes; masks [N,h,w] -> b_ids, i_ids, j_ids, mconf [M].
+    """hw the coarse grid sizes; masks [N,h,w]; cells [N,K0] / [N,K1] the grid cells that the dual
+    softmax's rows and columns stand for (top_k.py), or None: every cell, in order
+    -> b_ids, i_ids, j_ids (grid cells), mconf [M].
 
     A match (i, j) has confidence P_ij above `thr`, lies `border_rm` cells inside both images and
     is the maximum of both its row and its column (the official rule, which differs from this
     only on exact ties of P).
     """
     row_max, row_arg, _, col_arg = dual_softmax.maxima()
-    n = row_max.shape[0]
-    mutual = torch.gather(col_arg, 1, row_arg) == torch.arange(row_max.shape[1], device=row_max.device)
-    keep = (row_max > thr) & mutual & inner_cells(n, *hw0, border_rm, mask0, row_max.device)
-    keep &= torch.gather(inner_cells(n, *hw1, border_rm, mask1, row_max.device), 1, row_arg)
+    n, device = row_max.shape[0], row_max.device
+    inner0 = inner_cells(n, *hw0, border_rm, mask0, device)
+    inner1 = inner_cells(n, *hw1, border_rm, mask1, device)
+    if cells0 is not None:
+        inner0, inner1 = torch.gather(inner0, 1, cells0), torch.gather(inner1, 1, cells1)
+    mutual = torch.gather(col_arg, 1, row_arg) == torch.arange(row_max.shape[1], device=device)
+    keep = (row_max > thr) & mutual & inner0 & torch.gather(inner1, 1, row_arg)
     b_ids, i_ids = torch.where(keep)
-    return b_ids, i_ids, row_arg[b_ids, i_ids], row_max[b_ids, i_ids]
+    j_ids, mconf = row_arg[b_ids, i_ids], row_max[b_ids, i_ids]
+    if cells0 is not None:
+        i_ids, j_ids = cells0[b_ids, i_ids], cells1[b_ids, j_ids]
+    return b_ids, i_ids, j_ids, mconf
 
 
 def training_candidates(

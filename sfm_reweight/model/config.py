@@ -46,6 +46,10 @@ confs: dict[str, dict[str, Any]] = {
             "thr": 0.2,
             "border_rm": 2,
             "temperature": 0.1,
+            # inference: only the top_k cells of each image by the backbone's reliability (XFeat's
+            # heatmap head) enter the matchability maps and the coarse matching (model/top_k.py);
+            # None: every cell. Training always uses every cell (the losses need P at any pair).
+            "top_k": None,
             # training: fine-stage candidates = this share of the cells, padded with ground truth
             "train_coarse_percent": 0.3,
             "train_pad_num_gt_min": 200,
@@ -53,8 +57,11 @@ confs: dict[str, dict[str, Any]] = {
         # official_block: the sub-pixel block one pixel up-left of the match, as the official
         # checkpoints were trained (set when one is loaded); fine_matching.py says why ours is centred
         # fpn_dims: widths of the fine FPN at 1/2, 1/4, 1/8 (the fine map has the first); None: the
-        # RepVGG backbone's block_dims, as in EfficientLoFTR
-        "match_fine": {"window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": None},
+        # RepVGG backbone's block_dims, as in EfficientLoFTR; local_fpn: at inference the FPN's 1/2-res
+        # stage runs only around the matched windows (same windows, fine_preprocess.py)
+        "match_fine": {
+            "window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": None, "local_fpn": False,
+        },
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
     },
@@ -75,7 +82,8 @@ confs["xfeat"] = merge(
     {
         "backbone": {"type": "xfeat", "trainable": False},
         "coarse": {"d_model": 64, "neutral_init": True},
-        "match_fine": {"fpn_dims": [24, 24, 32]},
+        "match_coarse": {"top_k": 4096},
+        "match_fine": {"fpn_dims": [24, 24, 32], "local_fpn": True},
     },
 )
 
@@ -107,6 +115,11 @@ def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
         )
     if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
         raise ConfError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
+    top_k = out["match_coarse"]["top_k"]
+    if top_k is not None and (type(top_k) is not int or top_k < 1):
+        raise ConfError(f"match_coarse.top_k must be None or a positive number of cells, got {top_k!r}")
+    if top_k is not None and out["backbone"]["type"] != "xfeat":
+        raise ConfError("match_coarse.top_k ranks cells by reliability: it needs a backbone with one (backbone.type 'xfeat')")
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):
         raise ConfError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
     return out

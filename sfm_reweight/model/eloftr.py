@@ -5,6 +5,10 @@
            -> dual-softmax coarse matches -> FPN fine features -> two-stage refinement
            -> matches in input pixels
 
+With `match_coarse.top_k` the maps and the coarse matches take only each image's most reliable
+cells (top_k.py), and with `match_fine.local_fpn` the FPN's costly last stage runs only around the
+matched windows (fine_preprocess.py): both at inference only.
+
 With the XFeat backbone, its L2-normalised 64-d descriptors are projected to the transformer width
 by a 1x1 conv initialised to g times the identity, g = sqrt(d_model * temperature / t_d) (t_d:
 coarse.descriptor_temperature): with the transformer's layers neutral at initialisation, the coarse
@@ -26,6 +30,7 @@ from .config import resolve_conf
 from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
 from .matchability import MatchabilityCalibration, matchability_maps
+from .top_k import gather_cells, top_cells
 from .transformer import CoarseTransformer
 from .xfeat import XFEAT_DIM, XFeatBackbone
 
@@ -116,12 +121,31 @@ class ELoFTR(nn.Module):
             return coarse
         return self.coarse_projection(F.normalize(coarse, dim=1))
 
-    def fine_features(self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def fine_features(self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list, stage) -> tuple[torch.Tensor, torch.Tensor]:
+        """`stage(feat_c, x2, x1)` (the FPN or a part of it) of both images."""
         if torch.is_tensor(fpn_inputs[0]):  # joint batch from `extract`
             x1, x2 = fpn_inputs
-            return self.fine_preprocess(torch.cat([c0, c1]), x2, x1).chunk(2)
+            return stage(torch.cat([c0, c1]), x2, x1).chunk(2)
         (a1, a2), (b1, b2) = fpn_inputs
-        return self.fine_preprocess(c0, a2, a1), self.fine_preprocess(c1, b2, b1)
+        return stage(c0, a2, a1), stage(c1, b2, b1)
+
+    def fine_windows(self, c0, c1, fpn_inputs: list, b_ids, i_ids, j_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fine windows of the matches: [M, W*W, d0] around cells i_ids of image 0, [M, (W+2)^2, d0]
+        around j_ids of image 1 (W = match_fine.window). In training always from the whole fine map,
+        whose BatchNorm statistics are those of the whole image."""
+        window, fpn = self.conf["match_fine"]["window"], self.fine_preprocess
+        if self.conf["match_fine"]["local_fpn"] and not self.training:
+            half0, half1 = self.fine_features(c0, c1, fpn_inputs, fpn.half_resolution_input)
+            return fpn.windows(half0, b_ids, i_ids, COARSE_STRIDE, window), fpn.windows(half1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+        fine0, fine1 = self.fine_features(c0, c1, fpn_inputs, fpn)
+        return crop_windows(fine0, b_ids, i_ids, COARSE_STRIDE, window), crop_windows(fine1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+
+    def ranked_cells(self, r0, r1, mask0, mask1) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The top_k cells [N,K] of each image by reliability r [N,1,h,w] at inference; None: every cell."""
+        top_k = self.conf["match_coarse"]["top_k"]
+        if top_k is None or self.training:
+            return None, None
+        return top_cells(r0, top_k, mask0), top_cells(r1, top_k, mask1)
 
     def forward(
         self,
@@ -137,17 +161,20 @@ class ELoFTR(nn.Module):
 
         Returns keypoints0, keypoints1 [M,2] (input pixels), confidence [M] (coarse dual-softmax),
         batch_ids [M], matchability0/1 [N,H/8,W/8] in [0,1] (None when reweighting is off), and for
-        the losses coarse_dual_softmax (P at any cell pair), coarse_ids (b, i, j), conf_matrix_f and
-        sim_matrix_ff (fine stages).
+        the losses coarse_dual_softmax (P at any cell pair; with top_k at inference over the ranked
+        cells only), coarse_ids (b, i, j), conf_matrix_f and sim_matrix_ff (fine stages; training only).
         """
         conf = self.conf
         fpn_inputs, (c0, c1), (r0, r1) = self.extract(image0, image1)
         hw0, hw1 = tuple(c0.shape[-2:]), tuple(c1.shape[-2:])
+        cells0, cells1 = self.ranked_cells(r0, r1, mask0, mask1)
 
         m0 = m1 = None
         if self.reweighting:
             rw = conf["reweight"]
-            m0, m1 = matchability_maps(c0, c1, rw["map"], rw["temperature"], conf["chunk_elements"], mask0, mask1)
+            m0, m1 = matchability_maps(
+                c0, c1, rw["map"], rw["temperature"], conf["chunk_elements"], mask0, mask1, cells0, cells1
+            )
             if rw["prior"] == "reliability":
                 m0, m1 = m0 * r0[:, 0].float(), m1 * r1[:, 0].float()
             m0, m1 = self.matchability(m0, mask0), self.matchability(m1, mask1)
@@ -158,8 +185,14 @@ class ELoFTR(nn.Module):
         mc = conf["match_coarse"]
         flat0 = None if mask0 is None else mask0.flatten(1)
         flat1 = None if mask1 is None else mask1.flatten(1)
+        if cells0 is not None:
+            f0, f1 = gather_cells(f0, cells0), gather_cells(f1, cells1)
+            flat0 = None if flat0 is None else gather_cells(flat0, cells0)
+            flat1 = None if flat1 is None else gather_cells(flat1, cells1)
         coarse = coarse_dual_softmax(f0, f1, mc["temperature"], flat0, flat1, conf["chunk_elements"])
-        b_ids, i_ids, j_ids, mconf = select_coarse_matches(coarse, mc["thr"], mc["border_rm"], hw0, hw1, mask0, mask1)
+        b_ids, i_ids, j_ids, mconf = select_coarse_matches(
+            coarse, mc["thr"], mc["border_rm"], hw0, hw1, mask0, mask1, cells0, cells1
+        )
         if self.training and gt_coarse_ids is not None:
             if mask0 is None:
                 num_cells = len(image0) * max(hw0[0] * hw0[1], hw1[0] * hw1[1])
@@ -172,10 +205,7 @@ class ELoFTR(nn.Module):
 
         # The official code scales the coarse features by 1/sqrt(C) once more before the FPN.
         c0, c1 = c0 / self.d_model**0.5, c1 / self.d_model**0.5
-        fine0, fine1 = self.fine_features(c0, c1, fpn_inputs)
-        window = conf["match_fine"]["window"]
-        win0 = crop_windows(fine0, b_ids, i_ids, COARSE_STRIDE, window)
-        win1 = crop_windows(fine1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+        win0, win1 = self.fine_windows(c0, c1, fpn_inputs, b_ids, i_ids, j_ids)
         fine = refine_matches(
             win0,
             win1,
@@ -185,6 +215,7 @@ class ELoFTR(nn.Module):
             conf["match_fine"]["temperature"],
             self.training,
             conf["match_fine"]["official_block"],
+            conf["chunk_elements"],
         )
         return {
             "keypoints0": fine["keypoints0"],

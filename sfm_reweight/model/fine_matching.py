@@ -48,12 +48,32 @@ def refine_matches(
     temperature: float,
     training: bool = False,
     official_block: bool = False,
-) -> dict[str, torch.Tensor]:
+    chunk_elements: int = 2**19,
+) -> dict[str, torch.Tensor | None]:
     """feat0 [M,W*W,C], feat1 [M,(W+2)^2,C] window features; kpts [M,2] coarse positions (x, y) in input pixels.
 
-    Returns keypoints0/keypoints1 [M,2] refined positions, conf_matrix_f [M,W*W,W*W] (stage-1
-    dual softmax) and sim_matrix_ff [M,W*W,(W+2)^2] (stage-2 scores), the last two for the losses.
+    Returns keypoints0/keypoints1 [M,2] refined positions and, in training (for the losses),
+    conf_matrix_f [M,W*W,W*W] (stage-1 dual softmax) and sim_matrix_ff [M,W*W,(W+2)^2] (stage-2
+    scores). At inference both are None and the matches go through in chunks of about
+    `chunk_elements` entries of sim_matrix_ff: the same results, but the matrices stay in the cache
+    (all at once, thousands of matches cost several times more per match).
     """
+    if training:
+        conf_f, sim_ff = window_scores(feat0, feat1, slicedim, training)
+        return {"conf_matrix_f": conf_f, "sim_matrix_ff": sim_ff, **refined(conf_f, sim_ff, kpts0, kpts1, temperature, official_block)}
+    rows = max(1, chunk_elements // (feat0.shape[1] * feat1.shape[1]))
+    parts = []
+    for start in range(0, max(len(feat0), 1), rows):  # one empty chunk without matches
+        chunk = slice(start, start + rows)
+        conf_f, sim_ff = window_scores(feat0[chunk], feat1[chunk], slicedim, training)
+        parts.append(refined(conf_f, sim_ff, kpts0[chunk], kpts1[chunk], temperature, official_block))
+    keypoints = {k: torch.cat([p[k] for p in parts]) for k in ("keypoints0", "keypoints1")}
+    return {"conf_matrix_f": None, "sim_matrix_ff": None, **keypoints}
+
+
+def window_scores(feat0: torch.Tensor, feat1: torch.Tensor, slicedim: int, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window features (as `refine_matches`) -> conf_f [M,W*W,W*W] (stage-1 dual softmax, image 1's
+    window cropped to its inner W x W) and sim_ff [M,W*W,(W+2)^2] (stage-2 scores)."""
     m, ww, c = feat0.shape
     w = int(round(ww**0.5))
     # The official code runs these products under CUDA autocast at inference (fp16 on a GPU, no-op on CPU).
@@ -61,11 +81,18 @@ def refine_matches(
         conf_f = torch.einsum("mlc,mrc->mlr", feat0[..., :-slicedim] / c**0.5, feat1[..., :-slicedim] / c**0.5)
         sim_ff = torch.einsum("mlc,mrc->mlr", feat0[..., -slicedim:], feat1[..., -slicedim:] / slicedim**0.5)
     conf_f = F.softmax(conf_f, 1) * F.softmax(conf_f, 2)
-    conf_f = conf_f.reshape(m, ww, w + 2, w + 2)[..., 1:-1, 1:-1].reshape(m, ww, ww)
-    out = {"conf_matrix_f": conf_f, "sim_matrix_ff": sim_ff}
-    if m == 0:
-        return {**out, "keypoints0": kpts0, "keypoints1": kpts1}
+    return conf_f.reshape(m, ww, w + 2, w + 2)[..., 1:-1, 1:-1].reshape(m, ww, ww), sim_ff
 
+
+def refined(
+    conf_f: torch.Tensor, sim_ff: torch.Tensor, kpts0: torch.Tensor, kpts1: torch.Tensor, temperature: float, official_block: bool
+) -> dict[str, torch.Tensor]:
+    """The stage-1 best pixel pair and the stage-2 sub-pixel offset added to the coarse positions
+    kpts [M,2] -> keypoints0, keypoints1 [M,2]."""
+    m, ww, _ = conf_f.shape
+    if m == 0:
+        return {"keypoints0": kpts0, "keypoints1": kpts1}
+    w = int(round(ww**0.5))
     with torch.no_grad():
         idx = conf_f.reshape(m, -1).max(dim=-1)[1]
         idx_l, idx_r = idx // ww, idx % ww
@@ -73,8 +100,5 @@ def refine_matches(
     def window_offset(p: torch.Tensor) -> torch.Tensor:
         return torch.stack([p % w, p // w], dim=-1).float() - w // 2 + 0.5
 
-    kpts0 = kpts0 + window_offset(idx_l)
-    kpts1 = kpts1 + window_offset(idx_r)
-
     offset = subpixel_offsets(sim_ff, torch.arange(m, device=idx.device), idx_l, idx_r, temperature, official_block)
-    return {**out, "keypoints0": kpts0, "keypoints1": kpts1 + offset}
+    return {"keypoints0": kpts0 + window_offset(idx_l), "keypoints1": kpts1 + window_offset(idx_r) + offset}

@@ -1,5 +1,11 @@
 """Fine features: an FPN fusing the coarse (1/8), 1/4 and 1/2 maps into one full-resolution map,
-and the local windows cut out of it around every coarse match."""
+and the local windows cut out of it around every coarse match.
+
+The FPN's last stage (two 3x3 convs at 1/2 resolution, then a x2 bilinear upsampling) costs most
+and is needed only under the windows: `FinePreprocess.windows` runs it on a block of the 1/2-res
+input around each window and gives the same windows as cutting them out of the whole map
+(`match_fine.local_fpn`, inference).
+"""
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +44,39 @@ class FinePreprocess(nn.Module):
 
     def forward(self, feat_c: torch.Tensor, x2: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """feat_c [N,c2,H/8,W/8], x2 [N,c1,H/4,W/4], x1 [N,c0,H/2,W/2] -> fine map [N,d0,H,W]."""
+        return upsample2(self.layer1_outconv2(self.half_resolution_input(feat_c, x2, x1)))
+
+    def half_resolution_input(self, feat_c: torch.Tensor, x2: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """The input of the last stage: [N,d1,H/2,W/2] (same arguments as `forward`)."""
         up = upsample2(self.layer3_outconv(feat_c))
         up = upsample2(self.layer2_outconv2(self.layer2_outconv(x2) + up))
-        return upsample2(self.layer1_outconv2(self.layer1_outconv(x1) + up))
+        return self.layer1_outconv(x1) + up
+
+    def windows(self, half: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int) -> torch.Tensor:
+        """`crop_windows` of the fine map, computed from its last stage's input half [N,d1,H/2,W/2]
+        on a block around each window only -> [M, size*size, d0] (size even, stride even).
+
+        A window's first full-res pixel a = stride * cell - (size - stride) / 2 (per axis) is
+        interpolated from the B = size/2 + 2 half-res conv outputs from lo = floor(a/2) - 1 on; the
+        two 3x3 convs need two more half-res pixels on each side of those. Outside the image the convs
+        see zeros (their padding), the upsampling repeats the edge and the window is zero, as on the
+        whole map.
+        """
+        conv1, norm, act, conv2 = self.layer1_outconv2
+        n, _, h, w = half.shape
+        blocks = size // 2 + 2
+        rc = torch.stack([cell_ids // (2 * w // stride), cell_ids % (2 * w // stride)], 1)  # [M,2] (row, col)
+        start = rc * stride - (size - stride) // 2  # [M,2] first full-res pixel of each window
+        lo = start // 2 - 1  # [M,2] first half-res conv output the window interpolates from
+        pad = (size - stride) // 2 + 4  # keeps every block inside the padded map
+        x = gather_blocks(F.pad(half, [pad] * 4), b_ids, lo - 2 + pad, blocks + 4)  # [M,d1,B+4,B+4]
+        x = act(norm(F.conv2d(x, conv1.weight)))  # half-res pixels lo-1 .. lo+B
+        x = F.conv2d(x * inside(lo - 1, blocks + 2, (h, w)), conv2.weight)  # [M,d0,B,B]: lo .. lo+B-1
+        x = clamp_blocks(x, lo, (h, w))
+        first = 2 + (size - stride) // 2 % 2  # of the window in the upsampled block (full-res 2*lo on)
+        x = upsample2(x)[:, :, first : first + size, first : first + size]
+        x = x * inside(start, size, (2 * h, 2 * w))
+        return x.flatten(2).transpose(1, 2)
 
 
 def crop_windows(fine: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int) -> torch.Tensor:
@@ -58,3 +94,30 @@ def crop_windows(fine: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor
     cols = (cell_ids % grid_w * stride)[:, None] + offsets
     windows = fine[b_ids[:, None, None], rows[:, :, None], cols[:, None, :]]  # [M, size, size, C]
     return windows.flatten(1, 2)
+
+
+def gather_blocks(x: torch.Tensor, b_ids: torch.Tensor, corner: torch.Tensor, size: int) -> torch.Tensor:
+    """Square blocks of x [N,C,H,W] whose top-left pixels are corner [M,2] (row, col) in images b_ids [M]
+    -> [M,C,size,size] (every block inside x)."""
+    offsets = torch.arange(size, device=x.device)
+    rows, cols = corner[:, :1] + offsets, corner[:, 1:] + offsets  # [M,size]
+    return x.permute(0, 2, 3, 1)[b_ids[:, None, None], rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def inside(corner: torch.Tensor, size: int, hw: tuple[int, int]) -> torch.Tensor:
+    """[M,1,size,size] 1 where the block of pixels from corner [M,2] (row, col) lies inside an h x w image, else 0."""
+    offsets = torch.arange(size, device=corner.device)
+    rows, cols = corner[:, :1] + offsets, corner[:, 1:] + offsets  # [M,size]
+    row_ok, col_ok = (rows >= 0) & (rows < hw[0]), (cols >= 0) & (cols < hw[1])
+    return (row_ok[:, :, None] & col_ok[:, None, :])[:, None].float()
+
+
+def clamp_blocks(x: torch.Tensor, corner: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """x [M,C,B,B] blocks of an h x w map from corner [M,2] on, their pixels outside the map replaced
+    by the nearest inside (what the bilinear upsampling of the whole map does at its edges)."""
+    m, _, b, _ = x.shape
+    offsets = torch.arange(b, device=x.device)
+    rows = (corner[:, :1] + offsets).clamp(0, hw[0] - 1) - corner[:, :1]  # [M,B] indices into the block
+    cols = (corner[:, 1:] + offsets).clamp(0, hw[1] - 1) - corner[:, 1:]
+    index = torch.arange(m, device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

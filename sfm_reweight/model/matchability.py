@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dual_softmax import MASKED_LOGIT, DualSoftmax
+from .top_k import gather_cells, scatter_cells
 
 
 def matchability_maps(
@@ -35,10 +36,13 @@ def matchability_maps(
     chunk_elements: int = 2**19,
     mask0: torch.Tensor | None = None,
     mask1: torch.Tensor | None = None,
+    cells0: torch.Tensor | None = None,
+    cells1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """feat [N,C,H,W] coarse backbone features; mask [N,H,W] bool (True = image) or None.
+    """feat [N,C,H,W] coarse backbone features; mask [N,H,W] bool (True = image) or None; cells
+    [N,K0] / [N,K1] flat indices of the only cells that take part (top_k.py), or None: all.
 
-    Returns m0 [N,H0,W0], m1 [N,H1,W1] in [0,1], zero on padding. Differentiable.
+    Returns m0 [N,H0,W0], m1 [N,H1,W1] in [0,1], zero on padding and outside `cells`. Differentiable.
     """
     n, _, h0, w0 = feat0.shape
     h1, w1 = feat1.shape[-2:]
@@ -47,13 +51,25 @@ def matchability_maps(
     with torch.autocast(feat0.device.type, enabled=False):
         f0 = F.normalize(feat0.float().flatten(2).transpose(1, 2), dim=-1)  # [N,L,C]
         f1 = F.normalize(feat1.float().flatten(2).transpose(1, 2), dim=-1)  # [N,S,C]
-        if kind == "dual_softmax":
-            m0, _, m1, _ = DualSoftmax(f0, f1, 1.0 / temperature, v0, v1, chunk_elements).maxima()
+        if cells0 is None:
+            m0, m1 = raw_maps(f0, f1, v0, v1, kind, temperature, chunk_elements)
         else:
-            m0, m1 = max_cosine(f0, f1, v0, v1, chunk_elements)
+            s0, s1 = gather_cells(f0, cells0), gather_cells(f1, cells1)
+            u0 = None if v0 is None else gather_cells(v0, cells0)
+            u1 = None if v1 is None else gather_cells(v1, cells1)
+            m0, m1 = raw_maps(s0, s1, u0, u1, kind, temperature, chunk_elements)
+            m0, m1 = scatter_cells(m0, cells0, h0 * w0), scatter_cells(m1, cells1, h1 * w1)
     if mask0 is not None:  # padded cells: exactly 0 (the dual softmax leaves them a uniform value)
         m0, m1 = m0 * v0, m1 * v1
     return m0.reshape(n, h0, w0), m1.reshape(n, h1, w1)
+
+
+def raw_maps(f0, f1, v0, v1, kind: str, temperature: float, chunk_elements: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """f0 [N,L,C], f1 [N,S,C] normalised features, masks [N,L] / [N,S] or None -> m0 [N,L], m1 [N,S]."""
+    if kind == "dual_softmax":
+        m0, _, m1, _ = DualSoftmax(f0, f1, 1.0 / temperature, v0, v1, chunk_elements).maxima()
+        return m0, m1
+    return max_cosine(f0, f1, v0, v1, chunk_elements)
 
 
 def max_cosine(f0, f1, v0, v1, chunk_elements: int) -> tuple[torch.Tensor, torch.Tensor]:
