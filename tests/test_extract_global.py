@@ -92,14 +92,25 @@ def test_pca_whitening(scenes, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-5)
 
 
+def record_described(monkeypatch) -> list[str]:
+    """The names every later `DescribeImages` call is given, in order."""
+    described = []
+    real = extract_global.DescribeImages.__call__
+
+    def call(self, chunk, progress=None):
+        described.extend(name for _, name in chunk)
+        return real(self, chunk, progress)
+
+    monkeypatch.setattr(extract_global.DescribeImages, "__call__", call)
+    return described
+
+
 def test_resume_describes_only_missing_images(indexed, scenes, tmp_path, monkeypatch):
     image_dir, names = scenes
     path = tmp_path / "global.h5"
     extract_global.main(CONF, image_dir, image_list=names[:-2], global_path=path)
     first = read_global_descriptors(path, names[:-2])
-    described = []
-    real = extract_global.describe_locally
-    monkeypatch.setattr(extract_global, "describe_locally", lambda images, local, name: described.append(name) or real(images, local, name))
+    described = record_described(monkeypatch)
     extract_global.main(CONF, image_dir, global_path=path)
     assert described == names[-2:]  # the stored codebook is reused, the done images skipped
     assert list_h5_names(path) == names
@@ -112,9 +123,7 @@ def test_a_replaced_image_is_described_again(scenes, tmp_path, monkeypatch):
     shutil.copytree(image_dir, images)
     path = extract_global.main(CONF, images, tmp_path)
     shutil.copyfile(images / names[0], images / names[-1])  # another photo under the same name
-    described = []
-    real = extract_global.describe_locally
-    monkeypatch.setattr(extract_global, "describe_locally", lambda images, local, name: described.append(name) or real(images, local, name))
+    described = record_described(monkeypatch)
     extract_global.main(CONF, images, tmp_path)
     assert described == [names[-1]]
     np.testing.assert_allclose(read_global_descriptors(path, names[-1:]), read_global_descriptors(path, names[:1]), atol=1e-6)
