@@ -79,14 +79,14 @@ EXHAUSTIVE_MAX_IMAGES = 40
 
 def make_pairs(
     path: Path, image_dir: Path, names: list[str], export_dir: Path, method: str = "auto", num_matched: int = 10,
-    window: int | None = None,
+    window: int | None = None, cluster: str | None = None,
 ) -> str:
     """Write the pairs file `path` for the images `names` of `image_dir` and return the method used.
     `method`: exhaustive, retrieval (each image with its `num_matched` most similar images by the
     default `extract_global` descriptors, written into `export_dir`), vocab_tree (pycolmap's
     vocabulary tree over SIFT), or auto (exhaustive up to EXHAUSTIVE_MAX_IMAGES images, retrieval
     above). With `window` (videos): sequential pairs, plus retrieval loop closures unless `method`
-    is exhaustive."""
+    is exhaustive. `cluster`: a Ray cluster's address for the global descriptors."""
     if method not in PAIRS:
         raise InputError(f"unknown pairs method {method!r}; expected one of {', '.join(PAIRS)}")
     if method == "auto":
@@ -98,7 +98,8 @@ def make_pairs(
         return method
     descriptors = None
     if method == "retrieval":
-        descriptors = extract_global.main(extract_global.DEFAULT_CONF, image_dir, export_dir, image_list=names)
+        conf = {"name": extract_global.DEFAULT_CONF, "cluster": {"address": cluster}}
+        descriptors = extract_global.main(conf, image_dir, export_dir, image_list=names)
         names = pairs_from_retrieval.described(descriptors, names)  # unreadable images are reported and left out
     if window is not None:
         pairs_from_sequential.main(path, image_list=names, window_size=window, loop_descriptors=descriptors,
@@ -176,13 +177,15 @@ def main(
     num_matched: int = 10,
     image_list: list[str] | None = None,
     overwrite: bool = False,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
     `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
     `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
     scored against, and whose camera centres stand in for a missing `ground_truth`. `image_list`:
     the images of `image_dir` to reconstruct (default: all). `pairs_method`, `num_matched`: see
-    `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`)."""
+    `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`).
+    `cluster`: the address of a Ray cluster that matches (and describes) the images."""
     if weights is not None and not matching.takes_weights(matcher):
         raise InputError(f"reconstruct: --weights does not apply to --matcher {matcher} (it is for our matcher)")
     output.mkdir(parents=True, exist_ok=True)
@@ -209,11 +212,11 @@ def main(
 
     t = time.time()
     pairs = output / "pairs.txt"
-    pairs_method = make_pairs(pairs, image_dir, names, output, pairs_method, num_matched, window)
+    pairs_method = make_pairs(pairs, image_dir, names, output, pairs_method, num_matched, window, cluster)
     pair_list = read_pairs(pairs)
     timings["pairs"] = time.time() - t
     t = time.time()
-    features, matches = matching.match(matcher, pairs, image_dir, export_dir=output, weights=weights)
+    features, matches = matching.match(matcher, pairs, image_dir, export_dir=output, weights=weights, cluster=cluster)
     timings["matching"] = time.time() - t
 
     t = time.time()
@@ -327,6 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, help="sequential pairs with this window, plus retrieval loop closures"
                         " unless --pairs exhaustive (videos)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="match on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (images on a shared path)")
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
     parser.add_argument("--reference_model", type=Path,
                         help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it")
@@ -341,4 +346,4 @@ if __name__ == "__main__":
         args.weights = match_dense.RANDOM
     mapper = {"name": args.mapper, **cli.parse_options(args.options)}
     cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth,
-            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite)
+            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite, cluster=args.cluster)

@@ -349,7 +349,7 @@ def describe(
     (the chunk's names, its results, unreadable images) per chunk, as each finishes."""
     items = list(enumerate(names))
     chunks = [items[s : s + conf["chunk_size"]] for s in range(0, len(items), conf["chunk_size"])]
-    work = functools.partial(DescribeImages, conf["local"], image_dir, fingerprint, codebook, sample, conf["seed"])
+    work = functools.partial(DescribeImages, conf["local"], Path(image_dir).resolve(), fingerprint, codebook, sample, conf["seed"])
     for i, (out, failed) in cluster.map_chunks(work, chunks, conf["cluster"], desc, "image", [len(c) for c in chunks]):
         yield [name for _, name in chunks[i]], out, failed
 

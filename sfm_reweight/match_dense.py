@@ -250,7 +250,7 @@ def match_into_store(
     size = conf["chunk_size"]
     chunks = [c for s in range(0, len(pairs), size) if (c := [p for p in pairs[s : s + size] if p not in store])]
     long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
-    work = functools.partial(PairChunks, make_matcher, image_dir, fixed, long_side, conf["batch_size"])
+    work = functools.partial(PairChunks, make_matcher, Path(image_dir).resolve(), fixed, long_side, conf["batch_size"])
     failed: dict[str, str] = {}
     sizes = [len(c) for c in chunks]
     for _, (results, unreadable) in cluster.map_chunks(work, chunks, conf["cluster"], "match_dense: matching", "pair", sizes):
@@ -368,8 +368,12 @@ def main(
         return features, matches
 
     start_time = time.time()
-    # what builds the matcher where it runs (pickled to every cluster worker)
-    make_matcher = functools.partial(build_pair_matcher, conf, weights) if matcher is None else functools.partial(_given, matcher)
+    # what builds the matcher where it runs (pickled to every cluster worker, whose working folder may be another)
+    if matcher is not None:
+        make_matcher = functools.partial(_given, matcher)
+    else:
+        path = weights_file(conf) if conf["peer"] is None else None
+        make_matcher = functools.partial(build_pair_matcher, {**conf, "weights": str(path.resolve())} if path else conf, weights)
     store = RawMatchStore(raw_dir, provenance, fingerprints)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as stored:

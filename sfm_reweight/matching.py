@@ -29,15 +29,19 @@ def match(
     features: Path | None = None,
     matches: Path | None = None,
     weights: str | None = None,
+    cluster: str | None = None,
 ) -> tuple[Path, Path]:
     """Features and matches of the pairs in `pairs` (images under `image_dir`) by `matcher`, a name
-    in MATCHERS; `weights` (a shipped name or a checkpoint) for our matcher only. Returns the paths
-    (hloc's names in `export_dir` unless given)."""
+    in MATCHERS; `weights` (a shipped name or a checkpoint) for our matcher only; `cluster`: the
+    address of a Ray cluster to match on (match_dense's matchers only). Returns the paths (hloc's
+    names in `export_dir` unless given)."""
     if matcher not in MATCHERS:
         raise InputError(f"unknown matcher {matcher!r}; expected one of {', '.join(MATCHERS)}")
     if weights is not None and not takes_weights(matcher):
         raise InputError(f"--weights does not apply to --matcher {matcher} (it is for our matcher)")
     if matcher in sift.confs:
+        if cluster is not None:
+            raise InputError(f"--cluster does not apply to --matcher {matcher} (SIFT runs here)")
         return sift.main(matcher, pairs, image_dir, export_dir, matches=matches, features=features)
-    conf = matcher if weights is None else {"name": matcher, "weights": weights}
+    conf = {"name": matcher, **({"weights": weights} if weights else {}), "cluster": {"address": cluster}}
     return match_dense.main(conf, pairs, image_dir, export_dir, matches=matches, features=features)

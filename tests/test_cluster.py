@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import test_match_dense as md  # noqa: E402
-from sfm_reweight import extract_global, match_dense  # noqa: E402
+from sfm_reweight import extract_global, match_dense, matching  # noqa: E402
 from sfm_reweight.image_io import write_image_atomic  # noqa: E402
 from sfm_reweight.scenes.sample_data import sample_photo  # noqa: E402
 from sfm_reweight.io import list_h5_names  # noqa: E402
@@ -161,3 +161,10 @@ def test_extract_global_on_the_cluster(cluster, one_thread, tmp_path):
 def test_a_worker_without_the_image_folder_names_it(tmp_path):
     with pytest.raises(InputError, match="elsewhere: no such folder on .*; cluster workers read images from the driver's path"):
         match_dense.PairChunks(md.StubMatcher, tmp_path / "elsewhere", set(), None, None)
+
+
+def test_sift_is_not_sent_to_a_cluster(tmp_path):
+    names = md.make_images(tmp_path / "images", 2)
+    write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
+    with pytest.raises(InputError, match="--cluster does not apply to --matcher sift"):
+        matching.match("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path, cluster="local")

@@ -1,0 +1,105 @@
+"""match_dense on a local Ray cluster: pairs/s with 1 and 2 workers against one process, the
+driver's overhead per pair, its memory; and the wall time of 125,000 pairs worked out from them.
+
+Rows (each in a fresh process, so that its peak memory is its own):
+- `network`: the default matcher (eloftr_xfeat) on the main job's rendered views, all pairs, at
+  --resize px: one process (torch on every core), then a local Ray cluster with 1 and 2 workers
+  (one CPU and one torch thread each); pairs/s over the whole match_dense call (cluster start-up,
+  model loading, keypoints and matches passes included);
+- `driver`: a stub matcher that costs nothing (benchmarks/match_dense_memory.py's: 4000 matches per
+  pair) on 2 workers, so that the driver's work per pair (receiving the chunk, writing the shard,
+  the keypoints and matches passes) is all there is: its CPU seconds per pair is the overhead, the
+  inverse the most pairs/s one driver can take.
+Memory: the peak RSS of the driver process (Linux VmHWM) above its RSS after the imports.
+
+    python benchmarks/cluster_matching.py [--resize 640] [--driver_pairs 2000] [--gpu_seconds_per_pair S]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+import match_dense_memory
+from sfm_reweight import match_dense, pairs_from_exhaustive
+from sfm_reweight.scenes.demo_scene import render_demo_scene
+
+ray.cloudpickle.register_pickle_by_value(match_dense_memory)  # the stub travels to the workers by value
+PAIRS_125K, GPUS = 125_000, 8
+
+
+def run_row(kind: str, workers: int, resize: int, driver_pairs: int) -> dict:
+    """One match_dense call in this process; workers 0: no cluster."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        cluster = {"address": "local", "workers": workers} if workers else {"address": None}
+        if kind == "network":
+            images = render_demo_scene(root / "scene")
+            pairs = root / "pairs.txt"
+            pairs_from_exhaustive.main(pairs, image_dir=images)
+            conf, matcher = {"name": "eloftr_xfeat", "matcher": {"resize_max": resize}, "cluster": cluster}, None
+        else:
+            pairs = match_dense_memory.make_inputs(root, driver_pairs)
+            images = root / "images"
+            conf, matcher = {"name": "eloftr_lite", "chunk_size": 64, "cluster": cluster}, match_dense_memory.StubMatcher()
+        count = sum(1 for _ in open(pairs))
+        match_dense_memory.reset_peak_rss()
+        base = match_dense_memory.rss_mib("VmRSS")
+        start, cpu = time.time(), time.process_time()
+        match_dense.main(conf, pairs, images, root / "out", matcher=matcher)
+        wall, cpu = time.time() - start, time.process_time() - cpu
+    return {"kind": kind, "workers": workers, "pairs": count, "wall_s": wall, "pairs_per_s": count / wall,
+            "driver_cpu_ms_per_pair": 1000 * cpu / count, "driver_peak_mib": match_dense_memory.rss_mib("VmHWM") - base}
+
+
+def in_subprocess(kind: str, workers: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--row", kind, str(workers)]
+    command += ["--resize", str(args.resize), "--driver_pairs", str(args.driver_pairs)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resize", type=int, default=640, help="long side the network matches at")
+    parser.add_argument("--driver_pairs", type=int, default=2000, help="pairs of the driver-overhead row")
+    parser.add_argument("--gpu_seconds_per_pair", type=float,
+                        help="a GPU worker's measured s/pair, for the 125k estimate (default: none measured, CPU worker figure)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--row", nargs=2, metavar=("KIND", "WORKERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.resize, args.driver_pairs)))
+        return
+
+    rows = [in_subprocess("network", w, args) for w in (0, 1, 2)] + [in_subprocess("driver", 2, args)]
+    print(f"match_dense, {os.cpu_count()} CPUs; network rows: eloftr_xfeat at {args.resize} px on the main job's views\n")
+    print("| run | workers | pairs | wall s | pairs/s | speed-up | driver CPU ms/pair | driver peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        name = "one process" if r["workers"] == 0 else ("Ray, network" if r["kind"] == "network" else "Ray, stub matcher (driver only)")
+        speedup = f"{r['pairs_per_s'] / rows[0]['pairs_per_s']:.2f}" if r["kind"] == "network" else "-"
+        print(f"| {name} | {r['workers']} | {r['pairs']} | {r['wall_s']:.1f} | {r['pairs_per_s']:.2f} | {speedup} |"
+              f" {r['driver_cpu_ms_per_pair']:.2f} | {r['driver_peak_mib']:.0f} |")
+
+    one, two, driver = rows[1], rows[2], rows[3]
+    efficiency = two["pairs_per_s"] / (2 * one["pairs_per_s"])
+    per_pair = args.gpu_seconds_per_pair or 1 / one["pairs_per_s"]
+    source = "given GPU figure" if args.gpu_seconds_per_pair else "this CPU's 1-worker figure (no GPU measured)"
+    ceiling = 1000 / driver["driver_cpu_ms_per_pair"]
+    hours = PAIRS_125K * per_pair / (GPUS * efficiency) / 3600
+    print(f"\n125,000 pairs on {GPUS} workers at {per_pair:.2f} s/pair ({source}), 2-worker efficiency {efficiency:.2f}:"
+          f" {PAIRS_125K:,} x {per_pair:.2f} / ({GPUS} x {efficiency:.2f}) = {hours:.1f} h;"
+          f" the driver takes up to {ceiling:.0f} pairs/s, {GPUS / per_pair * efficiency:.1f} are asked of it.")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
