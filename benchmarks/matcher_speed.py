@@ -13,8 +13,10 @@ hidden `--row` argument) and the memory column is the child's peak RSS increase 
 passes (Linux /proc).
 
 The `xfeat` rows run the shipped `xfeat-eloftr` weights (XFeat's pretrained backbone alone where
-they are missing), so their match counts are those of a trained network; `xfeat*-xfeat-off-unfused`
-is XFeat's own `match_xfeat_star` on the same tensors (its default 4096 features per image).
+they are missing), so their match counts are those of a trained network; `xfeat-exhaustive` is the
+same network matching every cell with the whole-image FPN (`match_coarse.top_k` None,
+`match_fine.local_fpn` False); `xfeat*-xfeat-off-unfused` is XFeat's own `match_xfeat_star` on the
+same tensors (its default 4096 features per image).
 
     python benchmarks/matcher_speed.py --sizes 640x480 --repeats 5 --json speed.json
 """
@@ -47,6 +49,7 @@ from sfm_reweight.model.config import resolve_conf  # noqa: E402
 from sfm_reweight.model.eloftr import ELoFTR, is_reweighting_parameter  # noqa: E402
 from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint  # noqa: E402
 from sfm_reweight.utils import atomic  # noqa: E402
+from sfm_reweight.utils.conf import merge  # noqa: E402
 
 SEED = 0
 SHIFT = (8, 16)  # (dy, dx) of the second image's crop, in pixels
@@ -63,7 +66,7 @@ class RowSpec:
     """One network variant to time."""
 
     implementation: str  # official | ours | xfeat*
-    model: str  # full | lite | xfeat
+    model: str  # full | lite | xfeat | xfeat-exhaustive
     reweight: str  # off | both
     fused: bool
 
@@ -77,8 +80,11 @@ ALL_ROWS = [RowSpec("official", "full", "off", fused) for fused in (False, True)
     for model in ("full", "lite")
     for reweight in ("off", "both")
     for fused in (False, True)
-] + [RowSpec("ours", "xfeat", "both", fused) for fused in (False, True)] + [RowSpec("xfeat*", "xfeat", "off", False)]
+] + [RowSpec("ours", model, "both", fused) for model in ("xfeat", "xfeat-exhaustive") for fused in (False, True)]
+ALL_ROWS += [RowSpec("xfeat*", "xfeat", "off", False)]
 ROWS_BY_NAME = {spec.name: spec for spec in ALL_ROWS}
+# the xfeat network without its inference shortcuts: every cell matched, the whole-image FPN
+EXHAUSTIVE = {"match_coarse": {"top_k": None}, "match_fine": {"local_fpn": False}}
 
 
 @dataclass
@@ -135,13 +141,17 @@ def xfeat_network(spec: RowSpec, device: torch.device) -> torch.nn.Module:
     else:
         net = ELoFTR({"name": "xfeat", "reweight": {"mode": spec.reweight}})
         load_weights(net, "xfeat")
+    if spec.model == "xfeat-exhaustive":  # the same weights: the shortcuts are settings, not parameters
+        exhaustive = ELoFTR(merge(net.conf, EXHAUSTIVE))
+        exhaustive.load_state_dict(net.state_dict())
+        net = exhaustive
     net = net.to(device).eval()
     return net.fuse() if spec.fused else net
 
 
 def build_network(spec: RowSpec, images: torch.Tensor) -> torch.nn.Module:
     """The row's network in eval mode on the device of `images` (the calibration batch)."""
-    if spec.model == "xfeat":
+    if spec.model.startswith("xfeat"):
         return xfeat_network(spec, images.device)
     weights = base_weights(spec.model, images)
     torch.manual_seed(SEED)  # the reweighting gates are the only parameters not in `weights`
