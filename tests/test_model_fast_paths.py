@@ -67,6 +67,7 @@ def test_top_cells_rank_by_score_and_put_padding_last():
     mask = torch.tensor([[[True, True, True], [True, False, False]]])
     assert top_cells(score, 3, mask).tolist() == [[0, 2, 3]]
     assert top_cells(score, 100).tolist() == [list(range(6))]
+    assert top_cells(score, 0.4).tolist() == [[0, 3, 4]]  # a share: ceil(0.4 * 6) cells
 
 
 def test_maps_over_top_cells_are_the_subset_dual_softmax_and_zero_elsewhere():
@@ -132,5 +133,6 @@ def test_top_k_conf_is_checked():
     assert resolve_conf("xfeat")["match_coarse"]["top_k"] > 0
     with pytest.raises(ConfError, match="top_k"):
         resolve_conf({"name": "lite", "match_coarse": {"top_k": 100}})
-    with pytest.raises(ConfError, match="top_k"):
-        resolve_conf({"name": "xfeat", "match_coarse": {"top_k": 0}})
+    for bad in (0, 1.0, 2.5, True):
+        with pytest.raises(ConfError, match="top_k"):
+            resolve_conf({"name": "xfeat", "match_coarse": {"top_k": bad}})

@@ -1,10 +1,13 @@
 """The cells of an image that take part in the matchability maps and the coarse matching.
 
-With `match_coarse.top_k` = K, only the K cells of each image with the highest reliability (XFeat's
-heatmap head, as XFeat* ranks its dense features) enter the two dual softmaxes, so their cost falls
-from L0 x L1 to K x K cell pairs. The other cells are unmatchable: their raw matchability is 0 and
-they have no coarse match. The transformer still runs on the whole 1/8 grid.
+With `match_coarse.top_k` = K (a number of cells, or a share of the grid's cells as a float), only
+the K cells of each image with the highest reliability (XFeat's heatmap head, as XFeat* ranks its
+dense features) enter the two dual softmaxes, so their cost falls from L0 x L1 to K x K cell pairs.
+The other cells are unmatchable: their raw matchability is 0 and they have no coarse match. The
+transformer still runs on the whole 1/8 grid.
 """
+
+import math
 
 import torch
 
@@ -12,13 +15,15 @@ import torch
 PADDING_SCORE = -1.0
 
 
-def top_cells(score: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """score [N,1,h,w] (higher = kept first), mask [N,h,w] bool (True = image) or None ->
-    cells [N,K] flat indices into the h*w grid, K = min(k, h*w), in increasing order."""
+def top_cells(score: torch.Tensor, k: int | float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """score [N,1,h,w] (higher = kept first), mask [N,h,w] bool (True = image) or None, k a number of
+    cells (int) or a share of the h*w cells (float in (0, 1)) -> cells [N,K] flat indices into the
+    h*w grid, K = min(k, h*w) or ceil(k * h*w), in increasing order."""
     flat = score.flatten(1).float()
     if mask is not None:
         flat = flat.masked_fill(~mask.flatten(1), PADDING_SCORE)
-    cells = flat.topk(min(k, flat.shape[1]), dim=1).indices
+    count = math.ceil(k * flat.shape[1]) if isinstance(k, float) else min(k, flat.shape[1])
+    cells = flat.topk(count, dim=1).indices
     return cells.sort(dim=1).values
 
 
