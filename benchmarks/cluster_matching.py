@@ -2,17 +2,19 @@
 driver's overhead per pair, its memory; and the wall time of 125,000 pairs worked out from them.
 
 Rows (each in a fresh process, so that its peak memory is its own):
-- `network`: the default matcher (eloftr_xfeat) on the main job's rendered views, all pairs, at
-  --resize px: one process (torch on every core), then a local Ray cluster with 1 and 2 workers
-  (one CPU and one torch thread each); pairs/s over the whole match_dense call (cluster start-up,
-  model loading, keypoints and matches passes included);
+- `network`: the default matcher (eloftr_xfeat) on all pairs of --image_dir (default: the main job's
+  rendered views, 640x480) at a long side of at most --resize px: one process (torch on every
+  core), then a local Ray cluster with 1 and 2 workers (one CPU and one torch thread each); pairs/s
+  over the whole match_dense call (cluster start-up, model loading, keypoints and matches passes
+  included);
 - `driver`: a stub matcher that costs nothing (benchmarks/match_dense_memory.py's: 4000 matches per
   pair) on 2 workers, so that the driver's work per pair (receiving the chunk, writing the shard,
   the keypoints and matches passes) is all there is: its CPU seconds per pair is the overhead, the
   inverse the most pairs/s one driver can take.
 Memory: the peak RSS of the driver process (Linux VmHWM) above its RSS after the imports.
 
-    python benchmarks/cluster_matching.py [--resize 640] [--driver_pairs 2000] [--gpu_seconds_per_pair S]
+    python benchmarks/cluster_matching.py [--image_dir DATA/sacre_coeur/mapping] [--resize 1024] [--driver_pairs 2000]
+        [--gpu_seconds_per_pair S]
 """
 
 import argparse
@@ -34,13 +36,13 @@ ray.cloudpickle.register_pickle_by_value(match_dense_memory)  # the stub travels
 PAIRS_125K, GPUS = 125_000, 8
 
 
-def run_row(kind: str, workers: int, resize: int, driver_pairs: int) -> dict:
+def run_row(kind: str, workers: int, image_dir: Path | None, resize: int, driver_pairs: int) -> dict:
     """One match_dense call in this process; workers 0: no cluster."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cluster = {"address": "local", "workers": workers} if workers else {"address": None}
         if kind == "network":
-            images = render_demo_scene(root / "scene")
+            images = image_dir or render_demo_scene(root / "scene")
             pairs = root / "pairs.txt"
             pairs_from_exhaustive.main(pairs, image_dir=images)
             conf, matcher = {"name": "eloftr_xfeat", "matcher": {"resize_max": resize}, "cluster": cluster}, None
@@ -61,25 +63,27 @@ def run_row(kind: str, workers: int, resize: int, driver_pairs: int) -> dict:
 def in_subprocess(kind: str, workers: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--row", kind, str(workers)]
     command += ["--resize", str(args.resize), "--driver_pairs", str(args.driver_pairs)]
+    command += ["--image_dir", str(args.image_dir)] if args.image_dir else []
     out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resize", type=int, default=640, help="long side the network matches at")
+    parser.add_argument("--image_dir", type=Path, help="photos whose pairs the network rows match (default: the main job's views)")
+    parser.add_argument("--resize", type=int, default=1024, help="long side the network matches at (at most)")
     parser.add_argument("--driver_pairs", type=int, default=2000, help="pairs of the driver-overhead row")
-    parser.add_argument("--gpu_seconds_per_pair", type=float,
-                        help="a GPU worker's measured s/pair, for the 125k estimate (default: none measured, CPU worker figure)")
+    parser.add_argument("--gpu_seconds_per_pair", type=float, help="a GPU worker's measured s/pair, for the 125k estimate")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--row", nargs=2, metavar=("KIND", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.resize, args.driver_pairs)))
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.image_dir, args.resize, args.driver_pairs)))
         return
 
     rows = [in_subprocess("network", w, args) for w in (0, 1, 2)] + [in_subprocess("driver", 2, args)]
-    print(f"match_dense, {os.cpu_count()} CPUs; network rows: eloftr_xfeat at {args.resize} px on the main job's views\n")
+    photos = args.image_dir or "the main job's views (640x480)"
+    print(f"match_dense, {os.cpu_count()} CPUs; network rows: eloftr_xfeat at most {args.resize} px, all pairs of {photos}\n")
     print("| run | workers | pairs | wall s | pairs/s | speed-up | driver CPU ms/pair | driver peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -90,13 +94,15 @@ def main() -> None:
 
     one, two, driver = rows[1], rows[2], rows[3]
     efficiency = two["pairs_per_s"] / (2 * one["pairs_per_s"])
-    per_pair = args.gpu_seconds_per_pair or 1 / one["pairs_per_s"]
-    source = "given GPU figure" if args.gpu_seconds_per_pair else "this CPU's 1-worker figure (no GPU measured)"
+    hours_per_second = PAIRS_125K / (GPUS * efficiency) / 3600  # wall hours per second a worker takes for a pair
     ceiling = 1000 / driver["driver_cpu_ms_per_pair"]
-    hours = PAIRS_125K * per_pair / (GPUS * efficiency) / 3600
-    print(f"\n125,000 pairs on {GPUS} workers at {per_pair:.2f} s/pair ({source}), 2-worker efficiency {efficiency:.2f}:"
-          f" {PAIRS_125K:,} x {per_pair:.2f} / ({GPUS} x {efficiency:.2f}) = {hours:.1f} h;"
-          f" the driver takes up to {ceiling:.0f} pairs/s, {GPUS / per_pair * efficiency:.1f} are asked of it.")
+    cpu_pair = 1 / one["pairs_per_s"]
+    print(f"\n{PAIRS_125K:,} pairs on {GPUS} workers taking t s/pair, at the measured 2-worker efficiency {efficiency:.2f}:"
+          f" {PAIRS_125K:,} x t / ({GPUS} x {efficiency:.2f}) = {hours_per_second:.2f} h per second of t")
+    if args.gpu_seconds_per_pair:
+        print(f"- a GPU at t = {args.gpu_seconds_per_pair:.3f} s/pair (given): {hours_per_second * args.gpu_seconds_per_pair:.1f} h")
+    print(f"- a CPU worker of this machine at t = {cpu_pair:.2f} s/pair: {hours_per_second * cpu_pair:.1f} h")
+    print(f"- one driver takes {ceiling:.0f} pairs/s: it limits {GPUS} workers only below t = {GPUS * efficiency / ceiling:.3f} s/pair")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
