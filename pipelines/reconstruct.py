@@ -186,8 +186,7 @@ def main(
     the images of `image_dir` to reconstruct (default: all). `pairs_method`, `num_matched`: see
     `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`).
     `cluster`: the address of a Ray cluster that matches (and describes) the images."""
-    if weights is not None and not matching.takes_weights(matcher):
-        raise InputError(f"reconstruct: --weights does not apply to --matcher {matcher} (it is for our matcher)")
+    matching.check_matcher(matcher, weights, cluster)
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.time()

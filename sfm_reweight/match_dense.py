@@ -368,6 +368,8 @@ def main(
         return features, matches
 
     start_time = time.time()
+    if matcher is None and conf["cluster"]["address"] is None:
+        matcher = build_pair_matcher(conf)  # before any file is written: a bad checkpoint fails first
     # what builds the matcher where it runs (pickled to every cluster worker, whose working folder may be another)
     if matcher is not None:
         make_matcher = functools.partial(_given, matcher)

@@ -21,6 +21,16 @@ def takes_weights(matcher: str) -> bool:
     return matcher in match_dense.confs and match_dense.confs[matcher]["peer"] is None
 
 
+def check_matcher(matcher: str, weights: str | None = None, cluster: str | None = None) -> None:
+    """InputError unless `matcher` is in MATCHERS and takes the `weights` and `cluster` given (before any work)."""
+    if matcher not in MATCHERS:
+        raise InputError(f"unknown matcher {matcher!r}; expected one of {', '.join(MATCHERS)}")
+    if weights is not None and not takes_weights(matcher):
+        raise InputError(f"--weights does not apply to --matcher {matcher} (it is for our matcher)")
+    if cluster is not None and matcher in sift.confs:
+        raise InputError(f"--cluster does not apply to --matcher {matcher} (SIFT runs here)")
+
+
 def match(
     matcher: str,
     pairs: Path,
@@ -35,13 +45,8 @@ def match(
     in MATCHERS; `weights` (a shipped name or a checkpoint) for our matcher only; `cluster`: the
     address of a Ray cluster to match on (match_dense's matchers only). Returns the paths (hloc's
     names in `export_dir` unless given)."""
-    if matcher not in MATCHERS:
-        raise InputError(f"unknown matcher {matcher!r}; expected one of {', '.join(MATCHERS)}")
-    if weights is not None and not takes_weights(matcher):
-        raise InputError(f"--weights does not apply to --matcher {matcher} (it is for our matcher)")
+    check_matcher(matcher, weights, cluster)
     if matcher in sift.confs:
-        if cluster is not None:
-            raise InputError(f"--cluster does not apply to --matcher {matcher} (SIFT runs here)")
         return sift.main(matcher, pairs, image_dir, export_dir, matches=matches, features=features)
     conf = {"name": matcher, **({"weights": weights} if weights else {}), "cluster": {"address": cluster}}
     return match_dense.main(conf, pairs, image_dir, export_dir, matches=matches, features=features)

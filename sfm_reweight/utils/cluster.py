@@ -68,12 +68,13 @@ def map_chunks(
     """(index into `chunks`, result) of every chunk, as each finishes: in order here, in order of
     completion on a cluster. `make_work` must pickle when `conf["address"]` is set (a module-level
     function, a `functools.partial` of one). `sizes`: items per chunk, for the progress bar."""
-    with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
-        if conf["address"] is None:
-            work = make_work()
+    if conf["address"] is None:
+        work = make_work()  # before the progress bar: an error building it is the only output
+        with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
             for i, chunk in enumerate(chunks):
                 yield i, work(chunk, bar.update)
-        else:
+    else:
+        with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
             for i, result in _on_cluster(make_work, chunks, conf):
                 bar.update(sizes[i])
                 yield i, result
