@@ -283,6 +283,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ransac_thresh", type=float, help="RANSAC max_error in pixels")
     parser.add_argument("--min_inliers", type=int)
     parser.add_argument("--result_names", choices=NAME_FORMATS)
+    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
+                        help="hloc's flag: --result_names camera")
     parser.add_argument("--estimation_options", nargs="+", help="AbsolutePoseEstimationOptions as key=value")
     parser.add_argument("--refinement_options", nargs="+", help="AbsolutePoseRefinementOptions as key=value")
     return parser.parse_args(argv)

@@ -372,6 +372,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ransac_thresh", type=float, help="RANSAC max_error in pixels")
     parser.add_argument("--min_inliers", type=int)
     parser.add_argument("--result_names", choices=NAME_FORMATS)
+    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
+                        help="hloc's flag: --result_names camera")
+    parser.add_argument("--covisibility_clustering", action="store_true", help="hloc's flag: the covisibility conf's clustering")
     parser.add_argument("--estimation_options", nargs="+", help="AbsolutePoseEstimationOptions as key=value")
     parser.add_argument("--refinement_options", nargs="+", help="AbsolutePoseRefinementOptions as key=value")
     return parser.parse_args(argv)
@@ -388,6 +391,8 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("min_inliers", "result_names"):
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
+    if getattr(args, "covisibility_clustering", False):
+        conf["covisibility_clustering"] = True
     return conf
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from sfm_reweight import localize_sfm
+from sfm_reweight import cli, localize_sfm
 from sfm_reweight.eval.localization import evaluate, pose_error
 from sfm_reweight.io import read_matches, write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
@@ -193,3 +193,10 @@ def test_bad_inputs(scene, tmp_path):
         run(scene, tmp_path, features_ref=tmp_path / "other.h5")
     with pytest.raises(ConfError, match="unknown key 'ransac_thresh'"):
         run(scene, tmp_path, {"ransac_thresh": 4})
+
+
+def test_hloc_flags_are_taken():
+    args = localize_sfm.parse_args(["--reference_sfm", "m", "--queries", "q.txt", "--retrieval", "p.txt", "--features", "f.h5",
+                                    "--matches", "m.h5", "--results", "r.txt", "--covisibility_clustering", "--prepend_camera_name"])
+    conf = cli.resolve_conf(localize_sfm.confs, localize_sfm.conf_from_args(args))
+    assert conf["covisibility_clustering"] is True and conf["result_names"] == "camera"
