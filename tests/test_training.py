@@ -2,6 +2,7 @@
 
 import csv
 import math
+import shutil
 
 import cv2
 import numpy as np
@@ -246,6 +247,9 @@ def test_resume_continues_exactly(photos, tmp_path):
     assert float(val["thr"]) == again["thr"] and float(val["matches"]) == pytest.approx(again["matches"])
     with pytest.raises(ValueError, match="another configuration"):
         trainer.main(merge(conf, {"lr": 0.5}), split)
+    moved = tmp_path / "moved"
+    shutil.copytree(photos, moved)  # the same data in another folder: the run resumes (and is done)
+    trainer.main(merge(conf, {"data": {"folder": str(moved)}, "val_oxford": str(tmp_path / "oxford")}), split)
     exported = trainer.export(split / "last.pt", tmp_path / "lite.pt")
     model, _ = model_from_checkpoint(exported)
     ema = torch.load(split / "last.pt", weights_only=False)["ema"]

@@ -15,6 +15,8 @@ of the weights in moving_average.py, the CSV logs and the loss plot in logs.py.
 """
 
 import argparse
+import copy
+import functools
 import logging
 import math
 import os
@@ -108,6 +110,20 @@ def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
     ]
 
 
+# where the data lives, not what it is: a run resumes after its data folders moved
+LOCATIONS = (("val_oxford",), ("data", "folder"), ("data", "megadepth", "root"), ("data", "scannet", "root"))
+
+
+def without_locations(conf: dict) -> dict:
+    """A training conf with the LOCATIONS blanked, for comparing a stored run's conf with this one."""
+    conf = copy.deepcopy(conf)
+    for *parents, key in LOCATIONS:
+        section = functools.reduce(lambda d, k: d.get(k, {}), parents, conf)
+        if key in section:
+            section[key] = None
+    return conf
+
+
 def main(
     conf: dict,
     output: Path,
@@ -135,7 +151,7 @@ def main(
     init_from = init_from or conf["init_from"]
     if last.exists():
         state = read_checkpoint(last)
-        if state["conf"] != conf:
+        if without_locations(state["conf"]) != without_locations(conf):
             raise ValueError(f"{last}: was trained with another configuration; use --fresh or another --output")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
