@@ -58,19 +58,10 @@ def matchability_maps(
             u0 = None if v0 is None else gather_cells(v0, cells0)
             u1 = None if v1 is None else gather_cells(v1, cells1)
             m0, m1 = raw_maps(s0, s1, u0, u1, kind, temperature, chunk_elements)
-            share = subset_share(cells0, v0, h0 * w0) * subset_share(cells1, v1, h1 * w1)  # [N]
-            if kind == "dual_softmax":
-                m0, m1 = m0 * share[:, None], m1 * share[:, None]
             m0, m1 = scatter_cells(m0, cells0, h0 * w0), scatter_cells(m1, cells1, h1 * w1)
     if mask0 is not None:  # padded cells: exactly 0 (the dual softmax leaves them a uniform value)
         m0, m1 = m0 * v0, m1 * v1
     return m0.reshape(n, h0, w0), m1.reshape(n, h1, w1)
-
-
-def subset_share(cells, valid, length):
-    if valid is None:
-        return torch.full((cells.shape[0],), cells.shape[1] / length, device=cells.device)
-    return gather_cells(valid, cells).sum(1).float() / valid.sum(1).clamp_min(1).float()
 
 
 def raw_maps(f0, f1, v0, v1, kind: str, temperature: float, chunk_elements: int) -> tuple[torch.Tensor, torch.Tensor]:
