@@ -50,10 +50,13 @@ def test_backbone_reproduces_xfeat(pretrained):
 
 @torch.no_grad()
 def test_untrained_coarse_matches_are_xfeats_mutual_neighbours(pretrained):
-    """Transformer neutral, projection a scaled identity: the coarse matches are (nearly all) mutual
-    nearest neighbours of XFeat's normalised descriptors, and they find most of the confident ones."""
+    """Transformer neutral, projection a scaled identity: the coarse matches of every cell are (nearly
+    all) mutual nearest neighbours of XFeat's normalised descriptors, and they find most of the
+    confident ones. (With match_coarse.top_k they are mutual among the ranked cells only.)"""
     image0, image1 = sample_inputs()
-    out = pretrained(image0, image1)
+    every_cell = ELoFTR({"name": "xfeat", "match_coarse": {"top_k": None}})
+    every_cell.load_state_dict(pretrained.state_dict())
+    out = every_cell.eval()(image0, image1)
     _, i_ids, j_ids = out["coarse_ids"]
     _, _, d0, _ = pretrained.backbone(image0)
     _, _, d1, _ = pretrained.backbone(image1)
