@@ -20,6 +20,8 @@ centred on (0, 0)); coarse cell (x, y) is centred on pixel (8x, 8y). Parameter n
 official implementation, so its checkpoint loads strictly when reweighting is off.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,7 +123,9 @@ class ELoFTR(nn.Module):
             return coarse
         return self.coarse_projection(F.normalize(coarse, dim=1))
 
-    def fine_features(self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list, stage) -> tuple[torch.Tensor, torch.Tensor]:
+    def fine_features(
+        self, c0: torch.Tensor, c1: torch.Tensor, fpn_inputs: list, stage: Callable[..., torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`stage(feat_c, x2, x1)` (the FPN or a part of it) of both images."""
         if torch.is_tensor(fpn_inputs[0]):  # joint batch from `extract`
             x1, x2 = fpn_inputs

@@ -63,7 +63,7 @@ class FinePreprocess(nn.Module):
         whole map.
         """
         conv1, norm, act, conv2 = self.layer1_outconv2
-        n, _, h, w = half.shape
+        h, w = half.shape[-2:]
         blocks = size // 2 + 2
         rc = torch.stack([cell_ids // (2 * w // stride), cell_ids % (2 * w // stride)], 1)  # [M,2] (row, col)
         start = rc * stride - (size - stride) // 2  # [M,2] first full-res pixel of each window
