@@ -460,3 +460,9 @@ def test_real_data_readers_and_relative_pose_pipeline(data_root, tmp_path):
     )
     sift = results["matchers"]["SIFT (OpenCV)"]
     assert sift["pairs"] == 2 and sift["matches"] > 10
+
+
+def test_ours_spec_sets_the_cells_matched():
+    assert build_matcher("ours:top_k=all").info["top_k"] is None
+    assert build_matcher("ours:top_k=2048").info["top_k"] == 2048
+    assert build_matcher("ours").info["top_k"] == 0.33  # the xfeat conf's share

@@ -8,7 +8,8 @@ evaluation resolution (`resize_long_side`: every matcher sees the same pixels), 
 keypoints [M,2] float32 in those images' pixels (integer values at pixel centres) and scores [M]
 (higher is better). Specs are `name[:key=value,...]`:
 
-- `ours`: `sfm_reweight.Matcher`; conf (the default, xfeat), weights (default), reweight and thr (the conf's),
+- `ours`: `sfm_reweight.Matcher`; conf (the default, xfeat), weights (default), reweight, thr and top_k (the
+  conf's; top_k a number or share of cells, or all),
   rotations (1: upright only; 2: also image 1 turned by 180 deg; 4: by 90, 180 and 270 deg too),
   zooms (0: none; n: image 1 also at the 2n relative sizes sqrt(2)^-n .. sqrt(2)^n, e.g. 4: 0.25x to 4x),
   search (0: rank the search's candidates at the evaluation size; N: at long side N, then run the winner).
@@ -151,8 +152,10 @@ def build_ours(
     search: int = 0,
     device: str | None = None,
     seed: int = 0,
+    top_k: int | float | str | None = None,
 ) -> OursMatcher:
-    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold overrides, a rotation
+    """`Matcher(conf, weights)` with optional reweight mode / coarse threshold / top-k cells overrides
+    (`top_k`: a number or share of cells, "all": every cell; model/top_k.py), a rotation
     search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4) and a zoom search over
     2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart, ranked at long side `search`
     (0: at the images' size); torch is seeded first so that weights no checkpoint sets (all of them
@@ -164,8 +167,11 @@ def build_ours(
     model: dict[str, Any] = {"name": conf}
     if reweight is not None:
         model["reweight"] = {"mode": reweight}
-    if thr is not None:
-        model["match_coarse"] = {"thr": float(thr)}
+    coarse = {} if thr is None else {"thr": float(thr)}
+    if top_k is not None:
+        coarse["top_k"] = None if top_k == "all" else top_k
+    if coarse:
+        model["match_coarse"] = coarse
     torch.manual_seed(seed)
     angles = list(range(0, 360, 360 // rotations))
     factors = [round(2 ** (k / 2), 4) for k in range(-zooms, zooms + 1)]
@@ -177,13 +183,15 @@ def build_ours(
         "weights": used,
         "reweight": matcher.model.conf["reweight"]["mode"],
         "thr": matcher.model.conf["match_coarse"]["thr"],
+        "top_k": matcher.model.conf["match_coarse"]["top_k"],
         "rotations": angles,
         "zooms": factors,
         "search_resize_max": search_conf["search_resize_max"],
         "device": str(matcher.device),
     }
     description = (
-        f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, rotations {angles}"
+        f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, top_k {info['top_k']},"
+        f" rotations {angles}"
         + (f", zooms {factors}" if zooms else "")
         + (f", ranked at long side {search}" if search else "")
     )
@@ -510,7 +518,7 @@ def default_label(spec: str) -> str:
 
 
 ALLOWED_OPTIONS = {
-    "ours": {"conf", "weights", "reweight", "thr", "rotations", "zooms", "search", "seed"},
+    "ours": {"conf", "weights", "reweight", "thr", "top_k", "rotations", "zooms", "search", "seed"},
     "eloftr": {"weights", "thr"},
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},
