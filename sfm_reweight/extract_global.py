@@ -44,7 +44,7 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -318,17 +318,15 @@ class DescribeImages:
     be the driver's (`fingerprint`); images are read from the driver's `image_dir` (shared)."""
 
     def __init__(self, local_conf: dict, image_dir: Path, fingerprint: str, codebook: "Codebook | None", sample: int, seed: int):
-        if not Path(image_dir).is_dir():
-            raise InputError(f"{image_dir}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+        self.images = GrayImages(cluster.shared_folder(image_dir), "extract_global")
         self.local = build_local(local_conf)
         if self.local.fingerprint != fingerprint:
             host = socket.gethostname()
             raise InputError(f"extract_global on {host}: local descriptors {self.local.fingerprint}, the driver's {fingerprint}")
-        self.images = GrayImages(image_dir, "extract_global")
         self.codebook, self.sample, self.seed = codebook, sample, seed
 
-    def __call__(self, chunk: Sequence[tuple[int, str]], progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
-        """-> ({name: VLAD [D] or sampled descriptors [N,d]}, {unreadable image: reason})."""
+    def __call__(self, chunk: Sequence[tuple[int, str]], progress: Callable[[int], None]) -> tuple[dict, dict]:
+        """-> ({name: VLAD [D] or sampled descriptors [N,d]}, {unreadable image: reason}); `progress(1)` per image."""
         out = {}
         for index, name in chunk:
             if (gray := self.images(name)) is not None:
@@ -337,21 +335,25 @@ class DescribeImages:
                     out[name] = self.codebook.encode(descriptors)
                 else:
                     out[name] = sample_rows(descriptors, self.sample, self.seed, index)
-            if progress:
-                progress(1)
+            progress(1)
         return out, dict(self.images.failed)
 
 
 def describe(
-    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str, codebook: "Codebook | None" = None, sample: int = 0
-) -> Iterator[tuple[list[str], dict[str, np.ndarray], dict[str, str]]]:
+    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str,
+    on_chunk: Callable[[list[str], dict[str, np.ndarray], dict[str, str]], None],
+    codebook: "Codebook | None" = None, sample: int = 0,
+) -> None:
     """`DescribeImages` over `names` in chunks of conf["chunk_size"], here or on conf["cluster"]:
-    (the chunk's names, its results, unreadable images) per chunk, as each finishes."""
+    `on_chunk(the chunk's names, its results, unreadable images)` as each finishes."""
     items = list(enumerate(names))
     chunks = [items[s : s + conf["chunk_size"]] for s in range(0, len(items), conf["chunk_size"])]
     work = functools.partial(DescribeImages, conf["local"], Path(image_dir).resolve(), fingerprint, codebook, sample, conf["seed"])
-    for i, (out, failed) in cluster.map_chunks(work, chunks, conf["cluster"], desc, "image", [len(c) for c in chunks]):
-        yield [name for _, name in chunks[i]], out, failed
+
+    def finished(i: int, result: tuple[dict, dict]) -> None:
+        on_chunk([name for _, name in chunks[i]], *result)
+
+    cluster.map_chunks(work, chunks, conf["cluster"], finished, desc, "image", [len(c) for c in chunks])
 
 
 def learn(image_dir: Path, names: Sequence[str], conf: dict, ident: dict, failed: dict[str, str]) -> Codebook:
@@ -362,16 +364,19 @@ def learn(image_dir: Path, names: Sequence[str], conf: dict, ident: dict, failed
     fingerprint = ident["local_fingerprint"]
     per_image = math.ceil(conf["codebook_descriptors"] / len(train))
     samples: dict[str, np.ndarray] = {}
-    for _, out, unreadable in describe(conf, image_dir, train, fingerprint, "extract_global: codebook", sample=per_image):
+
+    def keep(_: list[str], out: dict[str, np.ndarray], unreadable: dict[str, str]) -> None:
         samples.update(out)
         failed.update(unreadable)
-    dim = next(iter(samples.values())).shape[1] if samples else 1
-    rows = np.concatenate([np.zeros((0, dim), np.float32), *(samples[n] for n in train if n in samples)])
+
+    describe(conf, image_dir, train, fingerprint, "extract_global: codebook", keep, sample=per_image)
+    if not samples:
+        raise InputError(f"{image_dir}: none of the {len(train)} codebook images could be read")
+    rows = np.concatenate([samples[n] for n in train if n in samples])
     codebook = Codebook(learn_centroids(rows, conf["num_clusters"], conf["kmeans_iterations"], conf["seed"]), ident)
     if conf["pca_dim"] is not None:
         vlads: dict[str, np.ndarray] = {}
-        for _, out, _ in describe(conf, image_dir, train, fingerprint, "extract_global: whitening", codebook=codebook):
-            vlads.update(out)
+        describe(conf, image_dir, train, fingerprint, "extract_global: whitening", lambda _, out, __: vlads.update(out), codebook)
         codebook.pca_mean, codebook.pca_projection = learn_whitening(np.stack([vlads[n] for n in train if n in vlads]), conf["pca_dim"])
     return codebook
 
@@ -430,9 +435,12 @@ def main(
 
     todo = [n for n in names if n not in done]
     encode_start, encoded, fresh = time.time(), 0, overwrite
-    for chunk, descriptors, unreadable in describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", book):
+
+    def write(chunk: list[str], descriptors: dict[str, np.ndarray], unreadable: dict[str, str]) -> None:
+        nonlocal encoded, fresh
         failed.update(unreadable)
-        with atomic_h5(global_path, copy_existing=not fresh) as f:  # overwrite: the first chunk starts the file afresh
+        # overwrite: the first chunk written (whichever finishes first) starts the file afresh
+        with atomic_h5(global_path, copy_existing=not fresh) as f:
             write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
             for name in set(chunk) - set(descriptors):
                 if name in f:  # replaced by a file that cannot be read: its old descriptor goes
@@ -441,6 +449,8 @@ def main(
                 write_global_descriptor(f, name, descriptor)
                 record_image(f, name, fingerprints[name])
         encoded, fresh = encoded + len(descriptors), False
+
+    describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", write, book)
 
     skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
     source = f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}" if learned else f"from {codebook or own}"
@@ -463,8 +473,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--codebook", type=Path, help="encode with this codebook instead of the file's own")
     parser.add_argument("--conf", default=DEFAULT_CONF, choices=list(confs))
     parser.add_argument("--options", nargs="+", help="conf overrides, e.g. num_clusters=128 local.resize_max=1024 pca_dim=256")
-    parser.add_argument("--cluster", metavar="ADDRESS", help="describe on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
-    parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
+    cluster.add_arguments(parser, "describe")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
 
@@ -473,7 +482,7 @@ if __name__ == "__main__":
     args = parse_args()
     cli.run(
         main,
-        {"name": args.conf, **cli.parse_options(args.options), "cluster": {"address": args.cluster, "workers": args.workers}},
+        {"name": args.conf, **cli.parse_options(args.options), "cluster": cluster.conf_from_args(args)},
         args.image_dir,
         args.export_dir,
         image_list=args.image_list,

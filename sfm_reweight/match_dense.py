@@ -209,17 +209,14 @@ class PairChunks:
         long_side: int | None,
         batch_size: int | None,
     ):
-        if not Path(image_dir).is_dir():
-            raise InputError(f"{image_dir}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+        self.images = GrayImages(cluster.shared_folder(image_dir), "match_dense", long_side, cache=4)
         self.matcher = make_matcher()
-        self.images = GrayImages(image_dir, "match_dense", long_side, cache=4)
         self.fixed = fixed
         self.batch_size = batch_size or (4 if torch.cuda.is_available() else 1)
 
-    def __call__(self, chunk: Sequence[Pair], progress: Callable[[int], None] | None = None) -> tuple[dict[Pair, dict], dict[str, str]]:
+    def __call__(self, chunk: Sequence[Pair], progress: Callable[[int], None]) -> tuple[dict[Pair, dict], dict[str, str]]:
         """chunk: pairs (name0, name1) -> ({pair: keypoints0/keypoints1 [M,2], scores [M], image_size0/1 (w, h)},
-        {unreadable image: reason})."""
-        progress = progress or (lambda n: None)
+        {unreadable image: reason}); `progress(1)` after each pair."""
         queue: deque[tuple[Pair, bool]] = deque()  # pairs handed to the matcher, in order
 
         def inputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -263,14 +260,17 @@ def match_into_store(
     long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
     work = functools.partial(PairChunks, make_matcher, Path(image_dir).resolve(), fixed, long_side, conf["batch_size"])
     failed: dict[str, str] = {}
-    sizes = [len(c) for c in chunks]
-    for _, (results, unreadable) in cluster.map_chunks(work, chunks, conf["cluster"], "match_dense: matching", "pair", sizes):
-        store.add(results)
-        failed.update(unreadable)
+
+    def write(_: int, result: tuple[dict[Pair, dict], dict[str, str]]) -> None:
+        store.add(result[0])
+        failed.update(result[1])
+
+    cluster.map_chunks(work, chunks, conf["cluster"], write, "match_dense: matching", "pair", [len(c) for c in chunks])
     return failed
 
 
 def _given(matcher: PairMatcher) -> PairMatcher:
+    """An injected matcher as a picklable zero-argument factory (`functools.partial(_given, m)`)."""
     return matcher
 
 
@@ -346,12 +346,12 @@ def main(
     listed, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
     # what the matches are made from: the conf (thresholds included) and the weights' content hash
     # (an injected matcher's fingerprint), so that other settings or weights are never mixed in
+    path = weights_file(conf) if matcher is None and conf["peer"] is None else None  # None also for RANDOM
     if matcher is not None:
         weights = getattr(matcher, "fingerprint", None)
     elif conf["peer"] is not None:
         weights = None
     else:
-        path = weights_file(conf)
         weights = RANDOM if path is None else file_hash(path)
     provenance = {"conf": {k: v for k, v in conf.items() if k not in UNRECORDED}, "weights": weights}
     if not overwrite:
@@ -380,12 +380,12 @@ def main(
 
     start_time = time.time()
     if matcher is None and conf["cluster"]["address"] is None:
-        matcher = build_pair_matcher(conf)  # before any file is written: a bad checkpoint fails first
+        matcher = build_pair_matcher(conf)  # here, before any file is written: a bad checkpoint fails first
+    # (on a cluster the workers load it: a bad checkpoint fails there, after the raw store is opened)
     # what builds the matcher where it runs (pickled to every cluster worker, whose working folder may be another)
     if matcher is not None:
         make_matcher = functools.partial(_given, matcher)
     else:
-        path = weights_file(conf) if conf["peer"] is None else None
         make_matcher = functools.partial(build_pair_matcher, {**conf, "weights": str(path.resolve())} if path else conf, weights)
     store = RawMatchStore(raw_dir, provenance, fingerprints)
     resumed = sum(p in store for p in todo)
@@ -445,8 +445,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
     parser.add_argument("--batch_size", type=int)
     parser.add_argument("--chunk_size", type=int, help="pairs per committed shard: what a kill can lose (default 16)")
-    parser.add_argument("--cluster", metavar="ADDRESS", help="match on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
-    parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
+    cluster.add_arguments(parser, "match")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
 
@@ -456,7 +455,7 @@ if __name__ == "__main__":
     if args.random_weights:
         args.weights = RANDOM
     overrides = {k: getattr(args, k) for k in ("weights", "max_kps", "batch_size", "chunk_size") if getattr(args, k) is not None}
-    overrides["cluster"] = {"address": args.cluster, "workers": args.workers}
+    overrides["cluster"] = cluster.conf_from_args(args)
     cli.run(
         main,
         {"name": args.conf, **overrides},

@@ -2,33 +2,37 @@
 "sfm-reweight[ray]"`).
 
 A stage cuts its work into chunks (match_dense: pairs; extract_global: images) and writes every
-finished chunk into its crash-safe store. `map_chunks` runs the chunks and hands the results back to
-that one writer, the calling process (the driver), as they finish:
+finished chunk into its crash-safe store. `map_chunks` runs the chunks and hands each result to
+that one writer, a callback in the calling process (the driver), as it finishes:
 
 - conf "address" None: here, in order, one after the other (the default, no Ray involved);
 - otherwise on the Ray cluster at "address" ("auto": the one `ray start` runs on this machine or
   RAY_ADDRESS names; "local": a Ray instance started for this call on this machine, for its cores or
-  GPUs; "HOST:PORT" or "ray://HOST:PORT": a remote head). One actor per worker slot (a GPU when the
-  cluster has GPUs, else "cpus_per_worker" CPUs; "workers" overrides the count) builds the work once
-  (`make_work()`: it loads the network) and runs one chunk at a time, handed out as it finishes the
-  last; its torch uses the slot's CPUs as threads.
+  GPUs; "HOST:PORT" or "ray://HOST:PORT": a remote head). One actor per worker slot (a GPU and
+  "cpus_per_worker" CPUs when the cluster has GPUs, else "cpus_per_worker" CPUs; "workers" sets
+  fewer) builds the work once (`make_work()`: it loads the network) and runs one chunk at a time,
+  handed out as it finishes the last; its torch uses the slot's CPUs as threads.
 
 A worker that dies (killed, out of memory, its node lost) costs the chunk it was running: Ray restarts
-the actor and the chunk goes to the next free worker; a chunk that has failed "retries" + 1 times
-ends the run with its error, as does any error raised by the work itself. Nothing the driver has
-written is touched, so the run resumes like one that was killed.
+the actor, which gets work again once it answers, and the chunk goes to the next free worker. A chunk
+that has failed "retries" + 1 times ends the run, as does any error raised by the work itself; an
+actor that does not answer within "start_timeout_s" (no room for it any more) is given up, and when
+none is left the run ends. Nothing the driver has written is touched, so the run resumes like one
+that was killed.
 
-The chunks, the work's settings and its results travel through Ray; the work reads its inputs
-(images, weights) from the paths it is given, which every node must see as the driver does (a
-shared file system).
+The chunks, the work's settings and its results travel through Ray; every node needs the same
+sfm-reweight and torch installed, and the work reads its inputs (images, weights) from the paths it
+is given, which every node must see as the driver does (a shared file system).
 """
 
+import argparse
 import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -36,48 +40,86 @@ from .errors import InputError, SfmReweightError
 
 logger = logging.getLogger(__name__)
 
-Chunk = TypeVar("Chunk")
-Result = TypeVar("Result")
-
 conf_defaults: dict[str, Any] = {
     "address": None,  # None: run here; "auto", "local", "HOST:PORT" or "ray://HOST:PORT": a Ray cluster
     "workers": None,  # actors; None: one per slot of the cluster
     "cpus_per_worker": 1,  # CPUs of a slot (and torch threads of its actor)
-    "retries": 3,  # times a chunk is handed out again after its worker died
+    "retries": 3,  # times a chunk is handed out again after its worker died (and restarts of an actor)
+    "start_timeout_s": 300,  # an actor that does not answer this long after (re)starting is given up
 }
+PROBE_INTERVAL_S = 0.5  # how often a starting actor is asked whether it is ready
 
 
 class ClusterError(SfmReweightError):
     """The cluster cannot be reached, has no room for a worker, or a chunk keeps killing its workers."""
 
 
-class Work(Protocol[Chunk, Result]):
-    """A stage's work on one chunk; `progress(n)` (here only, None on a cluster) counts finished items."""
+class Work(Protocol):
+    """A stage's work on one chunk; `progress(n)` counts its finished items (a no-op on a cluster)."""
 
-    def __call__(self, chunk: Chunk, progress: Callable[[int], None] | None = None) -> Result: ...
+    def __call__(self, chunk: Any, progress: Callable[[int], None]) -> Any: ...
+
+
+def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The command-line options of a stage that runs on a cluster: --cluster ADDRESS, --workers N."""
+    parser.add_argument("--cluster", metavar="ADDRESS", help=f"{what} on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
+    parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
+
+
+def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The "cluster" conf section of `add_arguments`' options."""
+    return {"address": args.cluster, "workers": args.workers}
+
+
+def shared_folder(path: Path) -> Path:
+    """`path` as the work on a worker reads it: an existing folder (an InputError naming this machine
+    otherwise: the workers read from the driver's paths)."""
+    if not Path(path).is_dir():
+        raise InputError(f"{path}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+    return Path(path)
 
 
 def map_chunks(
     make_work: Callable[[], Work],
-    chunks: Sequence[Chunk],
+    chunks: Sequence[Any],
     conf: dict[str, Any],
+    on_result: Callable[[int, Any], None],
     desc: str,
     unit: str,
     sizes: Sequence[int],
-) -> Iterator[tuple[int, Result]]:
-    """(index into `chunks`, result) of every chunk, as each finishes: in order here, in order of
-    completion on a cluster. `make_work` must pickle when `conf["address"]` is set (a module-level
-    function, a `functools.partial` of one). `sizes`: items per chunk, for the progress bar."""
+) -> None:
+    """Run `make_work()` on every chunk and call `on_result(index into chunks, result)` here as each
+    finishes: in order here, in order of completion on a cluster. `make_work` must pickle when
+    `conf["address"]` is set (a module-level function or class, a `functools.partial` of one).
+    `sizes`: items per chunk, for the progress bar."""
+    if not chunks:
+        return  # nothing to do: no cluster contacted, no network loaded
     if conf["address"] is None:
         work = make_work()  # before the progress bar: an error building it is the only output
         with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
             for i, chunk in enumerate(chunks):
-                yield i, work(chunk, bar.update)
-    else:
+                on_result(i, work(chunk, bar.update))
+        return
+    ray = _import_ray()
+    connected = _connect(ray, conf["address"])
+    actors: list[Any] = []
+    try:
+        workers, per_worker = _slots(ray, conf)
+        actor_class = ray.remote(max_restarts=conf["retries"], max_task_retries=0, **per_worker)(_Actor)
+        actors = [actor_class.remote(make_work) for _ in range(min(workers, len(chunks)))]
+        logger.info("cluster: %d workers of %s CPUs and %s GPUs each on the Ray cluster at %s",
+                    len(actors), per_worker["num_cpus"], per_worker["num_gpus"], conf["address"])
         with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
-            for i, result in _on_cluster(make_work, chunks, conf):
+            def finished(i: int, result: Any) -> None:
+                on_result(i, result)
                 bar.update(sizes[i])
-                yield i, result
+
+            _Schedule(ray, actors, chunks, conf).run(finished)
+    finally:
+        for actor in actors:  # whatever stopped the run: no worker goes on matching for nobody
+            ray.kill(actor, no_restart=True)
+        if connected:
+            ray.shutdown()
 
 
 def _import_ray() -> Any:
@@ -100,7 +142,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _connect(ray: Any, address: str) -> bool:
-    """Connect to the cluster at `address` unless connected already; whether this call connected."""
+    """Connect to the cluster at `address` unless this process is connected already (then that
+    cluster is used); whether this call connected."""
     if ray.is_initialized():
         return False
     if address not in ("auto", "local"):
@@ -117,10 +160,13 @@ def _slots(ray: Any, conf: dict[str, Any]) -> tuple[int, dict[str, float]]:
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     per_worker = {"num_cpus": conf["cpus_per_worker"], "num_gpus": 1 if gpus else 0}
-    slots = gpus if gpus else cpus // conf["cpus_per_worker"]
-    workers = conf["workers"] or slots
+    slots = min(gpus, cpus // conf["cpus_per_worker"]) if gpus else cpus // conf["cpus_per_worker"]
+    workers = slots if conf["workers"] is None else conf["workers"]
     if not 1 <= workers <= slots:
-        raise ClusterError(f"the Ray cluster has {cpus} CPUs and {gpus} GPUs: room for {slots} workers of {per_worker}, not {workers}")
+        raise ClusterError(
+            f"the Ray cluster has {cpus} CPUs and {gpus} GPUs: room for {slots} workers of {per_worker['num_cpus']} CPUs"
+            f" and {per_worker['num_gpus']} GPUs, not {workers}"
+        )
     return workers, per_worker
 
 
@@ -140,70 +186,80 @@ class _Actor:
         except Exception as err:  # noqa: BLE001 -- raised again by run(), where Ray hands it to the driver
             self.error = err
 
+    def ready(self) -> str:
+        return socket.gethostname()
+
     def run(self, chunk: Any) -> Any:
         if self.error is not None:
             raise self.error
-        return self.work(chunk)
+        return self.work(chunk, lambda n: None)
 
 
-def _on_cluster(make_work: Callable[[], Work], chunks: Sequence[Chunk], conf: dict[str, Any]) -> Iterator[tuple[int, Result]]:
-    ray = _import_ray()
-    connected = _connect(ray, conf["address"])
-    try:
-        workers, per_worker = _slots(ray, conf)
-        actor_class = ray.remote(max_restarts=conf["retries"], max_task_retries=0, **per_worker)(_Actor)
-        actors = [actor_class.remote(make_work) for _ in range(min(workers, len(chunks)))]
-        logger.info("cluster: %d workers (%s each) on the Ray cluster at %s", len(actors), per_worker, conf["address"])
-        yield from _schedule(ray, actors, chunks, conf["retries"])
-    finally:
-        if connected:
-            ray.shutdown()
+class _Schedule:
+    """Hands the chunks to the actors, one at a time each, and passes the results on as they come.
 
+    An actor gets work only once it answers `ready()` (asked every PROBE_INTERVAL_S): at the start and
+    after it died, when Ray restarts it; one that does not answer within start_timeout_s, or whose
+    restarts are used up, is given up. A dead worker's chunk goes back to the front of the queue."""
 
-def _schedule(ray: Any, actors: list[Any], chunks: Sequence[Chunk], retries: int) -> Iterator[tuple[int, Result]]:
-    """Hand the chunks to the actors, one at a time each, and yield the results as they come. An
-    actor that died is restarting: it is asked whether it is back (`__ray_ready__`, every 0.5 s)
-    before it gets work again, and its chunk goes back to the front of the queue."""
-    queue: deque[int] = deque(range(len(chunks)))
-    failures = [0] * len(chunks)
-    running: dict[Any, tuple[int, int | None]] = {}  # future -> (actor, chunk; None: a readiness probe)
-    restarting: dict[int, float] = {}  # actor -> when to ask again
+    def __init__(self, ray: Any, actors: list[Any], chunks: Sequence[Any], conf: dict[str, Any]):
+        self.ray, self.actors, self.chunks = ray, actors, chunks
+        self.retries, self.timeout = conf["retries"], conf["start_timeout_s"]
+        self.queue: deque[int] = deque(range(len(chunks)))
+        self.failures = [0] * len(chunks)
+        self.running: dict[Any, tuple[int, int | None]] = {}  # future -> (actor, chunk; None: a ready() probe)
+        now = time.monotonic()
+        self.since = dict.fromkeys(range(len(actors)), now)  # actor -> when it (re)started
+        self.starting = dict.fromkeys(range(len(actors)), now)  # actor not ready yet -> when to ask again
 
-    def hand_out(a: int) -> None:
-        if queue:
-            i = queue.popleft()
-            running[actors[a].run.remote(chunks[i])] = (a, i)
+    def run(self, on_result: Callable[[int, Any], None]) -> None:
+        while self.queue or any(i is not None for _, i in self.running.values()):
+            if not self.running and not self.starting:
+                raise ClusterError(f"no worker is left (each died or did not start); {len(self.queue)} chunks were not run")
+            self.probe()
+            if not self.running:
+                time.sleep(PROBE_INTERVAL_S)
+                continue
+            done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=PROBE_INTERVAL_S)
+            if done:
+                self.collect(done[0], on_result)
 
-    for a in range(len(actors)):
-        hand_out(a)
-    while queue or any(i is not None for _, i in running.values()):
-        if not running and not restarting:
-            raise ClusterError(f"every worker is gone (each restarted {retries} times); {len(queue)} chunks were not run")
-        for a, when in list(restarting.items()):
-            if time.monotonic() >= when:
-                del restarting[a]
-                running[actors[a].__ray_ready__.remote()] = (a, None)
-        done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-        if not done:
-            continue
-        a, i = running.pop(done[0])
+    def probe(self) -> None:
+        """Ask the starting actors whose turn it is whether they are ready; give up the late ones."""
+        now = time.monotonic()
+        for a, when in list(self.starting.items()):
+            if now - self.since[a] > self.timeout:
+                del self.starting[a]
+                logger.warning("cluster: a worker did not start within %d s; going on without it", self.timeout)
+                self.ray.kill(self.actors[a], no_restart=True)
+            elif now >= when:
+                del self.starting[a]
+                self.running[self.actors[a].ready.remote()] = (a, None)
+
+    def collect(self, future: Any, on_result: Callable[[int, Any], None]) -> None:
+        a, i = self.running.pop(future)
+        exceptions = self.ray.exceptions
         try:
-            result = ray.get(done[0])
-        except ray.exceptions.RayTaskError as err:  # the work raised: the run ends with its error
+            result = self.ray.get(future)
+        except exceptions.RayTaskError as err:  # the work raised: the run ends with its error
             raise err.cause from None
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as err:
-            if i is not None:
-                failures[i] += 1
-                if failures[i] > retries:
-                    raise ClusterError(f"chunk {i} failed on {failures[i]} workers, the last time: {_first_line(err)}") from None
-                logger.warning("cluster: a worker died running chunk %d (%s); handing it out again", i, _first_line(err))
-                queue.appendleft(i)
-            if not isinstance(err, ray.exceptions.ActorDiedError):  # died for good: no restarts left
-                restarting[a] = time.monotonic() + 0.5
-            continue
+        except (exceptions.RayActorError, exceptions.WorkerCrashedError, exceptions.ObjectLostError) as err:
+            if i is not None:  # the actor died running a chunk: Ray restarts it now
+                self.since[a] = time.monotonic()
+                self.failures[i] += 1
+                what = f"chunk {i} (from {self.chunks[i][0]})"
+                if self.failures[i] > self.retries:
+                    raise ClusterError(f"{what} failed on {self.failures[i]} workers, the last time: {_first_line(err)}") from None
+                logger.warning("cluster: a worker died running %s (%s); handing it out again", what, _first_line(err))
+                self.queue.appendleft(i)
+            if not isinstance(err, exceptions.ActorDiedError):  # ActorDiedError: no restarts left
+                self.starting[a] = time.monotonic() + PROBE_INTERVAL_S
+            return
         if i is not None:
-            yield i, result
-        hand_out(a)
+            on_result(i, result)
+        if self.queue:
+            i = self.queue.popleft()
+            self.running[self.actors[a].run.remote(self.chunks[i])] = (a, i)
 
 
 def _first_line(err: BaseException) -> str:
