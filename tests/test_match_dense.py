@@ -352,3 +352,9 @@ def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xf
     zooms = conf["matcher"].get("zooms", [1.0])
     assert [z for _, z in matcher.candidates] == [float(z) for z in zooms]
     assert conf["output"].startswith("matches-") and conf["cell_size"] >= 1 and conf["max_error"] > 0
+
+
+def test_a_worker_with_other_weights_is_refused():
+    conf = match_dense.cli.resolve_conf(match_dense.confs, "eloftr_xfeat")
+    with pytest.raises(InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"):
+        match_dense.build_pair_matcher(conf, "0" * 64)
