@@ -176,10 +176,17 @@ LOCAL_TYPES = {"xfeat": XFeatLocal, "rootsift": RootSiftLocal}
 
 
 def build_local(conf: dict) -> LocalFeatures:
-    """The local extractor of a resolved conf's "local" section."""
+    """The local extractor of a resolved conf's "local" section, one per process and settings."""
     if conf["type"] not in LOCAL_TYPES:
         raise InputError(f"extract_global: local descriptor type {conf['type']!r}; expected one of {sorted(LOCAL_TYPES)}")
-    return LOCAL_TYPES[conf["type"]](conf["resize_max"], conf["max_descriptors"])
+    return _local_extractor(conf["type"], conf["resize_max"], conf["max_descriptors"])
+
+
+@functools.lru_cache(maxsize=2)
+def _local_extractor(kind: str, resize_max: int, max_descriptors: int) -> LocalFeatures:
+    # the identity's fingerprint and every pass (codebook, whitening, descriptors) share one
+    # extractor instead of loading the XFeat backbone for each
+    return LOCAL_TYPES[kind](resize_max, max_descriptors)
 
 
 # --- VLAD -----------------------------------------------------------------------------------------
@@ -315,10 +322,15 @@ class DescribeImages:
     """extract_global's work on chunks of (index, name), here or on a cluster worker: of each readable
     image, its VLAD under `codebook` or, without one, a random sample of at most `sample` of its local
     descriptors (k-means input; the draw depends only on (`seed`, index)). The extractor built here must
-    be the driver's (`fingerprint`); images are read from the driver's `image_dir` (shared)."""
+    be the driver's (`fingerprint`); images are read from the driver's `image_dir` (shared), but those
+    an earlier pass found `unreadable` (name -> reason), which are skipped without a second warning."""
 
-    def __init__(self, local_conf: dict, image_dir: Path, fingerprint: str, codebook: "Codebook | None", sample: int, seed: int):
+    def __init__(
+        self, local_conf: dict, image_dir: Path, fingerprint: str, codebook: "Codebook | None", sample: int, seed: int,
+        unreadable: dict[str, str],
+    ):
         self.images = GrayImages(cluster.shared_folder(image_dir), "extract_global")
+        self.images.failed.update(unreadable)
         self.local = build_local(local_conf)
         if self.local.fingerprint != fingerprint:
             host = socket.gethostname()
@@ -340,18 +352,21 @@ class DescribeImages:
 
 
 def describe(
-    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str,
-    on_chunk: Callable[[list[str], dict[str, np.ndarray], dict[str, str]], None],
-    codebook: "Codebook | None" = None, sample: int = 0,
+    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str, failed: dict[str, str],
+    on_chunk: Callable[[list[str], dict[str, np.ndarray]], None], codebook: "Codebook | None" = None, sample: int = 0,
 ) -> None:
     """`DescribeImages` over `names` in chunks of conf["chunk_size"], here or on conf["cluster"]:
-    `on_chunk(the chunk's names, its results, unreadable images)` as each finishes."""
+    `on_chunk(the chunk's names, its results)` as each finishes; unreadable images are added to
+    `failed` (and those already in it are not read again)."""
     items = list(enumerate(names))
     chunks = [items[s : s + conf["chunk_size"]] for s in range(0, len(items), conf["chunk_size"])]
-    work = functools.partial(DescribeImages, conf["local"], Path(image_dir).resolve(), fingerprint, codebook, sample, conf["seed"])
+    work = functools.partial(
+        DescribeImages, conf["local"], Path(image_dir).resolve(), fingerprint, codebook, sample, conf["seed"], dict(failed)
+    )
 
     def finished(i: int, result: tuple[dict, dict]) -> None:
-        on_chunk([name for _, name in chunks[i]], *result)
+        failed.update(result[1])
+        on_chunk([name for _, name in chunks[i]], result[0])
 
     cluster.map_chunks(work, chunks, conf["cluster"], finished, desc, "image", [len(c) for c in chunks])
 
@@ -364,19 +379,14 @@ def learn(image_dir: Path, names: Sequence[str], conf: dict, ident: dict, failed
     fingerprint = ident["local_fingerprint"]
     per_image = math.ceil(conf["codebook_descriptors"] / len(train))
     samples: dict[str, np.ndarray] = {}
-
-    def keep(_: list[str], out: dict[str, np.ndarray], unreadable: dict[str, str]) -> None:
-        samples.update(out)
-        failed.update(unreadable)
-
-    describe(conf, image_dir, train, fingerprint, "extract_global: codebook", keep, sample=per_image)
+    describe(conf, image_dir, train, fingerprint, "extract_global: codebook", failed, lambda _, out: samples.update(out), sample=per_image)
     if not samples:
         raise InputError(f"{image_dir}: none of the {len(train)} codebook images could be read")
     rows = np.concatenate([samples[n] for n in train if n in samples])
     codebook = Codebook(learn_centroids(rows, conf["num_clusters"], conf["kmeans_iterations"], conf["seed"]), ident)
     if conf["pca_dim"] is not None:
         vlads: dict[str, np.ndarray] = {}
-        describe(conf, image_dir, train, fingerprint, "extract_global: whitening", lambda _, out, __: vlads.update(out), codebook)
+        describe(conf, image_dir, train, fingerprint, "extract_global: whitening", failed, lambda _, out: vlads.update(out), codebook)
         codebook.pca_mean, codebook.pca_projection = learn_whitening(np.stack([vlads[n] for n in train if n in vlads]), conf["pca_dim"])
     return codebook
 
@@ -436,9 +446,8 @@ def main(
     todo = [n for n in names if n not in done]
     encode_start, encoded, fresh = time.time(), 0, overwrite
 
-    def write(chunk: list[str], descriptors: dict[str, np.ndarray], unreadable: dict[str, str]) -> None:
+    def write(chunk: list[str], descriptors: dict[str, np.ndarray]) -> None:
         nonlocal encoded, fresh
-        failed.update(unreadable)
         # overwrite: the first chunk written (whichever finishes first) starts the file afresh
         with atomic_h5(global_path, copy_existing=not fresh) as f:
             write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
@@ -450,7 +459,7 @@ def main(
                 record_image(f, name, fingerprints[name])
         encoded, fresh = encoded + len(descriptors), False
 
-    describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", write, book)
+    describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", failed, write, book)
 
     skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
     source = f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}" if learned else f"from {codebook or own}"

@@ -162,6 +162,7 @@ def test_unreadable_image_is_skipped_and_reported(scenes, tmp_path, caplog):
         path = extract_global.main(CONF, tmp_path / "images", tmp_path)
     assert list_h5_names(path) == names
     assert "photo/broken.jpg" in caplog.text and "1 unreadable and skipped" in caplog.text
+    assert sum("skipping an unreadable image" in r.getMessage() for r in caplog.records) == 1  # once, not per pass
 
 
 def write_hloc_descriptors(path, descriptors: dict, as_half: bool) -> None:
