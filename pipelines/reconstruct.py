@@ -62,6 +62,7 @@ from sfm_reweight.eval.sfm import (
     read_camera_centres,
     widest_covisible_pair,
 )
+from sfm_reweight.utils import cluster as ray_cluster
 from sfm_reweight.utils.atomic import write_text as write_text_atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
@@ -79,14 +80,14 @@ EXHAUSTIVE_MAX_IMAGES = 40
 
 def make_pairs(
     path: Path, image_dir: Path, names: list[str], export_dir: Path, method: str = "auto", num_matched: int = 10,
-    window: int | None = None, cluster: str | None = None,
+    window: int | None = None, cluster: dict[str, Any] | None = None,
 ) -> str:
     """Write the pairs file `path` for the images `names` of `image_dir` and return the method used.
     `method`: exhaustive, retrieval (each image with its `num_matched` most similar images by the
     default `extract_global` descriptors, written into `export_dir`), vocab_tree (pycolmap's
     vocabulary tree over SIFT), or auto (exhaustive up to EXHAUSTIVE_MAX_IMAGES images, retrieval
     above). With `window` (videos): sequential pairs, plus retrieval loop closures unless `method`
-    is exhaustive. `cluster`: a Ray cluster's address for the global descriptors."""
+    is exhaustive. `cluster`: where to compute the global descriptors (extract_global's "cluster" conf section)."""
     if method not in PAIRS:
         raise InputError(f"unknown pairs method {method!r}; expected one of {', '.join(PAIRS)}")
     if method == "auto":
@@ -98,7 +99,7 @@ def make_pairs(
         return method
     descriptors = None
     if method == "retrieval":
-        conf = {"name": extract_global.DEFAULT_CONF, "cluster": {"address": cluster}}
+        conf = {"name": extract_global.DEFAULT_CONF, "cluster": cluster or {}}
         descriptors = extract_global.main(conf, image_dir, export_dir, image_list=names)
         names = pairs_from_retrieval.described(descriptors, names)  # unreadable images are reported and left out
     if window is not None:
@@ -177,7 +178,7 @@ def main(
     num_matched: int = 10,
     image_list: list[str] | None = None,
     overwrite: bool = False,
-    cluster: str | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
     `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
@@ -185,7 +186,8 @@ def main(
     scored against, and whose camera centres stand in for a missing `ground_truth`. `image_list`:
     the images of `image_dir` to reconstruct (default: all). `pairs_method`, `num_matched`: see
     `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`).
-    `cluster`: the address of a Ray cluster that matches (and describes) the images."""
+    `cluster`: the Ray cluster that matches (and describes) the images: the stages' "cluster" conf
+    section (address, workers; `utils.cluster.conf_defaults`)."""
     matching.check_matcher(matcher, weights, cluster)
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -329,8 +331,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, help="sequential pairs with this window, plus retrieval loop closures"
                         " unless --pairs exhaustive (videos)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
-    parser.add_argument("--cluster", metavar="ADDRESS",
-                        help="match on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (images on a shared path)")
+    ray_cluster.add_arguments(parser, "match and describe the photos")
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
     parser.add_argument("--reference_model", type=Path,
                         help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it")
@@ -345,4 +346,5 @@ if __name__ == "__main__":
         args.weights = match_dense.RANDOM
     mapper = {"name": args.mapper, **cli.parse_options(args.options)}
     cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth,
-            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite, cluster=args.cluster)
+            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite,
+            cluster=ray_cluster.conf_from_args(args))

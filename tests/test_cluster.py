@@ -166,4 +166,4 @@ def test_sift_is_not_sent_to_a_cluster(tmp_path):
     names = md.make_images(tmp_path / "images", 2)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
     with pytest.raises(InputError, match="--cluster does not apply to --matcher sift"):
-        matching.match("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path, cluster="local")
+        matching.match("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path, cluster={"address": "local"})

@@ -62,7 +62,8 @@ class Work(Protocol):
 
 def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """The command-line options of a stage that runs on a cluster: --cluster ADDRESS, --workers N."""
-    parser.add_argument("--cluster", metavar="ADDRESS", help=f"{what} on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help=f"{what} on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (images on a path every machine shares)")
     parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
 
 
