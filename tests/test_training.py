@@ -15,7 +15,7 @@ from sfm_reweight.eval.metrics import auroc
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import subpixel_offsets
-from sfm_reweight.model.weights import model_from_checkpoint
+from sfm_reweight.model.weights import model_from_checkpoint, read_checkpoint
 from sfm_reweight.train import logs, recipes, trainer, validation
 from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
@@ -282,22 +282,30 @@ def test_data_mix_is_deterministic_per_step(photos):
     assert len(steps) == 3 and torch.equal(steps[1][0]["image1"], items[0]["image1"])
 
 
-def test_ablation_trains_each_mode_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
+def test_ablation_trains_each_mode_and_seed_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
     ablation = load_pipeline("ablation")
     monkeypatch.setitem(recipes.confs, "tiny", tiny_conf(photos, steps=2))
     scored = []
-    monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, weights, data, out: scored.append(weights) or {
+    monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, conf, weights, data, out: scored.append((conf, weights)) or {
         name: 1.0 for name in ablation.BENCHMARKS})
-    results = ablation.main(2, tmp_path, tmp_path, base="tiny")
+    results = ablation.main(2, tmp_path, tmp_path, base="tiny", seeds=(0, 1))
     assert list(results) == [*ablation.MODES, "SIFT (OpenCV)"]
-    for mode in ablation.MODES:
-        ckpt = torch.load(tmp_path / mode / "lite_step2.pt", weights_only=False)
-        assert ckpt["conf"]["reweight"]["mode"] == mode and ckpt["step"] == 2
-        assert 0.0 <= results[mode]["synthetic AUC@5px"] <= 100.0
-    assert scored == [tmp_path / m / "lite_step2.pt" for m in ablation.MODES] + [None]
-    assert "| both |" in capsys.readouterr().out and (tmp_path / "table.md").exists()
+    runs = [tmp_path / m / f"seed{s}" for m in ablation.MODES for s in (0, 1)]
+    for run in runs:
+        ckpt = torch.load(run / "lite_step2.pt", weights_only=False)
+        assert ckpt["conf"]["reweight"]["mode"] == run.parent.name and ckpt["step"] == 2
+    seed1 = read_checkpoint(runs[1] / "last.pt")["conf"]
+    assert seed1["seed"] == 1 and seed1["data"]["seed"] == recipes.confs["tiny"]["data"]["seed"] + 1
+    fine = [model_from_checkpoint(r / "lite_step2.pt")[0].fine_preprocess.layer3_outconv.weight for r in runs[:2]]
+    assert not torch.equal(*fine)  # another seed, another initialisation
+    for row in results["both"]:
+        assert 0.0 <= row["synthetic AUC@5px"] <= 100.0 and 0.0 <= row["synthetic AUROC"] <= 1.0 and row["s/step"] > 0
+    assert all(math.isnan(row["synthetic AUROC"]) for row in results["off"])  # no maps without reweighting
+    assert scored == [("lite", r / "lite_step2.pt") for r in runs] + [("lite", None)]
+    out = capsys.readouterr().out
+    assert "| both |" in out and "| off | " in out and (tmp_path / "table.md").exists()
     monkeypatch.setattr(trainer, "main", None)  # a rerun only scores: nothing is trained again
-    ablation.main(2, tmp_path, tmp_path, base="tiny")
+    ablation.main(2, tmp_path, tmp_path, base="tiny", seeds=(0, 1))
 
 
 def test_validate_state_at_other_thresholds(photos, tmp_path):
