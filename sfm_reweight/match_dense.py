@@ -111,10 +111,13 @@ _peer = {**_base, "matcher": None, "weights": None}
 # the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf
 # "xfeat"), every cell matched: the model conf's shortcut of the most reliable third of the cells
 # (model/top_k.py) halves the matching time but doubles the main job's camera-centre errors (5.4 ->
-# 12.5 mm median, 9264 -> 3767 points; docs/xfeat.md): SfM wants the matches it leaves out
+# 12.5 mm median, 9264 -> 3767 points; docs/xfeat.md): SfM wants the matches it leaves out. Every
+# keypoint kept: at 1024 px every cell gives 15-27k keypoints per fountain-P11 image, and the cap
+# of 8192 dropped two thirds of the matches (fountain camera centres 13.4 -> 11.8 mm median)
 _xfeat = {
     **_base,
     "output": "matches-eloftr-xfeat",
+    "max_kps": None,
     "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024, "model": {"match_coarse": {"top_k": None}}}),
 }
 confs: dict[str, dict[str, Any]] = {
