@@ -21,7 +21,6 @@ pipelines/relative_pose.py (their results.json files stay under OUTPUT/eval/).
 """
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from sfm_reweight.eval.matchers import default_label
 from sfm_reweight.train import trainer
+from sfm_reweight.train.logs import read_csv
 from sfm_reweight.train.recipes import DEFAULT_PHOTOS, confs, with_reweight_mode
 from sfm_reweight.utils.conf import merge
 from sfm_reweight.utils import atomic
@@ -67,10 +67,8 @@ def real_data_scores(matcher: str, conf: str, weights: Path | None, data: Path, 
 
 def validation_scores(run: Path) -> dict[str, float]:
     """The last validation row of a training run (its end), as percentages (AUROC as is), and its mean s/step."""
-    with open(run / "val.csv", newline="") as f:
-        last = list(csv.DictReader(f))[-1]
-    with open(run / "log.csv", newline="") as f:
-        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    last = read_csv(run / "val.csv")[-1]
+    seconds = [float(row["seconds"]) for row in read_csv(run / "log.csv")]
     scores = {name: float(last[column]) if last.get(column) not in (None, "") else math.nan for name, column in VALIDATION.items()}
     scores["synthetic AUC@5px"] *= 100
     return {**scores, "s/step": sum(seconds) / len(seconds)}

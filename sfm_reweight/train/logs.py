@@ -9,6 +9,12 @@ import numpy as np
 from ..utils import atomic
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a log (`log.csv`, `val.csv`), each a dict of its cells as written."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def append_csv(path: Path, row: dict) -> None:
     """Append a row; a log written by an older version with fewer columns is rewritten first with
     the new header (its rows keep empty cells there), so that a resumed run's log stays one table."""
@@ -16,8 +22,7 @@ def append_csv(path: Path, row: dict) -> None:
         with open(path, newline="") as f:
             header = next(csv.reader(f), [])
         if missing := [k for k in row if k not in header]:
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
+            rows = read_csv(path)
             header = header + missing
             text = io.StringIO()
             writer = csv.DictWriter(text, fieldnames=header)
@@ -36,7 +41,7 @@ def append_csv(path: Path, row: dict) -> None:
 def plot_losses(log: Path, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    rows = list(csv.DictReader(open(log)))
+    rows = read_csv(log)
     if not rows:
         return
     fig = Figure(figsize=(8, 4))
