@@ -113,18 +113,22 @@ _peer = {**_base, "matcher": None, "weights": None}
 # (model/top_k.py) halves the matching time but doubles the main job's camera-centre errors (5.4 ->
 # 12.5 mm median, 9264 -> 3767 points; docs/xfeat.md): SfM wants the matches it leaves out. Every
 # keypoint kept: at 1024 px every cell gives 15-27k keypoints per fountain-P11 image, and the cap
-# of 8192 dropped two thirds of the matches (fountain camera centres 13.4 -> 11.8 mm median)
+# of 8192 dropped two thirds of the matches (fountain camera centres 13.4 -> 11.8 mm median).
+# Every image at 1024 px, none matched larger for sparse content (the Matcher's content_share): the
+# main job's views would grow by 4-12 %, and every-cell matching at 1.5x takes about 5x the time
+# and memory (L x L cell pairs); the SfM figures of the README are measured so
+_sfm_xfeat = {"name": "xfeat", "resize_max": 1024, "content_share": None}
 _xfeat = {
     **_base,
     "output": "matches-eloftr-xfeat",
     "max_kps": None,
-    "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024, "model": {"match_coarse": {"top_k": None}}}),
+    "matcher": resolve_matcher_conf({**_sfm_xfeat, "model": {"match_coarse": {"top_k": None}}}),
 }
 confs: dict[str, dict[str, Any]] = {
     "eloftr_xfeat": _xfeat,
     # the model conf as it is: the top third of the cells, for speed (collections too large to wait for)
     "eloftr_xfeat_fast": {
-        **_base, "output": "matches-eloftr-xfeat-fast", "matcher": resolve_matcher_conf({"name": "xfeat", "resize_max": 1024})
+        **_base, "output": "matches-eloftr-xfeat-fast", "matcher": resolve_matcher_conf(_sfm_xfeat)
     },
     # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
     "eloftr_xfeat_aachen": {**_xfeat, "output": "matches-eloftr-xfeat-aachen", "max_error": 2.0, "cell_size": 8},

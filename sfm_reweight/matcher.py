@@ -18,6 +18,14 @@ similar scales can match rotated and zoomed views. With conf "search_resize_max"
 candidates are ranked at that smaller long side and only the winner runs at "resize_max": about a
 quarter of the cost per candidate. Results are in the original images' pixels; "rotation1" and
 "zoom1" say which candidate won.
+
+Sparse content (conf "content_share", the `xfeat` conf): images whose matchable content covers few
+cells (objects on a black or sky background) give the coarse matching few cells to work with. A
+pair whose two shares of XFeat-reliable cells (read at long side 640 with the model's own backbone)
+average below content_share is matched larger than `resize_max`, by sqrt(content_share / share) and
+at most "content_upscale_max", so that its content covers about as many cells as a textured
+image's. Both images get the same factor: a scale difference of even 2 % between them doubles the
+refinement's error on a pair that is otherwise the same view.
 """
 
 from collections.abc import Iterable, Iterator
@@ -45,14 +53,20 @@ _base: dict[str, Any] = {
     "weights": None,  # the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt)
     "resize_max": 1024, "resize_force": False, "mixed_precision": False,
     "rotations": [0], "zooms": [1.0], "search_resize_max": None,
+    "content_share": None, "content_upscale_max": 1.5,  # None: every image at resize_max (`content_upscale`)
 }
 confs: dict[str, dict[str, Any]] = {
     # coarse threshold of the lite weights: the best homography AUC@5 of its synthetic
     # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (docs/training_lite.md)
     "lite": {**_base, "model": resolve_conf({"name": "lite", "match_coarse": {"thr": 0.02}}), "weights": "lite"},
     "full": {**_base, "model": resolve_conf("full")},  # no weights ship: pass an official checkpoint
-    "xfeat": {**_base, "model": resolve_conf("xfeat"), "weights": "xfeat-eloftr"},
+    # content_share 0.75: fountain-P11 and most Oxford photos have 0.8-0.96 of their cells reliable,
+    # Middlebury's objects on black 0.21-0.43, matched 1.32-1.5x larger: pose AUC@10 35.4 -> 39.4 (docs/xfeat.md)
+    "xfeat": {**_base, "model": resolve_conf("xfeat"), "weights": "xfeat-eloftr", "content_share": 0.75},
 }
+# a cell holds matchable content when XFeat's reliability is above this (black backgrounds and sky: below 0.05)
+CONTENT_RELIABILITY = 0.1
+CONTENT_PROBE_SIDE = 640  # long side the content share is read at: a backbone pass of a sixth of a 1024x768 one
 DEFAULT_CONF = "xfeat"  # the default by the measurements in the README
 
 
@@ -86,10 +100,18 @@ class Matcher:
             raise ConfError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
         if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
             raise ConfError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
+        share, upscale_max = self.conf["content_share"], self.conf["content_upscale_max"]
+        if share is not None and not (0 < share <= 1 and upscale_max >= 1):
+            raise ConfError(
+                f"matcher conf content_share {share}, content_upscale_max {upscale_max}: expected a share in (0, 1] and a factor >= 1"
+            )
         turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
         model_conf = resolve_conf(self.conf["model"])
+        if share is not None and model_conf["backbone"]["type"] != "xfeat":
+            backbone = model_conf["backbone"]["type"]
+            raise ConfError(f"matcher conf content_share needs a backbone with a reliability map (xfeat), not {backbone!r}")
         self.weights = self.resolve_default(weights, self.conf["weights"], self.conf["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is None:
@@ -119,23 +141,45 @@ class Matcher:
             name, image = str(image), read_image(image)
         return to_gray_float(image, name)
 
-    def network_input(self, gray: np.ndarray, turns: int = 0, shrink: float = 1.0, resize_max: int | None = None) -> Prepared:
+    def network_input(self, gray: np.ndarray, turns: int = 0, factor: float = 1.0, resize_max: int | None = None) -> Prepared:
         """The network input of a gray image turned by `turns` quarter turns counter-clockwise and
-        shrunk by `shrink` <= 1 after the usual resizing (to `resize_max`, default the conf's)."""
+        scaled by `factor` after the usual resizing (to `resize_max`, default the conf's)."""
         resize_max = resize_max or self.conf["resize_max"]
         turned = np.ascontiguousarray(np.rot90(gray, turns))
-        if shrink == 1:
+        if factor == 1:
             return prepare(turned, resize_max, self.conf["resize_force"])
         long_side = max(resized_size(*turned.shape[::-1], resize_max, self.conf["resize_force"]))
-        return prepare(turned, max(1, round(long_side * shrink)), resize_force=True)
+        return prepare(turned, max(1, round(long_side * factor)), resize_force=True)
+
+    @torch.no_grad()
+    def content_share(self, gray: np.ndarray) -> float:
+        """The share of the cells of `gray` [H,W] whose reliability is above CONTENT_RELIABILITY, at
+        long side CONTENT_PROBE_SIDE."""
+        probe = prepare(gray, CONTENT_PROBE_SIDE, resize_force=True)
+        reliability = self.model.backbone(torch.from_numpy(probe.image)[None, None].to(self.device))[3][0, 0]
+        h, w = probe.size[1] // COARSE_STRIDE, probe.size[0] // COARSE_STRIDE
+        return float((reliability[:h, :w] > CONTENT_RELIABILITY).float().mean())
+
+    def content_upscale(self, gray0: np.ndarray, gray1: np.ndarray) -> float:
+        """How much larger than plain resizing to match the pair: sqrt(content_share / share) where
+        the mean `share` of its images is below the conf's content_share, at most
+        content_upscale_max; 1 otherwise or when off."""
+        target = self.conf["content_share"]
+        if target is None:
+            return 1.0
+        share = (self.content_share(gray0) + self.content_share(gray1)) / 2
+        if share >= target:
+            return 1.0
+        return min(self.conf["content_upscale_max"], float(np.sqrt(target / max(share, 1e-6))))
 
     def variants(
         self, gray0: np.ndarray, gray1: np.ndarray, candidates: list[tuple[int, float]], resize_max: int | None = None
     ) -> Iterator[Variant]:
         """(image 0, image 1, turns, zoom) of one pair for each (turns, zoom) candidate."""
+        upscale = self.content_upscale(gray0, gray1)
         for turns, zoom in candidates:
-            prep0 = self.network_input(gray0, shrink=min(1.0, 1 / zoom), resize_max=resize_max)
-            yield prep0, self.network_input(gray1, turns, min(1.0, zoom), resize_max), turns, zoom
+            prep0 = self.network_input(gray0, factor=upscale * min(1.0, 1 / zoom), resize_max=resize_max)
+            yield prep0, self.network_input(gray1, turns, upscale * min(1.0, zoom), resize_max), turns, zoom
 
     def grays(self, pairs: Iterable[tuple[ImageInput, ImageInput]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for i, (image0, image1) in enumerate(pairs):

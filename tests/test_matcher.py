@@ -14,6 +14,7 @@ from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import save_checkpoint
 from sfm_reweight.utils.conf import ConfError
 from sfm_reweight.preprocessing import prepare, resized_size, rot90_points
+from sfm_reweight.scenes.demo_scene import stone
 
 CONF = {"name": "lite", "resize_max": 320}
 
@@ -128,6 +129,31 @@ def test_zoom_search_finds_the_scale_of_image_1(weights):
         Matcher({**CONF, "zooms": [0]}, weights=weights, device="cpu")
     with pytest.raises(ValueError, match="search_resize_max"):
         Matcher({**CONF, "search_resize_max": 0}, weights=weights, device="cpu")
+
+
+def test_sparse_content_is_matched_larger():
+    """A pair of textures filling the frame stays at resize_max; the same texture shrunk onto a black
+    canvas (a third of the width and height: about a ninth of the cells reliable) is matched larger,
+    by at most content_upscale_max, and its keypoints still come back in the canvas's pixels."""
+    texture = stone(np.random.default_rng(0), 480, 640).mean(axis=2)
+    canvas = np.zeros((480, 640), np.float32)
+    canvas[160:320, 213:426] = cv2.resize(texture, (213, 160), interpolation=cv2.INTER_AREA)
+    matcher = Matcher({"name": "xfeat", "resize_max": 320}, device="cpu")
+    assert matcher.content_upscale(texture, texture) == 1.0
+    assert matcher.content_share(canvas) < 0.2 < matcher.content_share(texture)
+    upscale = matcher.content_upscale(canvas, canvas)
+    assert 1.2 < upscale <= matcher.conf["content_upscale_max"]
+    out = matcher(canvas, canvas)
+    np.testing.assert_allclose(out["scale0"], 640 / (320 * upscale), rtol=0.05)  # original px per network px
+    inside = (out["keypoints0"][:, 0] > 200) & (out["keypoints0"][:, 0] < 420)
+    assert len(out["keypoints0"]) > 20 and inside.mean() > 0.9
+    assert np.median(np.linalg.norm(out["keypoints1"] - out["keypoints0"], axis=1)) < 0.5  # the same image twice
+    off = Matcher({"name": "xfeat", "resize_max": 320, "content_share": None}, device="cpu")
+    assert off.content_upscale(canvas, canvas) == 1.0 and off(canvas, canvas)["scale0"][0] == 2.0
+    with pytest.raises(ConfError, match="reliability map"):
+        Matcher({**CONF, "content_share": 0.75}, device="cpu", weights=None)
+    with pytest.raises(ConfError, match="content_share"):
+        Matcher({"name": "xfeat", "content_share": 1.5}, device="cpu")
 
 
 @pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])

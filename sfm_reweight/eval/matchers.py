@@ -153,13 +153,18 @@ def build_ours(
     device: str | None = None,
     seed: int = 0,
     top_k: int | float | str | None = None,
+    content_share: float | str | None = None,
+    upscale_max: float | None = None,
+    refinement: str | None = None,
 ) -> OursMatcher:
     """`Matcher(conf, weights)` with optional reweight mode / coarse threshold / top-k cells overrides
     (`top_k`: a number or share of cells, "all": every cell; model/top_k.py), a rotation
     search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4) and a zoom search over
     2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart, ranked at long side `search`
-    (0: at the images' size); torch is seeded first so that weights no checkpoint sets (all of them
-    with no weights) are reproducible."""
+    (0: at the images' size), and the sparse-content upscaling (`content_share`, "off": none;
+    `upscale_max`; `Matcher.content_upscale`) and the fine stage (`refinement`: "two_stage" or
+    "xfeat", XFeat*'s pretrained MLP); torch is seeded first so that weights no checkpoint sets (all
+    of them with no weights) are reproducible."""
     if rotations not in (1, 2, 4):
         raise ValueError(f"ours: rotations={rotations}: expected 1, 2 or 4 orientations")
     if zooms not in range(9):
@@ -172,10 +177,16 @@ def build_ours(
         coarse["top_k"] = None if top_k == "all" else top_k
     if coarse:
         model["match_coarse"] = coarse
+    if refinement is not None:
+        model["match_fine"] = {"refinement": refinement}
     torch.manual_seed(seed)
     angles = list(range(0, 360, 360 // rotations))
     factors = [round(2 ** (k / 2), 4) for k in range(-zooms, zooms + 1)]
     search_conf = {"rotations": angles, "zooms": factors, "search_resize_max": int(search) or None}
+    if content_share is not None:
+        search_conf["content_share"] = None if content_share == "off" else float(content_share)
+    if upscale_max is not None:
+        search_conf["content_upscale_max"] = float(upscale_max)
     matcher = Matcher({"name": conf, "resize_max": None, "model": model, **search_conf}, weights=weights, device=device)
     used = None if matcher.weights is None else str(matcher.weights)
     info = {
@@ -184,16 +195,24 @@ def build_ours(
         "reweight": matcher.model.conf["reweight"]["mode"],
         "thr": matcher.model.conf["match_coarse"]["thr"],
         "top_k": matcher.model.conf["match_coarse"]["top_k"],
+        "refinement": matcher.model.conf["match_fine"]["refinement"],
         "rotations": angles,
         "zooms": factors,
         "search_resize_max": search_conf["search_resize_max"],
+        "content_share": matcher.conf["content_share"],
+        "content_upscale_max": matcher.conf["content_upscale_max"],
         "device": str(matcher.device),
     }
     description = (
         f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, top_k {info['top_k']},"
-        f" rotations {angles}"
+        f" {info['refinement']} refinement, rotations {angles}"
         + (f", zooms {factors}" if zooms else "")
         + (f", ranked at long side {search}" if search else "")
+        + (
+            f", sparse content (< {info['content_share']} of the cells) up to {info['content_upscale_max']}x"
+            if info["content_share"] is not None
+            else ""
+        )
     )
     return OursMatcher(label, description, info, matcher)
 
@@ -518,7 +537,9 @@ def default_label(spec: str) -> str:
 
 
 ALLOWED_OPTIONS = {
-    "ours": {"conf", "weights", "reweight", "thr", "top_k", "rotations", "zooms", "search", "seed"},
+    "ours": {
+        "conf", "weights", "reweight", "thr", "top_k", "rotations", "zooms", "search", "seed", "content_share", "upscale_max", "refinement"
+    },
     "eloftr": {"weights", "thr"},
     "sift": {"ratio", "max_keypoints"},
     "aliked+lightglue": {"max_keypoints"},

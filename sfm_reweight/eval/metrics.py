@@ -99,7 +99,10 @@ def estimate_relative_pose(
         return None
     n0, n1 = normalize_keypoints(kpts0, K0), normalize_keypoints(kpts1, K1)
     threshold = threshold_px / np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]])
-    E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), method=cv2.RANSAC, prob=confidence, threshold=threshold)
+    try:
+        E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), method=cv2.RANSAC, prob=confidence, threshold=threshold)
+    except cv2.error:  # the five-point solver asserts on some degenerate samples: no E, as when it finds none
+        return None
     if E is None:
         return None
     best, result = 0, None

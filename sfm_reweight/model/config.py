@@ -13,6 +13,7 @@ REWEIGHT_MODES = ("off", "bias", "rescale", "both")
 MATCHABILITY_KINDS = ("dual_softmax", "max_cosine")
 MATCHABILITY_PRIORS = ("none", "reliability")
 BACKBONES = ("repvgg", "xfeat")
+REFINEMENTS = ("two_stage", "xfeat")
 
 confs: dict[str, dict[str, Any]] = {
     "full": {
@@ -59,9 +60,12 @@ confs: dict[str, dict[str, Any]] = {
         # checkpoints were trained (set when one is loaded); fine_matching.py says why ours is centred
         # fpn_dims: widths of the fine FPN at 1/2, 1/4, 1/8 (the fine map has the first); None: the
         # RepVGG backbone's block_dims, as in EfficientLoFTR; local_fpn: at inference the FPN's 1/2-res
-        # stage runs only around the matched windows (same windows, fine_preprocess.py)
+        # stage runs only around the matched windows (same windows, fine_preprocess.py); refinement:
+        # EfficientLoFTR's "two_stage", or "xfeat": XFeat*'s pretrained offset MLP, inference only
+        # (the untrained start of the `xfeat` network; xfeat_refinement.py)
         "match_fine": {
             "window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": None, "local_fpn": False,
+            "refinement": "two_stage",
         },
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
         "chunk_elements": 2**19,
@@ -125,6 +129,11 @@ def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
         raise ConfError(f"match_coarse.top_k must be None, a number of cells (int) or a share of them in (0, 1), got {top_k!r}")
     if top_k is not None and out["backbone"]["type"] != "xfeat":
         raise ConfError("match_coarse.top_k ranks cells by reliability: it needs a backbone with one (backbone.type 'xfeat')")
+    refinement = out["match_fine"]["refinement"]
+    if refinement not in REFINEMENTS:
+        raise ConfError(f"match_fine.refinement must be one of {REFINEMENTS}, got {refinement!r}")
+    if refinement == "xfeat" and out["backbone"]["type"] != "xfeat":
+        raise ConfError("match_fine.refinement 'xfeat' refines from XFeat's descriptors: it needs backbone.type 'xfeat'")
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):
         raise ConfError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
     return out

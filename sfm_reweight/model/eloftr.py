@@ -5,6 +5,10 @@
            -> dual-softmax coarse matches -> FPN fine features -> two-stage refinement
            -> matches in input pixels
 
+With `match_fine.refinement: xfeat` (inference only) XFeat*'s pretrained offset MLP refines the
+coarse matches from the backbone's descriptors instead of the FPN and the two-stage refinement
+(xfeat_refinement.py): the untrained `xfeat` network then starts at XFeat*'s quality.
+
 With `match_coarse.top_k` the maps and the coarse matches take only each image's most reliable
 cells (top_k.py), and with `match_fine.local_fpn` the FPN's costly last stage runs only around the
 matched windows (fine_preprocess.py): both at inference only.
@@ -35,6 +39,7 @@ from .matchability import MatchabilityCalibration, matchability_maps
 from .top_k import gather_cells, top_cells
 from .transformer import CoarseTransformer
 from .xfeat import XFEAT_DIM, XFeatBackbone
+from .xfeat_refinement import MIN_CONFIDENCE, XFeatRefinement
 
 COARSE_STRIDE = 8
 
@@ -65,7 +70,11 @@ class ELoFTR(nn.Module):
         if not backbone["trainable"]:
             self.backbone.requires_grad_(False)
         self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
-        self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"] or backbone["block_dims"])
+        if conf["match_fine"]["refinement"] == "xfeat":
+            self.fine_preprocess, self.xfeat_refinement = None, XFeatRefinement()
+        else:
+            self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"] or backbone["block_dims"])
+            self.xfeat_refinement = None
         self.matchability = MatchabilityCalibration() if mode != "off" else None
 
     def train(self, mode: bool = True) -> "ELoFTR":
@@ -170,6 +179,7 @@ class ELoFTR(nn.Module):
         """
         conf = self.conf
         fpn_inputs, (c0, c1), (r0, r1) = self.extract(image0, image1)
+        desc0, desc1 = c0, c1
         hw0, hw1 = tuple(c0.shape[-2:]), tuple(c1.shape[-2:])
         cells0, cells1 = self.ranked_cells(r0, r1, mask0, mask1)
 
@@ -207,6 +217,9 @@ class ELoFTR(nn.Module):
             )
             mconf = coarse.at(b_ids, i_ids, j_ids).detach()
 
+        if self.xfeat_refinement is not None:
+            return self.xfeat_refined(desc0, desc1, (b_ids, i_ids, j_ids), mconf, hw0, hw1, m0, m1, coarse)
+
         # The official code scales the coarse features by 1/sqrt(C) once more before the FPN.
         c0, c1 = c0 / self.d_model**0.5, c1 / self.d_model**0.5
         win0, win1 = self.fine_windows(c0, c1, fpn_inputs, b_ids, i_ids, j_ids)
@@ -232,4 +245,27 @@ class ELoFTR(nn.Module):
             "coarse_ids": (b_ids, i_ids, j_ids),
             "conf_matrix_f": fine["conf_matrix_f"],
             "sim_matrix_ff": fine["sim_matrix_ff"],
+        }
+
+    def xfeat_refined(self, desc0, desc1, coarse_ids, mconf, hw0, hw1, m0, m1, coarse) -> dict[str, torch.Tensor]:
+        """`forward`'s outputs with XFeat*'s refinement: raw descriptors desc [N,64,h,w] of the matched
+        cells -> image 0's points moved by the MLP's offsets, image 1's on their cells; matches whose
+        offset confidence is below MIN_CONFIDENCE dropped."""
+        if self.training:
+            raise ValueError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
+        b_ids, i_ids, j_ids = coarse_ids
+        offsets, confidence = self.xfeat_refinement(desc0.flatten(2)[b_ids, :, i_ids], desc1.flatten(2)[b_ids, :, j_ids])
+        keep = confidence > MIN_CONFIDENCE
+        b_ids, i_ids, j_ids = b_ids[keep], i_ids[keep], j_ids[keep]
+        return {
+            "keypoints0": cell_positions(i_ids, hw0[1], float(COARSE_STRIDE)) + offsets[keep],
+            "keypoints1": cell_positions(j_ids, hw1[1], float(COARSE_STRIDE)),
+            "confidence": mconf[keep],
+            "batch_ids": b_ids,
+            "matchability0": m0,
+            "matchability1": m1,
+            "coarse_dual_softmax": coarse,
+            "coarse_ids": (b_ids, i_ids, j_ids),
+            "conf_matrix_f": None,
+            "sim_matrix_ff": None,
         }

@@ -23,7 +23,7 @@ from ..utils.errors import SfmReweightError
 from ..utils.conf import merge
 from .config import resolve_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
-from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state
+from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state, xfeat_refinement_state
 
 logger = logging.getLogger(__name__)
 
@@ -151,11 +151,15 @@ def load_xfeat_backbone(model: ELoFTR, path: Path, state_dict: dict) -> LoadRepo
     """XFeat's pretrained weights into the backbone of an `xfeat` network, strictly; the rest as built."""
     if model.conf["backbone"]["type"] != "xfeat":
         raise CheckpointError(f"{path}: XFeat weights fit only a network with backbone.type 'xfeat', not {model.conf['name']!r}")
-    state_dict = xfeat_backbone_state(state_dict)
+    full_state, state_dict = state_dict, xfeat_backbone_state(state_dict)
     if problems := fits(model.backbone, state_dict):
         raise CheckpointError(f"{path}: does not fit the XFeat backbone: " + "; ".join(problems))
     model.backbone.load_state_dict(state_dict)
-    initialized = sorted(k for k in model.state_dict() if not k.startswith("backbone."))
+    loaded = ("backbone.",)
+    if model.xfeat_refinement is not None:  # XFeat*'s offset MLP, the untrained network's refinement
+        model.xfeat_refinement.load_state_dict(xfeat_refinement_state(full_state))
+        loaded += ("xfeat_refinement.",)
+    initialized = sorted(k for k in model.state_dict() if not k.startswith(loaded))
     logger.info("%s: XFeat backbone loaded; %d other tensors as initialised", path, len(initialized))
     return LoadReport(path, "xfeat", initialized)
 

