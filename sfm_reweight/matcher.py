@@ -173,10 +173,10 @@ class Matcher:
         return min(self.conf["content_upscale_max"], float(np.sqrt(target / max(share, 1e-6))))
 
     def variants(
-        self, gray0: np.ndarray, gray1: np.ndarray, candidates: list[tuple[int, float]], resize_max: int | None = None
+        self, gray0: np.ndarray, gray1: np.ndarray, candidates: list[tuple[int, float]], upscale: float, resize_max: int | None = None
     ) -> Iterator[Variant]:
-        """(image 0, image 1, turns, zoom) of one pair for each (turns, zoom) candidate."""
-        upscale = self.content_upscale(gray0, gray1)
+        """(image 0, image 1, turns, zoom) of one pair for each (turns, zoom) candidate, both images
+        `upscale` times larger (`content_upscale`)."""
         for turns, zoom in candidates:
             prep0 = self.network_input(gray0, factor=upscale * min(1.0, 1 / zoom), resize_max=resize_max)
             yield prep0, self.network_input(gray1, turns, upscale * min(1.0, zoom), resize_max), turns, zoom
@@ -193,16 +193,20 @@ class Matcher:
         """Match pairs lazily, in order; consecutive network inputs of the same sizes run as one
         batch of up to `batch_size` (across pairs without a search, across candidates with one)."""
         if len(self.candidates) == 1:
-            inputs = (v for gray0, gray1 in self.grays(pairs) for v in self.variants(gray0, gray1, self.candidates))
+            inputs = (
+                v for gray0, gray1 in self.grays(pairs)
+                for v in self.variants(gray0, gray1, self.candidates, self.content_upscale(gray0, gray1))
+            )
             yield from self.run_batched(inputs, batch_size)
             return
         search_size = self.conf["search_resize_max"]
         for gray0, gray1 in self.grays(pairs):
-            tried = self.run_batched(self.variants(gray0, gray1, self.candidates, search_size), batch_size)
+            upscale = self.content_upscale(gray0, gray1)
+            tried = self.run_batched(self.variants(gray0, gray1, self.candidates, upscale, search_size), batch_size)
             best = max(tried, key=search_score)
             if search_size:
                 won = [(best["rotation1"] // 90, best["zoom1"])]
-                best = next(self.run_batched(self.variants(gray0, gray1, won), 1))
+                best = next(self.run_batched(self.variants(gray0, gray1, won, upscale), 1))
             yield best
 
     def run_batched(self, items: Iterable[Variant], batch_size: int) -> Iterator[dict]:

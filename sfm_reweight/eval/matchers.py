@@ -205,7 +205,8 @@ def build_ours(
     }
     description = (
         f"Matcher({conf!r}, weights={used or 'random'}), reweight {info['reweight']}, thr {info['thr']}, top_k {info['top_k']},"
-        f" {info['refinement']} refinement, rotations {angles}"
+        + (" XFeat*'s refinement," if info["refinement"] == "xfeat" else "")
+        + f" rotations {angles}"
         + (f", zooms {factors}" if zooms else "")
         + (f", ranked at long side {search}" if search else "")
         + (

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.conf import ConfError
 from .backbone import RepVGGBackbone
 from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches, training_candidates
 from .config import resolve_conf
@@ -79,6 +80,8 @@ class ELoFTR(nn.Module):
 
     def train(self, mode: bool = True) -> "ELoFTR":
         """A frozen backbone stays in eval mode: its BatchNorm statistics are part of its pretrained weights."""
+        if mode and self.xfeat_refinement is not None:
+            raise ConfError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
         super().train(mode)
         if not self.conf["backbone"]["trainable"]:
             self.backbone.eval()
@@ -248,11 +251,9 @@ class ELoFTR(nn.Module):
         }
 
     def xfeat_refined(self, desc0, desc1, coarse_ids, mconf, hw0, hw1, m0, m1, coarse) -> dict[str, torch.Tensor]:
-        """`forward`'s outputs with XFeat*'s refinement: raw descriptors desc [N,64,h,w] of the matched
-        cells -> image 0's points moved by the MLP's offsets, image 1's on their cells; matches whose
-        offset confidence is below MIN_CONFIDENCE dropped."""
-        if self.training:
-            raise ValueError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
+        """`forward`'s outputs with XFeat*'s refinement: from the raw descriptor maps desc [N,64,h,w],
+        the rows of the matched cells -> image 0's points moved by the MLP's offsets, image 1's on
+        their cells; matches whose offset confidence is below MIN_CONFIDENCE dropped."""
         b_ids, i_ids, j_ids = coarse_ids
         offsets, confidence = self.xfeat_refinement(desc0.flatten(2)[b_ids, :, i_ids], desc1.flatten(2)[b_ids, :, j_ids])
         keep = confidence > MIN_CONFIDENCE

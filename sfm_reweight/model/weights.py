@@ -124,6 +124,8 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
         state_dict = {k.removeprefix(OFFICIAL_PREFIX): v for k, v in state_dict.items()}
     if plain:
         state_dict = {k: v for k, v in state_dict.items() if not is_reweighting_parameter(k)}
+    if model.xfeat_refinement is not None and not any(k.startswith("xfeat_refinement.") for k in state_dict):
+        raise CheckpointError(f"{path}: has no XFeat* refinement MLP (match_fine.refinement 'xfeat'): it loads from weights 'xfeat'")
     # may be missing: all reweighting for official files (they have none) and plain loading (drops the
     # file's); only the calibration for ours, as those written before it existed lack it
     reset_all = layout == "official" or plain
@@ -157,7 +159,10 @@ def load_xfeat_backbone(model: ELoFTR, path: Path, state_dict: dict) -> LoadRepo
     model.backbone.load_state_dict(state_dict)
     loaded = ("backbone.",)
     if model.xfeat_refinement is not None:  # XFeat*'s offset MLP, the untrained network's refinement
-        model.xfeat_refinement.load_state_dict(xfeat_refinement_state(full_state))
+        refinement = xfeat_refinement_state(full_state)
+        if problems := fits(model.xfeat_refinement, refinement):
+            raise CheckpointError(f"{path}: does not fit XFeat*'s refinement MLP: " + "; ".join(problems))
+        model.xfeat_refinement.load_state_dict(refinement)
         loaded += ("xfeat_refinement.",)
     initialized = sorted(k for k in model.state_dict() if not k.startswith(loaded))
     logger.info("%s: XFeat backbone loaded; %d other tensors as initialised", path, len(initialized))
