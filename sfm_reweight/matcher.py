@@ -11,13 +11,14 @@
 Rotation and zoom search: with conf "rotations" (degrees, multiples of 90; e.g. [0, 90, 180, 270])
 image 1 is matched in each of those orientations, and with conf "zooms" (e.g. [0.5, 1, 2]) at each
 of those sizes relative to image 0 (a zoom z > 1 shows image 1 z times larger than plain resizing
-would: image 0 is shrunk by 1/z instead, so that no image grows past `resize_max`; z < 1 shrinks
-image 1). Every combination is one forward pass; the one with the most matches consistent with a
-fundamental matrix wins (`search_score`), so that a network trained on mostly upright pairs at
-similar scales can match rotated and zoomed views. With conf "search_resize_max" (e.g. 512) the
-candidates are ranked at that smaller long side and only the winner runs at "resize_max": about a
-quarter of the cost per candidate. Results are in the original images' pixels; "rotation1" and
-"zoom1" say which candidate won.
+would: image 0 is shrunk by 1/z instead, so that the search makes no image larger than
+`resize_max`, or than sparse content's larger size below; z < 1 shrinks image 1). Every
+combination is one forward pass; the one with the most matches consistent with a fundamental
+matrix wins (`search_score`), so that a network trained on mostly upright pairs at similar scales
+can match rotated and zoomed views. With conf "search_resize_max" (e.g. 512) the candidates are
+ranked at that smaller long side (times sparse content's factor) and only the winner runs at
+"resize_max": about a quarter of the cost per candidate. Results are in the original images'
+pixels; "rotation1" and "zoom1" say which candidate won.
 
 Sparse content (conf "content_share", the `xfeat` conf): images whose matchable content covers few
 cells (objects on a black or sky background) give the coarse matching few cells to work with. A
@@ -42,7 +43,7 @@ from .model.eloftr import COARSE_STRIDE, ELoFTR
 from .utils.conf import ConfError, resolve
 from .utils.errors import InputError
 from .utils.provenance import file_hash
-from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_reweighting
+from .model.weights import WEIGHTS_DIR, load_state, read_checkpoint, resolve_weights, with_saved_architecture
 from .preprocessing import Prepared, prepare, resized_size, rot90_points
 
 ImageInput = str | Path | np.ndarray
@@ -66,7 +67,7 @@ confs: dict[str, dict[str, Any]] = {
 }
 # a cell holds matchable content when XFeat's reliability is above this (black backgrounds and sky: below 0.05)
 CONTENT_RELIABILITY = 0.1
-CONTENT_PROBE_SIDE = 640  # long side the content share is read at: a backbone pass of a sixth of a 1024x768 one
+CONTENT_PROBE_SIDE = 640  # long side the content share is read at: a backbone pass of about a quarter of a 1024x768 one
 DEFAULT_CONF = "xfeat"  # the default by the measurements in the README
 
 
@@ -101,9 +102,10 @@ class Matcher:
         if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
             raise ConfError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
         share, upscale_max = self.conf["content_share"], self.conf["content_upscale_max"]
-        if share is not None and not (0 < share <= 1 and upscale_max >= 1):
+        if (share is not None and not 0 < share <= 1) or not upscale_max >= 1:
             raise ConfError(
-                f"matcher conf content_share {share}, content_upscale_max {upscale_max}: expected a share in (0, 1] and a factor >= 1"
+                f"matcher conf content_share {share}, content_upscale_max {upscale_max}:"
+                " expected a share in (0, 1] or None and a factor >= 1"
             )
         turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
@@ -119,8 +121,8 @@ class Matcher:
         else:
             path = resolve_weights(self.weights)
             ckpt = read_checkpoint(path)
-            # our files may have been trained with another reweighting mode (the ablation's)
-            self.model = ELoFTR(with_saved_reweighting(model_conf, ckpt))
+            # our files may have been trained with another reweighting mode (the ablation's) or hold XFeat*'s MLP
+            self.model = ELoFTR(with_saved_architecture(model_conf, ckpt))
             load_state(self.model, path, ckpt)
             self.fingerprint = file_hash(path)
         self.model.eval().fuse().to(self.device)
@@ -152,22 +154,21 @@ class Matcher:
         return prepare(turned, max(1, round(long_side * factor)), resize_force=True)
 
     @torch.no_grad()
-    def content_share(self, gray: np.ndarray) -> float:
+    def reliable_share(self, gray: np.ndarray) -> float:
         """The share of the cells of `gray` [H,W] whose reliability is above CONTENT_RELIABILITY, at
         long side CONTENT_PROBE_SIDE."""
         probe = prepare(gray, CONTENT_PROBE_SIDE, resize_force=True)
-        reliability = self.model.backbone(torch.from_numpy(probe.image)[None, None].to(self.device))[3][0, 0]
-        h, w = probe.size[1] // COARSE_STRIDE, probe.size[0] // COARSE_STRIDE
-        return float((reliability[:h, :w] > CONTENT_RELIABILITY).float().mean())
+        reliability = self.model.run_backbone(torch.from_numpy(probe.image)[None, None].to(self.device))[3][0, 0]
+        return float((reliability[probe.coarse_mask().to(self.device)] > CONTENT_RELIABILITY).float().mean())
 
     def content_upscale(self, gray0: np.ndarray, gray1: np.ndarray) -> float:
-        """How much larger than plain resizing to match the pair: sqrt(content_share / share) where
-        the mean `share` of its images is below the conf's content_share, at most
-        content_upscale_max; 1 otherwise or when off."""
+        """How much larger than plain resizing to match the pair of gray images [H,W]:
+        sqrt(content_share / share) where the mean `share` of their reliable cells is below the
+        conf's content_share, at most content_upscale_max; 1 otherwise or when off."""
         target = self.conf["content_share"]
         if target is None:
             return 1.0
-        share = (self.content_share(gray0) + self.content_share(gray1)) / 2
+        share = (self.reliable_share(gray0) + self.reliable_share(gray1)) / 2
         if share >= target:
             return 1.0
         return min(self.conf["content_upscale_max"], float(np.sqrt(target / max(share, 1e-6))))

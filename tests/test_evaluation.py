@@ -466,3 +466,12 @@ def test_ours_spec_sets_the_cells_matched():
     assert build_matcher("ours:top_k=all").info["top_k"] is None
     assert build_matcher("ours:top_k=2048").info["top_k"] == 2048
     assert build_matcher("ours").info["top_k"] == 0.33  # the xfeat conf's share
+
+
+def test_ours_spec_sets_the_sparse_content_rule():
+    assert build_matcher("ours").info["content_share"] == 0.75  # the xfeat conf's
+    assert build_matcher("ours:content_share=0.5,upscale_max=2").info["content_upscale_max"] == 2.0
+    for off in ("off", "none", "OFF"):
+        assert build_matcher(f"ours:content_share={off}").info["content_share"] is None
+    with pytest.raises(ValueError, match="content_share=abc: expected a number"):
+        build_matcher("ours:content_share=abc")

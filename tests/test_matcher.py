@@ -140,7 +140,7 @@ def test_sparse_content_is_matched_larger():
     canvas[160:320, 213:426] = cv2.resize(texture, (213, 160), interpolation=cv2.INTER_AREA)
     matcher = Matcher({"name": "xfeat", "resize_max": 320}, device="cpu")
     assert matcher.content_upscale(texture, texture) == 1.0
-    assert matcher.content_share(canvas) < 0.2 < matcher.content_share(texture)
+    assert matcher.reliable_share(canvas) < 0.2 < matcher.reliable_share(texture)
     upscale = matcher.content_upscale(canvas, canvas)
     assert 1.2 < upscale <= matcher.conf["content_upscale_max"]
     out = matcher(canvas, canvas)
@@ -149,12 +149,19 @@ def test_sparse_content_is_matched_larger():
     inside = (x > 200) & (x < 440) & (y > 150) & (y < 330)
     assert len(out["keypoints0"]) > 20 and inside.mean() > 0.9
     assert np.median(np.linalg.norm(out["keypoints1"] - out["keypoints0"], axis=1)) < 0.5  # the same image twice
+    # pairs of different factors in one batch: each as matched alone
+    batched = list(matcher.match_pairs([(canvas, canvas), (texture, texture), (canvas, canvas)], batch_size=3))
+    for got, alone in zip(batched, (out, matcher(texture, texture), out)):
+        np.testing.assert_allclose(got["scale0"], alone["scale0"])
+        np.testing.assert_allclose(got["keypoints1"], alone["keypoints1"], atol=1e-3)
     off = Matcher({"name": "xfeat", "resize_max": 320, "content_share": None}, device="cpu")
     assert off.content_upscale(canvas, canvas) == 1.0 and off(canvas, canvas)["scale0"][0] == 2.0
     with pytest.raises(ConfError, match="reliability map"):
         Matcher({**CONF, "content_share": 0.75}, device="cpu", weights=None)
     with pytest.raises(ConfError, match="content_share"):
         Matcher({"name": "xfeat", "content_share": 1.5}, device="cpu")
+    with pytest.raises(ConfError, match="content_upscale_max"):
+        Matcher({"name": "xfeat", "content_share": None, "content_upscale_max": 0.5}, device="cpu")
 
 
 @pytest.mark.parametrize("kind", ["gray8", "rgb8", "rgba8", "gray16", "rgb16", "float"])

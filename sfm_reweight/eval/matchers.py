@@ -161,7 +161,7 @@ def build_ours(
     (`top_k`: a number or share of cells, "all": every cell; model/top_k.py), a rotation
     search over `rotations` evenly spaced orientations of image 1 (1, 2 or 4) and a zoom search over
     2 * `zooms` + 1 sizes of image 1 relative to image 0, sqrt(2) apart, ranked at long side `search`
-    (0: at the images' size), and the sparse-content upscaling (`content_share`, "off": none;
+    (0: at the images' size), and the sparse-content upscaling (`content_share`, "off" or "none": none;
     `upscale_max`; `Matcher.content_upscale`) and the fine stage (`refinement`: "two_stage" or
     "xfeat", XFeat*'s pretrained MLP); torch is seeded first so that weights no checkpoint sets (all
     of them with no weights) are reproducible."""
@@ -184,9 +184,9 @@ def build_ours(
     factors = [round(2 ** (k / 2), 4) for k in range(-zooms, zooms + 1)]
     search_conf = {"rotations": angles, "zooms": factors, "search_resize_max": int(search) or None}
     if content_share is not None:
-        search_conf["content_share"] = None if content_share == "off" else float(content_share)
+        search_conf["content_share"] = number_or_off("content_share", content_share)
     if upscale_max is not None:
-        search_conf["content_upscale_max"] = float(upscale_max)
+        search_conf["content_upscale_max"] = number_or_off("upscale_max", upscale_max, off=False)
     matcher = Matcher({"name": conf, "resize_max": None, "model": model, **search_conf}, weights=weights, device=device)
     used = None if matcher.weights is None else str(matcher.weights)
     info = {
@@ -495,6 +495,16 @@ def build_xfeat(label: str, name: str, max_keypoints: int | None = None, device:
 # Specs
 
 
+def number_or_off(key: str, value: float | str, off: bool = True) -> float | None:
+    """An `ours` option's number, or None for "off"/"none" where `off`; ValueError naming the option."""
+    if off and str(value).lower() in ("off", "none"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"ours: {key}={value}: expected a number" + (' or "off"' if off else "")) from None
+
+
 def parse_value(value: str) -> Any:
     if value.lower() == "none":
         return None
@@ -518,7 +528,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if not eq or not key:
             raise ValueError(f"matcher spec {spec!r}: expected key=value, got {item!r}")
         options[key.strip()] = (
-            value.strip() if key.strip() in ("weights", "label", "conf") else parse_value(value.strip())
+            value.strip() if key.strip() in ("weights", "label", "conf", "content_share") else parse_value(value.strip())
         )
     if isinstance(options.get("weights"), str) and options["weights"].lower() == "none":
         options["weights"] = None

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.conf import ConfError
 from .backbone import RepVGGBackbone
 from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches, training_candidates
 from .config import resolve_conf
+from .dual_softmax import DualSoftmax
 from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
 from .matchability import MatchabilityCalibration, matchability_maps
@@ -72,19 +72,20 @@ class ELoFTR(nn.Module):
             self.backbone.requires_grad_(False)
         self.loftr_coarse = CoarseTransformer(conf, self.d_model, mode in ("bias", "both"), mode in ("rescale", "both"))
         if conf["match_fine"]["refinement"] == "xfeat":
-            self.fine_preprocess, self.xfeat_refinement = None, XFeatRefinement()
+            self.fine_preprocess, self.xfeat_refinement = None, XFeatRefinement().requires_grad_(False)
         else:
             self.fine_preprocess = FinePreprocess(in_dims, conf["match_fine"]["fpn_dims"] or backbone["block_dims"])
             self.xfeat_refinement = None
         self.matchability = MatchabilityCalibration() if mode != "off" else None
 
     def train(self, mode: bool = True) -> "ELoFTR":
-        """A frozen backbone stays in eval mode: its BatchNorm statistics are part of its pretrained weights."""
-        if mode and self.xfeat_refinement is not None:
-            raise ConfError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
+        """A frozen backbone and XFeat*'s refinement MLP stay in eval mode: their BatchNorm statistics
+        are part of their pretrained weights."""
         super().train(mode)
         if not self.conf["backbone"]["trainable"]:
             self.backbone.eval()
+        if self.xfeat_refinement is not None:
+            self.xfeat_refinement.eval()
         return self
 
     @property
@@ -250,10 +251,23 @@ class ELoFTR(nn.Module):
             "sim_matrix_ff": fine["sim_matrix_ff"],
         }
 
-    def xfeat_refined(self, desc0, desc1, coarse_ids, mconf, hw0, hw1, m0, m1, coarse) -> dict[str, torch.Tensor]:
-        """`forward`'s outputs with XFeat*'s refinement: from the raw descriptor maps desc [N,64,h,w],
-        the rows of the matched cells -> image 0's points moved by the MLP's offsets, image 1's on
-        their cells; matches whose offset confidence is below MIN_CONFIDENCE dropped."""
+    def xfeat_refined(
+        self,
+        desc0: torch.Tensor,
+        desc1: torch.Tensor,
+        coarse_ids: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        mconf: torch.Tensor,
+        hw0: tuple[int, int],
+        hw1: tuple[int, int],
+        m0: torch.Tensor | None,
+        m1: torch.Tensor | None,
+        coarse: DualSoftmax,
+    ) -> dict[str, torch.Tensor]:
+        """`forward`'s outputs with XFeat*'s refinement. desc0/1 [N,64,h,w]: the raw descriptor maps;
+        coarse_ids (b, i, j) [M] each: batch and flat cell indices of the coarse matches, mconf [M]
+        their confidence; hw0/1 the cell grids (h, w). Image 0's points move by the MLP's offsets
+        from their cells, image 1's stay on theirs (network pixels, [M',2]); matches whose offset
+        confidence is below MIN_CONFIDENCE are dropped; m0/m1 and coarse pass through."""
         b_ids, i_ids, j_ids = coarse_ids
         offsets, confidence = self.xfeat_refinement(desc0.flatten(2)[b_ids, :, i_ids], desc1.flatten(2)[b_ids, :, j_ids])
         keep = confidence > MIN_CONFIDENCE

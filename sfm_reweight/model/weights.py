@@ -177,13 +177,19 @@ def save_checkpoint(model: ELoFTR, path: str | Path, half: bool = False, **extra
     return atomic.torch_save(payload, path)
 
 
-def with_saved_reweighting(model_conf: str | dict, ckpt: dict) -> dict:
-    """`model_conf` (resolved) with the reweighting of one of our checkpoints, whose gates are part of
-    its architecture; official files have none, so with them the conf's own mode stays."""
+def with_saved_architecture(model_conf: str | dict, ckpt: dict) -> dict:
+    """`model_conf` (resolved) with what of one of our checkpoints' conf is architecture: its
+    reweighting (the gates) and, where it holds XFeat*'s MLP instead of the two-stage refinement, that
+    fine stage; official files have neither, so with them the conf's own stay. (A two-stage file under
+    a conf asking for XFeat*'s MLP is refused by `load_state`: the MLP is not in it.)"""
     conf = resolve_conf(model_conf)
     if ckpt.get("format") != FORMAT:
         return conf
-    return merge(conf, {"reweight": ckpt["conf"]["reweight"]}, f"reweighting of checkpoint {ckpt['conf'].get('name')!r}")
+    saved = ckpt["conf"]
+    update: dict = {"reweight": saved["reweight"]}
+    if saved["match_fine"].get("refinement") == "xfeat":
+        update["match_fine"] = {"refinement": "xfeat"}
+    return merge(conf, update, f"architecture of checkpoint {saved.get('name')!r}")
 
 
 def model_from_checkpoint(weights: str | Path) -> tuple[ELoFTR, LoadReport]:

@@ -32,7 +32,7 @@ from ..model.config import resolve_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import load_weights, read_checkpoint, save_checkpoint
 from ..utils import atomic
-from ..utils.conf import merge
+from ..utils.conf import ConfError, merge
 from .data_mix import StepBatches, as_is, build_sources, collate
 from .logs import append_csv, plot_losses
 from .losses import coarse_loss, coarse_negative_loss, fine_loss, matchability_loss, subpixel_loss
@@ -137,6 +137,8 @@ def main(
     `init_plain`: start from `init_from` as plain EfficientLoFTR (its reweighting dropped, ours at identity).
     `workers`: processes preparing batches ahead (default: none on a CPU of 2 cores or fewer, else
     all cores but two, up to 14); the batches, and so the run, are the same whatever their number."""
+    if resolve_conf(conf["model"])["match_fine"]["refinement"] == "xfeat":
+        raise ConfError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
     output.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     last = output / "last.pt"
