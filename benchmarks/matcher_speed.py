@@ -45,7 +45,7 @@ from tqdm import tqdm  # noqa: E402
 
 from helpers.calibration import calibrate_batchnorm, textured_image  # noqa: E402
 from helpers.official import import_official, official_forward, official_model  # noqa: E402
-from sfm_reweight.model.config import resolve_conf  # noqa: E402
+from sfm_reweight.model.config import resolve_model_conf  # noqa: E402
 from sfm_reweight.model.eloftr import ELoFTR, is_reweighting_parameter  # noqa: E402
 from sfm_reweight.model.weights import WEIGHTS_DIR, load_weights, model_from_checkpoint  # noqa: E402
 from sfm_reweight.utils import atomic  # noqa: E402
@@ -156,7 +156,7 @@ def build_network(spec: RowSpec, images: torch.Tensor) -> torch.nn.Module:
     weights = base_weights(spec.model, images)
     torch.manual_seed(SEED)  # the reweighting gates are the only parameters not in `weights`
     if spec.implementation == "official":
-        net = official_model(resolve_conf({"name": "full", "reweight": {"mode": "off"}}))
+        net = official_model(resolve_model_conf({"name": "full", "reweight": {"mode": "off"}}))
         net.load_state_dict(weights, strict=True)
         net = net.to(images.device).eval()
         return import_official().reparameter(net) if spec.fused else net

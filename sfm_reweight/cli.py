@@ -1,14 +1,45 @@
-"""What the pipeline stages share: configuration by name, and the command line (logging to the
-terminal, one-line errors for the project's errors, `key=value` option lists)."""
+"""The command line, one path for every stage and pipeline: a shared parser (`--conf`, `--options
+key=value`, `--overwrite`, the weights and cluster options), one runner (`run`: one-line errors),
+and the console script `sfm-reweight COMMAND ...` over every stage's `command`.
 
+    sfm-reweight reconstruct --image_dir photos/ --output outputs/photos
+    sfm-reweight match_dense --pairs pairs.txt --image_dir photos/ --export_dir outputs/ --options max_kps=4096
+"""
+
+import argparse
 import ast
-import logging
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .utils.conf import resolve
 from .utils.errors import InputError, SfmReweightError
+
+# command -> module with a `command(argv)`; the stages are also `python -m sfm_reweight.<module>`
+COMMANDS = {
+    "reconstruct": "sfm_reweight.pipelines.reconstruct",
+    "localize": "sfm_reweight.pipelines.localize",
+    "demo": "sfm_reweight.pipelines.demo",
+    "aachen_v1_1": "sfm_reweight.pipelines.aachen_v1_1",
+    "inloc": "sfm_reweight.pipelines.inloc",
+    "relative_pose": "sfm_reweight.pipelines.relative_pose",
+    "homography": "sfm_reweight.pipelines.homography",
+    "ablation": "sfm_reweight.pipelines.ablation",
+    "extract_global": "sfm_reweight.extract_global",
+    "pairs_from_exhaustive": "sfm_reweight.pairs_from_exhaustive",
+    "pairs_from_sequential": "sfm_reweight.pairs_from_sequential",
+    "pairs_from_retrieval": "sfm_reweight.pairs_from_retrieval",
+    "pairs_from_covisibility": "sfm_reweight.pairs_from_covisibility",
+    "pairs_from_poses": "sfm_reweight.pairs_from_poses",
+    "pairs_from_vocab_tree": "sfm_reweight.pairs_from_vocab_tree",
+    "match_dense": "sfm_reweight.match_dense",
+    "reconstruction": "sfm_reweight.reconstruction",
+    "triangulation": "sfm_reweight.triangulation",
+    "localize_sfm": "sfm_reweight.localize_sfm",
+    "localize_inloc": "sfm_reweight.localize_inloc",
+    "evaluate_localization": "sfm_reweight.eval.localization",
+    "train": "sfm_reweight.train.trainer",
+}
 
 
 def short_list(names: Sequence[str], limit: int = 5) -> str:
@@ -16,27 +47,56 @@ def short_list(names: Sequence[str], limit: int = 5) -> str:
     return ", ".join(list(names)[:limit]) + (", ..." if len(names) > limit else "")
 
 
-def resolve_conf(confs: dict[str, dict], conf: str | dict) -> dict:
-    """A stage configuration: a name in `confs`, or a dict overlaid on the one it names with
-    `"name"` (default: the first of `confs`); strict at every level (utils/conf.py)."""
-    return resolve(confs, conf, next(iter(confs)), "configuration")
-
-
 def one_line(err: BaseException) -> str:
     """The message of `err` on one line."""
     return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
-def run(main: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a stage's `main` with INFO logging; the project's errors (`SfmReweightError`: bad input,
-    a bad configuration name, key or value, a checkpoint that does not load, an image or pair
-    missing from a file, ...) and a missing or unreadable file end the process with status 1 and a
-    one-line `error: ...` message instead of a traceback."""
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+def run(main: Callable[..., Any], **kwargs: Any) -> Any:
+    """Call a stage's `main` with keyword arguments; the project's errors (`SfmReweightError`: bad
+    input, a bad configuration name, key or value, a checkpoint that does not load, ...) and a
+    missing or unreadable file end the process with status 1 and one line `error: ...` instead of a
+    traceback."""
     try:
-        return main(*args, **kwargs)
+        return main(**kwargs)
     except (SfmReweightError, OSError) as e:
         sys.exit(f"error: {one_line(e)}")
+
+
+def parser(
+    doc: str | None,
+    confs: dict[str, dict] | None = None,
+    default: str | None = None,
+    overwrite: bool = False,
+    weights: bool = False,
+) -> argparse.ArgumentParser:
+    """A stage's parser with the shared options: `--conf` (a name in `confs`, default `default` or
+    the first) and `--options KEY=VALUE ...` overlaid on it; `--overwrite`; `--weights` and
+    `--random_weights` (the matcher's weights, model.weights of its conf)."""
+    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if confs is not None:
+        out.add_argument("--conf", default=default or next(iter(confs)), choices=list(confs))
+        out.add_argument(
+            "--options", nargs="+", default=[], metavar="KEY=VALUE",
+            help="settings overlaid on the conf; dotted keys nest, values are Python literals (e.g. max_kps=4096)",
+        )
+    if overwrite:
+        out.add_argument("--overwrite", action="store_true", help="redo the work instead of reusing what is there")
+    if weights:
+        group = out.add_mutually_exclusive_group()
+        group.add_argument("--weights", help="our matcher's weights: a shipped name or a checkpoint path (default: the shipped ones)")
+        group.add_argument("--random_weights", action="store_true", help="our matcher with random weights (meaningless matches, for tests)")
+    return out
+
+
+def conf_from_args(args: argparse.Namespace, name: str = "conf", options: str = "options") -> dict[str, Any]:
+    """The conf the parsed options of `parser` give: {"name": args.<name>, **args.<options>}, with
+    --weights / --random_weights as model.weights."""
+    conf = {"name": getattr(args, name), **parse_options(getattr(args, options))}
+    weights = "random" if getattr(args, "random_weights", False) else getattr(args, "weights", None)
+    if weights is not None:
+        conf["model"] = {**conf.get("model", {}), "weights": weights}
+    return conf
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -57,3 +117,16 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
             node = node.setdefault(parent, {})
         node[leaf] = value
     return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: `sfm-reweight COMMAND [options]`, COMMAND one of `COMMANDS`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        usage = "usage: sfm-reweight COMMAND [options]  (sfm-reweight COMMAND --help for its options)\ncommands: "
+        print(usage + ", ".join(COMMANDS), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        if argv and argv[0] not in ("-h", "--help"):
+            sys.exit(f"error: unknown command {argv[0]!r}")
+        return
+    sys.argv[0] = f"sfm-reweight {argv[0]}"
+    importlib.import_module(COMMANDS[argv[0]]).command(argv[1:])

@@ -36,7 +36,6 @@ actor per worker slot of a Ray cluster, reading them from the same path as this 
 file system); this process learns the codebook from the samples they send and writes the file.
 """
 
-import argparse
 import functools
 import hashlib
 import json
@@ -61,8 +60,9 @@ from .io import atomic_h5, list_h5_names, open_h5, write_global_descriptor
 from .model.weights import fits, read_checkpoint, resolve_weights
 from .model.xfeat import XFeatBackbone
 from .preprocessing import prepare
-from .sift import extract as extract_sift
+from .matchers.colmap_sift import ColmapSift
 from .utils import cluster
+from .utils.conf import resolve
 from .utils.errors import InputError
 from .utils.provenance import (
     REUSE_HINT,
@@ -88,8 +88,8 @@ _base: dict[str, Any] = {
     "output": "vlad-xfeat",
     "local": {
         "type": "xfeat",  # "xfeat" or "rootsift"
-        # long side of the image the local descriptors come from (only downscaled); on the four-scene pool of
-        # benchmarks/retrieval.py --set pool, 1024 px and 2048 cells beat 640 px and 1024 (recall@10 0.97 vs 0.88)
+        # long side of the image the local descriptors come from (only downscaled); 1024 px and 2048
+        # cells: the better of the settings benchmarks/retrieval.py compares (docs/retrieval_localization.md)
         "resize_max": 1024,
         "max_descriptors": 2048,  # per image: XFeat's most reliable cells, SIFT's largest-scale features
     },
@@ -161,14 +161,11 @@ class RootSiftLocal:
     dim = 128
 
     def __init__(self, resize_max: int, max_descriptors: int):
-        self.resize_max = resize_max
-        options = pycolmap.FeatureExtractionOptions()
-        options.sift.max_num_features = max_descriptors
-        self.extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+        self.sift = ColmapSift({"max_num_features": max_descriptors}, resize_max)
         self.fingerprint = f"pycolmap {pycolmap.__version__}"
 
     def __call__(self, gray: np.ndarray) -> np.ndarray:
-        descriptors = extract_sift(self.extractor, gray, self.resize_max)["descriptors"].astype(np.float32)
+        descriptors = self.sift.extract(gray)["descriptors"].astype(np.float32)
         return descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-6)
 
 
@@ -408,7 +405,7 @@ def main(
     (or with `overwrite`). Images already in the file are skipped unless `overwrite`, which rebuilds
     the file from this run alone.
     """
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     if global_path is None:
         if export_dir is None:
             raise InputError("extract_global: give an export folder or the descriptors path")
@@ -473,29 +470,21 @@ def main(
     return global_path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs, DEFAULT_CONF, overwrite=True)
     parser.add_argument("--image_dir", type=Path, required=True)
     parser.add_argument("--export_dir", type=Path)
     parser.add_argument("--image_list", type=Path, help="names to describe (default: every image under image_dir)")
     parser.add_argument("--global_path", type=Path, help="output descriptors file (default: in export_dir)")
     parser.add_argument("--codebook", type=Path, help="encode with this codebook instead of the file's own")
-    parser.add_argument("--conf", default=DEFAULT_CONF, choices=list(confs))
-    parser.add_argument("--options", nargs="+", help="conf overrides, e.g. num_clusters=128 local.resize_max=1024 pca_dim=256")
     cluster.add_arguments(parser, "describe")
-    parser.add_argument("--overwrite", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf={**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)}, image_dir=args.image_dir,
+        export_dir=args.export_dir, image_list=args.image_list, global_path=args.global_path, codebook=args.codebook,
+        overwrite=args.overwrite,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(
-        main,
-        {"name": args.conf, **cli.parse_options(args.options), "cluster": cluster.conf_from_args(args)},
-        args.image_dir,
-        args.export_dir,
-        image_list=args.image_list,
-        global_path=args.global_path,
-        codebook=args.codebook,
-        overwrite=args.overwrite,
-    )
+    command()

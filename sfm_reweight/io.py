@@ -41,13 +41,16 @@ def names_to_pair_old(name0: str, name1: str) -> str:
 
 
 def output_paths(
-    output: str, pairs: Path, export_dir: Path | None, features: Path | None, matches: Path | None
+    output: str, pairs: Path, export_dir: Path | None, features: Path | str | None, matches: Path | None
 ) -> tuple[Path, Path]:
-    """hloc's naming of a matching stage's files: `feats_<output>.h5` and `<output>_<pairs stem>.h5`
-    in `export_dir`, unless given explicitly."""
-    if (features is None or matches is None) and export_dir is None:
+    """hloc's naming of a matching stage's files: `<features><output>.h5` (`features` a name prefix,
+    by default "feats_", as hloc takes it) and `<output>_<pairs stem>.h5` in `export_dir`, unless
+    given as paths (`Path`)."""
+    prefix = features if isinstance(features, str) else "feats_"
+    named = features is None or isinstance(features, str)
+    if (named or matches is None) and export_dir is None:
         raise InputError("give an export folder, or both the features and the matches paths")
-    features = Path(features) if features is not None else Path(export_dir, f"feats_{output}.h5")
+    features = Path(export_dir, f"{prefix}{output}.h5") if named else Path(features)
     matches = Path(matches) if matches is not None else Path(export_dir, f"{output}_{Path(pairs).stem}.h5")
     return features, matches
 

@@ -19,7 +19,6 @@ left out. Writes `results` (`name qw qx qy qz tx ty tz`, cam_from_world, localiz
 Unlike hloc, query keypoints get +0.5 (COLMAP's convention, which the principal point w/2, h/2 is in).
 """
 
-import argparse
 import contextlib
 import functools
 import logging
@@ -37,11 +36,11 @@ from tqdm import tqdm
 from . import cli
 from .image_io import ImageReadError, read_image
 from .io import open_h5, read_image_size, read_keypoints, read_matches
-from .localize_sfm import POSE_CONF, conf_from_args, failed, finish, solve
-from .utils.conf import Options
+from .localize_sfm import POSE_CONF, add_hloc_flags, failed, finish, hloc_flags, solve
+from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError, MissingEntryError
 from .utils.pairs import read_text_file
-from .utils.queries import NAME_FORMATS, read_retrieval, result_names
+from .utils.queries import read_retrieval, result_names
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def main(
     """Localize every query of the retrieval pairs `retrieval` (`query cutout`) with the keypoints in
     `features` and the matches in `matches`; writes `results` and `<results>_logs.json`, returns the
     summary of localize_sfm.finish."""
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     if not Path(dataset_dir).is_dir():
         raise InputError(f"{dataset_dir}: dataset folder not found")
     for path in (features, matches):
@@ -271,28 +270,20 @@ def main(
     return finish("localize_inloc", conf, names, poses, logs, Path(results), inputs, start_time)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs, "default")
     parser.add_argument("--dataset_dir", type=Path, required=True)
     parser.add_argument("--retrieval", type=Path, required=True)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--conf", default="default", choices=list(confs))
-    parser.add_argument("--skip_matches", type=int)
-    parser.add_argument("--ransac_thresh", type=float, help="RANSAC max_error in pixels")
-    parser.add_argument("--min_inliers", type=int)
-    parser.add_argument("--result_names", choices=NAME_FORMATS)
-    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
-                        help="hloc's flag: --result_names camera")
-    parser.add_argument("--estimation_options", nargs="+", help="AbsolutePoseEstimationOptions as key=value")
-    parser.add_argument("--refinement_options", nargs="+", help="AbsolutePoseRefinementOptions as key=value")
-    return parser.parse_args(argv)
+    add_hloc_flags(parser)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf=overlay(cli.conf_from_args(args), hloc_flags(args)), dataset_dir=args.dataset_dir,
+        retrieval=args.retrieval, features=args.features, matches=args.matches, results=args.results,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    conf = conf_from_args(args)
-    if args.skip_matches is not None:
-        conf["skip_matches"] = args.skip_matches
-    cli.run(main, conf, args.dataset_dir, args.retrieval, args.features, args.matches, args.results)
+    command()

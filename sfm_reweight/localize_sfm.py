@@ -41,9 +41,9 @@ from tqdm import tqdm
 from . import cli
 from .io import open_h5, read_keypoints, read_matches
 from .utils import atomic
-from .utils.conf import Options, overlay
+from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError, MissingEntryError
-from .utils.queries import NAME_FORMATS, pose_values, read_queries, read_retrieval, result_names, write_results
+from .utils.queries import pose_values, read_queries, read_retrieval, result_names, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def main(
     model `reference_sfm` with the retrieval pairs `retrieval` (`query db`) and the query keypoints
     in `features` (`features_ref`: another features file holding database images, checked against
     the model); writes `results` and `<results>_logs.json`, returns the summary of `finish`."""
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     for path in (features, matches) + ((features_ref,) if features_ref is not None else ()):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")
@@ -359,8 +359,28 @@ def main(
     return finish("localize_sfm", conf, names, poses, logs, Path(results), inputs, start_time)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_hloc_flags(parser: argparse.ArgumentParser) -> None:
+    """hloc's localization flags, accepted as they are in hloc's command lines (folded into the conf
+    by `hloc_flags`)."""
+    parser.add_argument("--ransac_thresh", type=float, help="hloc's flag: estimation.ransac.max_error (pixels)")
+    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
+                        help="hloc's flag: result_names=camera")
+
+
+def hloc_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The conf overrides of `add_hloc_flags`' flags (and hloc's --covisibility_clustering where given)."""
+    conf: dict[str, Any] = {}
+    if args.ransac_thresh is not None:
+        conf["estimation"] = {"ransac": {"max_error": args.ransac_thresh}}
+    if args.result_names is not None:
+        conf["result_names"] = args.result_names
+    if getattr(args, "covisibility_clustering", False):
+        conf["covisibility_clustering"] = True
+    return conf
+
+
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs, "default")
     parser.add_argument("--reference_sfm", type=Path, required=True)
     parser.add_argument("--queries", type=Path, required=True, help="query list with intrinsics, or a glob of them")
     parser.add_argument("--retrieval", type=Path, required=True)
@@ -368,35 +388,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--features_ref", type=Path, help="features file of the database images, if not in --features")
-    parser.add_argument("--conf", default="default", choices=list(confs))
-    parser.add_argument("--ransac_thresh", type=float, help="RANSAC max_error in pixels")
-    parser.add_argument("--min_inliers", type=int)
-    parser.add_argument("--result_names", choices=NAME_FORMATS)
-    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
-                        help="hloc's flag: --result_names camera")
-    parser.add_argument("--covisibility_clustering", action="store_true", help="hloc's flag: the covisibility conf's clustering")
-    parser.add_argument("--estimation_options", nargs="+", help="AbsolutePoseEstimationOptions as key=value")
-    parser.add_argument("--refinement_options", nargs="+", help="AbsolutePoseRefinementOptions as key=value")
-    return parser.parse_args(argv)
-
-
-def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration the pose options on the command line make (shared with localize_inloc)."""
-    conf: dict[str, Any] = {
-        "name": args.conf,
-        "estimation": overlay(cli.parse_options(args.estimation_options),
-                              {"ransac": {"max_error": args.ransac_thresh}} if args.ransac_thresh is not None else {}),
-        "refinement": cli.parse_options(args.refinement_options),
-    }
-    for key in ("min_inliers", "result_names"):
-        if getattr(args, key) is not None:
-            conf[key] = getattr(args, key)
-    if getattr(args, "covisibility_clustering", False):
-        conf["covisibility_clustering"] = True
-    return conf
+    add_hloc_flags(parser)
+    parser.add_argument("--covisibility_clustering", action="store_true", help="hloc's flag: covisibility_clustering=True")
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf=overlay(cli.conf_from_args(args), hloc_flags(args)), reference_sfm=args.reference_sfm,
+        queries=args.queries, retrieval=args.retrieval, features=args.features, matches=args.matches,
+        results=args.results, features_ref=args.features_ref,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(main, conf_from_args(args), args.reference_sfm, args.queries, args.retrieval, args.features, args.matches, args.results,
-            args.features_ref)
+    command()

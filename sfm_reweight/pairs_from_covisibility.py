@@ -70,12 +70,16 @@ def main(model: Path, output: Path, num_matched: int) -> list[Pair]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--num_matched", type=int, required=True)
     return parser.parse_args(argv)
 
 
+def command(argv: list[str] | None = None) -> None:
+    cli.run(main, **vars(parse_args(argv)))
+
+
 if __name__ == "__main__":
-    cli.run(main, **vars(parse_args()))
+    command()

@@ -45,7 +45,7 @@ def main(model: Path, output: Path, num_matched: int, rotation_threshold: float 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--num_matched", type=int, required=True)
@@ -53,5 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command(argv: list[str] | None = None) -> None:
+    cli.run(main, **vars(parse_args(argv)))
+
+
 if __name__ == "__main__":
-    cli.run(main, **vars(parse_args()))
+    command()

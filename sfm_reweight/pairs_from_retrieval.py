@@ -148,7 +148,7 @@ def described(descriptors: Path, names: Sequence[str]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--descriptors", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--num_matched", type=int, required=True)
@@ -162,5 +162,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command(argv: list[str] | None = None) -> None:
+    cli.run(main, **vars(parse_args(argv)))
+
+
 if __name__ == "__main__":
-    cli.run(main, **vars(parse_args()))
+    command()

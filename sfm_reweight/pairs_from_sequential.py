@@ -63,7 +63,7 @@ def main(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--image_list", type=Path)
     parser.add_argument("--features", type=Path)
@@ -76,5 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command(argv: list[str] | None = None) -> None:
+    cli.run(main, **vars(parse_args(argv)))
+
+
 if __name__ == "__main__":
-    cli.run(main, **vars(parse_args()))
+    command()

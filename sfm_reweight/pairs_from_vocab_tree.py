@@ -16,7 +16,6 @@ COLMAP's own result for an image includes the image itself, which is dropped.
 where the tree built here is written for later runs. Unreadable images are reported and left out.
 """
 
-import argparse
 import logging
 import tempfile
 import time
@@ -32,8 +31,9 @@ from . import cli
 from .colmap import colmap_logging, new_database
 from .extract_global import sample_rows
 from .image_io import GrayImages
-from .sift import extract as extract_sift
+from .matchers.colmap_sift import ColmapSift
 from .utils.atomic import atomic_path
+from .utils.conf import resolve
 from .utils.errors import InputError
 from .utils.pairs import Pair, collect_image_names, write_pairs
 
@@ -87,16 +87,14 @@ def write_sift(
     """SIFT of every readable image into the database (a camera, the image, keypoints, descriptors);
     returns image id -> name and, if `sample`, a random sample of the descriptors [M,128] uint8 to
     build the tree from (conf["build_descriptors"] in all, the same share from every image)."""
-    options = pycolmap.FeatureExtractionOptions()
-    options.sift.max_num_features = conf["max_num_features"]
-    extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+    extractor = ColmapSift({"max_num_features": conf["max_num_features"]}, conf["resize_max"])
     per_image = -(-conf["build_descriptors"] // len(names))
     ids: dict[int, str] = {}
     samples = [np.zeros((0, DESCRIPTOR_DIM), np.uint8)]
     for i, name in enumerate(tqdm(names, desc="pairs_from_vocab_tree: sift", unit="image")):
         if (gray := images(name)) is None:
             continue
-        sift = extract_sift(extractor, gray, conf["resize_max"])
+        sift = extractor.extract(gray)
         h, w = gray.shape
         # the pair generator reads images, keypoints and descriptors from the database; the camera only has to exist
         camera_id = db.write_camera(pycolmap.Camera(model="SIMPLE_PINHOLE", width=w, height=h, params=[max(w, h), w / 2, h / 2]))
@@ -121,7 +119,7 @@ def main(
 ) -> list[Pair]:
     """Write `name other` pairs, each image's `num_matched` most similar other images by vocabulary-tree
     retrieval among the images of `image_list` (default: all under `image_dir`); returns the pairs."""
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     require_api()
     if num_matched < 1:
         raise InputError(f"pairs_from_vocab_tree: num_matched {num_matched}: expected at least 1")
@@ -166,26 +164,19 @@ def main(
     return pairs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs)
     parser.add_argument("--image_dir", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--num_matched", type=int, required=True)
     parser.add_argument("--image_list", type=Path)
     parser.add_argument("--vocab_tree", type=Path, help="a tree file to use if it exists, else where to write the one built")
-    parser.add_argument("--conf", default=next(iter(confs)), choices=list(confs))
-    parser.add_argument("--options", nargs="+", help="conf overrides, e.g. num_visual_words=1024")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf=cli.conf_from_args(args), image_dir=args.image_dir, output=args.output, num_matched=args.num_matched,
+        image_list=args.image_list, vocab_tree=args.vocab_tree,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(
-        main,
-        {"name": args.conf, **cli.parse_options(args.options)},
-        args.image_dir,
-        args.output,
-        args.num_matched,
-        image_list=args.image_list,
-        vocab_tree=args.vocab_tree,
-    )
+    command()

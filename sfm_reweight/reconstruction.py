@@ -10,7 +10,6 @@ Writes `sfm_dir/database.db` (rebuilt on every run), every model under `sfm_dir/
 the largest one's `*.bin` into `sfm_dir`.
 """
 
-import argparse
 import logging
 import shutil
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import pycolmap
 
 from . import cli, colmap
-from .utils.conf import Options, overlay
+from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError
 from .utils.pairs import read_image_list, read_pairs, unique_pairs
 
@@ -107,7 +106,7 @@ def main(
 ) -> pycolmap.Reconstruction | None:
     """Reconstruct the images of `pairs` (or of `image_list`); returns the largest model, or None
     when no model could be built."""
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     if conf["mapper"] not in ("incremental", "global", "hierarchical"):
         raise InputError(f"unknown mapper {conf['mapper']!r}; expected incremental, global or hierarchical")
     for path in (features, matches):
@@ -177,42 +176,21 @@ def main(
     return largest
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs, "incremental")
     parser.add_argument("--sfm_dir", type=Path, required=True)
     parser.add_argument("--image_dir", type=Path, required=True)
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--image_list", type=Path)
-    parser.add_argument("--conf", default="incremental", choices=list(confs))
-    parser.add_argument("--camera_mode", choices=["auto", "single", "per_folder", "per_image"])
-    parser.add_argument("--camera_model")
-    parser.add_argument("--camera_params", help="known intrinsics, comma-separated in the model's order")
-    parser.add_argument("--no_refine_intrinsics", action="store_true")
-    parser.add_argument("--min_match_score", type=float)
-    parser.add_argument("--skip_geometric_verification", action="store_true")
-    parser.add_argument("--image_options", nargs="+", help="ImageReaderOptions as key=value")
-    parser.add_argument("--mapper_options", nargs="+", help="pipeline options as key=value (dotted keys nest)")
     parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
-
-
-def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    conf: dict[str, Any] = {"name": args.conf}
-    for key in ("camera_mode", "camera_model", "camera_params", "min_match_score"):
-        if getattr(args, key) is not None:
-            conf[key] = getattr(args, key)
-    if args.no_refine_intrinsics:
-        conf["refine_intrinsics"] = False
-    if args.skip_geometric_verification:
-        conf["skip_geometric_verification"] = True
-    conf["image_options"] = cli.parse_options(args.image_options)
-    conf["mapper_options"] = cli.parse_options(args.mapper_options)
-    return conf
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf=cli.conf_from_args(args), sfm_dir=args.sfm_dir, image_dir=args.image_dir, pairs=args.pairs,
+        features=args.features, matches=args.matches, image_list=args.image_list, verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(main, conf_from_args(args), args.sfm_dir, args.image_dir, args.pairs, args.features, args.matches,
-            args.image_list, args.verbose)
+    command()

@@ -8,7 +8,6 @@ Writes `sfm_dir/database.db` (rebuilt on every run) and the triangulated model's
 `sfm_dir`.
 """
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pycolmap
 
 from . import cli, colmap
-from .utils.conf import Options, overlay
+from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError
 from .utils.pairs import read_pairs, unique_pairs
 
@@ -49,7 +48,7 @@ def main(
     verbose: bool = False,
 ) -> pycolmap.Reconstruction:
     """Triangulate the matches of `pairs` (images of the reference model) with the model's poses."""
-    conf = cli.resolve_conf(confs, conf)
+    conf = resolve(confs, conf)
     if conf["verification"] not in ("poses", "ransac", "none"):
         raise InputError(f"unknown verification {conf['verification']!r}; expected poses, ransac or none")
     for path in (features, matches):
@@ -93,30 +92,21 @@ def main(
     return model
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, confs)
     parser.add_argument("--sfm_dir", type=Path, required=True)
     parser.add_argument("--reference_model", type=Path, required=True)
     parser.add_argument("--image_dir", type=Path, required=True)
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--verification", choices=["poses", "ransac", "none"])
-    parser.add_argument("--min_match_score", type=float)
-    parser.add_argument("--refine_intrinsics", action="store_true")
-    parser.add_argument("--mapper_options", nargs="+", help="IncrementalPipelineOptions as key=value")
     parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, conf=cli.conf_from_args(args), sfm_dir=args.sfm_dir, reference_model=args.reference_model,
+        image_dir=args.image_dir, pairs=args.pairs, features=args.features, matches=args.matches, verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    conf: dict[str, Any] = {"mapper_options": cli.parse_options(args.mapper_options)}
-    if args.verification is not None:
-        conf["verification"] = args.verification
-    if args.min_match_score is not None:
-        conf["min_match_score"] = args.min_match_score
-    if args.refine_intrinsics:
-        conf["refine_intrinsics"] = True
-    cli.run(main, conf, args.sfm_dir, args.reference_model, args.image_dir, args.pairs, args.features, args.matches,
-            args.verbose)
+    command()

@@ -4,7 +4,7 @@ import pytest
 
 from sfm_reweight import match_dense, reconstruction
 from sfm_reweight.matcher import resolve_matcher_conf
-from sfm_reweight.model.config import resolve_conf
+from sfm_reweight.model.config import resolve_model_conf
 from sfm_reweight.train import recipes
 from sfm_reweight.utils.conf import ConfError, Options, merge, resolve
 from sfm_reweight.utils.errors import SfmReweightError
@@ -12,9 +12,9 @@ from sfm_reweight.utils.errors import SfmReweightError
 
 def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
     with pytest.raises(ConfError, match=r"unknown key 'thr' in model configuration lite; expected one of \[.*'match_coarse'"):
-        resolve_conf({"name": "lite", "thr": 0.1})
+        resolve_model_conf({"name": "lite", "thr": 0.1})
     with pytest.raises(ConfError, match=r"unknown key 'thrs' in model configuration lite.match_coarse"):
-        resolve_conf({"name": "lite", "match_coarse": {"thrs": 0.1}})
+        resolve_model_conf({"name": "lite", "match_coarse": {"thrs": 0.1}})
     with pytest.raises(ConfError, match=r"matcher configuration xfeat.model.reweight"):
         resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"modes": "off"}}})
     with pytest.raises(ConfError, match=r"training configuration 'lite_mix'.data.homography"):
@@ -22,9 +22,9 @@ def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
     with pytest.raises(ConfError, match="unknown matcher configuration 'tiny'; expected one of"):
         resolve_matcher_conf("tiny")
     with pytest.raises(ConfError, match=r"model configuration lite.coarse: expected a dict of settings, got 5"):
-        resolve_conf({"name": "lite", "coarse": 5})
+        resolve_model_conf({"name": "lite", "coarse": 5})
     with pytest.raises(ConfError, match=r"model configuration lite.coarse.nhead: expected a value like 4, got a dict"):
-        resolve_conf({"name": "lite", "coarse": {"nhead": {"value": 8}}})
+        resolve_model_conf({"name": "lite", "coarse": {"nhead": {"value": 8}}})
     assert issubclass(ConfError, SfmReweightError)
 
 

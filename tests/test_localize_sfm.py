@@ -198,5 +198,5 @@ def test_bad_inputs(scene, tmp_path):
 def test_hloc_flags_are_taken():
     args = localize_sfm.parse_args(["--reference_sfm", "m", "--queries", "q.txt", "--retrieval", "p.txt", "--features", "f.h5",
                                     "--matches", "m.h5", "--results", "r.txt", "--covisibility_clustering", "--prepend_camera_name"])
-    conf = cli.resolve_conf(localize_sfm.confs, localize_sfm.conf_from_args(args))
+    conf = resolve(localize_sfm.confs, localize_sfm.conf_from_args(args))
     assert conf["covisibility_clustering"] is True and conf["result_names"] == "camera"

@@ -355,6 +355,6 @@ def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xf
 
 
 def test_a_worker_with_other_weights_is_refused():
-    conf = match_dense.cli.resolve_conf(match_dense.confs, "eloftr_xfeat")
+    conf = match_dense.resolve(match_dense.confs, "eloftr_xfeat")
     with pytest.raises(InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"):
         match_dense.build_pair_matcher(conf, "0" * 64)

@@ -8,7 +8,7 @@ import torch
 
 from helpers.calibration import calibrate_batchnorm, textured_image
 from sfm_reweight.model.coarse_matching import coarse_dual_softmax, select_coarse_matches
-from sfm_reweight.model.config import resolve_conf
+from sfm_reweight.model.config import resolve_model_conf
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import refine_matches
@@ -130,9 +130,9 @@ def test_xfeat_network_fast_paths():
 
 
 def test_top_k_conf_is_checked():
-    assert resolve_conf("xfeat")["match_coarse"]["top_k"] > 0
+    assert resolve_model_conf("xfeat")["match_coarse"]["top_k"] > 0
     with pytest.raises(ConfError, match="top_k"):
-        resolve_conf({"name": "lite", "match_coarse": {"top_k": 100}})
+        resolve_model_conf({"name": "lite", "match_coarse": {"top_k": 100}})
     for bad in (0, 1.0, 2.5, True):
         with pytest.raises(ConfError, match="top_k"):
-            resolve_conf({"name": "xfeat", "match_coarse": {"top_k": bad}})
+            resolve_model_conf({"name": "xfeat", "match_coarse": {"top_k": bad}})

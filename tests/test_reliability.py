@@ -146,7 +146,7 @@ def test_conf_without_shipped_weights_refuses_to_run(tmp_path):
     assert not (tmp_path / "out").exists()  # before any work
     with pytest.raises(InputError, match="no shipped weights for conf 'full'"):
         Matcher("full")
-    assert match_dense.weights_file(match_dense.cli.resolve_conf(match_dense.confs, {"name": "eloftr_full", "weights": "random"})) is None
+    assert match_dense.weights_file(match_dense.resolve(match_dense.confs, {"name": "eloftr_full", "weights": "random"})) is None
     args = match_dense.parse_args(["--pairs", "p", "--image_dir", "i", "--conf", "eloftr_full", "--random-weights"])
     assert args.random_weights and args.weights is None
     reconstruct = load_pipeline("reconstruct")

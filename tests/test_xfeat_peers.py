@@ -123,7 +123,7 @@ def test_peer_pair_matcher_maps_resized_matches_back(pair):
 
 @pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["peer"] is not None))
 def test_every_peer_conf_builds_its_peer(name):
-    conf = cli.resolve_conf(match_dense.confs, name)
+    conf = resolve(match_dense.confs, name)
     matcher = match_dense.build_pair_matcher(conf)
     assert isinstance(matcher, PeerPairMatcher) and matcher.resize == 1024
     assert matcher.matcher.label == conf["peer"]["spec"] and conf["output"].startswith("matches-xfeat")

@@ -2,73 +2,115 @@
 pipelines/homography.py): build the matchers, match every pair with every matcher on the same
 pixels, and report (markdown table, JSON, cumulative error curves).
 
-Per pair, the images are read once, turned upright (`EvalPair.rotation*`), converted to float
-[0,1] gray or RGB, and handed to every matcher through `matchers.match_resized` (same long side
-for all); keypoints come back in the stored images' pixels, so the ground truth applies as given.
+Matchers are chosen by their names in `match_dense.confs`, as everywhere (e.g. `--matchers
+eloftr_reweight_twoview opencv_sift`), with `--options NAME.KEY=VALUE` overrides of a matcher's
+conf (e.g. `eloftr.model.weights=eloftr_outdoor.ckpt`). Per pair, the images are read once, turned
+upright (`EvalPair.rotation*`), converted to float [0,1] gray or RGB, and handed to every matcher
+through `match_resized` (same long side for all); keypoints come back in the stored images' pixels,
+so the ground truth applies as given.
 """
 
 import argparse
 import json
 import logging
 import math
-import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from .. import cli, match_dense
 from ..image_io import ImageReadError, to_float_image
-from ..preprocessing import rot90_points
+from ..matchers import MatcherUnavailable, PairMatcher, load
+from ..matchers.base import resize_long_side
+from ..preprocessing import rot90_points, to_original
 from ..utils import atomic
+from ..utils.errors import InputError
 from .datasets import EvalPair, read_pair_images, upright_image
-from ..matcher import DEFAULT_CONF
-from .matchers import BaseMatcher, Matches, MatcherUnavailable, build_matcher, match_resized
 from .metrics import error_auc
 
 logger = logging.getLogger(__name__)
 
 
-DEFAULT_MATCHERS = ("ours", "sift", "aliked+lightglue", "disk+lightglue")
+DEFAULT_MATCHERS = ("eloftr_reweight_twoview", "opencv_sift", "aliked_lightglue", "disk_lightglue")
+
+
+@dataclass
+class Matches:
+    """Matches of one pair in original-image pixels (integer pixel centres), and the matcher's time."""
+
+    kpts0: np.ndarray  # [M,2] float32
+    kpts1: np.ndarray  # [M,2] float32
+    scores: np.ndarray  # [M] float32, higher is better
+    time_s: float  # wall time of `match` on the resized images
 
 
 def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
     """The arguments every benchmark pipeline shares (output, matchers and their settings, pairs
-    limit, device, seed); `doc` is the script's docstring (first paragraph: description)."""
-    parser = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=doc.split("\n\n", 1)[1],
-    )
+    limit, device, seed); `doc` is the script's docstring."""
+    parser = cli.parser(doc)
     parser.add_argument("--output", type=Path, help=f"output folder (default {output_default})")
     parser.add_argument(
-        "--matchers", nargs="+", default=list(DEFAULT_MATCHERS),
-        help="matcher specs name[:key=value,...] (see sfm_reweight/eval/matchers.py); default: %(default)s",
+        "--matchers", nargs="+", default=list(DEFAULT_MATCHERS), choices=list(match_dense.confs), metavar="NAME",
+        help="matchers by their match_dense conf names; default: %(default)s",
     )
-    parser.add_argument("--conf", default=DEFAULT_CONF, help=f"configuration of `ours` specs that give none (default {DEFAULT_CONF})")
     parser.add_argument(
-        "--weights", default="default", help='weights of `ours` specs that give none: "default", a name, a path or "none"'
+        "--options", nargs="+", default=[], metavar="NAME.KEY=VALUE",
+        help="settings of a matcher's conf, e.g. eloftr.model.weights=eloftr_outdoor.ckpt",
     )
-    parser.add_argument("--eloftr-weights", help="official eloftr_outdoor.ckpt: adds the `eloftr` matcher")
     parser.add_argument("--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)")
     parser.add_argument("--enlarge", action="store_true", help="also enlarge smaller images to --resize (default: only shrink)")
-    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    parser.add_argument("--max_pairs", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--device", help="torch device (default cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
-def run_benchmark_cli(main: Callable[[], Any]) -> None:
-    """Run a benchmark's `main` with INFO logging; bad data ends it with one error line."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except (OSError, ValueError, RuntimeError) as e:
-        logger.error("%s", e)
-        sys.exit(1)
+def build_matchers(
+    names: Sequence[str], options: dict[str, dict[str, Any]] | None = None, device: str | None = None
+) -> tuple[list[PairMatcher], dict[str, str]]:
+    """The matchers of match_dense's confs `names`, each overlaid with `options[name]` and seeing the
+    images as given (the benchmark resizes), labelled by name; and {name: reason} for those that
+    cannot run here (logged)."""
+    unknown = set(options or {}) - set(names)
+    if unknown:
+        raise InputError(f"--options for {sorted(unknown)}, which --matchers does not list")
+    matchers, skipped = [], {}
+    for name in dict.fromkeys(names):
+        conf = match_dense.resolve_conf({"name": name, **(options or {}).get(name, {})})
+        try:
+            matcher = load(conf["model"], None, device)
+        except MatcherUnavailable as err:
+            logger.warning("skipping %s: %s", name, err)
+            skipped[name] = str(err)
+            continue
+        matcher.label = name
+        logger.info("%s: %s", name, matcher.description)
+        matchers.append(matcher)
+    return matchers, skipped
+
+
+def match_resized(
+    matcher: PairMatcher, image0: np.ndarray, image1: np.ndarray, resize: int | None, enlarge: bool = False
+) -> Matches:
+    """Resize both float images [H,W](3) in [0,1] to long side `resize` (`resize_long_side`), match,
+    time the matcher (synchronising CUDA), and map the keypoints back to original pixels."""
+    (small0, s0), (small1, s1) = resize_long_side(image0, resize, enlarge), resize_long_side(image1, resize, enlarge)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    kpts0, kpts1, scores = matcher.match(small0, small1)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0
+    return Matches(to_original(kpts0, s0), to_original(kpts1, s1), np.asarray(scores, np.float32).reshape(-1), elapsed)
 
 
 @dataclass
@@ -79,25 +121,6 @@ class PairResult:
     size0: tuple[int, int]
     size1: tuple[int, int]
     matches: dict[str, Matches]
-
-
-def build_matchers(
-    specs: Sequence[str], device: str | None = None, defaults: dict[str, dict[str, Any]] | None = None
-) -> tuple[list[BaseMatcher], dict[str, str]]:
-    """Matchers for the specs, and {spec: reason} for those that cannot run here (logged)."""
-    matchers, skipped = [], {}
-    for spec in specs:
-        try:
-            matcher = build_matcher(spec, device=device, defaults=defaults)
-        except MatcherUnavailable as err:
-            logger.warning("skipping %s: %s", spec, err)
-            skipped[spec] = str(err)
-            continue
-        if any(m.label == matcher.label for m in matchers):
-            raise ValueError(f"two matchers are labelled {matcher.label!r}: add label=... to one of the specs")
-        logger.info("%s: %s", matcher.label, matcher.description)
-        matchers.append(matcher)
-    return matchers, skipped
 
 
 def eval_images(pair: EvalPair) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
@@ -111,7 +134,7 @@ def eval_images(pair: EvalPair) -> tuple[np.ndarray, np.ndarray, tuple[int, int]
 
 def match_all(
     pairs: Sequence[EvalPair],
-    matchers: list[BaseMatcher],
+    matchers: list[PairMatcher],
     resize: int | None,
     skipped: dict[str, str] | None = None,
     enlarge: bool = False,
@@ -139,7 +162,7 @@ def match_all(
                     if skipped is not None:
                         skipped[matcher.label] = f"failed on the first pair: {type(err).__name__}: {err}"
             if not matchers:
-                raise RuntimeError("every matcher failed on the first pair")
+                raise MatcherUnavailable("every matcher failed on the first pair")
             warm = True
         results = {}
         for matcher in matchers:

@@ -106,11 +106,17 @@ def main(results: Path, ground_truth: Path, thresholds: Sequence[tuple[float, fl
     return report
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--ground_truth", type=Path, required=True, help="results-format poses file or COLMAP model folder")
     parser.add_argument("--thresholds", type=parse_threshold, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--result_names", choices=NAME_FORMATS, default="basename")
-    args = parser.parse_args()
-    cli.run(main, args.results, args.ground_truth, args.thresholds, args.result_names)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, results=args.results, ground_truth=args.ground_truth, thresholds=args.thresholds, name_format=args.result_names
+    )
+
+
+if __name__ == "__main__":
+    command()

@@ -82,9 +82,8 @@ confs["lite"] = merge(
 )
 # XFeat's 64-d descriptors (frozen) into lite's transformer at width 64; a small trainable FPN on
 # XFeat's 1/2 and 1/4 maps for the fine stage; the reliability map available as a matchability prior.
-# Inference matches the most reliable third of each image's cells (4056 of 12288 at 1024x768), at
-# a quarter of the time of every cell and about its accuracy, with the FPN's last stage only around
-# the matched windows (docs/xfeat.md has the trade-off)
+# Inference matches the most reliable third of each image's cells, for speed, with the FPN's last
+# stage only around the matched windows (docs/xfeat.md measures the trade-off against every cell)
 confs["xfeat"] = merge(
     confs["lite"],
     {
@@ -96,10 +95,10 @@ confs["xfeat"] = merge(
 )
 
 
-def resolve_conf(conf: str | dict, **overrides: Any) -> dict:
+def resolve_model_conf(conf: str | dict, **overrides: Any) -> dict:
     """A full model configuration from a name (`full`, `lite`, `xfeat`) or a dict overlaid on the
     one it names with "name" (default `full`); `ConfError` for an unknown name, key or value.
-    Keyword overrides address the `reweight` section, e.g. `resolve_conf("lite", mode="off")`.
+    Keyword overrides address the `reweight` section, e.g. `resolve_model_conf("lite", mode="off")`.
     """
     out = resolve(confs, conf, "full", "model configuration")
     out = merge(out, {"reweight": overrides}, "reweight") if overrides else out

@@ -32,7 +32,7 @@ from torch import nn
 
 from .backbone import RepVGGBackbone
 from .coarse_matching import cell_positions, coarse_dual_softmax, select_coarse_matches, training_candidates
-from .config import resolve_conf
+from .config import resolve_model_conf
 from .dual_softmax import DualSoftmax
 from .fine_matching import refine_matches
 from .fine_preprocess import FinePreprocess, crop_windows
@@ -53,7 +53,7 @@ def is_reweighting_parameter(name: str) -> bool:
 class ELoFTR(nn.Module):
     def __init__(self, conf: str | dict = "full"):
         super().__init__()
-        self.conf = conf = resolve_conf(conf)
+        self.conf = conf = resolve_model_conf(conf)
         backbone = conf["backbone"]
         self.d_model = conf["coarse"]["d_model"]
         mode = conf["reweight"]["mode"]

@@ -21,7 +21,7 @@ import torch
 from ..utils import atomic
 from ..utils.errors import SfmReweightError
 from ..utils.conf import merge
-from .config import resolve_conf
+from .config import resolve_model_conf
 from .eloftr import ELoFTR, is_reweighting_parameter
 from .xfeat import is_xfeat_state, packaged_xfeat_weights, xfeat_backbone_state, xfeat_refinement_state
 
@@ -182,7 +182,7 @@ def with_saved_architecture(model_conf: str | dict, ckpt: dict) -> dict:
     reweighting (the gates) and, where it holds XFeat*'s MLP instead of the two-stage refinement, that
     fine stage; official files have neither, so with them the conf's own stay. (A two-stage file under
     a conf asking for XFeat*'s MLP is refused by `load_state`: the MLP is not in it.)"""
-    conf = resolve_conf(model_conf)
+    conf = resolve_model_conf(model_conf)
     if ckpt.get("format") != FORMAT:
         return conf
     saved = ckpt["conf"]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..matcher import confs as matcher_confs
-from ..model.config import resolve_conf
+from ..model.config import resolve_model_conf
 from ..utils.conf import merge
 from .homography_pairs import HomographyPairConf
 from .synthetic_pairs import SyntheticPairConf
@@ -24,7 +24,7 @@ def pair_options(dataclass_type) -> dict:
 
 confs = {
     "lite_homography": {
-        "model": resolve_conf("lite"),  # a model configuration (model/config.py), resolved
+        "model": resolve_model_conf("lite"),  # a model configuration (model/config.py), resolved
         # weights the run starts from (a path, a shipped name, or "xfeat"); --init-from overrides
         "init_from": None,
         # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
@@ -100,7 +100,7 @@ confs["lite_mix_large_negatives"] = merge(
 # (docs/xfeat.md).
 confs["xfeat_mix"] = merge(
     confs["lite_mix_large"],
-    {"model": resolve_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
+    {"model": resolve_model_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
      "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
 )
 # lite_mix_large_long on a GPU (pipelines/device_training.sh), --init-from the shipped lite weights:

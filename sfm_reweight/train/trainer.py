@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..model.config import resolve_conf
+from .. import cli
+from ..model.config import resolve_model_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import load_weights, read_checkpoint, save_checkpoint
 from ..utils import atomic
@@ -137,7 +138,7 @@ def main(
     `init_plain`: start from `init_from` as plain EfficientLoFTR (its reweighting dropped, ours at identity).
     `workers`: processes preparing batches ahead (default: none on a CPU of 2 cores or fewer, else
     all cores but two, up to 14); the batches, and so the run, are the same whatever their number."""
-    if resolve_conf(conf["model"])["match_fine"]["refinement"] == "xfeat":
+    if resolve_model_conf(conf["model"])["match_fine"]["refinement"] == "xfeat":
         raise ConfError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
     output.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,7 +165,7 @@ def main(
     elif init_from is not None:
         report = load_weights(model, init_from, plain=init_plain)
         # loading an official checkpoint selects its sub-pixel indexing; training uses the conf's
-        model.conf["match_fine"]["official_block"] = resolve_conf(conf["model"])["match_fine"]["official_block"]
+        model.conf["match_fine"]["official_block"] = resolve_model_conf(conf["model"])["match_fine"]["official_block"]
         logger.info("initialised from %s (%s layout)", init_from, report.layout)
     ema = exponential_average(model, conf["ema_decay"])  # a copy of the weights as loaded
     if state is not None:
@@ -263,20 +264,19 @@ def export(last: Path, path: Path) -> Path:
     return save_checkpoint(averaged_model(state), path, half=True, step=state["step"])
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conf", default="lite_mix", choices=sorted(confs))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = cli.parser(__doc__, confs, "lite_mix")
     parser.add_argument("--output", type=Path, help="run folder (required except with --validate --weights)")
     parser.add_argument("--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)")
     parser.add_argument("--steps", type=int, help="total steps of the schedule")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps in this run (the schedule stays)")
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max_steps", type=int, help="stop after this many steps in this run (the schedule stays)")
+    parser.add_argument("--batch_size", type=int)
     parser.add_argument("--photos", type=Path, help="folder of training photos")
-    parser.add_argument("--data-seed", type=int,
+    parser.add_argument("--data_seed", type=int,
                         help="seed of the training pairs (default: the conf's); a new one per stage of a chain shows new pairs")
-    parser.add_argument("--init-from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
-    parser.add_argument("--init-plain", action="store_true",
-                        help="start from --init-from's network without its reweighting (gates and calibration at identity)")
+    parser.add_argument("--init_from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
+    parser.add_argument("--init_plain", action="store_true",
+                        help="start from --init_from's network without its reweighting (gates and calibration at identity)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
     parser.add_argument("--workers", type=int, help="processes preparing batches (default: by core count)")
     parser.add_argument("--validate", type=float, nargs="+", metavar="THR",
@@ -290,27 +290,34 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def conf_from_args(args: argparse.Namespace) -> dict:
-    """The named training configuration with the command line's overrides (a copy)."""
+    """The named training configuration with --options and the command line's shortcuts (a copy)."""
     data = {"folder": None if args.photos is None else str(args.photos), "seed": args.data_seed}
     update = {"steps": args.steps, "batch_size": args.batch_size, "data": {k: v for k, v in data.items() if v is not None}}
     if args.mode:
         update["model"] = {"reweight": {"mode": args.mode}}
-    return merge(confs[args.conf], {k: v for k, v in update.items() if v is not None}, f"training configuration {args.conf!r}")
+    update = {k: v for k, v in update.items() if v is not None}
+    return merge(merge(confs[args.conf], cli.parse_options(args.options)), update, f"training configuration {args.conf!r}")
+
+
+def command(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.validate:
+        if args.weights:
+            cli.run(validate_checkpoint, weights=args.weights, conf=conf_from_args(args), coarse_thresholds=args.validate)
+        else:
+            cli.run(validate_state, last=args.output / "last.pt", coarse_thresholds=args.validate)
+        return
+    if args.export:
+        logger.info("wrote %s", cli.run(export, last=args.output / "last.pt", path=args.export))
+        return
+    try:
+        cli.run(
+            main, conf=conf_from_args(args), output=args.output, init_from=args.init_from, init_plain=args.init_plain,
+            fresh=args.fresh, max_steps=args.max_steps, workers=args.workers,
+        )
+    except (KeyboardInterrupt, Interrupted):
+        raise SystemExit(f"interrupted; {args.output / 'last.pt'} saved: the same command resumes") from None
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = parse_args()
-    if args.validate:
-        if args.weights:
-            validate_checkpoint(args.weights, conf_from_args(args), args.validate)
-        else:
-            validate_state(args.output / "last.pt", args.validate)
-        raise SystemExit
-    if args.export:
-        logger.info("wrote %s", export(args.output / "last.pt", args.export))
-        raise SystemExit
-    try:
-        main(conf_from_args(args), args.output, args.init_from, args.init_plain, args.fresh, args.max_steps, args.workers)
-    except (KeyboardInterrupt, Interrupted):
-        raise SystemExit(f"interrupted; {args.output / 'last.pt'} saved: the same command resumes") from None
+    command()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..eval.metrics import auroc, corner_error, error_auc, ransac_homography
-from ..model.config import resolve_conf
+from ..model.config import resolve_model_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import load_weights, read_checkpoint
 from ..utils.conf import merge
@@ -78,7 +78,7 @@ def with_coarse_threshold(model_conf: str | dict, coarse_threshold: float | None
     """A model configuration with another coarse threshold (None: as it is)."""
     if coarse_threshold is None:
         return model_conf
-    return merge(resolve_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
+    return merge(resolve_model_conf(model_conf), {"match_coarse": {"thr": coarse_threshold}})
 
 
 def at_coarse_threshold(model: ELoFTR, coarse_threshold: float) -> ELoFTR:

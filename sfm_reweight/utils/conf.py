@@ -54,11 +54,12 @@ def merge(base: dict, update: dict, where: str = "configuration") -> dict:
     return out
 
 
-def resolve(confs: dict[str, dict], conf: str | dict, default: str, what: str) -> dict:
+def resolve(confs: dict[str, dict], conf: str | dict, default: str | None = None, what: str = "configuration") -> dict:
     """The configuration `conf` names (a name in `confs`, or a dict overlaid on `confs[conf["name"]]`,
-    `default` when it names none), with its "name"; `what` says which kind in errors."""
+    `default` when it names none, the first of `confs` without a default), with its "name"; `what`
+    says which kind in errors."""
     update = {"name": conf} if isinstance(conf, str) else dict(conf)
-    name = update.pop("name", default)
+    name = update.pop("name", default or next(iter(confs)))
     if name not in confs:
         raise ConfError(f"unknown {what} {name!r}; expected one of {sorted(confs)}")
     return {**merge(confs[name], update, f"{what} {name}"), "name": name}

@@ -28,7 +28,6 @@ of the same settings, weights and image files (other weights are refused); `--ov
 first (never the rendered scene or the photos).
 """
 
-import argparse
 import json
 import logging
 import shutil
@@ -44,7 +43,6 @@ from sfm_reweight import (
     colmap,
     extract_global,
     match_dense,
-    matching,
     pairs_from_exhaustive,
     pairs_from_retrieval,
     pairs_from_sequential,
@@ -68,7 +66,7 @@ from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
-logger = logging.getLogger("reconstruct")
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("outputs/reconstruct")
 PICTURES = ("matches.png", "matches_widest.png", "reconstruction.png")
@@ -168,8 +166,7 @@ def draw_widest_pair(
 def main(
     image_dir: Path | None,
     output: Path,
-    matcher: str = "eloftr_xfeat",
-    weights: str | None = None,
+    matcher: str | dict = match_dense.DEFAULT_CONF,
     window: int | None = None,
     mapper: str | dict = "incremental",
     ground_truth: Path | None = None,
@@ -180,7 +177,8 @@ def main(
     overwrite: bool = False,
     cluster: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole job and return the summary written to OUTPUT/summary.json. `mapper`: a
+    """Run the whole job and return the summary written to OUTPUT/summary.json. `matcher`: a
+    `match_dense.confs` name, or a dict overlaid on one (e.g. {"name": ..., "model": {"weights": W}}). `mapper`: a
     `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
     `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
     scored against, and whose camera centres stand in for a missing `ground_truth`. `image_list`:
@@ -188,7 +186,10 @@ def main(
     `make_pairs`. `overwrite`: delete the previous run's outputs first (`previous_outputs`).
     `cluster`: the Ray cluster that matches (and describes) the images: the stages' "cluster" conf
     section (address, workers; `utils.cluster.conf_defaults`)."""
-    matching.check_matcher(matcher, weights, cluster)
+    matcher_conf = {"name": matcher} if isinstance(matcher, str) else dict(matcher)
+    if cluster is not None:
+        matcher_conf["cluster"] = cluster
+    matcher_conf = match_dense.resolve_conf(matcher_conf)  # a bad name, key or value fails before any work
     output.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.time()
@@ -217,7 +218,7 @@ def main(
     pair_list = read_pairs(pairs)
     timings["pairs"] = time.time() - t
     t = time.time()
-    features, matches = matching.match(matcher, pairs, image_dir, export_dir=output, weights=weights, cluster=cluster)
+    features, matches = match_dense.main(matcher_conf, pairs, image_dir, export_dir=output)
     timings["matching"] = time.time() - t
 
     t = time.time()
@@ -225,11 +226,10 @@ def main(
     model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
     timings["reconstruction"] = time.time() - t
 
-    label = matching.label(matcher)
+    label = matcher_conf["name"]
     summary: dict[str, Any] = {
-        "image_dir": str(image_dir), "images": len(names), "matcher": matcher, "matcher_label": label,
-        "weights": match_dense.describe_weights({"name": matcher, **({"weights": weights} if weights else {})})
-        if matching.takes_weights(matcher) else None,
+        "image_dir": str(image_dir), "images": len(names), "matcher": label,
+        "weights": match_dense.describe_weights(matcher_conf),
         "reconstruction": mapper,
         "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
         "features": str(features), "matches": str(matches),
@@ -316,14 +316,13 @@ def reconstruction_line(summary: dict[str, Any]) -> str:
     return text
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
-    weights.add_argument("--random-weights", action="store_true", help="our matcher with random weights (meaningless matches, for tests)")
+    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
+    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="settings overlaid on the matcher's conf, e.g. max_kps=8192")
     parser.add_argument("--overwrite", action="store_true", help="delete the previous run's outputs in OUTPUT first (not the photos)")
     parser.add_argument("--pairs", default="auto", choices=PAIRS, dest="pairs_method",
                         help=f"which pairs to match (auto: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, retrieval above)")
@@ -335,16 +334,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
     parser.add_argument("--reference_model", type=Path,
                         help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it")
-    parser.add_argument("--options", nargs="*", metavar="KEY=VALUE",
+    parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, image_dir=args.image_dir, output=args.output, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        window=args.window, mapper={"name": args.mapper, **cli.parse_options(args.options)},
+        ground_truth=args.ground_truth, reference_model=args.reference_model, pairs_method=args.pairs_method,
+        num_matched=args.num_matched, overwrite=args.overwrite, cluster=ray_cluster.conf_from_args(args),
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    if args.random_weights:
-        args.weights = match_dense.RANDOM
-    mapper = {"name": args.mapper, **cli.parse_options(args.options)}
-    cli.run(main, args.image_dir, args.output, args.matcher, args.weights, args.window, mapper, args.ground_truth,
-            args.reference_model, args.pairs_method, args.num_matched, overwrite=args.overwrite,
-            cluster=ray_cluster.conf_from_args(args))
+    command()

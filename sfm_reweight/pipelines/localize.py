@@ -27,7 +27,6 @@ cam_from_world in the map's frame), results.txt_logs.json, summary.json and quer
 inlier matches of each localized query against the database image with most inliers).
 """
 
-import argparse
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import pycolmap
 
-from sfm_reweight import cli, extract_global, localize_sfm, matching, pairs_from_retrieval
+from sfm_reweight import cli, extract_global, localize_sfm, match_dense, pairs_from_retrieval
 from sfm_reweight.eval.datasets import read_strecha_camera
 from sfm_reweight.eval.localization import DEFAULT_THRESHOLDS, evaluate
 from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
@@ -49,10 +48,9 @@ from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import list_images, write_pairs
 from sfm_reweight.utils.queries import read_queries, read_results, write_results
 from sfm_reweight.visualization import plot_matches
+from sfm_reweight.pipelines.reconstruct import main as reconstruct
 
-from reconstruct import main as reconstruct
-
-logger = logging.getLogger("localize")
+logger = logging.getLogger(__name__)
 
 
 def join_folders(root: Path, folders: list[Path]) -> None:
@@ -209,8 +207,7 @@ def main(
     map_dir: Path,
     query_dir: Path,
     output: Path,
-    matcher: str = "eloftr_xfeat",
-    weights: str | None = None,
+    matcher: str | dict = match_dense.DEFAULT_CONF,
     model: Path | None = None,
     features: Path | None = None,
     queries: Path | None = None,
@@ -219,7 +216,9 @@ def main(
     localizer: str | dict = "default",
 ) -> dict[str, Any]:
     """Localize the photos of `query_dir` against the map of `map_dir`'s photos (built here, or
-    `model` with its `features`), write OUTPUT's files and return the summary."""
+    `model` with its `features`), write OUTPUT's files and return the summary. `matcher`: a
+    `match_dense.confs` name or a dict overlaid on one."""
+    matcher = match_dense.resolve_conf(matcher)  # a bad name, key or value fails before any work
     if (model is None) != (features is None):
         raise InputError("localize: --model and --features go together (the model's keypoints are in its features file)")
     start = time.time()
@@ -231,7 +230,7 @@ def main(
     image_root = output / "images"
     join_folders(image_root, [map_dir, query_dir])
     if model is None:
-        built = reconstruct(image_root, output / "map", matcher, weights, image_list=map_names)
+        built = reconstruct(image_root, output / "map", matcher, image_list=map_names)
         model, features = output / "map" / "sfm", Path(built["features"])
     loc_matches = output / "matches-loc.h5"
     features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
@@ -244,7 +243,7 @@ def main(
     atomic.write_text(output / "queries_with_intrinsics.txt", "".join(camera_line(n, c) for n, c in cameras.items()))
     loc_pairs = output / "pairs-loc.txt"
     retrieval_pairs(loc_pairs, image_root, query_names, registered, output, num_loc)
-    matching.match(matcher, loc_pairs, image_root, features=features, matches=loc_matches, weights=weights)
+    match_dense.main(matcher, loc_pairs, image_root, features=features, matches=loc_matches)
     results = output / "results.txt"
     loc, logs = localize_groups(localizer, reconstruction, cameras, sources, loc_pairs, features, loc_matches, results)
 
@@ -254,8 +253,8 @@ def main(
         if log["localized"]:
             draw_query(pictures / f"{name}.png", image_root, features, reconstruction, name, log)
     summary: dict[str, Any] = {
-        "map": str(model), "map_images": len(map_names), "map_registered": len(registered), "matcher": matcher,
-        "matcher_label": matching.label(matcher), "queries": len(query_names), "localized": loc["localized"],
+        "map": str(model), "map_images": len(map_names), "map_registered": len(registered), "matcher": matcher["name"],
+        "queries": len(query_names), "localized": loc["localized"],
         "failed": loc["failed"], "intrinsics": sources,
         "inliers": {n: log["num_inliers"] for n, log in logs.items()}, "best_db": {n: log["best_db"] for n, log in logs.items()},
     }
@@ -281,23 +280,27 @@ def summary_line(summary: dict[str, Any]) -> str:
     return text
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--map_dir", type=Path, required=True, help="folder of the map's photos")
     parser.add_argument("--query_dir", type=Path, required=True, help="folder of the photos to localize")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
-    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
+    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="settings overlaid on the matcher's conf, e.g. max_kps=8192")
     parser.add_argument("--model", type=Path, help="an existing COLMAP model of the map's photos (with --features)")
     parser.add_argument("--features", type=Path, help="the features file that --model was built from")
     parser.add_argument("--queries", type=Path, help="query list with intrinsics (name MODEL w h params...)")
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files (map and queries)")
     parser.add_argument("--num_loc", type=int, default=10, help="database images retrieved per query")
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, map_dir=args.map_dir, query_dir=args.query_dir, output=args.output,
+        matcher=cli.conf_from_args(args, "matcher", "matcher_options"), model=args.model, features=args.features,
+        queries=args.queries, ground_truth=args.ground_truth, num_loc=args.num_loc, localizer=args.localizer,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(main, args.map_dir, args.query_dir, args.output, args.matcher, args.weights, args.model, args.features,
-            args.queries, args.ground_truth, args.num_loc, args.localizer)
+    command()

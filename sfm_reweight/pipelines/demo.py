@@ -15,7 +15,6 @@ estimated and by the true H.
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from sfm_reweight import Matcher
+from sfm_reweight import Matcher, cli
 from sfm_reweight.matcher import DEFAULT_CONF
 from sfm_reweight.eval.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
@@ -32,7 +31,7 @@ from sfm_reweight.scenes.sample_data import SAMPLE_NAME, sample_pair
 from sfm_reweight.visualization import plot_matchability_pair, plot_matches
 from sfm_reweight.utils import atomic
 
-logger = logging.getLogger("demo")
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("outputs/demo")
 THRESHOLD_PX = 3.0
@@ -204,9 +203,7 @@ def run_demo(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--image0", type=Path, help="first image (default: the embedded sample pair)")
     parser.add_argument("--image1", type=Path, help="second image (give both or neither)")
     parser.add_argument("--homography", type=Path, help="text file with the 3x3 H from image0 to image1 pixels")
@@ -224,27 +221,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """CLI entry: parse `argv` (default sys.argv[1:]), run the demo, print the summary, return it."""
+def command(argv: list[str] | None = None) -> None:
+    """Parse `argv` (default sys.argv[1:]), run the demo, print the summary."""
     args = parse_args(argv)
     H = np.loadtxt(args.homography).reshape(3, 3) if args.homography is not None else None
-    summary = run_demo(
-        args.output,
-        args.image0,
-        args.image1,
-        H=H,
-        conf=args.conf,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        device=args.device,
+    summary = cli.run(
+        run_demo, output=args.output, image0=args.image0, image1=args.image1, H=H, conf=args.conf,
+        weights=None if args.weights.lower() == "none" else args.weights, device=args.device,
     )
     print(summary_text(summary))
-    return summary
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except (OSError, ValueError) as e:
-        logger.error("%s", e)
-        sys.exit(1)
+    command()

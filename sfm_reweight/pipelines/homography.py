@@ -1,7 +1,7 @@
 """Homography benchmark: several matchers side by side on HPatches- or Oxford-layout sequences.
 
     python pipelines/homography.py --root DATA/oxford_affine
-    python pipelines/homography.py --root hpatches-sequences-release --matchers ours sift --max-matches 1000
+    python pipelines/homography.py --root hpatches-sequences-release --matchers ours sift --max_matches 1000
     python pipelines/homography.py --root DATA/sacre_coeur/mapping --layout warped --matchers ours sift
 
 `--layout warped`: any folder of photos, each matched against copies of itself zoomed (--zooms) and
@@ -10,7 +10,7 @@ OUTPUT/views): how much zoom and rotation a matcher takes, one condition at a ti
 gives AUC@5px and precision per condition.
 
 Pairs: each sequence's first image with each other image. Every matcher sees the same images
-resized to the same long side (--resize, default 1024; enlarged only with --enlarge); the top --max-matches
+resized to the same long side (--resize, default 1024; enlarged only with --enlarge); the top --max_matches
 matches by score (default 1000, the LoFTR/ELoFTR HPatches protocol; 0 keeps all) go into an
 OpenCV RANSAC homography (3 px, in original pixels). Error: the mean distance of image 1's four
 corner pixels mapped by the estimate and by the ground truth, in original pixels (inf without an
@@ -29,7 +29,8 @@ from typing import Any
 import cv2
 
 from sfm_reweight.eval import datasets as ds
-from sfm_reweight.matcher import DEFAULT_CONF
+from sfm_reweight import cli
+from sfm_reweight.matchers import MatcherUnavailable
 from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
@@ -38,7 +39,6 @@ from sfm_reweight.eval.benchmark import (
     match_all,
     plot_cumulative_errors,
     print_report,
-    run_benchmark_cli,
     summarize_records,
     top_k,
     write_json,
@@ -113,9 +113,7 @@ def run(
     layout: str = "auto",
     zooms: tuple[float, ...] = WARP_ZOOMS,
     rotations: tuple[float, ...] = WARP_ROTATIONS,
-    conf: str = DEFAULT_CONF,
-    weights: str | None = "default",
-    eloftr_weights: str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     resize: int | None = 1024,
     enlarge: bool = False,
     max_matches: int | None = 1000,
@@ -129,13 +127,9 @@ def run(
     `max_pairs`: the first N pairs, or with layout "warped" the first N photos."""
     output = Path(output)
     pairs = read_pairs(Path(root), layout, output, zooms, rotations, max_pairs or None)
-    specs = list(matchers) + (
-        ["eloftr"] if eloftr_weights and not any(s.startswith("eloftr") for s in matchers) else []
-    )
-    defaults = {"ours": {"conf": conf, "weights": weights}, "eloftr": {"weights": eloftr_weights}}
-    built, skipped = build_matchers(specs, device=device, defaults=defaults)
+    built, skipped = build_matchers(matchers, options, device)
     if not built:
-        raise RuntimeError("no matcher can run here: " + "; ".join(skipped.values()))
+        raise MatcherUnavailable("no matcher can run here: " + "; ".join(skipped.values()))
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
     for result in match_all(pairs, built, resize, skipped, enlarge, desc=Path(root).name):
@@ -201,24 +195,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rotations", type=float, nargs="+", default=list(WARP_ROTATIONS),
                         help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)")
     parser.add_argument(
-        "--max-matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
+        "--max_matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
     )
-    parser.add_argument("--ransac-threshold", type=float, default=3.0, help="pixels (default 3)")
+    parser.add_argument("--ransac_threshold", type=float, default=3.0, help="pixels (default 3)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def command(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = run(
-        args.root,
-        args.output or Path("outputs/homography") / args.root.resolve().name,
-        tuple(args.matchers),
+    results = cli.run(
+        run,
+        root=args.root,
+        output=args.output or Path("outputs/homography") / args.root.resolve().name,
+        matchers=tuple(args.matchers),
         layout=args.layout,
         zooms=tuple(args.zooms),
         rotations=tuple(args.rotations),
-        conf=args.conf,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        eloftr_weights=args.eloftr_weights,
+        options=cli.parse_options(args.options),
         resize=args.resize or None,
         enlarge=args.enlarge,
         max_matches=args.max_matches or None,
@@ -226,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_pairs=args.max_pairs,
         device=args.device,
         seed=args.seed,
-        command=shlex.join(["python", "pipelines/homography.py", *(sys.argv[1:] if argv is None else argv)]),
+        command=shlex.join(["sfm-reweight", "homography", *(sys.argv[1:] if argv is None else argv)]),
     )
     s = results["settings"]
     print_report(
@@ -234,8 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Homography on {results['root']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
         f"top {s['max_matches'] or 'all'} matches, RANSAC {s['ransac_threshold_px']:g} px)",
     )
-    return results
 
 
 if __name__ == "__main__":
-    run_benchmark_cli(main)
+    command()

@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from sfm_reweight.eval import datasets as ds
-from sfm_reweight.matcher import DEFAULT_CONF
+from sfm_reweight import cli
+from sfm_reweight.matchers import MatcherUnavailable
+from sfm_reweight.utils.errors import InputError
 from sfm_reweight.eval.benchmark import (
     DEFAULT_MATCHERS,
     benchmark_parser,
@@ -41,7 +43,6 @@ from sfm_reweight.eval.benchmark import (
     match_all,
     plot_cumulative_errors,
     print_report,
-    run_benchmark_cli,
     summarize_records,
     write_json,
 )
@@ -66,7 +67,7 @@ def load_pairs(
 ) -> list[EvalPair]:
     """The dataset's pairs; `index` is the npz folder (megadepth1500, scannet1500) or pairs file (pairs)."""
     if dataset in ("megadepth1500", "scannet1500", "pairs") and index is None:
-        raise ValueError(f"--dataset {dataset} needs --index (the npz folder or the pairs file)")
+        raise InputError(f"--dataset {dataset} needs --index (the npz folder or the pairs file)")
     if dataset == "megadepth1500":
         return ds.read_megadepth1500(index, root)
     if dataset == "scannet1500":
@@ -77,7 +78,7 @@ def load_pairs(
         return ds.read_strecha(root, max_gap=max_gap)
     if dataset == "middlebury":
         return ds.read_middlebury(root, gaps=gaps)
-    raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+    raise InputError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
 
 def pose_errors(
@@ -134,9 +135,7 @@ def run(
     output: str | Path,
     matchers: tuple[str, ...] = DEFAULT_MATCHERS,
     index: str | Path | None = None,
-    conf: str = DEFAULT_CONF,
-    weights: str | None = "default",
-    eloftr_weights: str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     resize: int | None = 1024,
     enlarge: bool = False,
     repeats: int = 1,
@@ -154,14 +153,10 @@ def run(
     if max_pairs:
         pairs = pairs[:max_pairs]
     if not pairs:
-        raise ValueError(f"no pairs in {root}")
-    specs = list(matchers) + (
-        ["eloftr"] if eloftr_weights and not any(s.startswith("eloftr") for s in matchers) else []
-    )
-    defaults = {"ours": {"conf": conf, "weights": weights}, "eloftr": {"weights": eloftr_weights}}
-    built, skipped = build_matchers(specs, device=device, defaults=defaults)
+        raise InputError(f"no pairs in {root}")
+    built, skipped = build_matchers(matchers, options, device)
     if not built:
-        raise RuntimeError("no matcher can run here: " + "; ".join(skipped.values()))
+        raise MatcherUnavailable("no matcher can run here: " + "; ".join(skipped.values()))
     threshold = RANSAC_THRESHOLDS[ransac] if ransac_threshold is None else ransac_threshold
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
@@ -237,8 +232,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeats", type=int, default=1, help="RANSAC runs per pair on shuffled matches, pooled (ELoFTR: 5)"
     )
     parser.add_argument("--ransac", choices=tuple(RANSAC_THRESHOLDS), default="ransac")
-    parser.add_argument("--ransac-threshold", type=float, help="pixels (default 0.5 for ransac, 2.0 for lo-ransac)")
-    parser.add_argument("--max-gap", type=int, default=3, help="strecha: pairs (i, i+1..i+max_gap) (default 3)")
+    parser.add_argument("--ransac_threshold", type=float, help="pixels (default 0.5 for ransac, 2.0 for lo-ransac)")
+    parser.add_argument("--max_gap", type=int, default=3, help="strecha: pairs (i, i+1..i+max_gap) (default 3)")
     parser.add_argument(
         "--gaps", type=int, nargs="+", default=[1, 2], help="middlebury: pairs (i, i+g) around the ring"
     )
@@ -248,17 +243,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def command(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = run(
-        args.dataset,
-        args.root,
-        args.output or Path("outputs/relative_pose") / args.dataset,
-        tuple(args.matchers),
+    results = cli.run(
+        run,
+        dataset=args.dataset,
+        root=args.root,
+        output=args.output or Path("outputs/relative_pose") / args.dataset,
+        matchers=tuple(args.matchers),
         index=args.index,
-        conf=args.conf,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        eloftr_weights=args.eloftr_weights,
+        options=cli.parse_options(args.options),
         resize=args.resize or None,
         enlarge=args.enlarge,
         repeats=args.repeats,
@@ -269,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_pairs=args.max_pairs,
         device=args.device,
         seed=args.seed,
-        command=shlex.join(["python", "pipelines/relative_pose.py", *(sys.argv[1:] if argv is None else argv)]),
+        command=shlex.join(["sfm-reweight", "relative_pose", *(sys.argv[1:] if argv is None else argv)]),
     )
     s = results["settings"]
     print_report(
@@ -277,8 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Relative pose on {results['dataset']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
         f"{s['ransac']} at {s['ransac_threshold_px']:g} px, {s['repeats']} run(s) per pair)",
     )
-    return results
 
 
 if __name__ == "__main__":
-    run_benchmark_cli(main)
+    command()

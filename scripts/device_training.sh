@@ -2,8 +2,8 @@
 # Training on a lent GPU machine, which starts bare and offline, has torch, OpenCV and h5py but not
 # kornia, runs a command for at most 10 minutes and returns files of at most 16 MiB:
 #
-#   here:   bash pipelines/device_training.sh prepare [INIT_WEIGHTS]   # fills .device/ (git-ignored)
-#   there:  bash pipelines/device_training.sh run [SECONDS [ARGS]]     # carry [".device"]; results in $OUT
+#   here:   bash scripts/device_training.sh prepare [INIT_WEIGHTS]   # fills .device/ (git-ignored)
+#   there:  bash scripts/device_training.sh run [SECONDS [ARGS]]     # carry [".device"]; results in $OUT
 #
 # prepare: kornia wheels for the machine's Python 3.12, the photo pool as grayscale JPEGs at their
 # own resolution (what the training reads; so that everything travels within 64 MiB), and the
@@ -12,7 +12,7 @@
 # as many steps as SECONDS (default 400) allows at that speed (a deadline SIGTERM, which makes the
 # trainer save, guards the command's limit); writes $OUT/lite.pt (fp16 moving average, to ship or
 # to start the next run from), log.csv, val.csv, loss.png and train.log. ARGS go to the trainer
-# (a dry run on a CPU: `OUT=outputs/dry-run bash pipelines/device_training.sh run 20 --batch-size 1 --workers 1`).
+# (a dry run on a CPU: `OUT=outputs/dry-run bash scripts/device_training.sh run 20 --batch_size 1 --workers 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conf=lite_mix_large_gpu
@@ -48,12 +48,12 @@ run)
     export PYTHONUNBUFFERED=1
     seconds="${2:-400}"
     train=(python3 -m sfm_reweight.train.trainer --conf "$conf" --photos .device/train_pool "${@:3}")
-    if [ -f .device/init.pt ]; then train+=(--init-from .device/init.pt); fi
+    if [ -f .device/init.pt ]; then train+=(--init_from .device/init.pt); fi
     nvidia-smi --query-gpu=name,memory.total --format=csv || true
     # fresh folders: a rerun on a still-warm machine must not resume (or refuse) an earlier probe or run;
     # runs chain through the exported weights (.device/init.pt), not through last.pt
     work=$(mktemp -d)
-    "${train[@]}" --output "$work/probe" --max-steps 25 > "$OUT/probe.log" 2>&1
+    "${train[@]}" --output "$work/probe" --max_steps 25 > "$OUT/probe.log" 2>&1
     steps=$(python3 - "$seconds" "$work/probe" <<'PY'
 import csv, statistics, sys
 

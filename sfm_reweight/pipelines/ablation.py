@@ -20,7 +20,6 @@ brackets), and prints the table. The real-data scores run pipelines/homography.p
 pipelines/relative_pose.py (their results.json files stay under OUTPUT/eval/).
 """
 
-import argparse
 import json
 import logging
 import math
@@ -28,24 +27,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sfm_reweight.eval.matchers import default_label
+from sfm_reweight import cli
 from sfm_reweight.train import trainer
 from sfm_reweight.train.logs import read_csv
 from sfm_reweight.train.recipes import DEFAULT_PHOTOS, confs, with_reweight_mode
 from sfm_reweight.utils.conf import merge
 from sfm_reweight.utils import atomic
 
-logger = logging.getLogger("ablation")
+logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 MODES = ("off", "bias", "rescale", "both")
-BENCHMARKS = {  # name: (script, arguments, dataset folder, metric)
-    "Oxford AUC@5px": ("homography.py", ["--resize", "1024", "--enlarge"], "oxford_affine", "auc@5"),
+OURS, SIFT = "eloftr_reweight_twoview", "opencv_sift"  # the matchers scored (match_dense conf names)
+BENCHMARKS = {  # name: (pipeline, arguments, dataset folder, metric)
+    "Oxford AUC@5px": ("homography", ["--resize", "1024", "--enlarge"], "oxford_affine", "auc@5"),
     "Middlebury AUC@10deg": (
-        "relative_pose.py", ["--dataset", "middlebury", "--resize", "1024", "--enlarge", "--repeats", "5"], "middlebury_mview", "auc@10",
+        "relative_pose", ["--dataset", "middlebury", "--resize", "1024", "--enlarge", "--repeats", "5"], "middlebury_mview", "auc@10",
     ),
     "fountain AUC@5deg": (
-        "relative_pose.py", ["--dataset", "strecha", "--resize", "1024", "--repeats", "5"], "strecha_fountain_p11", "auc@5",
+        "relative_pose", ["--dataset", "strecha", "--resize", "1024", "--repeats", "5"], "strecha_fountain_p11", "auc@5",
     ),
 }
 VALIDATION = {  # name: column of the run's val.csv (last row, the exported moving average)
@@ -53,15 +52,17 @@ VALIDATION = {  # name: column of the run's val.csv (last row, the exported movi
 }
 
 
-def real_data_scores(matcher: str, conf: str, weights: Path | None, data: Path, output: Path) -> dict[str, float]:
-    """`matcher` ("ours", configuration `conf` with `weights`, or "sift") on the real sets, through the benchmark CLIs."""
+def real_data_scores(matcher: str, network: str, weights: Path | None, data: Path, output: Path) -> dict[str, float]:
+    """`matcher` (OURS with network conf `network` and `weights`, or SIFT) on the real sets, through
+    the benchmark command lines."""
+    options = [f"{OURS}.model.network.name={network}", f"{OURS}.model.weights={weights}"] if matcher == OURS else []
     scores = {}
-    for name, (script, arguments, folder, metric) in BENCHMARKS.items():
+    for name, (pipeline, arguments, folder, metric) in BENCHMARKS.items():
         out = output / f"{folder}-{matcher}"
-        command = [sys.executable, str(REPO / "pipelines" / script), "--root", str(data / folder), "--matchers", matcher,
-                   *arguments, "--output", str(out), "--conf", conf, "--weights", str(weights) if weights else "none"]
+        command = [sys.executable, "-m", f"sfm_reweight.pipelines.{pipeline}", "--root", str(data / folder),
+                   "--matchers", matcher, *arguments, "--output", str(out), *(["--options", *options] if options else [])]
         subprocess.run(command, check=True)
-        scores[name] = json.loads((out / "results.json").read_text())["matchers"][default_label(matcher)][metric]
+        scores[name] = json.loads((out / "results.json").read_text())["matchers"][matcher][metric]
     return scores
 
 
@@ -110,9 +111,9 @@ def main(
             weights = run / f"{model_conf}_step{steps}.pt"
             if not weights.exists():
                 weights = trainer.main(conf, run, init_from, init_plain=init_from is not None)
-            scores = real_data_scores("ours", model_conf, weights, data, output / "eval" / f"{mode}-seed{seed}")
+            scores = real_data_scores(OURS, model_conf, weights, data, output / "eval" / f"{mode}-seed{seed}")
             results[mode].append({**validation_scores(run), **scores})
-    results[default_label("sift")] = [real_data_scores("sift", model_conf, None, data, output / "eval")]
+    results[SIFT] = [real_data_scores(SIFT, model_conf, None, data, output / "eval")]
     start = f"from {init_from.name}, plain" if init_from else f"{base}'s start"
     text = table(results, f"reweighting ({steps} steps from {start}, seeds {', '.join(map(str, seeds))})")
     summary = {"steps": steps, "base": base, "seeds": list(seeds), "init_from": str(init_from) if init_from else None, "results": results}
@@ -122,18 +123,17 @@ def main(
     return results
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
     parser.add_argument("--steps", type=int, required=True, help="training steps of every run (the equal budget)")
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--data", type=Path, default=DEFAULT_PHOTOS.parent, help="the shared data folder")
     parser.add_argument("--base", default="lite_mix", choices=sorted(confs), help="training configuration")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of each mode's runs (default: 0)")
-    parser.add_argument("--init-from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: the recipe's)")
-    return parser.parse_args(argv)
+    parser.add_argument("--init_from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: the recipe's)")
+    args = parser.parse_args(argv)
+    cli.run(main, steps=args.steps, output=args.output, data=args.data, base=args.base, init_from=args.init_from, seeds=tuple(args.seeds))
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = parse_args()
-    main(args.steps, args.output, args.data, args.base, args.init_from, tuple(args.seeds))
+    command()

@@ -13,7 +13,6 @@ localize_sfm. Writes into OUTPUTS the pairs, features, matches, sfm_<matcher>/ a
 visuallocalization.net), its `_logs.json` and summary.json.
 """
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any
 
 import pycolmap
 
-from sfm_reweight import cli, localize_sfm, matching, pairs_from_covisibility, pairs_from_retrieval, triangulation
+from sfm_reweight import cli, localize_sfm, match_dense, pairs_from_covisibility, pairs_from_retrieval, triangulation
 from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.queries import read_queries
 
-logger = logging.getLogger("aachen_v1_1")
+logger = logging.getLogger(__name__)
 
 LAYOUT = "see datasets/aachen_v1.1/README.md for the layout"
 
@@ -43,34 +42,36 @@ def dataset_paths(dataset: Path) -> tuple[Path, Path, str]:
 def main(
     dataset: Path,
     outputs: Path,
-    matcher: str = "eloftr_xfeat_aachen",
-    weights: str | None = None,
+    matcher: str | dict = "eloftr_reweight_aachen",
     num_covis: int = 20,
     num_loc: int = 50,
     loc_pairs: Path | None = None,
     localizer: str | dict = "default",
 ) -> dict[str, Any]:
-    """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json)."""
+    """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json). `matcher`: a
+    `match_dense.confs` name or a dict overlaid on one."""
+    matcher = match_dense.resolve_conf(matcher)
+    name = matcher["name"]
     images, reference, queries = dataset_paths(dataset)
     query_names = list(read_queries(queries))
     outputs.mkdir(parents=True, exist_ok=True)
 
     sfm_pairs = outputs / f"pairs-db-covis{num_covis}.txt"
     pairs_from_covisibility.main(reference, sfm_pairs, num_covis)
-    features, sfm_matches = matching.match(matcher, sfm_pairs, images, outputs, weights=weights)
-    sfm_dir = outputs / f"sfm_{matcher}"
+    features, sfm_matches = match_dense.main(matcher, sfm_pairs, images, outputs)
+    sfm_dir = outputs / f"sfm_{name}"
     triangulation.main("default", sfm_dir, reference, images, sfm_pairs, features, sfm_matches)
 
     # the reference model's images are the database (read only when retrieval needs them)
     db = [] if loc_pairs is not None else [image.name for image in pycolmap.Reconstruction(reference).images.values()]
     loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, images, outputs, num_loc, query_names, db)
-    _, loc_matches = matching.match(matcher, loc_pairs, images, features=features,
-                                    matches=outputs / f"matches-loc-{matcher}_{Path(loc_pairs).stem}.h5", weights=weights)
-    results = outputs / f"Aachen-v1.1_hloc_{matcher}_{retrieval}{num_loc}.txt"
+    loc_matches = outputs / f"matches-loc-{name}_{Path(loc_pairs).stem}.h5"
+    match_dense.main(matcher, loc_pairs, images, features=features, matches=loc_matches)
+    results = outputs / f"Aachen-v1.1_hloc_{name}_{retrieval}{num_loc}.txt"
     loc = localize_sfm.main(localizer, sfm_dir, queries, loc_pairs, features, loc_matches, results)
     by_time = {time: [q for q in query_names if q.startswith(f"query/{time}/")] for time in ("day", "night")}
     summary = {
-        "matcher": matcher, "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
+        "matcher": name, "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
         "localized": loc["localized"],
         **{f"localized_{time}": f"{sum(q not in loc['failed'] for q in names)}/{len(names)}" for time, names in by_time.items()},
         "failed": loc["failed"],
@@ -81,20 +82,23 @@ def main(
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--dataset", type=Path, default=Path("datasets/aachen_v1.1"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/aachen_v1.1"))
-    parser.add_argument("--matcher", default="eloftr_xfeat_aachen", choices=matching.MATCHERS)
-    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    parser.add_argument("--matcher", default="eloftr_reweight_aachen", choices=list(match_dense.confs))
+    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="settings overlaid on the matcher's conf")
     parser.add_argument("--num_covis", type=int, default=20)
     parser.add_argument("--num_loc", type=int, default=50)
     parser.add_argument("--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)")
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, dataset=args.dataset, outputs=args.outputs, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        num_covis=args.num_covis, num_loc=args.num_loc, loc_pairs=args.loc_pairs, localizer=args.localizer,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(main, args.dataset, args.outputs, args.matcher, args.weights, args.num_covis, args.num_loc, args.loc_pairs,
-            args.localizer)
+    command()

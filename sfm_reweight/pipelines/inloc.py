@@ -12,18 +12,17 @@ matches and the submission file `InLoc_hloc_<matcher>_<retrieval><num_loc>.txt` 
 ty tz`, basenames, for visuallocalization.net), its `_logs.json` and summary.json.
 """
 
-import argparse
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from sfm_reweight import cli, localize_inloc, matching, pairs_from_retrieval
+from sfm_reweight import cli, localize_inloc, match_dense, pairs_from_retrieval
 from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import list_images
 
-logger = logging.getLogger("inloc")
+logger = logging.getLogger(__name__)
 
 LAYOUT = "see datasets/inloc/README.md for the layout"
 
@@ -44,38 +43,43 @@ def dataset_images(dataset: Path) -> tuple[list[str], list[str]]:
 def main(
     dataset: Path,
     outputs: Path,
-    matcher: str = "eloftr_xfeat",
-    weights: str | None = None,
+    matcher: str | dict = match_dense.DEFAULT_CONF,
     num_loc: int = 40,
     loc_pairs: Path | None = None,
     localizer: str | dict = "default",
 ) -> dict[str, Any]:
-    """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json)."""
+    """Run the benchmark pipeline and return the summary (also OUTPUTS/summary.json). `matcher`: a
+    `match_dense.confs` name or a dict overlaid on one."""
+    matcher = match_dense.resolve_conf(matcher)
     queries, cutouts = dataset_images(dataset)
     outputs.mkdir(parents=True, exist_ok=True)
     loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, dataset, outputs, num_loc, queries, cutouts)
-    features, matches = matching.match(matcher, loc_pairs, dataset, outputs, weights=weights)
-    results = outputs / f"InLoc_hloc_{matcher}_{retrieval}{num_loc}.txt"
+    features, matches = match_dense.main(matcher, loc_pairs, dataset, outputs)
+    results = outputs / f"InLoc_hloc_{matcher['name']}_{retrieval}{num_loc}.txt"
     loc = localize_inloc.main(localizer, dataset, loc_pairs, features, matches, results)
-    summary = {"matcher": matcher, "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
+    summary = {"matcher": matcher["name"], "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
                "localized": loc["localized"], "failed": loc["failed"]}
     atomic.write_text(outputs / "summary.json", json.dumps(summary, indent=2))
     logger.info("inloc: localized %d / %d queries; submit %s to visuallocalization.net.", loc["localized"], loc["queries"], results)
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--dataset", type=Path, default=Path("datasets/inloc"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/inloc"))
-    parser.add_argument("--matcher", default="eloftr_xfeat", choices=matching.MATCHERS)
-    parser.add_argument("--weights", help="checkpoint name or path for our matcher (default: the shipped weights)")
+    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
+    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="settings overlaid on the matcher's conf")
     parser.add_argument("--num_loc", type=int, default=40)
     parser.add_argument("--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)")
     parser.add_argument("--localizer", default="default", choices=sorted(localize_inloc.confs))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.run(
+        main, dataset=args.dataset, outputs=args.outputs, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        num_loc=args.num_loc, loc_pairs=args.loc_pairs, localizer=args.localizer,
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    cli.run(main, args.dataset, args.outputs, args.matcher, args.weights, args.num_loc, args.loc_pairs, args.localizer)
+    command()
