@@ -2,7 +2,7 @@
 driver's overhead per pair, its memory; and the wall time of 125,000 pairs worked out from them.
 
 Rows (each in a fresh process, so that its peak memory is its own):
-- `network`: the default matcher (eloftr_xfeat) on all pairs of --image_dir (default: the main job's
+- `network`: the default matcher (eloftr_reweight) on all pairs of --image_dir (default: the main job's
   rendered views, 640x480) at a long side of at most --resize px: one process (torch on every
   core), then a local Ray cluster with 1 and 2 workers (one CPU and one torch thread each); pairs/s
   over the whole match_dense call (cluster start-up, model loading, keypoints and matches passes
@@ -45,11 +45,11 @@ def run_row(kind: str, workers: int, image_dir: Path | None, resize: int, driver
             images = image_dir or render_demo_scene(root / "scene")
             pairs = root / "pairs.txt"
             pairs_from_exhaustive.main(pairs, image_dir=images)
-            conf, matcher = {"name": "eloftr_xfeat", "matcher": {"resize_max": resize}, "cluster": cluster}, None
+            conf, matcher = {"name": "eloftr_reweight", "matcher": {"resize_max": resize}, "cluster": cluster}, None
         else:
             pairs = match_dense_memory.make_inputs(root, driver_pairs)
             images = root / "images"
-            conf, matcher = {"name": "eloftr_lite", "chunk_size": 64, "cluster": cluster}, match_dense_memory.StubMatcher()
+            conf, matcher = {"name": "eloftr_reweight_lite", "chunk_size": 64, "cluster": cluster}, match_dense_memory.StubMatcher()
         count = sum(1 for _ in open(pairs))
         match_dense_memory.reset_peak_rss()
         base = match_dense_memory.rss_mib("VmRSS")
@@ -83,7 +83,7 @@ def main() -> None:
 
     rows = [in_subprocess("network", w, args) for w in (0, 1, 2)] + [in_subprocess("driver", 2, args)]
     photos = args.image_dir or "the main job's views (640x480)"
-    print(f"match_dense, {os.cpu_count()} CPUs; network rows: eloftr_xfeat at most {args.resize} px, all pairs of {photos}\n")
+    print(f"match_dense, {os.cpu_count()} CPUs; network rows: eloftr_reweight at most {args.resize} px, all pairs of {photos}\n")
     print("| run | workers | pairs | wall s | pairs/s | speed-up | driver CPU ms/pair | driver peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

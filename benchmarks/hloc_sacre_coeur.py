@@ -64,7 +64,7 @@ def run_hloc(photos: Path, hloc_root: Path, output: Path) -> dict:
 
 
 def our_command(photos: Path, output: Path) -> list[str]:
-    """Our reconstruct pipeline as a command: pipelines/reconstruct.py, the package's module, or the console script."""
+    """Our reconstruct pipeline as a command: sfm_reweight/pipelines/reconstruct.py, the package's module, or the console script."""
     args = ["--image_dir", str(photos), "--output", str(output)]
     if (REPO / "pipelines" / "reconstruct.py").is_file():
         return [sys.executable, str(REPO / "pipelines" / "reconstruct.py"), *args]
@@ -75,7 +75,7 @@ def our_command(photos: Path, output: Path) -> list[str]:
         return [script, "reconstruct", *args]
     sys.exit(
         "error: our reconstruct pipeline not found"
-        " (pipelines/reconstruct.py, sfm_reweight/pipelines/reconstruct.py, the sfm-reweight script)"
+        " (sfm_reweight/pipelines/reconstruct.py, sfm_reweight/pipelines/reconstruct.py, the sfm-reweight script)"
     )
 
 

@@ -1,9 +1,9 @@
 """Localization on real photos with ground truth: Strecha fountain-P11 split into a map (all images
 but 0002, 0005 and 0008) and those three queries, plus a photo of an unrelated scene (Sacre Coeur)
-that must be reported as not localized. Each matcher builds its own map with pipelines/localize.py,
+that must be reported as not localized. Each matcher builds its own map with sfm_reweight/pipelines/localize.py,
 which aligns the map to the ground-truth cameras and scores the queries.
 
-    python benchmarks/localize_fountain.py --data /path/to/shared/data [--matchers eloftr_xfeat sift] [--output outputs/loc-fountain]
+    python benchmarks/localize_fountain.py --data /path/to/shared/data [--matchers eloftr_reweight sift] [--output outputs/loc-fountain]
 
 `--data` defaults to $SFM_REWEIGHT_DATA. The photos are linked in place, never copied.
 """
@@ -39,7 +39,7 @@ def split(data: Path, root: Path) -> tuple[Path, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=os.environ.get("SFM_REWEIGHT_DATA"))
-    parser.add_argument("--matchers", nargs="+", default=["eloftr_xfeat", "sift"])
+    parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
     parser.add_argument("--output", type=Path, default=Path("outputs/loc-fountain"))
     args = parser.parse_args()
     if args.data is None or not (args.data / "strecha_fountain_p11").is_dir():

@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--views", type=int, default=150)
     parser.add_argument("--num_matched", type=int, default=10)
-    parser.add_argument("--matcher", default="eloftr_xfeat")
+    parser.add_argument("--matcher", default="eloftr_reweight")
     parser.add_argument("--mappers", nargs="+", default=["incremental", "global", "hierarchical"], choices=sorted(reconstruction.confs))
     parser.add_argument("--leaf_images", type=int, default=50)
     parser.add_argument("--output", type=Path, default=Path("outputs/mapping-scale"))

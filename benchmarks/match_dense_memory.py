@@ -88,7 +88,7 @@ def run_row(num_pairs: int) -> dict:
         reset_peak_rss()
         baseline = rss_mib("VmRSS")
         start = time.time()
-        features, matches = match_dense.main("eloftr_lite", pairs, root / "images", root / "out", matcher=StubMatcher())
+        features, matches = match_dense.main("eloftr_reweight_lite", pairs, root / "images", root / "out", matcher=StubMatcher())
         seconds = time.time() - start
         peak = rss_mib("VmHWM") - baseline
         with h5py.File(features) as f:
@@ -132,7 +132,7 @@ def main() -> None:
             f" | {r['matches_written']} | {r['features_mib']:.1f} | {r['matches_mib']:.1f} |"
         )
     print(f"\nRSS after imports: {rows[0]['baseline_rss_mib']:.0f} MiB; stub matcher, {MATCHES} matches per pair, "
-          f"{WIDTH}x{HEIGHT} images, sequential pairs (window {WINDOW}), conf eloftr_lite (cell 1 px, max_kps 8192)")
+          f"{WIDTH}x{HEIGHT} images, sequential pairs (window {WINDOW}), conf eloftr_reweight_lite (cell 1 px, max_kps 8192)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -1,9 +1,9 @@
 """SfM with retrieval pairs against exhaustive pairs, on the demo square's 60-view tour (rendered,
-exact cameras): the main job (pipelines/reconstruct.py) once per pairs setting, same matcher; the
+exact cameras): the main job (sfm_reweight/pipelines/reconstruct.py) once per pairs setting, same matcher; the
 table gives the pairs matched, registered images, camera-centre errors after the similarity
 alignment (metres) and the time of each stage.
 
-    python benchmarks/retrieval_sfm.py [--matcher eloftr_xfeat] [--runs exhaustive retrieval:5 retrieval:10] \
+    python benchmarks/retrieval_sfm.py [--matcher eloftr_reweight] [--runs exhaustive retrieval:5 retrieval:10] \
         [--output outputs/retrieval-sfm]
 
 Runs resume (reconstruct.py reuses finished matches), so an interrupted benchmark continues.
@@ -23,7 +23,7 @@ from sfm_reweight.scenes import demo_scene  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--matcher", default="eloftr_xfeat")
+    parser.add_argument("--matcher", default="eloftr_reweight")
     parser.add_argument("--runs", nargs="+", default=["retrieval:5", "retrieval:10", "exhaustive"],
                         help="pairs settings: exhaustive, retrieval:K or vocab_tree:K")
     parser.add_argument("--output", type=Path, default=Path("outputs/retrieval-sfm"))

@@ -49,7 +49,7 @@ NAME = "eloftr_reweight"
 MODULE = f"{matchers.__name__}.{NAME}"  # where hloc's dynamic_load looks for conf["model"]["name"]
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> gray, as cv2.COLOR_RGB2GRAY (our Matcher's reading of colour images)
 
-# Every cell matched, as our own SfM confs (match_dense's eloftr_xfeat): the Matcher conf's shortcut of
+# Every cell matched, as our own SfM confs (match_dense's eloftr_reweight): the Matcher conf's shortcut of
 # the most reliable third of the cells halves the time but doubles fountain-P11's camera-centre errors.
 SFM_CONF = {"name": DEFAULT_CONF, "model": {"match_coarse": {"top_k": None}}}
 confs: dict[str, dict[str, Any]] = {

@@ -106,7 +106,10 @@ class Matcher:
         if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
             raise ConfError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
         share, upscale_max = self.conf["content_share"], self.conf["content_upscale_max"]
-        if (share is not None and not 0 < share <= 1) or not upscale_max >= 1:
+        number = (int, float)
+        if (share is not None and not (isinstance(share, number) and 0 < share <= 1)) or not (
+            isinstance(upscale_max, number) and upscale_max >= 1
+        ):
             raise ConfError(
                 f"matcher conf content_share {share}, content_upscale_max {upscale_max}:"
                 " expected a share in (0, 1] or None and a factor >= 1"
@@ -138,7 +141,7 @@ class Matcher:
         if weights != "default":
             return weights
         if shipped is None or not (WEIGHTS_DIR / f"{shipped}.pt").is_file():
-            raise InputError(f"no shipped weights for conf {name!r}: pass --weights FILE or --random-weights")
+            raise InputError(f"no shipped weights for conf {name!r}: pass --weights FILE or --random_weights")
         return shipped
 
     def gray(self, image: ImageInput, name: str) -> np.ndarray:

@@ -1,13 +1,10 @@
-import importlib.util
+import logging
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# the pipelines are scripts that import each other by name, as `python pipelines/x.py` lets them
-sys.path.insert(0, str(REPO / "pipelines"))
 
 
 def shared_data() -> Path | None:
@@ -24,10 +21,11 @@ def data_root() -> Path:
     return root
 
 
-def load_pipeline(name: str):
-    """The module of pipelines/<name>.py (the pipelines are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"sfm_reweight_pipeline_{name}", REPO / "pipelines" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(autouse=True)
+def package_log_to_caplog():
+    """The package logger keeps its messages from the root logger (as hloc's does); pytest's caplog
+    listens there."""
+    logger = logging.getLogger("sfm_reweight")
+    logger.propagate = True
+    yield
+    logger.propagate = False

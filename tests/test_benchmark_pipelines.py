@@ -7,11 +7,11 @@ import json
 import pycolmap
 import pytest
 
+from sfm_reweight.pipelines import aachen_v1_1, inloc
 from sfm_reweight.eval.localization import evaluate
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 
-from conftest import load_pipeline
 from helpers.mini_datasets import make_aachen, make_inloc
 
 
@@ -21,7 +21,7 @@ def as_rigid(truth):
 
 def test_aachen_pipeline(tmp_path):
     truth = make_aachen(tmp_path / "aachen_v1.1")
-    aachen = load_pipeline("aachen_v1_1")
+    aachen = aachen_v1_1
     outputs = tmp_path / "outputs"
     # hloc's 12 px RANSAC threshold is for Aachen's 1600-px photos: at 640 px it lets two wrong
     # correspondences of a 70-point query into the pose (0.37 m off); 4 px is the same tolerance here
@@ -40,7 +40,6 @@ def test_aachen_pipeline(tmp_path):
 
 def test_inloc_pipeline(tmp_path):
     truth = make_inloc(tmp_path / "inloc")
-    inloc = load_pipeline("inloc")
     outputs = tmp_path / "outputs"
     summary = inloc.main(tmp_path / "inloc", outputs, matcher="sift", num_loc=4)
     results = outputs / "InLoc_hloc_sift_vlad-xfeat4.txt"
@@ -51,6 +50,6 @@ def test_inloc_pipeline(tmp_path):
 
 def test_pipelines_name_the_layout_when_a_folder_is_missing(tmp_path):
     with pytest.raises(InputError, match="datasets/aachen_v1.1/README.md"):
-        load_pipeline("aachen_v1_1").main(tmp_path, tmp_path / "out", matcher="sift")
+        aachen_v1_1.main(tmp_path, tmp_path / "out", matcher="sift")
     with pytest.raises(InputError, match="datasets/inloc/README.md"):
-        load_pipeline("inloc").main(tmp_path, tmp_path / "out", matcher="sift")
+        inloc.main(tmp_path, tmp_path / "out", matcher="sift")

@@ -52,12 +52,12 @@ def test_an_unknown_conf_key_is_one_line(scene, tmp_path):
     images, pairs = scene
     code = (
         "import sys; from pathlib import Path; from sfm_reweight import cli, match_dense; "
-        "cli.run(match_dense.main, {'name': 'eloftr_lite', 'matcher': {'model': {'bogus_key': 1}}}, "
-        "Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))"
+        "cli.run(match_dense.main, conf={'name': 'eloftr_reweight_lite', 'model': {'network': {'model': {'bogus_key': 1}}}}, "
+        "pairs=Path(sys.argv[1]), image_dir=Path(sys.argv[2]), export_dir=Path(sys.argv[3]))"
     )
     process = run_python(["-c", code, str(pairs), str(images), str(tmp_path / "out")])
     line = error_line(process)
-    assert "unknown key 'bogus_key' in configuration eloftr_lite.matcher.model" in line
+    assert "unknown key 'bogus_key' in matcher configuration lite.model" in line
 
 
 def test_run_exits_on_one_line_and_lets_bugs_through():

@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import test_match_dense as md  # noqa: E402
-from sfm_reweight import extract_global, match_dense, matching  # noqa: E402
+from sfm_reweight import extract_global, match_dense  # noqa: E402
 from sfm_reweight.image_io import write_image_atomic  # noqa: E402
 from sfm_reweight.scenes.sample_data import sample_photo  # noqa: E402
 from sfm_reweight.io import list_h5_names  # noqa: E402
@@ -62,7 +62,7 @@ def photo_views(image_dir: Path, count: int) -> list[str]:
 def test_cluster_writes_the_files_of_one_process(cluster, one_thread, tmp_path):
     names = photo_views(tmp_path / "images", 4)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
-    conf = {"name": "eloftr_xfeat", "matcher": {"resize_max": 240}, "chunk_size": 2}
+    conf = {"name": "eloftr_reweight", "preprocessing": {"resize_max": 240}, "chunk_size": 2}
     alone = match_dense.main(conf, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "alone")
     spread = match_dense.main({**conf, "cluster": {"address": cluster}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "cluster")
     for a, b in zip(alone, spread):
@@ -92,8 +92,8 @@ def test_a_killed_worker_costs_only_its_chunk(cluster, tmp_path, caplog, workers
     names = md.make_images(tmp_path / "images", 5)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
     log = tmp_path / "matched.txt"
-    conf = {"name": "eloftr_lite", "chunk_size": 2, "cluster": {"address": cluster, "workers": workers}}
-    raw = tmp_path / "cluster" / "matches-eloftr-lite_pairs.raw"
+    conf = {"name": "eloftr_reweight_lite", "chunk_size": 2, "cluster": {"address": cluster, "workers": workers}}
+    raw = tmp_path / "cluster" / "matches-eloftr-reweight-lite_pairs.raw"
     errors = []
 
     def run():
@@ -120,14 +120,14 @@ def test_a_killed_worker_costs_only_its_chunk(cluster, tmp_path, caplog, workers
     matched = [line.rsplit(" ", 1)[0] for line in log.read_text().splitlines()]
     assert len(set(matched)) == 10 and len(matched) <= 10 + 2  # at most the killed chunk was matched twice
     md.run_stub(str(tmp_path / "images"), str(tmp_path / "pairs.txt"), str(tmp_path / "alone"), 0.0)
-    for name in ("feats_matches-eloftr-lite.h5", "matches-eloftr-lite_pairs.h5"):
+    for name in ("feats_matches-eloftr-reweight-lite.h5", "matches-eloftr-reweight-lite_pairs.h5"):
         md.assert_same_files(tmp_path / "cluster" / name, tmp_path / "alone" / name)
 
 
 def test_an_error_of_the_work_ends_the_run_with_it(cluster, tmp_path):
     names = md.make_images(tmp_path / "images", 3)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
-    conf = {"name": "eloftr_lite", "cluster": {"address": cluster}}
+    conf = {"name": "eloftr_reweight_lite", "cluster": {"address": cluster}}
     stub = md.StubMatcher()
     stub.match_pairs = None  # not callable: the worker's TypeError comes back as it is
     with pytest.raises(TypeError):
@@ -139,10 +139,10 @@ def test_cluster_errors_are_one_line(cluster, tmp_path):
     names = md.make_images(tmp_path / "images", 3)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
     with pytest.raises(ClusterError, match=r"^cannot connect to the Ray cluster at '127.0.0.1:1': .*refused") as unreachable:
-        match_dense.main({"name": "eloftr_lite", "cluster": {"address": "127.0.0.1:1"}}, tmp_path / "pairs.txt",
+        match_dense.main({"name": "eloftr_reweight_lite", "cluster": {"address": "127.0.0.1:1"}}, tmp_path / "pairs.txt",
                          tmp_path / "images", tmp_path / "out", matcher=md.StubMatcher())
     with pytest.raises(ClusterError, match=r"room for 2 workers of 1 CPUs and 0 GPUs, not 3") as no_room:
-        match_dense.main({"name": "eloftr_lite", "cluster": {"address": cluster, "workers": 3}}, tmp_path / "pairs.txt",
+        match_dense.main({"name": "eloftr_reweight_lite", "cluster": {"address": cluster, "workers": 3}}, tmp_path / "pairs.txt",
                          tmp_path / "images", tmp_path / "out", matcher=md.StubMatcher())
     assert "\n" not in str(unreachable.value) and "\n" not in str(no_room.value)
 
@@ -165,5 +165,5 @@ def test_a_worker_without_the_image_folder_names_it(tmp_path):
 def test_sift_is_not_sent_to_a_cluster(tmp_path):
     names = md.make_images(tmp_path / "images", 2)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
-    with pytest.raises(InputError, match="--cluster does not apply to --matcher sift"):
-        matching.match("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path, cluster={"address": "local"})
+    with pytest.raises(InputError, match="conf 'sift' extracts keypoints here; a cluster is for dense matchers"):
+        match_dense.main({"name": "sift", "cluster": {"address": "local"}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path)

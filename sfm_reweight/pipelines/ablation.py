@@ -5,19 +5,19 @@ synthetic and, for `xfeat_mix`, of the real Oxford validation pairs) and on thre
 px: Oxford affine (homography AUC@5 px, --enlarge), Middlebury (pose AUC@10 deg, --enlarge,
 --repeats 5) and fountain-P11 pairs (pose AUC@5 deg, --repeats 5), SIFT beside them.
 
-    python pipelines/ablation.py --base xfeat_mix --steps 400 --seeds 0 1 --output outputs/ablation-xfeat
+    sfm-reweight ablation --base xfeat_mix --steps 400 --seeds 0 1 --output outputs/ablation-xfeat
     # every run starts from XFeat's pretrained backbone under a neutral transformer (the recipe's init)
-    python pipelines/ablation.py --base lite_mix --steps 3000 --output outputs/ablation
+    sfm-reweight ablation --base lite_mix --steps 3000 --output outputs/ablation
     # interrupted? the same command resumes each run where it stopped; finished runs are only scored
-    python pipelines/ablation.py --steps 400 --base lite_mix_large --init-from lite.pt --output outputs/ablation-ft
+    sfm-reweight ablation --steps 400 --base lite_mix_large --init_from lite.pt --output outputs/ablation-ft
     # fine-tuning instead: every run starts from lite.pt's network as plain EfficientLoFTR (its
     # gates and calibration dropped, each mode's own at identity), so all four start equal
 
 Seed s sets the run's `seed` (the random initialisation) to s and its data seed to the recipe's
 plus s (other pairs in another order). Writes OUTPUT/<mode>/seed<s>/ (training runs and weights),
 OUTPUT/results.json and OUTPUT/table.md (per mode the mean over the seeds, each seed's value in
-brackets), and prints the table. The real-data scores run pipelines/homography.py and
-pipelines/relative_pose.py (their results.json files stay under OUTPUT/eval/).
+brackets), and prints the table. The real-data scores run sfm_reweight/pipelines/homography.py and
+sfm_reweight/pipelines/relative_pose.py (their results.json files stay under OUTPUT/eval/).
 """
 
 import json

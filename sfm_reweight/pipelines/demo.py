@@ -1,9 +1,9 @@
 """The main demo: match one image pair, draw the matches and matchability maps, and score the
 matches against a known homography when there is one.
 
-    python pipelines/demo.py                                   # embedded sample pair, outputs/demo/
-    python pipelines/demo.py --image0 a.jpg --image1 b.jpg     # your pair (no ground truth)
-    python pipelines/demo.py --image0 a.ppm --image1 b.ppm --homography H_1_2   # HPatches-style
+    sfm-reweight demo                                   # embedded sample pair, outputs/demo/
+    sfm-reweight demo --image0 a.jpg --image1 b.jpg     # your pair (no ground truth)
+    sfm-reweight demo --image0 a.ppm --image1 b.ppm --homography H_1_2   # HPatches-style
 
 Writes `matches.png`, `matchability.png` and `summary.json` to the output folder and prints a
 one-paragraph summary. With ground truth it reports the fraction of matches whose keypoint1 lies

@@ -1,8 +1,8 @@
 """InLoc (hloc's InLoc method, our matcher): queries matched to retrieved database cutouts, whose
 keypoints are lifted to 3D by the cutouts' scan points, one PnP per query.
 
-    python pipelines/inloc.py --dataset datasets/inloc --outputs outputs/inloc \\
-        [--matcher eloftr_xfeat] [--num_loc 40] [--loc_pairs pairs-query-netvlad40-temporal.txt]
+    sfm-reweight inloc --dataset datasets/inloc --outputs outputs/inloc \\
+        [--matcher eloftr_reweight] [--num_loc 40] [--loc_pairs pairs-query-netvlad40-temporal.txt]
 
 The dataset layout is in datasets/inloc/README.md; image names are relative to the dataset folder
 (`query/iphone7/IMG_0731.JPG`, `database/cutouts/DUC1/024/DUC_cutout_024_0_0.jpg`), as in hloc's

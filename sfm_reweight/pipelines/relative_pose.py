@@ -1,11 +1,11 @@
 """Relative-pose benchmark: several matchers side by side on the same pairs, at the same resolution.
 
-    python pipelines/relative_pose.py --dataset strecha --root DATA/strecha_fountain_p11
-    python pipelines/relative_pose.py --dataset middlebury --root DATA/middlebury_mview
-    python pipelines/relative_pose.py --dataset megadepth1500 \\
+    sfm-reweight relative_pose --dataset strecha --root DATA/strecha_fountain_p11
+    sfm-reweight relative_pose --dataset middlebury --root DATA/middlebury_mview
+    sfm-reweight relative_pose --dataset megadepth1500 \\
         --index assets/megadepth_test_1500_scene_info --root data/megadepth/test --repeats 5
-    python pipelines/relative_pose.py --dataset scannet1500 --index assets/scannet_test_1500 --root data/scannet/test
-    python pipelines/relative_pose.py --dataset pairs --index pairs_with_gt.txt --root images/
+    sfm-reweight relative_pose --dataset scannet1500 --index assets/scannet_test_1500 --root data/scannet/test
+    sfm-reweight relative_pose --dataset pairs --index pairs_with_gt.txt --root images/
     ... --matchers ours sift "ours:conf=full,weights=eloftr_outdoor.ckpt,reweight=both,label=ours-full" \\
         --eloftr-weights eloftr_outdoor.ckpt --resize 1024 --ransac lo-ransac
 

@@ -1,5 +1,5 @@
 """Training recipes: the named training configurations (`confs`), chained stage by stage with
---init-from, each a resolved model configuration, the data mix, the schedule, the loss weights and
+--init_from, each a resolved model configuration, the data mix, the schedule, the loss weights and
 the validation settings; `python -m sfm_reweight.train.trainer --conf NAME` runs one."""
 
 import dataclasses
@@ -25,7 +25,7 @@ def pair_options(dataclass_type) -> dict:
 confs = {
     "lite_homography": {
         "model": resolve_model_conf("lite"),  # a model configuration (model/config.py), resolved
-        # weights the run starts from (a path, a shipped name, or "xfeat"); --init-from overrides
+        # weights the run starts from (a path, a shipped name, or "xfeat"); --init_from overrides
         "init_from": None,
         # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
         # fields of HomographyPairConf / SyntheticPairConf but size and seed; megadepth, scannet: data_mix.py
@@ -70,7 +70,7 @@ confs = {
         "deterministic": True,
     },
 }
-# The lite chain, each stage started with --init-from the previous one's weights; what each
+# The lite chain, each stage started with --init_from the previous one's weights; what each
 # stage measured: docs/training_lite.md.
 # Homography pairs (planar, any rotation and zoom) and rendered 3D scenes (parallax, occlusion).
 confs["lite_mix"] = merge(confs["lite_homography"], {"data": {"mix": {"homography": 0.5, "synthetic": 0.5}}})
@@ -103,7 +103,7 @@ confs["xfeat_mix"] = merge(
     {"model": resolve_model_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
      "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
 )
-# lite_mix_large_long on a GPU (pipelines/device_training.sh), --init-from the shipped lite weights:
+# lite_mix_large_long on a GPU (scripts/device_training.sh), --init_from the shipped lite weights:
 # 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below the full
 # 1.2e-3 (a fine-tuning), no bitwise determinism (CUDA's deterministic scatter is slow). The device
 # script sets --steps to what its time limit allows at the measured speed, so that the schedule
