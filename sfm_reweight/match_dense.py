@@ -164,7 +164,7 @@ def resolve_conf(conf: str | dict) -> dict[str, Any]:
     """A conf of `confs` (a name, or a dict overlaid on the one it names with "name"), its model
     section completed and checked by its matcher module. An hloc conf (hloc's own names and
     preprocessing) is refused with one line saying what to write."""
-    if isinstance(conf, dict) and "name" not in conf and "model" in conf:
+    if isinstance(conf, dict) and "name" not in conf and {"output", "model"} <= conf.keys():
         raise ConfError(
             "an hloc-style conf without a name: pass one of ours by name (e.g. 'eloftr_reweight') or"
             " {'name': NAME, key: value}; to match inside hloc, `import sfm_reweight.hloc` and use hloc's"
@@ -208,7 +208,8 @@ def build_pair_matcher(conf: dict, identity: str | None = None) -> matchers.Pair
         raise InputError(f"match_dense: conf {conf['name']!r}: {err}") from None
     if identity is not None and matcher.fingerprint != identity:
         raise InputError(
-            f"{conf['model'].get('weights')}: on {socket.gethostname()} these are other weights than the driver's ({identity[:12]}...)"
+            f"{matcher.info.get('weights') or conf['name']}: on {socket.gethostname()} these are other weights than the"
+            f" driver's (sha256 {identity[:12]}...)"
         )
     return matcher
 

@@ -253,8 +253,9 @@ def test_demo_main_on_tiny_files(demo, tmp_path, capsys):
         cv2.imwrite(str(tmp_path / name), gray)
     out = tmp_path / "demo"
     argv = ["--image0", str(tmp_path / "a.png"), "--image1", str(tmp_path / "b.png"), "--weights", "none"]
-    summary = demo.main(argv + ["--output", str(out)])
-    assert set(json.loads((out / "summary.json").read_text())) == SUMMARY_KEYS
+    demo.command(argv + ["--output", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
     assert summary["ground_truth"] is None
     printed = capsys.readouterr().out
     assert "No ground truth" in printed and "summary.json" in printed
