@@ -45,7 +45,7 @@ def run_row(kind: str, workers: int, image_dir: Path | None, resize: int, driver
             images = image_dir or render_demo_scene(root / "scene")
             pairs = root / "pairs.txt"
             pairs_from_exhaustive.main(pairs, image_dir=images)
-            conf, matcher = {"name": "eloftr_reweight", "matcher": {"resize_max": resize}, "cluster": cluster}, None
+            conf, matcher = {"name": "eloftr_reweight", "preprocessing": {"resize_max": resize}, "cluster": cluster}, None
         else:
             pairs = match_dense_memory.make_inputs(root, driver_pairs)
             images = root / "images"

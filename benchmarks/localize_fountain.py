@@ -10,13 +10,11 @@ which aligns the map to the ground-truth cameras and scores the queries.
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
-from localize import main as localize  # noqa: E402
+from sfm_reweight.pipelines.localize import main as localize
 
 QUERIES = ("0002.jpg", "0005.jpg", "0008.jpg")
 UNRELATED = "sacre_coeur/mapping/02928139_3448003521.jpg"
@@ -44,7 +42,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.data is None or not (args.data / "strecha_fountain_p11").is_dir():
         sys.exit("error: give --data (or set SFM_REWEIGHT_DATA): a folder with strecha_fountain_p11 and sacre_coeur")
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     map_dir, query_dir = split(args.data, args.output / "photos")
     gt = args.data / "strecha_fountain_p11" / "gt_dense_cameras"
     rows = {}

@@ -12,18 +12,14 @@ hierarchical mapper's largest cluster (its default, 500, would keep a few hundre
 
 import argparse
 import json
-import logging
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
-from reconstruct import make_pairs  # noqa: E402
-
-from sfm_reweight import matching, reconstruction  # noqa: E402
-from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres  # noqa: E402
-from sfm_reweight.scenes import demo_scene  # noqa: E402
-from sfm_reweight.utils.pairs import list_images  # noqa: E402
+from sfm_reweight import match_dense, reconstruction
+from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
+from sfm_reweight.pipelines.reconstruct import make_pairs
+from sfm_reweight.scenes import demo_scene
+from sfm_reweight.utils.pairs import list_images
 
 
 def main() -> None:
@@ -35,14 +31,13 @@ def main() -> None:
     parser.add_argument("--leaf_images", type=int, default=50)
     parser.add_argument("--output", type=Path, default=Path("outputs/mapping-scale"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     scene = args.output / "tour"
     images = demo_scene.render_views(scene, demo_scene.tour_cameras(args.views))
     names = list_images(images)
     pairs = args.output / "pairs.txt"
     make_pairs(pairs, images, names, args.output, "retrieval", args.num_matched)
     start = time.time()
-    features, matches = matching.match(args.matcher, pairs, images, args.output)
+    features, matches = match_dense.main(args.matcher, pairs, images, args.output)
     matching_seconds = time.time() - start
     truth = read_camera_centres(scene / "gt_cameras")
     rows = {}

@@ -11,14 +11,10 @@ Runs resume (reconstruct.py reuses finished matches), so an interrupted benchmar
 
 import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
-from reconstruct import main as reconstruct  # noqa: E402
-
-from sfm_reweight.scenes import demo_scene  # noqa: E402
+from sfm_reweight.pipelines.reconstruct import main as reconstruct
+from sfm_reweight.scenes import demo_scene
 
 
 def main() -> None:
@@ -28,7 +24,6 @@ def main() -> None:
                         help="pairs settings: exhaustive, retrieval:K or vocab_tree:K")
     parser.add_argument("--output", type=Path, default=Path("outputs/retrieval-sfm"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     scene = args.output / "tour"
     images = demo_scene.render_views(scene, demo_scene.tour_cameras())
     rows = {}
