@@ -3,7 +3,8 @@ but 0002, 0005 and 0008) and those three queries, plus a photo of an unrelated s
 that must be reported as not localized. Each matcher builds its own map with sfm_reweight/pipelines/localize.py,
 which aligns the map to the ground-truth cameras and scores the queries.
 
-    python benchmarks/localize_fountain.py --data /path/to/shared/data [--matchers eloftr_reweight sift] [--output outputs/loc-fountain]
+    python benchmarks/localize_fountain.py --data /path/to/shared/data \\
+        [--matchers eloftr_reweight sift] [--output outputs/loc-fountain]
 
 `--data` defaults to $SFM_REWEIGHT_DATA. The photos are linked in place, never copied.
 """
@@ -53,13 +54,25 @@ def main() -> None:
         errors = s["ground_truth"]["errors"]
         for q in (*QUERIES, "unrelated.jpg"):
             e = errors.get(q)
-            cells = ("not localized", "") if q in s["failed"] else (f"{e['position']:.4f}", f"{e['rotation_deg']:.3f}") if e else ("-", "-")
-            print(f"| {matcher} | {s['map_registered']}/{s['map_images']} | {s['localized']}/{s['queries']} | {q} | {cells[0]} | {cells[1]}"
-                  f" | {s['inliers'][q]} |")
+            cells = (
+                ("not localized", "")
+                if q in s["failed"]
+                else (f"{e['position']:.4f}", f"{e['rotation_deg']:.3f}")
+                if e
+                else ("-", "-")
+            )
+            print(
+                f"| {matcher} | {s['map_registered']}/{s['map_images']} | {s['localized']}/{s['queries']} | {q}"
+                f" | {cells[0]} | {cells[1]}"
+                f" | {s['inliers'][q]} |"
+            )
     for matcher, s in rows.items():
         gt_scores = s["ground_truth"]
-        print(f"{matcher}: recall {json.dumps(gt_scores['recall'])}, median position {gt_scores['median_position_error']:.4f} m,"
-              f" rotation {gt_scores['median_rotation_error']:.3f} deg; {s['seconds']} s")
+        print(
+            f"{matcher}: recall {json.dumps(gt_scores['recall'])},"
+            f" median position {gt_scores['median_position_error']:.4f} m,"
+            f" rotation {gt_scores['median_rotation_error']:.3f} deg; {s['seconds']} s"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=150)
     parser.add_argument("--num_matched", type=int, default=10)
     parser.add_argument("--matcher", default="eloftr_reweight")
-    parser.add_argument("--mappers", nargs="+", default=["incremental", "global", "hierarchical"], choices=sorted(reconstruction.confs))
+    parser.add_argument(
+        "--mappers", nargs="+", default=["incremental", "global", "hierarchical"], choices=sorted(reconstruction.confs)
+    )
     parser.add_argument("--leaf_images", type=int, default=50)
     parser.add_argument("--output", type=Path, default=Path("outputs/mapping-scale"))
     args = parser.parse_args()
@@ -46,13 +48,27 @@ def main() -> None:
         if mapper == "hierarchical":
             conf["mapper_options"] = {"clustering_options": {"leaf_max_num_images": args.leaf_images}}
         start = time.time()
-        model = reconstruction.main(conf, args.output / f"sfm-{mapper}", images, pairs, features, matches, image_list=names)
+        model = reconstruction.main(
+            conf, args.output / f"sfm-{mapper}", images, pairs, features, matches, image_list=names
+        )
         seconds = time.time() - start
-        errors = camera_centre_errors(model, truth)[0] if model is not None else {"registered": 0, "median": None, "max": None}
-        rows[mapper] = {"seconds": seconds, "registered": errors["registered"], "median": errors["median"], "max": errors["max"],
-                        "points": model.num_points3D() if model is not None else 0}
+        errors = (
+            camera_centre_errors(model, truth)[0]
+            if model is not None
+            else {"registered": 0, "median": None, "max": None}
+        )
+        rows[mapper] = {
+            "seconds": seconds,
+            "registered": errors["registered"],
+            "median": errors["median"],
+            "max": errors["max"],
+            "points": model.num_points3D() if model is not None else 0,
+        }
         (args.output / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"{len(names)} views, {args.num_matched} retrieval pairs per view, {args.matcher}: matching {matching_seconds:.0f} s")
+    print(
+        f"{len(names)} views, {args.num_matched} retrieval pairs per view,"
+        f" {args.matcher}: matching {matching_seconds:.0f} s"
+    )
     print("| mapper | seconds | registered | points | camera centres, median / max (m) |")
     print("|---|---:|---:|---:|---|")
     for mapper, r in rows.items():

@@ -88,7 +88,9 @@ def run_row(num_pairs: int) -> dict:
         reset_peak_rss()
         baseline = rss_mib("VmRSS")
         start = time.time()
-        features, matches = match_dense.main("eloftr_reweight_lite", pairs, root / "images", root / "out", matcher=StubMatcher())
+        features, matches = match_dense.main(
+            "eloftr_reweight_lite", pairs, root / "images", root / "out", matcher=StubMatcher()
+        )
         seconds = time.time() - start
         peak = rss_mib("VmHWM") - baseline
         with h5py.File(features) as f:
@@ -124,15 +126,22 @@ def main() -> None:
     for n in args.pairs:
         out = subprocess.run([sys.executable, __file__, "--row", str(n)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("| pairs | images | raw matches MiB | peak RSS increase MiB | time s | matches written | features MiB | matches MiB |")
+    print(
+        "| pairs | images | raw matches MiB | peak RSS increase MiB | time s"
+        " | matches written | features MiB | matches MiB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['pairs']} | {r['images']} | {r['raw_mib']:.1f} | {r['peak_rss_increase_mib']:.1f} | {r['seconds']:.1f}"
+            f"| {r['pairs']} | {r['images']} | {r['raw_mib']:.1f} | {r['peak_rss_increase_mib']:.1f}"
+            f" | {r['seconds']:.1f}"
             f" | {r['matches_written']} | {r['features_mib']:.1f} | {r['matches_mib']:.1f} |"
         )
-    print(f"\nRSS after imports: {rows[0]['baseline_rss_mib']:.0f} MiB; stub matcher, {MATCHES} matches per pair, "
-          f"{WIDTH}x{HEIGHT} images, sequential pairs (window {WINDOW}), conf eloftr_reweight_lite (cell 1 px, max_kps 8192)")
+    print(
+        f"\nRSS after imports: {rows[0]['baseline_rss_mib']:.0f} MiB; stub matcher, {MATCHES} matches per pair, "
+        f"{WIDTH}x{HEIGHT} images, sequential pairs (window {WINDOW}),"
+        " conf eloftr_reweight_lite (cell 1 px, max_kps 8192)"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

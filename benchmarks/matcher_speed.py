@@ -75,12 +75,16 @@ class RowSpec:
         return f"{self.implementation}-{self.model}-{self.reweight}-{'fused' if self.fused else 'unfused'}"
 
 
-ALL_ROWS = [RowSpec("official", "full", "off", fused) for fused in (False, True)] + [
-    RowSpec("ours", model, reweight, fused)
-    for model in ("full", "lite")
-    for reweight in ("off", "both")
-    for fused in (False, True)
-] + [RowSpec("ours", model, "both", fused) for model in ("xfeat", "xfeat-exhaustive") for fused in (False, True)]
+ALL_ROWS = (
+    [RowSpec("official", "full", "off", fused) for fused in (False, True)]
+    + [
+        RowSpec("ours", model, reweight, fused)
+        for model in ("full", "lite")
+        for reweight in ("off", "both")
+        for fused in (False, True)
+    ]
+    + [RowSpec("ours", model, "both", fused) for model in ("xfeat", "xfeat-exhaustive") for fused in (False, True)]
+)
 ALL_ROWS += [RowSpec("xfeat*", "xfeat", "off", False)]
 ROWS_BY_NAME = {spec.name: spec for spec in ALL_ROWS}
 # the xfeat network without its inference shortcuts: every cell matched, the whole-image FPN

@@ -15,7 +15,8 @@ Each method runs in a fresh process: seconds per image for the whole stage (mode
 or tree learning included), and its peak resident memory above the RSS after the imports (Linux
 VmHWM, reset through /proc/self/clear_refs).
 
-    python benchmarks/retrieval.py --set pool --data /path/to/shared/data [--methods vlad_xfeat vocab_tree] [--json out.json]
+    python benchmarks/retrieval.py --set pool --data /path/to/shared/data \\
+        [--methods vlad_xfeat vocab_tree] [--json out.json]
     python benchmarks/retrieval.py --set tour
 """
 
@@ -108,7 +109,9 @@ def tour_set(output: Path, min_overlap: float) -> tuple[Path, dict[str, set[str]
     images = demo_scene.render_views(output, views, depth=True)
     names = sorted(p.name for p in images.iterdir())
     overlap = covisibility(views, [np.load(output / "depth" / f"{n}.npy") for n in names])
-    return images, {n: {names[j] for j in np.nonzero(overlap[i] >= min_overlap)[0] if j != i} for i, n in enumerate(names)}
+    return images, {
+        n: {names[j] for j in np.nonzero(overlap[i] >= min_overlap)[0] if j != i} for i, n in enumerate(names)
+    }
 
 
 def main() -> None:
@@ -116,9 +119,13 @@ def main() -> None:
     parser.add_argument("--set", choices=("pool", "tour"), default="pool")
     parser.add_argument("--data", type=Path, default=os.environ.get("SFM_REWEIGHT_DATA"))
     parser.add_argument("--output", type=Path, default=Path("outputs/tour"), help="tour: where the views are rendered")
-    parser.add_argument("--min_overlap", type=float, default=0.1, help="tour: the share of an image's surface a relevant view sees")
+    parser.add_argument(
+        "--min_overlap", type=float, default=0.1, help="tour: the share of an image's surface a relevant view sees"
+    )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--conf", type=json.loads, default={}, help='JSON overrides of every method\'s conf, e.g. \'{"seed": 1}\'')
+    parser.add_argument(
+        "--conf", type=json.loads, default={}, help="JSON overrides of every method's conf, e.g. '{\"seed\": 1}'"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "POOL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,18 +141,45 @@ def main() -> None:
         else:
             images, relevant = tour_set(args.output, args.min_overlap)
         for method in args.methods:
-            command = [sys.executable, __file__, "--worker", method, str(images), str(out), "--conf", json.dumps(args.conf)]
-            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-            rows.append({"method": method, **recalls(Path(result["pairs"]), relevant),
-                         "s/image": result["seconds"] / len(relevant), "peak MiB": result["peak_mib"]})
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                method,
+                str(images),
+                str(out),
+                "--conf",
+                json.dumps(args.conf),
+            ]
+            result = json.loads(
+                subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            )
+            rows.append(
+                {
+                    "method": method,
+                    **recalls(Path(result["pairs"]), relevant),
+                    "s/image": result["seconds"] / len(relevant),
+                    "peak MiB": result["peak_mib"],
+                }
+            )
         rows.append({"method": "ceiling", **ceiling(relevant), "s/image": float("nan"), "peak MiB": float("nan")})
 
-    what = f"{len(SCENES)} scenes ({', '.join(SCENES)})" if args.set == "pool" else f"the rendered tour, overlap >= {args.min_overlap:g}"
+    what = (
+        f"{len(SCENES)} scenes ({', '.join(SCENES)})"
+        if args.set == "pool"
+        else f"the rendered tour, overlap >= {args.min_overlap:g}"
+    )
     print(f"{len(relevant)} images, {what}")
     print(f"{'method':<14}" + "".join(f"{key:>10}" for key in rows[0] if key != "method"))
     for row in rows:
-        print(f"{row['method']:<14}" + "".join(f"{value:>10.3f}" if key.startswith("R@") else f"{value:>10.2f}"
-                                               for key, value in row.items() if key != "method"))
+        print(
+            f"{row['method']:<14}"
+            + "".join(
+                f"{value:>10.3f}" if key.startswith("R@") else f"{value:>10.2f}"
+                for key, value in row.items()
+                if key != "method"
+            )
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

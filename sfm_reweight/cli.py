@@ -9,10 +9,14 @@ and the console script `sfm-reweight COMMAND ...` over every stage's `command`.
 import argparse
 import ast
 import importlib
+import inspect
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from .utils.conf import overlay
 from .utils.errors import InputError, SfmReweightError
 
 # command -> module with a `command(argv)`; the stages are also `python -m sfm_reweight.<module>`
@@ -77,16 +81,77 @@ def parser(
     if confs is not None:
         out.add_argument("--conf", default=default or next(iter(confs)), choices=list(confs))
         out.add_argument(
-            "--options", nargs="+", default=[], metavar="KEY=VALUE",
+            "--options",
+            nargs="+",
+            default=[],
+            metavar="KEY=VALUE",
             help="settings overlaid on the conf; dotted keys nest, values are Python literals (e.g. max_kps=4096)",
         )
     if overwrite:
         out.add_argument("--overwrite", action="store_true", help="redo the work instead of reusing what is there")
     if weights:
         group = out.add_mutually_exclusive_group()
-        group.add_argument("--weights", help="our matcher's weights: a shipped name or a checkpoint path (default: the shipped ones)")
-        group.add_argument("--random_weights", action="store_true", help="our matcher with random weights (meaningless matches, for tests)")
+        group.add_argument(
+            "--weights", help="our matcher's weights: a shipped name or a checkpoint path (default: the shipped ones)"
+        )
+        group.add_argument(
+            "--random_weights",
+            action="store_true",
+            help="our matcher with random weights (meaningless matches, for tests)",
+        )
     return out
+
+
+def add_signature_arguments(
+    parser: argparse.ArgumentParser, main: Callable[..., Any], skip: Sequence[str] = (), help: dict[str, str] | None = None
+) -> list[str]:
+    """One option per parameter of `main` (but "conf" and `skip`), named as the parameter, typed by
+    its annotation (`Path`, `int`, `float`, `str`; a `bool` is a switch; `X | Sequence[X]` takes
+    several), required where it has no default; returns the parameters added."""
+    hints = typing.get_type_hints(main)
+    added = []
+    for name, param in inspect.signature(main).parameters.items():
+        if name in ("conf", *skip) or name in {a.dest for a in parser._actions}:
+            continue
+        kinds = [t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None)]
+        kwargs: dict[str, Any] = {"help": (help or {}).get(name)}
+        if kinds[0] is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = kinds[0] if kinds[0] in (Path, int, float, str) else Path
+            several = [t for t in kinds[1:] if typing.get_origin(t) in (Sequence, list) and typing.get_args(t) == (kinds[0],)]
+            if several:
+                kwargs["nargs"] = "+"
+            kwargs["required"] = param.default is inspect.Parameter.empty
+        parser.add_argument(f"--{name}", **kwargs)
+        added.append(name)
+    return added
+
+
+def command(
+    main: Callable[..., Any],
+    doc: str | None,
+    argv: list[str] | None,
+    confs: dict[str, dict] | None = None,
+    default: str | None = None,
+    help: dict[str, str] | None = None,
+    extend: Callable[[argparse.ArgumentParser], None] | None = None,
+    conf_extra: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+    skip: Sequence[str] = (),
+) -> Any:
+    """A stage's command line from its `main`: the shared options (`--conf` and `--options` where
+    there are `confs`) and one option per parameter (`add_signature_arguments`), `extend` adding
+    the stage's own; runs `main` with keyword arguments (`run`), the conf overlaid by `conf_extra(args)`."""
+    out = parser(doc, confs, default)
+    if extend is not None:
+        extend(out)
+    names = add_signature_arguments(out, main, skip, help)
+    args = out.parse_args(argv)
+    kwargs = {name: getattr(args, name) for name in names}
+    if confs is not None:
+        conf = conf_from_args(args)
+        kwargs["conf"] = overlay(conf, conf_extra(args)) if conf_extra else conf
+    return run(main, **kwargs)
 
 
 def conf_from_args(args: argparse.Namespace, name: str = "conf", options: str = "options") -> dict[str, Any]:

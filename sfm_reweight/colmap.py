@@ -133,7 +133,10 @@ def import_features(
     if stats["images_without_keypoints"] or stats["pairs_without_matches"]:
         logger.warning(
             "%d images have no keypoints in %s and %d pairs no matches in %s (skipped: unreadable images at matching?)",
-            stats["images_without_keypoints"], features, stats["pairs_without_matches"], matches,
+            stats["images_without_keypoints"],
+            features,
+            stats["pairs_without_matches"],
+            matches,
         )
     return stats
 
@@ -215,7 +218,8 @@ MIN_POINTS_PER_IMAGE = 30
 def weakly_registered(reconstruction: pycolmap.Reconstruction, min_points: int = MIN_POINTS_PER_IMAGE) -> list[str]:
     """Names of the registered images that observe fewer than `min_points` of the model's 3D points."""
     return sorted(
-        image.name for image in map(reconstruction.images.__getitem__, reconstruction.reg_image_ids())
+        image.name
+        for image in map(reconstruction.images.__getitem__, reconstruction.reg_image_ids())
         if image.num_points3D < min_points
     )
 

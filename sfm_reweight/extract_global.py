@@ -100,7 +100,8 @@ _base: dict[str, Any] = {
     "pca_dim": None,  # PCA-whitened dimension (at most a quarter of the codebook images); None: no PCA
     "seed": 0,
     "chunk_size": 256,  # images per committed write: what a kill can lose
-    "cluster": cluster.conf_defaults,  # where the images are described: here (address None) or on a Ray cluster (utils/cluster.py)
+    "cluster": cluster.conf_defaults,  # where the images are described: here (address None)
+    # or on a Ray cluster (utils/cluster.py)
 }
 confs: dict[str, dict[str, Any]] = {
     "vlad_xfeat": _base,
@@ -127,7 +128,9 @@ def load_xfeat_backbone(weights: str | Path = XFEAT_WEIGHTS) -> tuple[XFeatBackb
     mode on CPU, and the checkpoint's fingerprint (sha256 prefix); nothing else of the network is built."""
     path = resolve_weights(weights)
     state = read_checkpoint(path).get("state_dict", {})
-    backbone_state = {k.removeprefix(BACKBONE_PREFIX): v.float() for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    backbone_state = {
+        k.removeprefix(BACKBONE_PREFIX): v.float() for k, v in state.items() if k.startswith(BACKBONE_PREFIX)
+    }
     model = XFeatBackbone()
     if problems := fits(model, backbone_state):
         raise InputError(f"{path}: no XFeat backbone in the checkpoint: " + "; ".join(problems))
@@ -175,7 +178,9 @@ LOCAL_TYPES = {"xfeat": XFeatLocal, "rootsift": RootSiftLocal}
 def build_local(conf: dict) -> LocalFeatures:
     """The local extractor of a resolved conf's "local" section, one per process and settings."""
     if conf["type"] not in LOCAL_TYPES:
-        raise InputError(f"extract_global: local descriptor type {conf['type']!r}; expected one of {sorted(LOCAL_TYPES)}")
+        raise InputError(
+            f"extract_global: local descriptor type {conf['type']!r}; expected one of {sorted(LOCAL_TYPES)}"
+        )
     return _local_extractor(conf["type"], conf["resize_max"], conf["max_descriptors"])
 
 
@@ -224,7 +229,8 @@ def learn_whitening(vlads: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray
         # whitened to nearly n - 1 dimensions, the n training descriptors become equidistant: retrieval
         # among them is noise (four-scene pool, 53 images at dim 48: recall@1 0.43 instead of 1.0)
         raise InputError(
-            f"extract_global: pca_dim {dim} needs at least {IMAGES_PER_PCA_DIM * dim} codebook images, got {len(vlads)};"
+            f"extract_global: pca_dim {dim} needs at least {IMAGES_PER_PCA_DIM * dim} codebook images,"
+            f" got {len(vlads)};"
             " lower pca_dim or set it None"
         )
     mean = vlads.mean(0)
@@ -323,7 +329,13 @@ class DescribeImages:
     an earlier pass found `unreadable` (name -> reason), which are skipped without a second warning."""
 
     def __init__(
-        self, local_conf: dict, image_dir: Path, fingerprint: str, codebook: "Codebook | None", sample: int, seed: int,
+        self,
+        local_conf: dict,
+        image_dir: Path,
+        fingerprint: str,
+        codebook: "Codebook | None",
+        sample: int,
+        seed: int,
         unreadable: dict[str, str],
     ):
         self.images = GrayImages(cluster.shared_folder(image_dir), "extract_global")
@@ -331,7 +343,9 @@ class DescribeImages:
         self.local = build_local(local_conf)
         if self.local.fingerprint != fingerprint:
             host = socket.gethostname()
-            raise InputError(f"extract_global on {host}: local descriptors {self.local.fingerprint}, the driver's {fingerprint}")
+            raise InputError(
+                f"extract_global on {host}: local descriptors {self.local.fingerprint}, the driver's {fingerprint}"
+            )
         self.codebook, self.sample, self.seed = codebook, sample, seed
 
     def __call__(self, chunk: Sequence[tuple[int, str]], progress: Callable[[int], None]) -> tuple[dict, dict]:
@@ -349,8 +363,15 @@ class DescribeImages:
 
 
 def describe(
-    conf: dict, image_dir: Path, names: Sequence[str], fingerprint: str, desc: str, failed: dict[str, str],
-    on_chunk: Callable[[list[str], dict[str, np.ndarray]], None], codebook: "Codebook | None" = None, sample: int = 0,
+    conf: dict,
+    image_dir: Path,
+    names: Sequence[str],
+    fingerprint: str,
+    desc: str,
+    failed: dict[str, str],
+    on_chunk: Callable[[list[str], dict[str, np.ndarray]], None],
+    codebook: "Codebook | None" = None,
+    sample: int = 0,
 ) -> None:
     """`DescribeImages` over `names` in chunks of conf["chunk_size"], here or on conf["cluster"]:
     `on_chunk(the chunk's names, its results)` as each finishes; unreadable images are added to
@@ -358,7 +379,14 @@ def describe(
     items = list(enumerate(names))
     chunks = [items[s : s + conf["chunk_size"]] for s in range(0, len(items), conf["chunk_size"])]
     work = functools.partial(
-        DescribeImages, conf["local"], Path(image_dir).resolve(), fingerprint, codebook, sample, conf["seed"], dict(failed)
+        DescribeImages,
+        conf["local"],
+        Path(image_dir).resolve(),
+        fingerprint,
+        codebook,
+        sample,
+        conf["seed"],
+        dict(failed),
     )
 
     def finished(i: int, result: tuple[dict, dict]) -> None:
@@ -376,15 +404,35 @@ def learn(image_dir: Path, names: Sequence[str], conf: dict, ident: dict, failed
     fingerprint = ident["local_fingerprint"]
     per_image = math.ceil(conf["codebook_descriptors"] / len(train))
     samples: dict[str, np.ndarray] = {}
-    describe(conf, image_dir, train, fingerprint, "extract_global: codebook", failed, lambda _, out: samples.update(out), sample=per_image)
+    describe(
+        conf,
+        image_dir,
+        train,
+        fingerprint,
+        "extract_global: codebook",
+        failed,
+        lambda _, out: samples.update(out),
+        sample=per_image,
+    )
     if not samples:
         raise InputError(f"{image_dir}: none of the {len(train)} codebook images could be read")
     rows = np.concatenate([samples[n] for n in train if n in samples])
     codebook = Codebook(learn_centroids(rows, conf["num_clusters"], conf["kmeans_iterations"], conf["seed"]), ident)
     if conf["pca_dim"] is not None:
         vlads: dict[str, np.ndarray] = {}
-        describe(conf, image_dir, train, fingerprint, "extract_global: whitening", failed, lambda _, out: vlads.update(out), codebook)
-        codebook.pca_mean, codebook.pca_projection = learn_whitening(np.stack([vlads[n] for n in train if n in vlads]), conf["pca_dim"])
+        describe(
+            conf,
+            image_dir,
+            train,
+            fingerprint,
+            "extract_global: whitening",
+            failed,
+            lambda _, out: vlads.update(out),
+            codebook,
+        )
+        codebook.pca_mean, codebook.pca_projection = learn_whitening(
+            np.stack([vlads[n] for n in train if n in vlads]), conf["pca_dim"]
+        )
     return codebook
 
 
@@ -431,7 +479,9 @@ def main(
     if not learned:
         book = Codebook.read(codebook or own)
         if diff := differences(book.identity, ident):
-            raise InputError(f"{codebook or own}: learned with other settings ({diff}); use the configuration it was learned with")
+            raise InputError(
+                f"{codebook or own}: learned with other settings ({diff}); use the configuration it was learned with"
+            )
     elif stored_codebook is not None:
         raise InputError(f"{global_path}: its codebook {own} is missing; {REUSE_HINT}")
     else:
@@ -459,13 +509,26 @@ def main(
     describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", failed, write, book)
 
     skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
-    source = f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}" if learned else f"from {codebook or own}"
+    source = (
+        f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}"
+        if learned
+        else f"from {codebook or own}"
+    )
     logger.info(
         "extract_global: %d images, %d described now (%d already in %s)%s; descriptor dim %d (VLAD of %d %s words%s),"
         " codebook %s; %.2f s per image; %.1f s in all.",
-        len(names), encoded, len(names) - len(todo), global_path.name, skipped, book.dim, len(book.centroids),
-        conf["local"]["type"], "" if book.pca_projection is None else ", PCA-whitened", source,
-        (time.time() - encode_start) / max(encoded, 1), time.time() - start_time,
+        len(names),
+        encoded,
+        len(names) - len(todo),
+        global_path.name,
+        skipped,
+        book.dim,
+        len(book.centroids),
+        conf["local"]["type"],
+        "" if book.pca_projection is None else ", PCA-whitened",
+        source,
+        (time.time() - encode_start) / max(encoded, 1),
+        time.time() - start_time,
     )
     return global_path
 
@@ -480,8 +543,13 @@ def command(argv: list[str] | None = None) -> None:
     cluster.add_arguments(parser, "describe")
     args = parser.parse_args(argv)
     cli.run(
-        main, conf={**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)}, image_dir=args.image_dir,
-        export_dir=args.export_dir, image_list=args.image_list, global_path=args.global_path, codebook=args.codebook,
+        main,
+        conf={**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)},
+        image_dir=args.image_dir,
+        export_dir=args.export_dir,
+        image_list=args.image_list,
+        global_path=args.global_path,
+        codebook=args.codebook,
         overwrite=args.overwrite,
     )
 

@@ -73,7 +73,11 @@ def warn_if_oversized(path: str | Path, size: tuple[int, int], long_side: int | 
     if long_side and max(size) > OVERSIZED * long_side:
         logger.warning(
             "%s: %dx%d px, shrunk %.1f times to the long side %d px it is processed at; views of other sizes may"
-            " not match it: give the photos similar sizes", path, *size, max(size) / long_side, long_side,
+            " not match it: give the photos similar sizes",
+            path,
+            *size,
+            max(size) / long_side,
+            long_side,
         )
 
 

@@ -60,7 +60,9 @@ def query_camera(width: int, height: int, focal_35mm: float) -> pycolmap.Camera:
     """SIMPLE_PINHOLE of a query image of `width` x `height` pixels: f = long side * focal_35mm / 36,
     principal point at the centre (COLMAP's convention: the image corner at 0)."""
     return pycolmap.Camera(
-        model="SIMPLE_PINHOLE", width=width, height=height,
+        model="SIMPLE_PINHOLE",
+        width=width,
+        height=height,
         params=[max(width, height) * focal_35mm / 36.0, width / 2.0, height / 2.0],
     )
 
@@ -84,7 +86,12 @@ def lift_keypoints(xyz: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, 
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     points = np.zeros((len(keypoints), 3))
     hits_nan = np.zeros(len(keypoints), bool)
-    for xi, yi, weight in ((x0, y0, (1 - fx) * (1 - fy)), (x1, y0, fx * (1 - fy)), (x0, y1, (1 - fx) * fy), (x1, y1, fx * fy)):
+    for xi, yi, weight in (
+        (x0, y0, (1 - fx) * (1 - fy)),
+        (x1, y0, fx * (1 - fy)),
+        (x0, y1, (1 - fx) * fy),
+        (x1, y1, fx * fy),
+    ):
         value = xyz[yi, xi].astype(np.float64)
         used = weight > 0
         hits_nan |= used & np.isnan(value).any(1)
@@ -100,7 +107,8 @@ def cutout_parts(name: str) -> tuple[str, str, str]:
     building, sep, rest = parts[-1].partition("_cutout_")
     if len(parts) < 3 or not sep or not rest.startswith(parts[-2] + "_"):
         raise InputError(
-            f"{name!r} is not an InLoc cutout name (database/cutouts/<floor>/<scan>/<building>_cutout_<scan>_<yaw>_<pitch>.jpg)"
+            f"{name!r} is not an InLoc cutout name"
+            " (database/cutouts/<floor>/<scan>/<building>_cutout_<scan>_<yaw>_<pitch>.jpg)"
         )
     return parts[-3], parts[-2], building
 
@@ -153,7 +161,9 @@ class Cutouts:
         self.xyz = functools.lru_cache(maxsize=8)(read_xyz)
 
     def _alignment(self, floor: str, scan: str, building: str) -> np.ndarray:
-        return read_alignment(self.dataset_dir / "database" / "alignments" / floor / "transformations" / f"{building}_trans_{scan}.txt")
+        return read_alignment(
+            self.dataset_dir / "database" / "alignments" / floor / "transformations" / f"{building}_trans_{scan}.txt"
+        )
 
     def points(self, name: str, keypoint_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points [K,3] of the cutout's keypoints `keypoint_ids` [K] and valid [K] (bool)."""
@@ -165,7 +175,9 @@ class Cutouts:
             raise InputError(f"{path}: XYZcut is {xyz.shape[1]}x{xyz.shape[0]} but the image is {size[0]}x{size[1]}")
         keypoints = read_keypoints(self.features, name)
         if len(keypoint_ids) and keypoint_ids.max() >= len(keypoints):
-            raise InputError(f"{self.features.filename}: {name!r} has {len(keypoints)} keypoints, fewer than its matches index")
+            raise InputError(
+                f"{self.features.filename}: {name!r} has {len(keypoints)} keypoints, fewer than its matches index"
+            )
         points, valid = lift_keypoints(xyz, keypoints[keypoint_ids])
         return points @ world_from_scan[:3, :3].T + world_from_scan[:3, 3], valid
 
@@ -192,7 +204,10 @@ def localize(
             skipped += 1
             continue
         if m[:, 0].max() >= len(keypoints):
-            raise InputError(f"{matches.filename}: matches of ({query!r}, {name!r}) index keypoints beyond the query's {len(keypoints)}")
+            raise InputError(
+                f"{matches.filename}: matches of ({query!r}, {name!r})"
+                f" index keypoints beyond the query's {len(keypoints)}"
+            )
         world, valid = cutouts.points(name, m[:, 1])
         num_matches += len(m)
         kp_ids.append(m[valid, 0])
@@ -208,9 +223,16 @@ def localize(
     kp_ids, db_kp_ids, db_index = (np.concatenate(a) for a in (kp_ids, db_kp_ids, db_index))
     pose, log = solve(keypoints[kp_ids], np.concatenate(points), db_index[:, None].tolist(), used, camera, conf)
     log.update(
-        db=used, num_matches=num_matches, cutouts_skipped=skipped, pairs_without_matches=missing,
-        correspondences={"keypoint_ids": kp_ids.tolist(), "db": db_index.tolist(), "db_keypoint_ids": db_kp_ids.tolist(),
-                         "inliers": log.pop("inliers")},
+        db=used,
+        num_matches=num_matches,
+        cutouts_skipped=skipped,
+        pairs_without_matches=missing,
+        correspondences={
+            "keypoint_ids": kp_ids.tolist(),
+            "db": db_index.tolist(),
+            "db_keypoint_ids": db_kp_ids.tolist(),
+            "inliers": log.pop("inliers"),
+        },
     )
     return pose, log
 
@@ -280,8 +302,13 @@ def command(argv: list[str] | None = None) -> None:
     add_hloc_flags(parser)
     args = parser.parse_args(argv)
     cli.run(
-        main, conf=overlay(cli.conf_from_args(args), hloc_flags(args)), dataset_dir=args.dataset_dir,
-        retrieval=args.retrieval, features=args.features, matches=args.matches, results=args.results,
+        main,
+        conf=overlay(cli.conf_from_args(args), hloc_flags(args)),
+        dataset_dir=args.dataset_dir,
+        retrieval=args.retrieval,
+        features=args.features,
+        matches=args.matches,
+        results=args.results,
     )
 
 

@@ -72,11 +72,16 @@ def estimate_pose(
     {"cam_from_world": Rigid3d, "num_inliers", "inlier_mask" [M]}, or None when RANSAC finds no pose."""
     if len(keypoints) < 3:  # P3P's minimal set
         return None
-    estimation = pycolmap.AbsolutePoseEstimationOptions(overlay({"ransac": {"random_seed": conf["seed"]}}, conf["estimation"]))
+    estimation = pycolmap.AbsolutePoseEstimationOptions(
+        overlay({"ransac": {"random_seed": conf["seed"]}}, conf["estimation"])
+    )
     refinement = pycolmap.AbsolutePoseRefinementOptions(conf["refinement"])
     return pycolmap.estimate_and_refine_absolute_pose(
         np.asarray(keypoints, np.float64) + 0.5,  # COLMAP's convention: the corner of the image at 0
-        np.asarray(points3D, np.float64), camera, estimation, refinement,
+        np.asarray(points3D, np.float64),
+        camera,
+        estimation,
+        refinement,
     )
 
 
@@ -94,8 +99,14 @@ def solve(
     or None), "num_correspondences", "num_inliers", "inliers_per_db" (db name -> inlier
     correspondences it vouches for), "best_db" (the most), "inliers" [M] (bool)."""
     log: dict[str, Any] = {
-        "localized": False, "failure": None, "cam_from_world": None, "num_correspondences": len(keypoints),
-        "num_inliers": 0, "inliers_per_db": {}, "best_db": None, "inliers": [],
+        "localized": False,
+        "failure": None,
+        "cam_from_world": None,
+        "num_correspondences": len(keypoints),
+        "num_inliers": 0,
+        "inliers_per_db": {},
+        "best_db": None,
+        "inliers": [],
     }
     if len(keypoints) == 0:
         log["failure"] = "no 2D-3D correspondences"
@@ -107,7 +118,8 @@ def solve(
     inliers = np.asarray(ret["inlier_mask"], bool)
     votes = Counter(db[i] for k in np.flatnonzero(inliers) for i in vouchers[k])
     log.update(
-        num_inliers=int(ret["num_inliers"]), inliers=inliers.tolist(),
+        num_inliers=int(ret["num_inliers"]),
+        inliers=inliers.tolist(),
         inliers_per_db={name: votes[name] for name in db if votes[name]},
         best_db=max(votes, key=votes.__getitem__) if votes else None,
     )
@@ -120,8 +132,18 @@ def solve(
 
 def failed(reason: str, **fields: Any) -> dict[str, Any]:
     """The log (as `solve` makes it) of a query that failed before any PnP."""
-    return {"localized": False, "failure": reason, "cam_from_world": None, "db": [], "num_matches": 0,
-            "num_correspondences": 0, "num_inliers": 0, "inliers_per_db": {}, "best_db": None, **fields}
+    return {
+        "localized": False,
+        "failure": reason,
+        "cam_from_world": None,
+        "db": [],
+        "num_matches": 0,
+        "num_correspondences": 0,
+        "num_inliers": 0,
+        "inliers_per_db": {},
+        "best_db": None,
+        **fields,
+    }
 
 
 def finish(
@@ -147,11 +169,23 @@ def finish(
     examples = "; ".join(f"{q}: {why}" for q, why in list(failures.items())[:3])
     logger.info(
         "%s: localized %d / %d queries, median inliers %s%s; results written to %s, logs to %s; %.1f s.",
-        stage, len(poses), len(names), "-" if median is None else f"{median:g}",
-        f"; {len(failures)} failed (e.g. {examples})" if failures else "", results, logs_path, time.time() - start_time,
+        stage,
+        len(poses),
+        len(names),
+        "-" if median is None else f"{median:g}",
+        f"; {len(failures)} failed (e.g. {examples})" if failures else "",
+        results,
+        logs_path,
+        time.time() - start_time,
     )
-    return {"queries": len(names), "localized": len(poses), "failed": failures, "median_inliers": median,
-            "results": Path(results), "logs": logs_path}
+    return {
+        "queries": len(names),
+        "localized": len(poses),
+        "failed": failures,
+        "median_inliers": median,
+        "results": Path(results),
+        "logs": logs_path,
+    }
 
 
 class ModelKeypoints:
@@ -170,7 +204,8 @@ class ModelKeypoints:
         for f in self.features:
             if image.name in f and len(f[image.name]["keypoints"]) != len(ids):
                 raise InputError(
-                    f"{f.filename}: {image.name!r} has {len(f[image.name]['keypoints'])} keypoints but {len(ids)} in the"
+                    f"{f.filename}: {image.name!r} has {len(f[image.name]['keypoints'])} keypoints"
+                    f" but {len(ids)} in the"
                     " model: the model was not built from these features"
                 )
         return ids
@@ -222,7 +257,8 @@ def correspondences(
         ids = model.point_ids(db_id)
         if len(m) and (m[:, 0].max() >= num_keypoints or m[:, 1].max() >= len(ids)):
             raise InputError(
-                f"{matches.filename}: matches of ({query!r}, {name!r}) index keypoints beyond the {num_keypoints} of the query"
+                f"{matches.filename}: matches of ({query!r}, {name!r})"
+                f" index keypoints beyond the {num_keypoints} of the query"
                 f" or the {len(ids)} of the database image in the model"
             )
         m = m[ids[m[:, 1]] >= 0]
@@ -257,11 +293,17 @@ def localize(
     if not stats["num_matches"]:
         missing = stats["pairs_without_matches"]
         log["failure"] = "no matches to database keypoints with a 3D point" + (
-            f" ({missing} of {len(db)} pairs not in {matches.filename})" if missing else "")
+            f" ({missing} of {len(db)} pairs not in {matches.filename})" if missing else ""
+        )
     log.update(
-        db=db, **stats,
-        correspondences={"keypoint_ids": kp_ids.tolist(), "point3D_ids": p3d_ids.tolist(), "db": vouchers,
-                         "inliers": log.pop("inliers")},
+        db=db,
+        **stats,
+        correspondences={
+            "keypoint_ids": kp_ids.tolist(),
+            "point3D_ids": p3d_ids.tolist(),
+            "db": vouchers,
+            "inliers": log.pop("inliers"),
+        },
     )
     return pose, log
 
@@ -278,15 +320,19 @@ def localize_clusters(
     """`localize` per covisibility cluster of the retrieved images; the pose of the cluster with the
     most inliers. The log is that cluster's (the largest cluster's when none gives a pose), with
     "clusters" (db, num_correspondences, num_inliers, failure of each) and "best_cluster"."""
-    results = [localize(model, query, camera, keypoints, ids, matches, conf)
-               for ids in covisibility_clusters(model.reconstruction, db_ids)]
+    results = [
+        localize(model, query, camera, keypoints, ids, matches, conf)
+        for ids in covisibility_clusters(model.reconstruction, db_ids)
+    ]
     best = max(range(len(results)), key=lambda i: results[i][1]["num_inliers"])  # ties: the larger cluster
     if not results[best][1]["num_inliers"]:  # PnP failed in every cluster
         best = None
     pose, log = results[0 if best is None else best]
-    log = {**log, "best_cluster": best, "clusters": [
-        {k: c[k] for k in ("db", "num_correspondences", "num_inliers", "failure")} for _, c in results
-    ]}
+    log = {
+        **log,
+        "best_cluster": best,
+        "clusters": [{k: c[k] for k in ("db", "num_correspondences", "num_inliers", "failure")} for _, c in results],
+    }
     return pose, log
 
 
@@ -315,8 +361,13 @@ def main(
     if len(unknown_queries) == len(retrieved):
         raise InputError(f"{retrieval}: none of its queries is in the query list {queries}")
     if unknown_queries:  # hloc's shipped Aachen pairs list more queries than the lists with intrinsics
-        logger.warning("%d queries of %s have no intrinsics in %s and are ignored: %s",
-                       len(unknown_queries), retrieval, queries, cli.short_list(unknown_queries))
+        logger.warning(
+            "%d queries of %s have no intrinsics in %s and are ignored: %s",
+            len(unknown_queries),
+            retrieval,
+            queries,
+            cli.short_list(unknown_queries),
+        )
 
     if isinstance(reference_sfm, pycolmap.Reconstruction):
         reconstruction = reference_sfm
@@ -328,10 +379,16 @@ def main(
     retrieved_db = {n for q, db in retrieved.items() if q in query_cameras for n in db}
     unknown_db = sorted(retrieved_db - set(db_ids))
     if len(unknown_db) == len(retrieved_db):
-        raise InputError(f"{retrieval}: none of the retrieved database images is a registered image of the model {reference_sfm}")
+        raise InputError(
+            f"{retrieval}: none of the retrieved database images is a registered image of the model {reference_sfm}"
+        )
     if unknown_db:
-        logger.warning("%d retrieved images of %s are not registered in the model and are dropped: %s",
-                       len(unknown_db), retrieval, cli.short_list(unknown_db))
+        logger.warning(
+            "%d retrieved images of %s are not registered in the model and are dropped: %s",
+            len(unknown_db),
+            retrieval,
+            cli.short_list(unknown_db),
+        )
     start_time = time.time()
 
     poses: dict[str, pycolmap.Rigid3d] = {}
@@ -354,8 +411,13 @@ def main(
             pose, logs[query] = localizer(model, query, camera, keypoints, ids, fmatch, conf)
             if pose is not None:
                 poses[query] = pose
-    inputs = {"reference_sfm": "<in memory>" if isinstance(reference_sfm, pycolmap.Reconstruction) else reference_sfm,
-              "queries": queries, "retrieval": retrieval, "features": features, "matches": matches}
+    inputs = {
+        "reference_sfm": "<in memory>" if isinstance(reference_sfm, pycolmap.Reconstruction) else reference_sfm,
+        "queries": queries,
+        "retrieval": retrieval,
+        "features": features,
+        "matches": matches,
+    }
     return finish("localize_sfm", conf, names, poses, logs, Path(results), inputs, start_time)
 
 
@@ -363,8 +425,13 @@ def add_hloc_flags(parser: argparse.ArgumentParser) -> None:
     """hloc's localization flags, accepted as they are in hloc's command lines (folded into the conf
     by `hloc_flags`)."""
     parser.add_argument("--ransac_thresh", type=float, help="hloc's flag: estimation.ransac.max_error (pixels)")
-    parser.add_argument("--prepend_camera_name", action="store_const", const="camera", dest="result_names",
-                        help="hloc's flag: result_names=camera")
+    parser.add_argument(
+        "--prepend_camera_name",
+        action="store_const",
+        const="camera",
+        dest="result_names",
+        help="hloc's flag: result_names=camera",
+    )
 
 
 def hloc_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,12 +456,20 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--features_ref", type=Path, help="features file of the database images, if not in --features")
     add_hloc_flags(parser)
-    parser.add_argument("--covisibility_clustering", action="store_true", help="hloc's flag: covisibility_clustering=True")
+    parser.add_argument(
+        "--covisibility_clustering", action="store_true", help="hloc's flag: covisibility_clustering=True"
+    )
     args = parser.parse_args(argv)
     cli.run(
-        main, conf=overlay(cli.conf_from_args(args), hloc_flags(args)), reference_sfm=args.reference_sfm,
-        queries=args.queries, retrieval=args.retrieval, features=args.features, matches=args.matches,
-        results=args.results, features_ref=args.features_ref,
+        main,
+        conf=overlay(cli.conf_from_args(args), hloc_flags(args)),
+        reference_sfm=args.reference_sfm,
+        queries=args.queries,
+        retrieval=args.retrieval,
+        features=args.features,
+        matches=args.matches,
+        results=args.results,
+        features_ref=args.features_ref,
     )
 
 

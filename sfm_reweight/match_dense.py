@@ -109,8 +109,8 @@ _base = {
 }
 
 
-def _ours(network: Options, **settings: Any) -> dict[str, Any]:
-    return {**_base, **settings, "model": Options({**_base["model"], "network": network})}
+def _ours(network: Options, weights: str = "default", **settings: Any) -> dict[str, Any]:
+    return {**_base, **settings, "model": Options({**_base["model"], "network": network, "weights": weights})}
 
 
 def _peer(model: dict[str, Any], output: str) -> dict[str, Any]:
@@ -128,12 +128,20 @@ confs: dict[str, dict[str, Any]] = {
     # the network conf as it is: the most reliable third of the cells, for speed (collections too large to wait for)
     "eloftr_reweight_fast": _ours(_network(content_share=None), output="matches-eloftr-reweight-fast"),
     # large scenes (hloc's loftr_aachen settings): at most one keypoint per 8-px cell, raw points within 2 px join
-    "eloftr_reweight_aachen": _ours(_every_cell, max_kps=None, output="matches-eloftr-reweight-aachen", max_error=2.0, cell_size=8),
+    "eloftr_reweight_aachen": _ours(
+        _every_cell, max_kps=None, output="matches-eloftr-reweight-aachen", max_error=2.0, cell_size=8
+    ),
     # two-view matching (the benchmarks): `Matcher()`'s own conf, sparse content matched larger
     "eloftr_reweight_twoview": _ours(_network(), output="matches-eloftr-reweight-twoview"),
+    # our network before training, a baseline: XFeat's backbone, a neutral transformer, XFeat*'s offset MLP
+    "eloftr_reweight_untrained": _ours(
+        _network(model={"match_fine": {"refinement": "xfeat"}}), "xfeat", output="matches-eloftr-reweight-untrained"
+    ),
     # the lite network (our RepVGG-backbone weights): small scenes, many keypoints
     "eloftr_reweight_lite": _ours(_lite, output="matches-eloftr-reweight-lite"),
-    "eloftr_reweight_lite_aachen": _ours(_lite, output="matches-eloftr-reweight-lite-aachen", max_error=2.0, cell_size=8),
+    "eloftr_reweight_lite_aachen": _ours(
+        _lite, output="matches-eloftr-reweight-lite-aachen", max_error=2.0, cell_size=8
+    ),
     # internet photos: each pair also tried at zooms 0.5-2, ranked at 512 px and only the winner run
     # at 1024: about twice the cost of eloftr_reweight_lite
     "eloftr_reweight_lite_zooms": _ours(
@@ -235,7 +243,9 @@ class PairChunks:
         self.fixed = fixed
         self.batch_size = batch_size or (4 if torch.cuda.is_available() else 1)
 
-    def __call__(self, chunk: Sequence[Pair], progress: Callable[[int], None]) -> tuple[dict[Pair, dict], dict[str, str]]:
+    def __call__(
+        self, chunk: Sequence[Pair], progress: Callable[[int], None]
+    ) -> tuple[dict[Pair, dict], dict[str, str]]:
         """chunk: pairs (name0, name1) -> ({pair: keypoints0/keypoints1 [M,2], scores [M], image_size0/1 (w, h)},
         {unreadable image: reason}); `progress(1)` after each pair."""
         queue: deque[tuple[Pair, bool]] = deque()  # pairs handed to the matcher, in order
@@ -295,9 +305,7 @@ def _given(matcher: matchers.PairMatcher) -> matchers.PairMatcher:
     return matcher
 
 
-def write_keypoints(
-    store: RawMatchStore, pairs: Sequence[Pair], names: Iterable[str], conf: dict, f: h5py.File
-) -> int:
+def write_keypoints(store: RawMatchStore, pairs: Sequence[Pair], names: Iterable[str], conf: dict, f: h5py.File) -> int:
     """Aggregate the raw points of each image in `names` over its pairs into keypoints, written to
     `f` with the image's fingerprint; returns the number of keypoints."""
     sides: dict[str, list[tuple[Pair, int]]] = {name: [] for name in names}
@@ -367,7 +375,9 @@ def main(
     conf = resolve_conf(conf)
     if extracts_per_image(conf):
         if features_ref:
-            raise InputError(f"match_dense: conf {conf['name']!r} extracts keypoints per image; features_ref is for dense matchers")
+            raise InputError(
+                f"match_dense: conf {conf['name']!r} extracts keypoints per image; features_ref is for dense matchers"
+            )
         return match_features.main(conf, pairs, image_dir, export_dir, matches, features, overwrite)
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
     refs = [Path(features_ref)] if isinstance(features_ref, (str, Path)) else [Path(p) for p in features_ref or []]
@@ -453,9 +463,24 @@ def main(
         " their keypoints were made); %d pairs matched (%d resumed from an interrupted run)%s; %d images got new"
         " keypoints (%.0f per image, max_kps %s), %d kept fixed ones; %d matches (%.0f per pair) written to %s,"
         " keypoints to %s; %.1f s.",
-        len(listed), pairs, len(listed) - len(unique), len(unique) - len(todo), matches.name, len(stale), len(done),
-        resumed, skipped, len(new), num_keypoints / max(len(new), 1), conf["max_kps"], len(names) - len(new),
-        num_matches, num_matches / max(len(done), 1), matches, features, time.time() - start_time,
+        len(listed),
+        pairs,
+        len(listed) - len(unique),
+        len(unique) - len(todo),
+        matches.name,
+        len(stale),
+        len(done),
+        resumed,
+        skipped,
+        len(new),
+        num_keypoints / max(len(new), 1),
+        conf["max_kps"],
+        len(names) - len(new),
+        num_matches,
+        num_matches / max(len(done), 1),
+        matches,
+        features,
+        time.time() - start_time,
     )
     return features, matches
 
@@ -472,8 +497,15 @@ def command(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     conf = {**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)}
     cli.run(
-        main, conf=conf, pairs=args.pairs, image_dir=args.image_dir, export_dir=args.export_dir, matches=args.matches,
-        features=args.features, features_ref=args.features_ref, overwrite=args.overwrite,
+        main,
+        conf=conf,
+        pairs=args.pairs,
+        image_dir=args.image_dir,
+        export_dir=args.export_dir,
+        matches=args.matches,
+        features=args.features,
+        features_ref=args.features_ref,
+        overwrite=args.overwrite,
     )
 
 

@@ -75,8 +75,15 @@ def main(
                 continue
             size = gray.shape[::-1]
             out = matcher.extract(gray)
-            write_features(f, name, out["keypoints"], np.ones(len(out["keypoints"])), size,
-                           scales=out["scales"], descriptors=out["descriptors"].T)
+            write_features(
+                f,
+                name,
+                out["keypoints"],
+                np.ones(len(out["keypoints"])),
+                size,
+                scales=out["scales"],
+                descriptors=out["descriptors"].T,
+            )
             record_image(f, name, fingerprints[name])
 
     num_matches = 0
@@ -97,7 +104,17 @@ def main(
     logger.info(
         "%s: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"
         " pairs in %s, %d matches (%.0f per pair); features in %s, matches in %s; %.1f s.",
-        stage, len(names), len(names) - len(existing & set(names)) - len(images.failed), len(images.failed), len(todo), len(unique),
-        pairs, num_matches, num_matches / max(len(todo), 1), features, matches, time.time() - start_time,
+        stage,
+        len(names),
+        len(names) - len(existing & set(names)) - len(images.failed),
+        len(images.failed),
+        len(todo),
+        len(unique),
+        pairs,
+        num_matches,
+        num_matches / max(len(todo), 1),
+        features,
+        matches,
+        time.time() - start_time,
     )
     return features, matches

@@ -52,9 +52,14 @@ Variant = tuple[Prepared, Prepared, int, float]  # network inputs of images 0 an
 _base: dict[str, Any] = {
     "model": "lite",  # a model configuration (model/config.py): a name or a dict overlaid on one
     "weights": None,  # the shipped checkpoint that weights="default" loads (sfm_reweight/weights/<name>.pt)
-    "resize_max": 1024, "resize_force": False, "mixed_precision": False,
-    "rotations": [0], "zooms": [1.0], "search_resize_max": None,
-    "content_share": None, "content_upscale_max": 1.5,  # None: every image at resize_max (`content_upscale`)
+    "resize_max": 1024,
+    "resize_force": False,
+    "mixed_precision": False,
+    "rotations": [0],
+    "zooms": [1.0],
+    "search_resize_max": None,
+    "content_share": None,
+    "content_upscale_max": 1.5,  # None: every image at resize_max (`content_upscale`)
 }
 confs: dict[str, dict[str, Any]] = {
     # coarse threshold of the lite weights: the best of five on its synthetic validation pairs (docs/training_lite.md)
@@ -99,12 +104,18 @@ class Matcher:
         self.conf = resolve_matcher_conf(conf)
         bad = [r for r in self.conf["rotations"] if r % 90]
         if bad or not self.conf["rotations"]:
-            raise ConfError(f"matcher conf rotations {self.conf['rotations']}: expected multiples of 90 degrees, e.g. [0, 90, 180, 270]")
+            raise ConfError(
+                f"matcher conf rotations {self.conf['rotations']}:"
+                " expected multiples of 90 degrees, e.g. [0, 90, 180, 270]"
+            )
         zooms = [float(z) for z in self.conf["zooms"]]
         if not zooms or min(zooms) <= 0:
             raise ConfError(f"matcher conf zooms {self.conf['zooms']}: expected positive factors, e.g. [0.5, 1, 2]")
         if self.conf["search_resize_max"] is not None and self.conf["search_resize_max"] <= 0:
-            raise ConfError(f"matcher conf search_resize_max {self.conf['search_resize_max']}: expected a long side in pixels or None")
+            raise ConfError(
+                f"matcher conf search_resize_max {self.conf['search_resize_max']}:"
+                " expected a long side in pixels or None"
+            )
         share, upscale_max = self.conf["content_share"], self.conf["content_upscale_max"]
         number = (int, float)
         if (share is not None and not (isinstance(share, number) and 0 < share <= 1)) or not (
@@ -120,7 +131,9 @@ class Matcher:
         model_conf = resolve_model_conf(self.conf["model"])
         if share is not None and model_conf["backbone"]["type"] != "xfeat":
             backbone = model_conf["backbone"]["type"]
-            raise ConfError(f"matcher conf content_share needs a backbone with a reliability map (xfeat), not {backbone!r}")
+            raise ConfError(
+                f"matcher conf content_share needs a backbone with a reliability map (xfeat), not {backbone!r}"
+            )
         self.weights = self.resolve_default(weights, self.conf["weights"], self.conf["name"])
         self.fingerprint = "random"  # what the weights are, for caches of matches (sha256 prefix)
         if self.weights is None:
@@ -136,7 +149,7 @@ class Matcher:
 
     @staticmethod
     def resolve_default(weights: str | Path | None, shipped: str | None, name: str) -> str | Path | None:
-        """"default": the `shipped` checkpoint of conf `name`; InputError when it ships none, since
+        """ "default": the `shipped` checkpoint of conf `name`; InputError when it ships none, since
         random weights give meaningless matches that would otherwise pass for results."""
         if weights != "default":
             return weights
@@ -150,7 +163,9 @@ class Matcher:
             name, image = str(image), read_image(image)
         return to_gray_float(image, name)
 
-    def network_input(self, gray: np.ndarray, turns: int = 0, factor: float = 1.0, resize_max: int | None = None) -> Prepared:
+    def network_input(
+        self, gray: np.ndarray, turns: int = 0, factor: float = 1.0, resize_max: int | None = None
+    ) -> Prepared:
         """The network input of a gray image turned by `turns` quarter turns counter-clockwise and
         scaled by `factor` after the usual resizing (to `resize_max`, default the conf's)."""
         resize_max = resize_max or self.conf["resize_max"]
@@ -181,7 +196,12 @@ class Matcher:
         return min(self.conf["content_upscale_max"], float(np.sqrt(target / max(share, 1e-6))))
 
     def variants(
-        self, gray0: np.ndarray, gray1: np.ndarray, candidates: list[tuple[int, float]], upscale: float, resize_max: int | None = None
+        self,
+        gray0: np.ndarray,
+        gray1: np.ndarray,
+        candidates: list[tuple[int, float]],
+        upscale: float,
+        resize_max: int | None = None,
     ) -> Iterator[Variant]:
         """(image 0, image 1, turns, zoom) of one pair for each (turns, zoom) candidate, both images
         `upscale` times larger (`content_upscale`)."""
@@ -202,7 +222,8 @@ class Matcher:
         batch of up to `batch_size` (across pairs without a search, across candidates with one)."""
         if len(self.candidates) == 1:
             inputs = (
-                v for gray0, gray1 in self.grays(pairs)
+                v
+                for gray0, gray1 in self.grays(pairs)
                 for v in self.variants(gray0, gray1, self.candidates, self.content_upscale(gray0, gray1))
             )
             yield from self.run_batched(inputs, batch_size)

@@ -64,7 +64,11 @@ def main(model: Path, output: Path, num_matched: int) -> list[Pair]:
     write_pairs(output, pairs)
     logger.info(
         "pairs_from_covisibility: %d pairs for %d registered images of %s (top %d) written to %s.",
-        len(pairs), reconstruction.num_reg_images(), model, num_matched, output,
+        len(pairs),
+        reconstruction.num_reg_images(),
+        model,
+        num_matched,
+        output,
     )
     return pairs
 

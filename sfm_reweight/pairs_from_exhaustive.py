@@ -1,7 +1,7 @@
 """Exhaustive pairs: every unordered pair of a set of images, or every query with every reference.
 
-    python -m sfm_reweight.pairs_from_exhaustive --image_dir images/ --output pairs.txt
-    python -m sfm_reweight.pairs_from_exhaustive --image_list queries.txt --ref_features feats.h5 --output pairs.txt
+python -m sfm_reweight.pairs_from_exhaustive --image_dir images/ --output pairs.txt
+python -m sfm_reweight.pairs_from_exhaustive --image_list queries.txt --ref_features feats.h5 --output pairs.txt
 """
 
 import argparse

@@ -39,7 +39,12 @@ def main(model: Path, output: Path, num_matched: int, rotation_threshold: float 
     write_pairs(output, pairs)
     logger.info(
         "pairs_from_poses: %d pairs for %d registered images of %s (top %d, within %.0f deg) written to %s.",
-        len(pairs), len(images), model, num_matched, rotation_threshold, output,
+        len(pairs),
+        len(images),
+        model,
+        num_matched,
+        rotation_threshold,
+        output,
     )
     return pairs
 

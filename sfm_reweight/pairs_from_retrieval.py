@@ -75,8 +75,10 @@ def main(
     Queries and database images come from `descriptors`; the database ones from `db_descriptors`
     (one file or several) when given.
     """
-    db_files = [descriptors] if db_descriptors is None else (
-        [db_descriptors] if isinstance(db_descriptors, (str, Path)) else list(db_descriptors)
+    db_files = (
+        [descriptors]
+        if db_descriptors is None
+        else ([db_descriptors] if isinstance(db_descriptors, (str, Path)) else list(db_descriptors))
     )
     queries = select_names(list_h5_names(descriptors), query_prefix, query_list)
     name_to_file = {n: f for f in db_files for n in list_h5_names(f)}
@@ -89,8 +91,10 @@ def main(
     db_desc = np.concatenate([read_global_descriptors(f, names) for f, names in by_file.items() if names])
     query_dim = read_global_descriptors(descriptors, queries[:1]).shape[1]
     if query_dim != db_desc.shape[1]:
-        raise InputError(f"{descriptors}: {query_dim}-d query descriptors against {db_desc.shape[1]}-d database ones"
-                         " (made with other settings)")
+        raise InputError(
+            f"{descriptors}: {query_dim}-d query descriptors against {db_desc.shape[1]}-d database ones"
+            " (made with other settings)"
+        )
     db_array = np.array(db_names, dtype=object)
     pairs = []
     for start in range(0, len(queries), CHUNK_ROWS):
@@ -101,7 +105,11 @@ def main(
     write_pairs(output, pairs)
     logger.info(
         "pairs_from_retrieval: %d pairs for %d queries against %d database images (top %d) written to %s.",
-        len(pairs), len(queries), len(db_names), num_matched, output,
+        len(pairs),
+        len(queries),
+        len(db_names),
+        num_matched,
+        output,
     )
     return pairs
 
@@ -123,7 +131,9 @@ def from_images(
     known = set(db)
     if new := [q for q in queries if q not in known]:
         extract_global.main(conf, image_dir, export_dir, image_list=new)
-    return main(descriptors, output, num_matched, query_list=described(descriptors, queries), db_list=described(descriptors, db))
+    return main(
+        descriptors, output, num_matched, query_list=described(descriptors, queries), db_list=described(descriptors, db)
+    )
 
 
 def benchmark_query_pairs(

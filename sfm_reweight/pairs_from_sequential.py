@@ -41,7 +41,9 @@ def main(
         names = sorted(names)
     if window_size < 1:
         raise ValueError(f"window_size must be at least 1, got {window_size}")
-    pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + window_size + 1, len(names)))]
+    pairs = [
+        (names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + window_size + 1, len(names)))
+    ]
     num_window = len(pairs)
 
     if loop_descriptors is not None:
@@ -57,7 +59,12 @@ def main(
     write_pairs(output, pairs)
     logger.info(
         "pairs_from_sequential: %d pairs of %d images (%d within a window of %d, %d loop closures) written to %s.",
-        len(pairs), len(names), num_window, window_size, len(pairs) - num_window, output,
+        len(pairs),
+        len(names),
+        num_window,
+        window_size,
+        len(pairs) - num_window,
+        output,
     )
     return pairs
 

@@ -41,7 +41,13 @@ logger = logging.getLogger(__name__)
 
 # COLMAP implements its visual index for these (descriptor, embedding) dimensions only: SIFT's 128
 DESCRIPTOR_DIM, EMBEDDING_DIM = 128, 64
-REQUIRED_API = ("VisualIndex", "VocabTreePairGenerator", "VocabTreePairingOptions", "FeatureDescriptors", "FeatureDescriptorsFloat")
+REQUIRED_API = (
+    "VisualIndex",
+    "VocabTreePairGenerator",
+    "VocabTreePairingOptions",
+    "FeatureDescriptors",
+    "FeatureDescriptorsFloat",
+)
 
 confs: dict[str, dict[str, Any]] = {
     "sift": {
@@ -73,9 +79,14 @@ def build_tree(descriptors: np.ndarray, num_visual_words: int, num_iterations: i
     if words < 1:
         raise InputError("pairs_from_vocab_tree: no SIFT descriptors to build a vocabulary tree from")
     index = pycolmap.VisualIndex.create(DESCRIPTOR_DIM, EMBEDDING_DIM)
-    options = pycolmap.VisualIndex.BuildOptions(num_visual_words=words, num_iterations=num_iterations, num_checks=num_checks)
+    options = pycolmap.VisualIndex.BuildOptions(
+        num_visual_words=words, num_iterations=num_iterations, num_checks=num_checks
+    )
     # COLMAP indexes the database's uint8 descriptors cast to float: the tree is built on the same values
-    index.build(options, pycolmap.FeatureDescriptorsFloat(type=pycolmap.FeatureExtractorType.SIFT, data=descriptors.astype(np.float32)))
+    index.build(
+        options,
+        pycolmap.FeatureDescriptorsFloat(type=pycolmap.FeatureExtractorType.SIFT, data=descriptors.astype(np.float32)),
+    )
     with atomic_path(path) as tmp:
         index.write(tmp)
     return index.num_visual_words()
@@ -97,10 +108,14 @@ def write_sift(
         sift = extractor.extract(gray)
         h, w = gray.shape
         # the pair generator reads images, keypoints and descriptors from the database; the camera only has to exist
-        camera_id = db.write_camera(pycolmap.Camera(model="SIMPLE_PINHOLE", width=w, height=h, params=[max(w, h), w / 2, h / 2]))
+        camera_id = db.write_camera(
+            pycolmap.Camera(model="SIMPLE_PINHOLE", width=w, height=h, params=[max(w, h), w / 2, h / 2])
+        )
         image_id = db.write_image(pycolmap.Image(name=name, camera_id=camera_id))
         db.write_keypoints(image_id, sift["keypoints"] + 0.5)  # COLMAP's convention: pixel corner at 0
-        db.write_descriptors(image_id, pycolmap.FeatureDescriptors(type=pycolmap.FeatureExtractorType.SIFT, data=sift["descriptors"]))
+        db.write_descriptors(
+            image_id, pycolmap.FeatureDescriptors(type=pycolmap.FeatureExtractorType.SIFT, data=sift["descriptors"])
+        )
         ids[image_id] = name
         if sample:
             samples.append(sample_rows(sift["descriptors"], per_image, conf["seed"], i))
@@ -125,27 +140,37 @@ def main(
         raise InputError(f"pairs_from_vocab_tree: num_matched {num_matched}: expected at least 1")
     names = collect_image_names(image_list, image_dir=image_dir)
     if len(names) < 2:
-        raise InputError(f"{image_list if image_list is not None else image_dir}: {len(names)} images, need at least 2 to pair")
+        raise InputError(
+            f"{image_list if image_list is not None else image_dir}: {len(names)} images, need at least 2 to pair"
+        )
     start_time = time.time()
     reuse_tree = vocab_tree is not None and Path(vocab_tree).is_file()
 
     with tempfile.TemporaryDirectory(prefix="vocab-tree-") as tmp, colmap_logging(verbose=False):
         db = pycolmap.Database.open(new_database(Path(tmp, "database.db")))
         try:
-            ids, samples = write_sift(db, names, GrayImages(image_dir, "pairs_from_vocab_tree"), conf, sample=not reuse_tree)
+            ids, samples = write_sift(
+                db, names, GrayImages(image_dir, "pairs_from_vocab_tree"), conf, sample=not reuse_tree
+            )
             tree = Path(vocab_tree) if reuse_tree else Path(vocab_tree or Path(tmp, "vocab-tree.bin"))
             if reuse_tree:
                 how = f"read from {tree}"
             else:
                 pycolmap.set_random_seed(conf["seed"])  # COLMAP's k-means draws from its global generator
                 words = build_tree(samples, conf["num_visual_words"], conf["num_iterations"], conf["num_checks"], tree)
-                how = f"of {words} words built from {len(samples)} descriptors" + (f", written to {tree}" if vocab_tree else "")
+                how = f"of {words} words built from {len(samples)} descriptors" + (
+                    f", written to {tree}" if vocab_tree else ""
+                )
             # each image's own entry is among COLMAP's num_images results, hence one more
-            pairing = pycolmap.VocabTreePairingOptions(vocab_tree_path=tree, num_images=num_matched + 1, num_checks=conf["num_checks"])
+            pairing = pycolmap.VocabTreePairingOptions(
+                vocab_tree_path=tree, num_images=num_matched + 1, num_checks=conf["num_checks"]
+            )
             try:
                 ranked = pycolmap.VocabTreePairGenerator(pairing, db).all_pairs()
             except (RuntimeError, ValueError) as err:  # pycolmap raises ValueError for an unreadable index
-                raise InputError(f"{tree}: not a vocabulary tree COLMAP can read for SIFT ({cli.one_line(err)})") from None
+                raise InputError(
+                    f"{tree}: not a vocabulary tree COLMAP can read for SIFT ({cli.one_line(err)})"
+                ) from None
         finally:
             db.close()
 
@@ -159,7 +184,13 @@ def main(
     skipped = f"; {len(failed)} unreadable images left out ({cli.short_list(failed)})" if failed else ""
     logger.info(
         "pairs_from_vocab_tree: %d pairs for %d images (top %d) written to %s%s; vocabulary tree %s; %.1f s.",
-        len(pairs), len(ids), num_matched, output, skipped, how, time.time() - start_time,
+        len(pairs),
+        len(ids),
+        num_matched,
+        output,
+        skipped,
+        how,
+        time.time() - start_time,
     )
     return pairs
 
@@ -170,11 +201,18 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--num_matched", type=int, required=True)
     parser.add_argument("--image_list", type=Path)
-    parser.add_argument("--vocab_tree", type=Path, help="a tree file to use if it exists, else where to write the one built")
+    parser.add_argument(
+        "--vocab_tree", type=Path, help="a tree file to use if it exists, else where to write the one built"
+    )
     args = parser.parse_args(argv)
     cli.run(
-        main, conf=cli.conf_from_args(args), image_dir=args.image_dir, output=args.output, num_matched=args.num_matched,
-        image_list=args.image_list, vocab_tree=args.vocab_tree,
+        main,
+        conf=cli.conf_from_args(args),
+        image_dir=args.image_dir,
+        output=args.output,
+        num_matched=args.num_matched,
+        image_list=args.image_list,
+        vocab_tree=args.vocab_tree,
     )
 
 

@@ -53,11 +53,15 @@ class RawMatchStore:
         self.image_sizes: list[np.ndarray] = []
         for s, path in enumerate(self.shards):
             with h5py.File(path, "r") as f:
-                self._register(s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()], f["fingerprints"].asstr()[()])
+                self._register(
+                    s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()], f["fingerprints"].asstr()[()]
+                )
         self.max_open = max_open
         self.open_files: OrderedDict[int, h5py.File] = OrderedDict()
 
-    def _register(self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray, fingerprints: np.ndarray) -> None:
+    def _register(
+        self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray, fingerprints: np.ndarray
+    ) -> None:
         self.offsets.append(offsets)
         self.image_sizes.append(image_sizes)
         for i, ((name0, name1), (fp0, fp1)) in enumerate(zip(names, fingerprints)):
@@ -78,7 +82,9 @@ class RawMatchStore:
         names = np.array(list(results), dtype=object).reshape(-1, 2)
         offsets = np.r_[0, np.cumsum([len(r["scores"]) for r in results.values()])].astype(np.int64)
         image_sizes = np.array([[r["image_size0"], r["image_size1"]] for r in results.values()], np.int64)
-        fingerprints = np.array([[self.fingerprints[a], self.fingerprints[b]] for a, b in results], dtype=object).reshape(-1, 2)
+        fingerprints = np.array(
+            [[self.fingerprints[a], self.fingerprints[b]] for a, b in results], dtype=object
+        ).reshape(-1, 2)
         path = self.root / f"shard-{len(self.shards):06d}.h5"
         with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("names", data=names, dtype=h5py.string_dtype())

@@ -87,10 +87,13 @@ def initial_pair_hint(database: Path, options: Any) -> str:
     return (
         f" Verified pairs have {int(np.median(inliers))} inliers (median, max {max(inliers)}); {strong} reach"
         f" the {needed} an initial pair needs (mapper_options.mapper.init_min_num_inliers)"
-        + (": the matches are too weak for these photos." if not strong else
-           f" but no initial model came out of them (an initial pair also needs a triangulation angle of"
-           f" {options.mapper.init_min_tri_angle:g} deg, mapper_options.mapper.init_min_tri_angle, and inliers"
-           " that agree with one relative pose).")
+        + (
+            ": the matches are too weak for these photos."
+            if not strong
+            else f" but no initial model came out of them (an initial pair also needs a triangulation angle of"
+            f" {options.mapper.init_min_tri_angle:g} deg, mapper_options.mapper.init_min_tri_angle, and inliers"
+            " that agree with one relative pose)."
+        )
     )
 
 
@@ -158,7 +161,10 @@ def main(
     if not models:
         logger.error(
             "reconstruction: no model could be built from %d images and %d verified pairs (%s).%s",
-            len(image_ids), verified[0], sfm_dir, initial_pair_hint(database, options),
+            len(image_ids),
+            verified[0],
+            sfm_dir,
+            initial_pair_hint(database, options),
         )
         return None
     largest = max(models.values(), key=lambda r: r.num_reg_images())
@@ -168,7 +174,13 @@ def main(
     logger.info(
         "reconstruction (%s): %d images imported, %d pairs with %d matches, %d verified; %d models, the largest"
         " written to %s: %s%s; %.1f s.",
-        conf["mapper"], len(image_ids), stats["pairs"], stats["matches"], verified[0], len(models), sfm_dir,
+        conf["mapper"],
+        len(image_ids),
+        stats["pairs"],
+        stats["matches"],
+        verified[0],
+        len(models),
+        sfm_dir,
         colmap.describe(largest, len(image_ids)),
         f" (not registered: {cli.short_list(unregistered)})" if unregistered else "",
         time.time() - start_time,
@@ -187,8 +199,15 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     cli.run(
-        main, conf=cli.conf_from_args(args), sfm_dir=args.sfm_dir, image_dir=args.image_dir, pairs=args.pairs,
-        features=args.features, matches=args.matches, image_list=args.image_list, verbose=args.verbose,
+        main,
+        conf=cli.conf_from_args(args),
+        sfm_dir=args.sfm_dir,
+        image_dir=args.image_dir,
+        pairs=args.pairs,
+        features=args.features,
+        matches=args.matches,
+        image_list=args.image_list,
+        verbose=args.verbose,
     )
 
 

@@ -79,15 +79,26 @@ def main(
         options = overlay({"num_threads": threads, "random_seed": conf["seed"]}, conf["mapper_options"])
         tmp = colmap.staging_dir(sfm_dir)
         model = pycolmap.triangulate_points(
-            reference, database, image_dir, tmp, clear_points=True,
-            options=pycolmap.IncrementalPipelineOptions(options), refine_intrinsics=conf["refine_intrinsics"],
+            reference,
+            database,
+            image_dir,
+            tmp,
+            clear_points=True,
+            options=pycolmap.IncrementalPipelineOptions(options),
+            refine_intrinsics=conf["refine_intrinsics"],
         )
     colmap.move_model_files(tmp, sfm_dir)
     logger.info(
         "triangulation (%s verification): %d pairs with %d matches imported, %d verified (%d inlier matches);"
         " model written to %s: %s; %.1f s.",
-        conf["verification"], stats["pairs"], stats["matches"], verified[0], verified[1], sfm_dir,
-        colmap.describe(model, len(image_ids)), time.time() - start_time,
+        conf["verification"],
+        stats["pairs"],
+        stats["matches"],
+        verified[0],
+        verified[1],
+        sfm_dir,
+        colmap.describe(model, len(image_ids)),
+        time.time() - start_time,
     )
     return model
 
@@ -103,8 +114,15 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     cli.run(
-        main, conf=cli.conf_from_args(args), sfm_dir=args.sfm_dir, reference_model=args.reference_model,
-        image_dir=args.image_dir, pairs=args.pairs, features=args.features, matches=args.matches, verbose=args.verbose,
+        main,
+        conf=cli.conf_from_args(args),
+        sfm_dir=args.sfm_dir,
+        reference_model=args.reference_model,
+        image_dir=args.image_dir,
+        pairs=args.pairs,
+        features=args.features,
+        matches=args.matches,
+        verbose=args.verbose,
     )
 
 

@@ -248,8 +248,16 @@ def _plot_matchability_panels(
             extent=(x0 - 0.5, x0 + w - 0.5, h - 0.5, -0.5),
         )
         stats = f"mean {float(np.mean(m)):.2f}, max {float(np.max(m)):.2f}"
-        ax.text(x0 + 4, 4, f"{labels[k]}: {stats}", color="white", fontsize=7, va="top", ha="left",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1.5, "linewidth": 0})
+        ax.text(
+            x0 + 4,
+            4,
+            f"{labels[k]}: {stats}",
+            color="white",
+            fontsize=7,
+            va="top",
+            ha="left",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1.5, "linewidth": 0},
+        )
     ax.set_xlim(-0.5, cw - 0.5)
     ax.set_ylim(ch - 0.5, -0.5)
     fw, fh = fig.get_size_inches() * DPI

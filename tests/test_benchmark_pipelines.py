@@ -26,9 +26,13 @@ def test_aachen_pipeline(tmp_path):
     # hloc's 12 px RANSAC threshold is for Aachen's 1600-px photos: at 640 px it lets two wrong
     # correspondences of a 70-point query into the pose (0.37 m off); 4 px is the same tolerance here
     localizer = {"name": "default", "estimation": {"ransac": {"max_error": 4.0}}}
-    summary = aachen.main(tmp_path / "aachen_v1.1", outputs, matcher="sift", num_covis=5, num_loc=5, localizer=localizer)
+    summary = aachen.main(
+        tmp_path / "aachen_v1.1", outputs, matcher="sift", num_covis=5, num_loc=5, localizer=localizer
+    )
     results = outputs / "Aachen-v1.1_hloc_sift_vlad-xfeat5.txt"
-    assert summary["results"] == str(results) and summary["localized_day"] == "3/3" and summary["localized_night"] == "2/2"
+    assert (
+        summary["results"] == str(results) and summary["localized_day"] == "3/3" and summary["localized_night"] == "2/2"
+    )
     pairs = read_pairs(outputs / "pairs-query-vlad-xfeat5.txt")
     assert len(pairs) == 5 * len(truth) and all(q.startswith("query/") and d.startswith("db/") for q, d in pairs)
     names = [line.split()[0] for line in results.read_text().splitlines()]
@@ -44,7 +48,9 @@ def test_inloc_pipeline(tmp_path):
     summary = inloc.main(tmp_path / "inloc", outputs, matcher="sift", num_loc=4)
     results = outputs / "InLoc_hloc_sift_vlad-xfeat4.txt"
     assert summary["localized"] == len(truth) == 3
-    scores = evaluate(results, as_rigid(truth), thresholds=((0.25, 10.0), (0.5, 10.0), (1.0, 10.0)), name_format="basename")
+    scores = evaluate(
+        results, as_rigid(truth), thresholds=((0.25, 10.0), (0.5, 10.0), (1.0, 10.0)), name_format="basename"
+    )
     assert scores["recall"]["0.25m,10deg"] == 100.0 and scores["median_position_error"] < 0.05
 
 

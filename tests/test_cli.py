@@ -42,8 +42,20 @@ def test_a_bad_checkpoint_is_one_line(scene, tmp_path):
     images, pairs = scene
     weights = tmp_path / "broken.pt"
     weights.write_bytes(os.urandom(4096))
-    process = run_python(["-m", "sfm_reweight.match_dense", "--pairs", str(pairs), "--image_dir", str(images),
-                          "--export_dir", str(tmp_path / "out"), "--weights", str(weights)])
+    process = run_python(
+        [
+            "-m",
+            "sfm_reweight.match_dense",
+            "--pairs",
+            str(pairs),
+            "--image_dir",
+            str(images),
+            "--export_dir",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+        ]
+    )
     line = error_line(process)
     assert str(weights) in line and "not a readable torch checkpoint" in line
 
@@ -52,7 +64,8 @@ def test_an_unknown_conf_key_is_one_line(scene, tmp_path):
     images, pairs = scene
     code = (
         "import sys; from pathlib import Path; from sfm_reweight import cli, match_dense; "
-        "cli.run(match_dense.main, conf={'name': 'eloftr_reweight_lite', 'model': {'network': {'model': {'bogus_key': 1}}}}, "
+        "cli.run(match_dense.main, conf={'name': 'eloftr_reweight_lite',"
+        " 'model': {'network': {'model': {'bogus_key': 1}}}}, "
         "pairs=Path(sys.argv[1]), image_dir=Path(sys.argv[2]), export_dir=Path(sys.argv[3]))"
     )
     process = run_python(["-c", code, str(pairs), str(images), str(tmp_path / "out")])

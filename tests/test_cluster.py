@@ -64,7 +64,9 @@ def test_cluster_writes_the_files_of_one_process(cluster, one_thread, tmp_path):
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
     conf = {"name": "eloftr_reweight", "preprocessing": {"resize_max": 240}, "chunk_size": 2}
     alone = match_dense.main(conf, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "alone")
-    spread = match_dense.main({**conf, "cluster": {"address": cluster}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "cluster")
+    spread = match_dense.main(
+        {**conf, "cluster": {"address": cluster}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "cluster"
+    )
     for a, b in zip(alone, spread):
         md.assert_same_files(a, b)
     with h5py.File(spread[1]) as f:
@@ -98,7 +100,9 @@ def test_a_killed_worker_costs_only_its_chunk(cluster, tmp_path, caplog, workers
 
     def run():
         try:
-            match_dense.main(conf, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "cluster", matcher=LoggingStub(log, 0.4))
+            match_dense.main(
+                conf, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "cluster", matcher=LoggingStub(log, 0.4)
+            )
         except Exception as err:  # noqa: BLE001 -- re-raised in the test's thread below
             errors.append(err)
 
@@ -138,18 +142,36 @@ def test_an_error_of_the_work_ends_the_run_with_it(cluster, tmp_path):
 def test_cluster_errors_are_one_line(cluster, tmp_path):
     names = md.make_images(tmp_path / "images", 3)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
-    with pytest.raises(ClusterError, match=r"^cannot connect to the Ray cluster at '127.0.0.1:1': .*refused") as unreachable:
-        match_dense.main({"name": "eloftr_reweight_lite", "cluster": {"address": "127.0.0.1:1"}}, tmp_path / "pairs.txt",
-                         tmp_path / "images", tmp_path / "out", matcher=md.StubMatcher())
+    with pytest.raises(
+        ClusterError, match=r"^cannot connect to the Ray cluster at '127.0.0.1:1': .*refused"
+    ) as unreachable:
+        match_dense.main(
+            {"name": "eloftr_reweight_lite", "cluster": {"address": "127.0.0.1:1"}},
+            tmp_path / "pairs.txt",
+            tmp_path / "images",
+            tmp_path / "out",
+            matcher=md.StubMatcher(),
+        )
     with pytest.raises(ClusterError, match=r"room for 2 workers of 1 CPUs and 0 GPUs, not 3") as no_room:
-        match_dense.main({"name": "eloftr_reweight_lite", "cluster": {"address": cluster, "workers": 3}}, tmp_path / "pairs.txt",
-                         tmp_path / "images", tmp_path / "out", matcher=md.StubMatcher())
+        match_dense.main(
+            {"name": "eloftr_reweight_lite", "cluster": {"address": cluster, "workers": 3}},
+            tmp_path / "pairs.txt",
+            tmp_path / "images",
+            tmp_path / "out",
+            matcher=md.StubMatcher(),
+        )
     assert "\n" not in str(unreachable.value) and "\n" not in str(no_room.value)
 
 
 def test_extract_global_on_the_cluster(cluster, one_thread, tmp_path):
     names = photo_views(tmp_path / "images", 6)
-    conf = {"name": "vlad_xfeat", "num_clusters": 4, "kmeans_iterations": 5, "local": {"resize_max": 240}, "chunk_size": 2}
+    conf = {
+        "name": "vlad_xfeat",
+        "num_clusters": 4,
+        "kmeans_iterations": 5,
+        "local": {"resize_max": 240},
+        "chunk_size": 2,
+    }
     alone = extract_global.main(conf, tmp_path / "images", tmp_path / "alone")
     spread = extract_global.main({**conf, "cluster": {"address": cluster}}, tmp_path / "images", tmp_path / "cluster")
     md.assert_same_files(alone, spread)
@@ -158,7 +180,9 @@ def test_extract_global_on_the_cluster(cluster, one_thread, tmp_path):
 
 
 def test_a_worker_without_the_image_folder_names_it(tmp_path):
-    with pytest.raises(InputError, match="elsewhere: no such folder on .*; cluster workers read images from the driver's path"):
+    with pytest.raises(
+        InputError, match="elsewhere: no such folder on .*; cluster workers read images from the driver's path"
+    ):
         match_dense.PairChunks(md.StubMatcher, tmp_path / "elsewhere", set(), None, None)
 
 
@@ -166,4 +190,6 @@ def test_sift_is_not_sent_to_a_cluster(tmp_path):
     names = md.make_images(tmp_path / "images", 2)
     write_pairs(tmp_path / "pairs.txt", md.all_pairs(names))
     with pytest.raises(InputError, match="conf 'sift' extracts keypoints here; a cluster is for dense matchers"):
-        match_dense.main({"name": "sift", "cluster": {"address": "local"}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path)
+        match_dense.main(
+            {"name": "sift", "cluster": {"address": "local"}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path
+        )

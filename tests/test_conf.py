@@ -11,14 +11,20 @@ from sfm_reweight.utils.errors import SfmReweightError
 
 
 def test_unknown_keys_are_refused_at_every_level_with_the_valid_ones():
-    with pytest.raises(ConfError, match=r"unknown key 'thr' in model configuration lite; expected one of \[.*'match_coarse'"):
+    with pytest.raises(
+        ConfError, match=r"unknown key 'thr' in model configuration lite; expected one of \[.*'match_coarse'"
+    ):
         resolve_model_conf({"name": "lite", "thr": 0.1})
     with pytest.raises(ConfError, match=r"unknown key 'thrs' in model configuration lite.match_coarse"):
         resolve_model_conf({"name": "lite", "match_coarse": {"thrs": 0.1}})
     with pytest.raises(ConfError, match=r"matcher configuration xfeat.model.reweight"):
         resolve_matcher_conf({"name": "xfeat", "model": {"reweight": {"modes": "off"}}})
     with pytest.raises(ConfError, match=r"training configuration 'lite_mix'.data.homography"):
-        merge(recipes.confs["lite_mix"], {"data": {"homography": {"max_rotations": 3}}}, "training configuration 'lite_mix'")
+        merge(
+            recipes.confs["lite_mix"],
+            {"data": {"homography": {"max_rotations": 3}}},
+            "training configuration 'lite_mix'",
+        )
     with pytest.raises(ConfError, match="unknown matcher configuration 'tiny'; expected one of"):
         resolve_matcher_conf("tiny")
     with pytest.raises(ConfError, match=r"model configuration lite.coarse: expected a dict of settings, got 5"):
@@ -42,8 +48,12 @@ def test_nested_overrides_reach_every_level_and_leave_the_named_conf_alone():
 
 
 def test_library_options_are_open_and_stay_options():
-    conf = resolve(reconstruction.confs, {"name": "incremental", "mapper_options": {"min_num_matches": 30},
-                                          "two_view": {"ransac": {"max_error": 2.0}}}, "incremental", "configuration")
+    conf = resolve(
+        reconstruction.confs,
+        {"name": "incremental", "mapper_options": {"min_num_matches": 30}, "two_view": {"ransac": {"max_error": 2.0}}},
+        "incremental",
+        "configuration",
+    )
     assert conf["mapper_options"] == {"min_num_matches": 30} and isinstance(conf["mapper_options"], Options)
     assert conf["two_view"]["ransac"] == {"max_num_trials": 20000, "min_inlier_ratio": 0.1, "max_error": 2.0}
     with pytest.raises(ConfError, match="expected a dict of options"):

@@ -114,7 +114,11 @@ def test_scannet_layout(tmp_path):
     K_opencv = K.copy()
     K_opencv[:2, 2] -= 0.5
     np.savez(tmp_path / "intrinsics.npz", scene0001_00=K_opencv.reshape(-1))
-    np.savez(tmp_path / "index.npz", name=np.array([[1, 0, 10, 20], [1, 0, 10, 20]], np.uint16), score=np.array([0.5, 0.1], np.float16))
+    np.savez(
+        tmp_path / "index.npz",
+        name=np.array([[1, 0, 10, 20], [1, 0, 10, 20]], np.uint16),
+        score=np.array([0.5, 0.1], np.float16),
+    )
     data = ScanNetPairs(root, tmp_path / "index.npz", tmp_path / "intrinsics.npz", ScanNetConf())
     assert len(data) == 1  # the 0.1-overlap pair is filtered out
     item = data[0]

@@ -344,7 +344,10 @@ def test_matchers_by_name_and_unavailable_matchers(monkeypatch):
 def test_every_named_conf_names_a_matcher_module():
     for name in match_dense.confs:
         model = match_dense.resolve_conf(name)["model"]
-        assert model["name"] in matchers.NAMES and matchers.matcher_class(model["name"]).default_conf.keys() <= model.keys()
+        assert (
+            model["name"] in matchers.NAMES
+            and matchers.matcher_class(model["name"]).default_conf.keys() <= model.keys()
+        )
 
 
 def test_resize_and_pixel_centre_mapping():
@@ -375,13 +378,24 @@ def test_homography_pipeline_end_to_end(tmp_path, warped_pair, capsys):
     image0, image1, H = warped_pair
     write_homography_layout(tmp_path / "data", "hpatches", image0, image1, H)
     homography.command(
-        ["--root", str(tmp_path / "data"), "--matchers", "opencv_sift", "eloftr", "--resize", "320",
-         "--output", str(tmp_path / "out")]
+        [
+            "--root",
+            str(tmp_path / "data"),
+            "--matchers",
+            "opencv_sift",
+            "eloftr",
+            "--resize",
+            "320",
+            "--output",
+            str(tmp_path / "out"),
+        ]
     )
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["matchers"]["opencv_sift"]["auc@10"] > 50
     assert "eloftr" in results["skipped_matchers"]
-    assert results["settings"]["resize"] == 320 and results["per_pair"]["opencv_sift"][0]["pair"] == "seq/1.ppm seq/2.ppm"
+    assert (
+        results["settings"]["resize"] == 320 and results["per_pair"]["opencv_sift"][0]["pair"] == "seq/1.ppm seq/2.ppm"
+    )
     assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
     assert "| opencv_sift |" in capsys.readouterr().out
 
@@ -406,8 +420,23 @@ def test_warped_photo_views_follow_their_homography(tmp_path, zoom, degrees):
 def test_homography_pipeline_on_warped_photos(tmp_path, warped_pair):
     write_image_atomic(tmp_path / "photos" / "p.png", warped_pair[0])
     homography.command(
-        ["--root", str(tmp_path / "photos"), "--layout", "warped", "--zooms", "1", "0.6", "--rotations", "20",
-         "--matchers", "opencv_sift", "--resize", "0", "--output", str(tmp_path / "out")]
+        [
+            "--root",
+            str(tmp_path / "photos"),
+            "--layout",
+            "warped",
+            "--zooms",
+            "1",
+            "0.6",
+            "--rotations",
+            "20",
+            "--matchers",
+            "opencv_sift",
+            "--resize",
+            "0",
+            "--output",
+            str(tmp_path / "out"),
+        ]
     )
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     conditions = [r["condition"] for r in results["per_pair"]["opencv_sift"]]
@@ -430,8 +459,18 @@ def test_real_data_readers_and_relative_pose_pipeline(data_root, tmp_path):
     assert len(ds.read_middlebury(data_root / "middlebury_mview")) == 64
     assert len(ds.read_strecha(data_root / "strecha_fountain_p11")) == 27
     relative_pose.command(
-        ["--dataset", "middlebury", "--root", str(data_root / "middlebury_mview"), "--matchers", "opencv_sift",
-         "--max_pairs", "2", "--output", str(tmp_path)]
+        [
+            "--dataset",
+            "middlebury",
+            "--root",
+            str(data_root / "middlebury_mview"),
+            "--matchers",
+            "opencv_sift",
+            "--max_pairs",
+            "2",
+            "--output",
+            str(tmp_path),
+        ]
     )
     sift = json.loads((tmp_path / "results.json").read_text())["matchers"]["opencv_sift"]
     assert sift["pairs"] == 2 and sift["matches"] > 10
@@ -451,7 +490,10 @@ def test_ours_confs_set_the_cells_matched():
 
 def test_ours_confs_set_the_sparse_content_rule():
     assert ours("eloftr_reweight_twoview")["content_share"] == 0.75  # the xfeat network conf's
-    assert ours("eloftr_reweight_twoview", network={"content_share": 0.5, "content_upscale_max": 2})["content_upscale_max"] == 2
+    assert (
+        ours("eloftr_reweight_twoview", network={"content_share": 0.5, "content_upscale_max": 2})["content_upscale_max"]
+        == 2
+    )
     assert ours("eloftr_reweight")["content_share"] is None
     with pytest.raises(ConfError, match="content_share abc"):
         ours("eloftr_reweight_twoview", network={"content_share": "abc"})

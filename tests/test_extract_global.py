@@ -20,7 +20,13 @@ from sfm_reweight.utils.pairs import read_pairs
 
 VIEWS, SIZE = 4, 256
 # small and fast: few words, one small chunk so that commits happen mid-run
-CONF = {"name": "vlad_xfeat", "num_clusters": 16, "kmeans_iterations": 10, "local": {"resize_max": 320}, "chunk_size": 5}
+CONF = {
+    "name": "vlad_xfeat",
+    "num_clusters": 16,
+    "kmeans_iterations": 10,
+    "local": {"resize_max": 320},
+    "chunk_size": 5,
+}
 
 
 def write_scenes(root) -> list[str]:
@@ -126,30 +132,47 @@ def test_a_replaced_image_is_described_again(scenes, tmp_path, monkeypatch):
     described = record_described(monkeypatch)
     extract_global.main(CONF, images, tmp_path)
     assert described == [names[-1]]
-    np.testing.assert_allclose(read_global_descriptors(path, names[-1:]), read_global_descriptors(path, names[:1]), atol=1e-6)
+    np.testing.assert_allclose(
+        read_global_descriptors(path, names[-1:]), read_global_descriptors(path, names[:1]), atol=1e-6
+    )
 
 
 def test_other_conf_into_the_same_file_is_refused(indexed, scenes, tmp_path):
     path = tmp_path / "global.h5"
-    for source, target in ((indexed[0], path), (extract_global.codebook_path(indexed[0]), extract_global.codebook_path(path))):
+    for source, target in (
+        (indexed[0], path),
+        (extract_global.codebook_path(indexed[0]), extract_global.codebook_path(path)),
+    ):
         shutil.copyfile(source, target)
     with pytest.raises(InputError, match=r"conf.num_clusters 16 -> 8.*--overwrite"):
         extract_global.main({**CONF, "num_clusters": 8}, scenes[0], global_path=path)
     # overwrite: file and codebook rebuilt from this run alone
-    extract_global.main({**CONF, "num_clusters": 8}, scenes[0], image_list=scenes[1][:6], global_path=path, overwrite=True)
+    extract_global.main(
+        {**CONF, "num_clusters": 8}, scenes[0], image_list=scenes[1][:6], global_path=path, overwrite=True
+    )
     assert list_h5_names(path) == scenes[1][:6] and read_global_descriptors(path, scenes[1][:1]).shape == (1, 8 * 64)
 
 
 def test_codebook_reuse_gives_the_same_descriptors(indexed, scenes, tmp_path):
     path, names = indexed
     queries = [names[0], names[7]]
-    out = extract_global.main(CONF, scenes[0], image_list=queries, global_path=tmp_path / "queries.h5",
-                              codebook=extract_global.codebook_path(path))
+    out = extract_global.main(
+        CONF,
+        scenes[0],
+        image_list=queries,
+        global_path=tmp_path / "queries.h5",
+        codebook=extract_global.codebook_path(path),
+    )
     np.testing.assert_allclose(read_global_descriptors(out, queries), read_global_descriptors(path, queries), atol=1e-6)
     assert not extract_global.codebook_path(out).exists()
     with pytest.raises(InputError, match="local.resize_max"):
-        extract_global.main({**CONF, "local": {"resize_max": 256}}, scenes[0], image_list=queries,
-                            global_path=tmp_path / "q2.h5", codebook=extract_global.codebook_path(path))
+        extract_global.main(
+            {**CONF, "local": {"resize_max": 256}},
+            scenes[0],
+            image_list=queries,
+            global_path=tmp_path / "q2.h5",
+            codebook=extract_global.codebook_path(path),
+        )
 
 
 def test_unreadable_image_is_skipped_and_reported(scenes, tmp_path, caplog):
@@ -179,20 +202,28 @@ def write_hloc_descriptors(path, descriptors: dict, as_half: bool) -> None:
 def test_hloc_descriptor_files_are_read(tmp_path, as_half):
     rng = np.random.default_rng(0)
     db = {f"db/{i}.jpg": rng.normal(size=256) for i in range(5)}
-    queries = {"query/day/nexus4/IMG_a.jpg": db["db/3.jpg"] + 0.1 * rng.normal(size=256),
-               "query/night/nexus5x/IMG_b.jpg": db["db/1.jpg"] + 0.1 * rng.normal(size=256)}
+    queries = {
+        "query/day/nexus4/IMG_a.jpg": db["db/3.jpg"] + 0.1 * rng.normal(size=256),
+        "query/night/nexus5x/IMG_b.jpg": db["db/1.jpg"] + 0.1 * rng.normal(size=256),
+    }
     unit = {n: (d / np.linalg.norm(d)).astype(np.float32) for n, d in {**db, **queries}.items()}
     write_hloc_descriptors(tmp_path / "global-feats-netvlad.h5", unit, as_half)
     assert list_h5_names(tmp_path / "global-feats-netvlad.h5") == sorted(unit)
-    pairs = pairs_from_retrieval.main(tmp_path / "global-feats-netvlad.h5", tmp_path / "pairs.txt", 2,
-                                      query_prefix="query/", db_prefix="db/")
-    assert pairs[0] == ("query/day/nexus4/IMG_a.jpg", "db/3.jpg") and pairs[2] == ("query/night/nexus5x/IMG_b.jpg", "db/1.jpg")
+    pairs = pairs_from_retrieval.main(
+        tmp_path / "global-feats-netvlad.h5", tmp_path / "pairs.txt", 2, query_prefix="query/", db_prefix="db/"
+    )
+    assert pairs[0] == ("query/day/nexus4/IMG_a.jpg", "db/3.jpg") and pairs[2] == (
+        "query/night/nexus5x/IMG_b.jpg",
+        "db/1.jpg",
+    )
     assert read_pairs(tmp_path / "pairs.txt") == pairs
 
 
 def test_hloc_shipped_pairs_file_is_read(tmp_path):
     # the style of hloc's pairs/aachen_v1.1/pairs-query-netvlad50.txt
-    text = "query/day/nexus4/IMG_20130210_163336.jpg db/2390.jpg\nquery/day/nexus4/IMG_20130210_163336.jpg db/4273.jpg\n"
+    text = (
+        "query/day/nexus4/IMG_20130210_163336.jpg db/2390.jpg\nquery/day/nexus4/IMG_20130210_163336.jpg db/4273.jpg\n"
+    )
     (tmp_path / "pairs-query-netvlad50.txt").write_text(text)
     assert read_pairs(tmp_path / "pairs-query-netvlad50.txt") == [
         ("query/day/nexus4/IMG_20130210_163336.jpg", "db/2390.jpg"),

@@ -91,11 +91,19 @@ def dataset(tmp_path_factory) -> dict:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         scipy.io.savemat(root / f"{name}.mat", {"XYZcut": xyz})
 
-    truth = {QUERIES[0]: rigid([0.05, 0.1, -0.02], [0.3, -0.1, 0.2]), QUERIES[1]: rigid([-0.08, -0.05, 0.03], [-0.2, 0.1, -0.3])}
+    truth = {
+        QUERIES[0]: rigid([0.05, 0.1, -0.02], [0.3, -0.1, 0.2]),
+        QUERIES[1]: rigid([-0.08, -0.05, 0.03], [-0.2, 0.1, -0.3]),
+    }
     camera = query_camera(QW, QH, 28.0)
     # float32 values, as the features file stores them, so that the expected lifting is exact
-    cutout_kps = {name: rng.uniform(0, [W - 1, H - 1], (250, 2)).astype(np.float32).astype(np.float64) for name in CUTOUTS}
-    true_match, fallback = {}, {}  # per query: (cutout index, cutout keypoint) and nearest-pixel lifting of each keypoint
+    cutout_kps = {
+        name: rng.uniform(0, [W - 1, H - 1], (250, 2)).astype(np.float32).astype(np.float64) for name in CUTOUTS
+    }
+    true_match, fallback = (
+        {},
+        {},
+    )  # per query: (cutout index, cutout keypoint) and nearest-pixel lifting of each keypoint
     with h5py.File(root / "features.h5", "w") as f:
         for name, kps in cutout_kps.items():
             write_features(f, name, kps, np.ones(len(kps)), (W, H))
@@ -124,7 +132,9 @@ def dataset(tmp_path_factory) -> dict:
                 write_features(f, query, kps, np.ones(len(kps)), (QW, QH))
             matches[query] = {n: to_matches0(m, np.ones(len(m)), len(kps)) for n, m in pairs.items()}
         write_features(f, QUERIES[2], rng.uniform(0, 300, (50, 2)), np.ones(50), (QW, QH))
-        matches[QUERIES[2]] = {n: to_matches0(np.stack([np.arange(5), np.arange(5)], -1), np.ones(5), 50) for n in CUTOUTS}
+        matches[QUERIES[2]] = {
+            n: to_matches0(np.stack([np.arange(5), np.arange(5)], -1), np.ones(5), 50) for n in CUTOUTS
+        }
     with h5py.File(root / "matches.h5", "w") as f:
         for query, per_cutout in matches.items():
             for name, (m0, s0) in per_cutout.items():
@@ -138,15 +148,17 @@ def test_lift_keypoints():
     xyz = np.concatenate([xyz, xyz[..., :1] * 2 + xyz[..., 1:] * 3 + 1], -1)  # [3,4,3], affine
     xyz[1, 2] = np.nan
     xyz[2, 3] = np.nan
-    keypoints = np.array([
-        [0.3, 0.6],  # interior, no NaN around: bilinear, exact for an affine map
-        [1.0, 1.0],  # on a pixel centre beside the NaN pixel: that pixel
-        [1.6, 1.2],  # the NaN pixel (2, 1) has weight: nearest pixel (2, 1) is NaN -> invalid
-        [1.4, 0.7],  # (2, 1) has weight, nearest (1, 1) -> its point
-        [-0.4, 2.3],  # within half a pixel of the border: the border pixels
-        [-0.6, 1.0],  # outside the image
-        [3.0, 0.0],  # the last column
-    ])
+    keypoints = np.array(
+        [
+            [0.3, 0.6],  # interior, no NaN around: bilinear, exact for an affine map
+            [1.0, 1.0],  # on a pixel centre beside the NaN pixel: that pixel
+            [1.6, 1.2],  # the NaN pixel (2, 1) has weight: nearest pixel (2, 1) is NaN -> invalid
+            [1.4, 0.7],  # (2, 1) has weight, nearest (1, 1) -> its point
+            [-0.4, 2.3],  # within half a pixel of the border: the border pixels
+            [-0.6, 1.0],  # outside the image
+            [3.0, 0.0],  # the last column
+        ]
+    )
     points, valid = lift_keypoints(xyz, keypoints)
     np.testing.assert_array_equal(valid, [True, True, False, True, True, False, True])
     affine = lambda x, y: [x, y, 2 * x + 3 * y + 1]  # noqa: E731
@@ -170,7 +182,9 @@ def test_read_alignment(tmp_path):
 
 def run(dataset, tmp_path, conf="default"):
     root = dataset["root"]
-    return localize_inloc.main(conf, root, root / "pairs.txt", root / "features.h5", root / "matches.h5", tmp_path / "results.txt")
+    return localize_inloc.main(
+        conf, root, root / "pairs.txt", root / "features.h5", root / "matches.h5", tmp_path / "results.txt"
+    )
 
 
 def test_localize_inloc(dataset, tmp_path, caplog):
@@ -187,7 +201,11 @@ def test_localize_inloc(dataset, tmp_path, caplog):
 
     logs = json.loads((tmp_path / "results.txt_logs.json").read_text())["loc"]
     log = logs[QUERIES[0]]
-    assert log["db"] == list(CUTOUTS) and log["best_db"] in CUTOUTS and sum(log["inliers_per_db"].values()) == log["num_inliers"]
+    assert (
+        log["db"] == list(CUTOUTS)
+        and log["best_db"] in CUTOUTS
+        and sum(log["inliers_per_db"].values()) == log["num_inliers"]
+    )
     corr = log["correspondences"]
     lengths = {len(corr[k]) for k in ("keypoint_ids", "db", "db_keypoint_ids", "inliers")}
     assert lengths == {log["num_correspondences"]}
@@ -207,7 +225,9 @@ def test_lifting_in_the_pipeline_is_exact(dataset, tmp_path):
         assert position < 1e-6 and rotation < 1e-5, (query, position, rotation)
         corr = logs[query]["correspondences"]
         true_match, fallback = dataset["true_match"][query], np.array(dataset["fallback"][query])
-        correct = np.array([true_match[k] == (i, j) for k, i, j in zip(corr["keypoint_ids"], corr["db"], corr["db_keypoint_ids"])])
+        correct = np.array(
+            [true_match[k] == (i, j) for k, i, j in zip(corr["keypoint_ids"], corr["db"], corr["db_keypoint_ids"])]
+        )
         inliers = np.array(corr["inliers"])
         assert correct.sum() > 400 and inliers[correct].all()
         assert fallback[np.array(corr["keypoint_ids"])[correct]].sum() > 3  # the nearest-pixel rule was used
@@ -216,5 +236,9 @@ def test_lifting_in_the_pipeline_is_exact(dataset, tmp_path):
 def test_bad_cutout_name(dataset, tmp_path):
     root = dataset["root"]
     (tmp_path / "pairs.txt").write_text(f"{QUERIES[0]} database/cutouts/DUC1/024/IMG_1.jpg\n")
-    with pytest.raises(InputError, match="pairs.txt: 'database/cutouts/DUC1/024/IMG_1.jpg' is not an InLoc cutout name"):
-        localize_inloc.main("default", root, tmp_path / "pairs.txt", root / "features.h5", root / "matches.h5", tmp_path / "r.txt")
+    with pytest.raises(
+        InputError, match="pairs.txt: 'database/cutouts/DUC1/024/IMG_1.jpg' is not an InLoc cutout name"
+    ):
+        localize_inloc.main(
+            "default", root, tmp_path / "pairs.txt", root / "features.h5", root / "matches.h5", tmp_path / "r.txt"
+        )

@@ -41,7 +41,10 @@ def test_localize_pipeline_with_sift(split, tmp_path):
     assert summary["map_registered"] == 9 and summary["localized"] == 2
     assert list(summary["failed"]) == ["unrelated.jpg"]  # reported, and no pose line
     assert set(read_results(output / "results.txt")) == set(QUERIES)
-    assert summary["intrinsics"]["view_03.jpg"] == "ground_truth" and summary["intrinsics"]["unrelated.jpg"] != "ground_truth"
+    assert (
+        summary["intrinsics"]["view_03.jpg"] == "ground_truth"
+        and summary["intrinsics"]["unrelated.jpg"] != "ground_truth"
+    )
     scores = summary["ground_truth"]
     assert scores["queries"] == 2 and scores["recall"]["0.25m,2deg"] == 100.0
     assert scores["median_position_error"] < 0.05 and scores["median_rotation_error"] < 0.5

@@ -47,9 +47,15 @@ def query_matches(rng, query_ids: np.ndarray, db_ids: np.ndarray, outliers: floa
 def scene(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("loc")
     options = pycolmap.SyntheticDatasetOptions(
-        num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=NUM_DB + len(QUERIES), num_points3D=250,
-        camera_width=WIDTH, camera_height=HEIGHT, camera_model_id=pycolmap.CameraModelId.SIMPLE_RADIAL,
-        camera_params=PARAMS, num_points2D_without_point3D=20,
+        num_rigs=1,
+        num_cameras_per_rig=1,
+        num_frames_per_rig=NUM_DB + len(QUERIES),
+        num_points3D=250,
+        camera_width=WIDTH,
+        camera_height=HEIGHT,
+        camera_model_id=pycolmap.CameraModelId.SIMPLE_RADIAL,
+        camera_params=PARAMS,
+        num_points2D_without_point3D=20,
     )
     pycolmap.set_random_seed(0)
     model = pycolmap.synthesize_dataset(options)
@@ -81,17 +87,28 @@ def scene(tmp_path_factory) -> dict:
                     write_matches(f, db, query, *to_matches0(m[:, ::-1], np.ones(len(m)), len(db_ids)))
                 else:
                     write_matches(f, query, db, *to_matches0(m, np.ones(len(m)), len(ids)))
-    lines = [f"{q} SIMPLE_RADIAL {WIDTH} {HEIGHT} {' '.join(map(str, PARAMS))}" for q in (*QUERIES, "q/unretrieved.png")]
+    lines = [
+        f"{q} SIMPLE_RADIAL {WIDTH} {HEIGHT} {' '.join(map(str, PARAMS))}" for q in (*QUERIES, "q/unretrieved.png")
+    ]
     (root / "queries_with_intrinsics.txt").write_text("\n".join(lines) + "\n")
-    pairs = [(q, db) for q in QUERIES for db in db_names] + [(QUERIES[0], "not_in_model.png"), ("q/no_intrinsics.png", db_names[0])]
+    pairs = [(q, db) for q in QUERIES for db in db_names] + [
+        (QUERIES[0], "not_in_model.png"),
+        ("q/no_intrinsics.png", db_names[0]),
+    ]
     write_pairs(root / "pairs-loc.txt", pairs)
     return {"root": root, "model": root, "truth": truth, "db": db_names, "query_ids": query_ids, "db_obs": db_obs}
 
 
 def run(scene, tmp_path, conf="default", **kwargs):
     root = scene["root"]
-    args = dict(reference_sfm=scene["model"], queries=root / "queries_with_intrinsics.txt", retrieval=root / "pairs-loc.txt",
-                features=root / "features.h5", matches=root / "matches.h5", results=tmp_path / "results.txt")
+    args = dict(
+        reference_sfm=scene["model"],
+        queries=root / "queries_with_intrinsics.txt",
+        retrieval=root / "pairs-loc.txt",
+        features=root / "features.h5",
+        matches=root / "matches.h5",
+        results=tmp_path / "results.txt",
+    )
     args.update(kwargs)
     return localize_sfm.main(conf, **args)
 
@@ -117,7 +134,13 @@ def test_localize_queries(scene, tmp_path, caplog):
     assert good["localized"] and good["failure"] is None and good["db"] == scene["db"]
     assert good["best_db"] == max(good["inliers_per_db"], key=good["inliers_per_db"].get)
     corr = good["correspondences"]
-    assert len(corr["keypoint_ids"]) == len(corr["point3D_ids"]) == len(corr["db"]) == len(corr["inliers"]) == good["num_correspondences"]
+    assert (
+        len(corr["keypoint_ids"])
+        == len(corr["point3D_ids"])
+        == len(corr["db"])
+        == len(corr["inliers"])
+        == good["num_correspondences"]
+    )
     correct = scene["query_ids"]["q/good0.png"][corr["keypoint_ids"]] == np.array(corr["point3D_ids"])
     inliers = np.array(corr["inliers"])
     assert correct.sum() > 200 and inliers[correct].all()  # every true correspondence is an inlier
@@ -140,7 +163,10 @@ def test_one_keypoint_several_points_gives_several_correspondences(scene, tmp_pa
             for kq, kdb in m:
                 if db_ids[kdb] >= 0:
                     expected.setdefault((int(kq), int(db_ids[kdb])), set()).add(db)
-    got = {(k, p): {scene["db"][i] for i in dbs} for k, p, dbs in zip(corr["keypoint_ids"], corr["point3D_ids"], corr["db"])}
+    got = {
+        (k, p): {scene["db"][i] for i in dbs}
+        for k, p, dbs in zip(corr["keypoint_ids"], corr["point3D_ids"], corr["db"])
+    }
     assert got == expected
     assert len({k for k, _ in got}) < len(got)  # some keypoint maps to several 3D points
     assert all(p in model.points3D for _, p in got)
@@ -161,7 +187,9 @@ def test_covisibility_clustering(scene, tmp_path):
     group_a, group_b = scene["db"][:3], scene["db"][3:]
     for point_id in list(model.point3D_ids()):
         drop = group_b if point_id % 2 == 0 else group_a
-        track = [(e.image_id, e.point2D_idx) for e in model.points3D[point_id].track.elements]  # copies: deleting shifts them
+        track = [
+            (e.image_id, e.point2D_idx) for e in model.points3D[point_id].track.elements
+        ]  # copies: deleting shifts them
         for image_id, point2D_idx in track:
             if model.images[image_id].name in drop:
                 model.delete_observation(image_id, point2D_idx)

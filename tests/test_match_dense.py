@@ -77,7 +77,13 @@ def all_pairs(names: list[str]) -> list[tuple[str, str]]:
 
 def run_stub(image_dir: str, pairs: str, export_dir: str, sleep: float) -> None:
     """One match_dense run with the stub (what the subprocess of the kill test runs)."""
-    match_dense.main({"name": "eloftr_reweight_lite", "chunk_size": 2}, Path(pairs), Path(image_dir), Path(export_dir), matcher=StubMatcher(sleep))
+    match_dense.main(
+        {"name": "eloftr_reweight_lite", "chunk_size": 2},
+        Path(pairs),
+        Path(image_dir),
+        Path(export_dir),
+        matcher=StubMatcher(sleep),
+    )
 
 
 def h5_contents(path: Path) -> dict[str, np.ndarray]:
@@ -151,8 +157,13 @@ def test_one_to_one_keeps_the_best_match():
 def test_raw_store_resumes_and_checks_identity(tmp_path):
     fingerprints = {"a.jpg": "1:a", "b.jpg": "1:b", "c/d.jpg": "1:d"}
     store = RawMatchStore(tmp_path / "raw", {"matcher": "a"}, fingerprints)
-    result = {"keypoints0": np.ones((3, 2)), "keypoints1": np.zeros((3, 2)), "scores": np.arange(3),
-              "image_size0": (4, 5), "image_size1": (6, 7)}
+    result = {
+        "keypoints0": np.ones((3, 2)),
+        "keypoints1": np.zeros((3, 2)),
+        "scores": np.arange(3),
+        "image_size0": (4, 5),
+        "image_size1": (6, 7),
+    }
     store.add({("a.jpg", "b.jpg"): result, ("a.jpg", "c/d.jpg"): {**result, "scores": np.arange(3) + 10}})
     store.close()
     (tmp_path / "raw" / ".shard-000001.h5.0123abcd.tmp").write_bytes(b"debris of a killed run")
@@ -176,7 +187,9 @@ def test_match_dense_known_scene(tmp_path, caplog):
     write_pairs(tmp_path / "pairs.txt", all_pairs(names) + [("im1.png", "im0.png"), ("im2.png", "im2.png")])
     stub = StubMatcher()
     with caplog.at_level(logging.INFO):
-        features, matches = match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+        features, matches = match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub
+        )
     assert features == tmp_path / "out" / "feats_matches-eloftr-reweight-lite.h5"
     assert matches == tmp_path / "out" / "matches-eloftr-reweight-lite_pairs.h5"
     assert len(stub.calls) == 10  # repeated and self-pairs dropped
@@ -202,21 +215,30 @@ def test_match_dense_known_scene(tmp_path, caplog):
 
     stub.calls.clear()
     with caplog.at_level(logging.INFO):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+        match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub
+        )
     assert stub.calls == [] and "already in" in caplog.text
 
 
 def test_fixed_reference_keypoints(tmp_path):
     names = make_images(tmp_path / "images", 4)
     write_pairs(tmp_path / "map.txt", all_pairs(names[:3]))
-    features, _ = match_dense.main("eloftr_reweight_lite", tmp_path / "map.txt", tmp_path / "images", tmp_path / "map", matcher=StubMatcher())
+    features, _ = match_dense.main(
+        "eloftr_reweight_lite", tmp_path / "map.txt", tmp_path / "images", tmp_path / "map", matcher=StubMatcher()
+    )
     before = h5_contents(features)
 
     # localization-style: a new image against fixed ones, from a reference file ...
     write_pairs(tmp_path / "loc.txt", [("im3.png", "im0.png"), ("im3.png", "im1.png")])
     stub = StubMatcher()
     loc_features, loc_matches = match_dense.main(
-        {"max_kps": None}, tmp_path / "loc.txt", tmp_path / "images", tmp_path / "loc", features_ref=features, matcher=stub
+        {"max_kps": None},
+        tmp_path / "loc.txt",
+        tmp_path / "images",
+        tmp_path / "loc",
+        features_ref=features,
+        matcher=stub,
     )
     assert stub.calls == [(0, 3), (1, 3)]  # the fixed image is matched as image 0 (lattice side)
     assert list_h5_names(loc_features) == ["im3.png"]
@@ -229,8 +251,12 @@ def test_fixed_reference_keypoints(tmp_path):
 
     # ... or appended to the mapping files themselves: existing images keep their keypoints
     match_dense.main(
-        "eloftr_reweight_lite", tmp_path / "loc.txt", tmp_path / "images", matcher=StubMatcher(),
-        features=features, matches=tmp_path / "map" / "matches-eloftr-reweight-lite_map.h5",
+        "eloftr_reweight_lite",
+        tmp_path / "loc.txt",
+        tmp_path / "images",
+        matcher=StubMatcher(),
+        features=features,
+        matches=tmp_path / "map" / "matches-eloftr-reweight-lite_map.h5",
     )
     after = h5_contents(features)
     assert all(np.array_equal(after[k], v) for k, v in before.items())
@@ -243,7 +269,9 @@ def test_bad_inputs(tmp_path, caplog):
     write_pairs(tmp_path / "pairs.txt", [("im0.png", "im1.png"), ("im1.png", "nope.png")])
     stub = StubMatcher()
     with pytest.raises(InputError, match=r"pairs.txt:2: image 'nope.png' not found"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub)
+        match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", matcher=stub
+        )
     assert stub.calls == [] and not (tmp_path / "out").exists()
 
     (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
@@ -258,15 +286,24 @@ def test_bad_inputs(tmp_path, caplog):
     assert len(stub.calls) == 3 and list_h5_names(features) == names
     assert len(list_h5_names(matches)) == 3
     with pytest.raises(InputError, match="reference features file not found"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "o2",
-                         features_ref=tmp_path / "absent.h5", matcher=stub)
+        match_dense.main(
+            "eloftr_reweight_lite",
+            tmp_path / "pairs.txt",
+            tmp_path / "images",
+            tmp_path / "o2",
+            features_ref=tmp_path / "absent.h5",
+            matcher=stub,
+        )
 
 
 def test_killed_run_resumes_to_identical_files(tmp_path):
     names = make_images(tmp_path / "images", 5)
     write_pairs(tmp_path / "pairs.txt", all_pairs(names))
     args = [str(tmp_path / "images"), str(tmp_path / "pairs.txt"), str(tmp_path / "killed"), 0.4]
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_match_dense as t; t.run_stub(*{args!r})"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+        f" import test_match_dense as t; t.run_stub(*{args!r})"
+    )
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     raw = tmp_path / "killed" / "matches-eloftr-reweight-lite_pairs.raw"
     deadline = time.time() + 120
@@ -292,8 +329,14 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
     write_pairs(tmp_path / "first.txt", all_pairs(names[:3]))
     write_pairs(tmp_path / "more.txt", all_pairs(names))
     for out in ("crash", "clean"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "first.txt", tmp_path / "images", tmp_path / out,
-                         matches=tmp_path / out / "m.h5", matcher=StubMatcher())
+        match_dense.main(
+            "eloftr_reweight_lite",
+            tmp_path / "first.txt",
+            tmp_path / "images",
+            tmp_path / out,
+            matches=tmp_path / out / "m.h5",
+            matcher=StubMatcher(),
+        )
     before = {p.name: p.read_bytes() for p in (tmp_path / "crash").glob("*.h5")}
 
     def crash(*args, **kwargs):
@@ -301,22 +344,48 @@ def test_crash_while_writing_keeps_files_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(match_dense, "write_pair_matches", crash)
     with pytest.raises(KeyboardInterrupt):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
-                         matches=tmp_path / "crash" / "m.h5", matcher=StubMatcher())
+        match_dense.main(
+            "eloftr_reweight_lite",
+            tmp_path / "more.txt",
+            tmp_path / "images",
+            tmp_path / "crash",
+            matches=tmp_path / "crash" / "m.h5",
+            matcher=StubMatcher(),
+        )
     assert (tmp_path / "crash" / "m.raw").is_dir()
     assert (tmp_path / "crash" / "m.h5").read_bytes() == before["m.h5"]  # untouched
     monkeypatch.undo()
     other_weights = StubMatcher()
     other_weights.fingerprint = "0123456789abcdef"  # matches of other weights are never mixed in
-    with pytest.raises(InputError, match=r"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights null -> "):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
-                         matches=tmp_path / "crash" / "m.h5", matcher=other_weights)
+    with pytest.raises(
+        InputError, match=r"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights null -> "
+    ):
+        match_dense.main(
+            "eloftr_reweight_lite",
+            tmp_path / "more.txt",
+            tmp_path / "images",
+            tmp_path / "crash",
+            matches=tmp_path / "crash" / "m.h5",
+            matcher=other_weights,
+        )
     resumed = StubMatcher()
-    match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "crash",
-                     matches=tmp_path / "crash" / "m.h5", matcher=resumed)
+    match_dense.main(
+        "eloftr_reweight_lite",
+        tmp_path / "more.txt",
+        tmp_path / "images",
+        tmp_path / "crash",
+        matches=tmp_path / "crash" / "m.h5",
+        matcher=resumed,
+    )
     assert resumed.calls == []  # everything came from the raw store
-    match_dense.main("eloftr_reweight_lite", tmp_path / "more.txt", tmp_path / "images", tmp_path / "clean",
-                     matches=tmp_path / "clean" / "m.h5", matcher=StubMatcher())
+    match_dense.main(
+        "eloftr_reweight_lite",
+        tmp_path / "more.txt",
+        tmp_path / "images",
+        tmp_path / "clean",
+        matches=tmp_path / "clean" / "m.h5",
+        matcher=StubMatcher(),
+    )
     for name in ("feats_matches-eloftr-reweight-lite.h5", "m.h5"):
         assert_same_files(tmp_path / "crash" / name, tmp_path / "clean" / name)
     assert not list((tmp_path / "crash").glob(".*"))
@@ -342,7 +411,9 @@ def test_real_matcher_tiny(tmp_path):
         assert f["0.png/image_size"][()].tolist() == [80, 64]
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in match_dense.confs.items() if c["model"]["name"] == "eloftr_reweight"))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, c in match_dense.confs.items() if c["model"]["name"] == "eloftr_reweight")
+)
 def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xfeat_peers.py
     conf = match_dense.resolve_conf({"name": name, "model": {"weights": "random"}})
     matcher = match_dense.build_pair_matcher(conf)
@@ -354,5 +425,7 @@ def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xf
 
 def test_a_worker_with_other_weights_is_refused():
     conf = match_dense.resolve_conf("eloftr_reweight")
-    with pytest.raises(InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"):
+    with pytest.raises(
+        InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"
+    ):
         match_dense.build_pair_matcher(conf, "0" * 64)

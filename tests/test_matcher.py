@@ -57,7 +57,9 @@ def test_resize_and_pad_rules():
     mask = prep.coarse_mask()
     assert mask.shape == (88, 128) and mask.sum() == 87 * 125
     # pixel-centre convention: the first and last pixel centres map onto each other
-    np.testing.assert_allclose(prep.to_original(np.array([[-0.5, -0.5], [999.5, 695.5]])), [[-0.5, -0.5], [999.5, 699.5]], atol=1e-4)
+    np.testing.assert_allclose(
+        prep.to_original(np.array([[-0.5, -0.5], [999.5, 695.5]])), [[-0.5, -0.5], [999.5, 699.5]], atol=1e-4
+    )
 
 
 def test_matches_shifted_textures_in_original_pixels(matcher):
@@ -170,7 +172,9 @@ def test_image_types(matcher, tmp_path, kind):
     image = {
         "gray8": (gray * 255).astype(np.uint8),
         "rgb8": np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2),
-        "rgba8": np.dstack([np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2), np.full(gray.shape, 128, np.uint8)]),
+        "rgba8": np.dstack(
+            [np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2), np.full(gray.shape, 128, np.uint8)]
+        ),
         "gray16": (gray * 65535).astype(np.uint16),
         "rgb16": np.repeat((gray * 65535).astype(np.uint16)[..., None], 3, axis=2),
         "float": gray,

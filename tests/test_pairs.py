@@ -29,8 +29,13 @@ def write_descriptors(path, descriptors: dict) -> None:
 def model(tmp_path_factory) -> tuple[pycolmap.Reconstruction, str]:
     """A synthetic model of 8 images whose 3D points are each seen by a random subset of images."""
     options = pycolmap.SyntheticDatasetOptions(
-        num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=8, num_points3D=80,
-        camera_width=320, camera_height=240, num_points2D_without_point3D=0,
+        num_rigs=1,
+        num_cameras_per_rig=1,
+        num_frames_per_rig=8,
+        num_points3D=80,
+        camera_width=320,
+        camera_height=240,
+        num_points2D_without_point3D=0,
     )
     pycolmap.set_random_seed(0)
     rec = pycolmap.synthesize_dataset(options)
@@ -75,9 +80,14 @@ def test_sequential_window_and_loop_closures(tmp_path):
     base[names[8]] = base[names[1]] + 0.01
     write_descriptors(tmp_path / "global.h5", base)
     pairs = pairs_from_sequential.main(
-        out, image_list=names, window_size=2, loop_descriptors=tmp_path / "global.h5", num_loop_closures=1, loop_min_score=0.5
+        out,
+        image_list=names,
+        window_size=2,
+        loop_descriptors=tmp_path / "global.h5",
+        num_loop_closures=1,
+        loop_min_score=0.5,
     )
-    loops = pairs[len(expected):]
+    loops = pairs[len(expected) :]
     assert pairs[: len(expected)] == expected
     assert set(loops) == {(names[0], names[9]), (names[1], names[8])}
     assert all(abs(names.index(a) - names.index(b)) > 2 for a, b in loops)
@@ -132,8 +142,10 @@ def test_poses_against_brute_force(tmp_path, model):
     pairs = pairs_from_poses.main(path, tmp_path / "pairs.txt", num_matched=2, rotation_threshold=45)
     for a in images:
         candidates = [
-            b for b in images
-            if b.name != a.name and np.degrees(np.arccos(np.clip(a.viewing_direction() @ b.viewing_direction(), -1, 1))) < 45
+            b
+            for b in images
+            if b.name != a.name
+            and np.degrees(np.arccos(np.clip(a.viewing_direction() @ b.viewing_direction(), -1, 1))) < 45
         ]
         candidates.sort(key=lambda b: np.linalg.norm(a.projection_center() - b.projection_center()))
         assert [p[1] for p in pairs if p[0] == a.name] == [b.name for b in candidates[:2]]

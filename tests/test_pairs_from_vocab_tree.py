@@ -26,10 +26,15 @@ def test_pairs_mostly_from_own_scene(scenes, tmp_path):
     same = [scene_of(a) == scene_of(b) for a, b in pairs]
     assert sum(same) / len(same) >= 0.7
     # the tree written by the first run is read by the next: the same pairs without building one
-    assert pairs_from_vocab_tree.main(CONF, image_dir, tmp_path / "again.txt", k, vocab_tree=tmp_path / "tree.bin") == pairs
+    assert (
+        pairs_from_vocab_tree.main(CONF, image_dir, tmp_path / "again.txt", k, vocab_tree=tmp_path / "tree.bin")
+        == pairs
+    )
 
 
 def test_bad_tree_file_is_an_input_error(scenes, tmp_path):
     (tmp_path / "tree.bin").write_bytes(b"not a tree")
     with pytest.raises(InputError, match="tree.bin"):
-        pairs_from_vocab_tree.main(CONF, scenes[0], tmp_path / "pairs.txt", 2, image_list=scenes[1][:4], vocab_tree=tmp_path / "tree.bin")
+        pairs_from_vocab_tree.main(
+            CONF, scenes[0], tmp_path / "pairs.txt", 2, image_list=scenes[1][:4], vocab_tree=tmp_path / "tree.bin"
+        )

@@ -12,7 +12,10 @@ THR = 0.1  # the official evaluation threshold; the calibrated random network ke
 
 def build_pair(attention: str, calibration: torch.Tensor | None = None) -> tuple[torch.nn.Module, ELoFTR]:
     conf = {
-        "name": "full", "reweight": {"mode": "off"}, "match_coarse": {"thr": THR}, "coarse": {"attention": attention},
+        "name": "full",
+        "reweight": {"mode": "off"},
+        "match_coarse": {"thr": THR},
+        "coarse": {"attention": attention},
         "match_fine": {"official_block": True},  # what loading an official checkpoint selects
     }
     ours = ELoFTR(conf).eval()

@@ -40,9 +40,13 @@ def pose(rotvec_deg, centre) -> pycolmap.Rigid3d:
 def test_query_list_with_intrinsics(tmp_path):
     (tmp_path / "day_time_queries_with_intrinsics.txt").write_text(AACHEN_LINES)
     (tmp_path / "night_time_queries_with_intrinsics.txt").write_text(
-        "query/night/nexus5x/IMG_1.jpg SIMPLE_RADIAL 1600 1200 1400 800 600 0.02\n")
+        "query/night/nexus5x/IMG_1.jpg SIMPLE_RADIAL 1600 1200 1400 800 600 0.02\n"
+    )
     queries = read_queries(tmp_path / "day_time_queries_with_intrinsics.txt")
-    assert list(queries) == ["query/day/nexus4/IMG_20130210_163441.jpg", "query/day/milestone/2010-10-30_17-47-25_73.jpg"]
+    assert list(queries) == [
+        "query/day/nexus4/IMG_20130210_163441.jpg",
+        "query/day/milestone/2010-10-30_17-47-25_73.jpg",
+    ]
     camera = queries["query/day/nexus4/IMG_20130210_163441.jpg"]
     assert camera.model == pycolmap.CameraModelId.SIMPLE_RADIAL and (camera.width, camera.height) == (1600, 1200)
     np.testing.assert_allclose(camera.params, [1469.2, 800, 600, -0.0353019])
@@ -50,13 +54,16 @@ def test_query_list_with_intrinsics(tmp_path):
     assert len(merged) == 3 and "query/night/nexus5x/IMG_1.jpg" in merged
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("q.jpg SIMPLE_RADIAL 1600 1200 1469.2 800 600", "takes the parameters (f, cx, cy, k)"),
-    ("q.jpg SIMPLE_RADIALX 1600 1200 1 2 3 4", "unknown camera model 'SIMPLE_RADIALX'"),
-    ("q.jpg PINHOLE 16x0 1200 1 1 2 3", "must be integers"),
-    ("q.jpg PINHOLE 1600 1200 1 nan 2 3", "non-finite"),
-    ("q.jpg PINHOLE 1600", "expected 'name MODEL width height params...'"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("q.jpg SIMPLE_RADIAL 1600 1200 1469.2 800 600", "takes the parameters (f, cx, cy, k)"),
+        ("q.jpg SIMPLE_RADIALX 1600 1200 1 2 3 4", "unknown camera model 'SIMPLE_RADIALX'"),
+        ("q.jpg PINHOLE 16x0 1200 1 1 2 3", "must be integers"),
+        ("q.jpg PINHOLE 1600 1200 1 nan 2 3", "non-finite"),
+        ("q.jpg PINHOLE 1600", "expected 'name MODEL width height params...'"),
+    ],
+)
 def test_query_list_errors_name_file_and_line(tmp_path, line, problem):
     path = tmp_path / "queries.txt"
     path.write_text(f"# header\nok.jpg SIMPLE_PINHOLE 10 10 5 5 5\n{line}\n")
@@ -111,7 +118,10 @@ def test_results_round_trip(tmp_path):
 def test_pose_error_and_recall(tmp_path):
     truth = {f"q/{i}.jpg": pose([5 * i, 10, 0], [i, 0, 1]) for i in range(5)}
     offsets = {  # name -> (rotation about the camera's own axis in degrees, centre offset in metres)
-        "0.jpg": (1.0, 0.1), "1.jpg": (3.0, 0.3), "2.jpg": (8.0, 4.0), "3.jpg": (20.0, 0.0),  # 4.jpg: no result
+        "0.jpg": (1.0, 0.1),
+        "1.jpg": (3.0, 0.3),
+        "2.jpg": (8.0, 4.0),
+        "3.jpg": (20.0, 0.0),  # 4.jpg: no result
     }
     estimates = {}
     for name, (degrees, metres) in offsets.items():

@@ -23,9 +23,15 @@ NUM_IMAGES, WIDTH, HEIGHT, PARAMS = 8, 320, 240, [300.0, 160.0, 120.0]
 def scene(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("scene")
     options = pycolmap.SyntheticDatasetOptions(
-        num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=NUM_IMAGES, num_points3D=300,
-        camera_width=WIDTH, camera_height=HEIGHT, camera_model_id=pycolmap.CameraModelId.SIMPLE_PINHOLE,
-        camera_params=PARAMS, num_points2D_without_point3D=0,
+        num_rigs=1,
+        num_cameras_per_rig=1,
+        num_frames_per_rig=NUM_IMAGES,
+        num_points3D=300,
+        camera_width=WIDTH,
+        camera_height=HEIGHT,
+        camera_model_id=pycolmap.CameraModelId.SIMPLE_PINHOLE,
+        camera_params=PARAMS,
+        num_points2D_without_point3D=0,
     )
     pycolmap.set_random_seed(0)
     gt = pycolmap.synthesize_dataset(options)
@@ -59,8 +65,12 @@ def scene(tmp_path_factory) -> dict:
     write_pairs(root / "pairs.txt", pairs)
     write_pairs(root / "pairs-broken.txt", [*pairs, ("broken.png", names[0])])
     return {
-        "root": root, "gt": gt, "images": root / "images", "features": root / "features.h5",
-        "matches": root / "matches.h5", "point_ids": point_ids,  # 3D point of each keypoint (-1: clutter)
+        "root": root,
+        "gt": gt,
+        "images": root / "images",
+        "features": root / "features.h5",
+        "matches": root / "matches.h5",
+        "point_ids": point_ids,  # 3D point of each keypoint (-1: clutter)
     }
 
 
@@ -121,8 +131,14 @@ def test_epipolar_errors_under_the_true_model(scene):
 def test_match_precision_of_matches_and_verified_inliers(scene, tmp_path):
     pairs = read_pairs(scene["root"] / "pairs.txt")
     ids = scene["point_ids"]
-    model = reconstruction.main("incremental", tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt",
-                                scene["features"], scene["matches"])
+    model = reconstruction.main(
+        "incremental",
+        tmp_path / "sfm",
+        scene["images"],
+        scene["root"] / "pairs.txt",
+        scene["features"],
+        scene["matches"],
+    )
     reference = pycolmap.Reconstruction(scene["gt"])
     left_out = sorted(ids)[0]
     reference.deregister_frame(reference.find_image_with_name(left_out).frame_id)
@@ -143,8 +159,9 @@ def test_match_precision_of_matches_and_verified_inliers(scene, tmp_path):
 def test_no_model_says_why(scene, tmp_path, caplog):
     conf = {"name": "incremental", "mapper_options": {"mapper": {"init_min_num_inliers": 10_000}}}
     with caplog.at_level("ERROR"):
-        model = reconstruction.main(conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt",
-                                    scene["features"], scene["matches"])
+        model = reconstruction.main(
+            conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
+        )
     assert model is None
     assert "no model could be built" in caplog.text
     assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
@@ -161,8 +178,11 @@ def test_global_and_hierarchical_mapping(scene, tmp_path, mapper):
 
 def test_known_intrinsics_without_verification(scene, tmp_path):
     conf = {
-        "camera_mode": "single", "camera_model": "SIMPLE_PINHOLE", "camera_params": PARAMS,
-        "refine_intrinsics": False, "skip_geometric_verification": True,  # pairs written with a config
+        "camera_mode": "single",
+        "camera_model": "SIMPLE_PINHOLE",
+        "camera_params": PARAMS,
+        "refine_intrinsics": False,
+        "skip_geometric_verification": True,  # pairs written with a config
     }
     model = reconstruction.main(
         conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
@@ -174,8 +194,13 @@ def test_known_intrinsics_without_verification(scene, tmp_path):
 
 def test_triangulation_with_known_poses(scene, tmp_path):
     model = triangulation.main(
-        "default", tmp_path / "tri", scene["root"] / "gt", scene["images"], scene["root"] / "pairs.txt",
-        scene["features"], scene["matches"],
+        "default",
+        tmp_path / "tri",
+        scene["root"] / "gt",
+        scene["images"],
+        scene["root"] / "pairs.txt",
+        scene["features"],
+        scene["matches"],
     )
     gt = scene["gt"]
     assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() > 250
@@ -188,13 +213,26 @@ def test_triangulation_with_known_poses(scene, tmp_path):
 
 def test_unknown_images_fail_before_any_work(scene, tmp_path):
     pairs = tmp_path / "pairs.txt"
-    pairs.write_text("camera000001_frame000000.png camera000001_frame000001.png\nmissing.png camera000001_frame000000.png\n")
+    pairs.write_text(
+        "camera000001_frame000000.png camera000001_frame000001.png\nmissing.png camera000001_frame000000.png\n"
+    )
     with pytest.raises(InputError, match=r"pairs.txt:2: image 'missing.png' not found"):
-        reconstruction.main("incremental", tmp_path / "sfm", scene["images"], pairs, scene["features"], scene["matches"])
+        reconstruction.main(
+            "incremental", tmp_path / "sfm", scene["images"], pairs, scene["features"], scene["matches"]
+        )
     assert not (tmp_path / "sfm").exists()
     with pytest.raises(InputError, match=r"pairs-broken.txt:\d+: unknown image 'broken.png'"):
-        triangulation.main("default", tmp_path / "tri", scene["root"] / "gt", scene["images"],
-                           scene["root"] / "pairs-broken.txt", scene["features"], scene["matches"])
+        triangulation.main(
+            "default",
+            tmp_path / "tri",
+            scene["root"] / "gt",
+            scene["images"],
+            scene["root"] / "pairs-broken.txt",
+            scene["features"],
+            scene["matches"],
+        )
     assert not (tmp_path / "tri").exists()
     with pytest.raises(InputError, match="file not found"):
-        reconstruction.main("incremental", tmp_path / "sfm", scene["images"], pairs, Path("absent.h5"), scene["matches"])
+        reconstruction.main(
+            "incremental", tmp_path / "sfm", scene["images"], pairs, Path("absent.h5"), scene["matches"]
+        )

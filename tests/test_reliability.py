@@ -60,16 +60,29 @@ def test_rerun_with_other_weights_is_refused(tmp_path, checkpoints):
     write_pairs(tmp_path / "pairs.txt", [("0.png", "1.png"), ("0.png", "2.png"), ("1.png", "2.png")])
     a, b = checkpoints
     conf = {"name": "eloftr_reweight_lite", "preprocessing": {"resize_max": 128}}
-    features, matches = match_dense.main({**conf, "model": {"weights": str(a)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    features, matches = match_dense.main(
+        {**conf, "model": {"weights": str(a)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
+    )
     with h5py.File(features) as f:
         assert f.attrs["weights"] == f'"{file_hash(a)}"'
         assert f["0.png"].attrs[FINGERPRINT] == image_fingerprint(tmp_path / "images" / "0.png")
     before = h5_contents(matches)
-    with pytest.raises(InputError, match=rf"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights \"{file_hash(a)}\" -> "
-                       rf"\"{file_hash(b)}\"\); write to another output folder .* --overwrite"):
-        match_dense.main({**conf, "model": {"weights": str(b)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+    with pytest.raises(
+        InputError,
+        match=rf"feats_matches-eloftr-reweight-lite.h5: made with other settings \(weights \"{file_hash(a)}\" -> "
+        rf"\"{file_hash(b)}\"\); write to another output folder .* --overwrite",
+    ):
+        match_dense.main(
+            {**conf, "model": {"weights": str(b)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
+        )
     assert h5_contents(matches).keys() == before.keys()  # nothing lost
-    match_dense.main({**conf, "model": {"weights": str(b)}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out", overwrite=True)
+    match_dense.main(
+        {**conf, "model": {"weights": str(b)}},
+        tmp_path / "pairs.txt",
+        tmp_path / "images",
+        tmp_path / "out",
+        overwrite=True,
+    )
     with h5py.File(matches) as f:
         assert f.attrs["weights"] == f'"{file_hash(b)}"'
 
@@ -78,9 +91,17 @@ def test_rerun_with_another_conf_is_refused(tmp_path):
     _, pairs, images = scene(tmp_path, 3)
     match_dense.main("eloftr_reweight_lite", pairs, images, tmp_path / "out", matcher=StubMatcher())
     with pytest.raises(InputError, match=r"made with other settings \(conf.max_kps 8192 -> 100\)"):
-        match_dense.main({"name": "eloftr_reweight_lite", "max_kps": 100}, pairs, images, tmp_path / "out", matcher=StubMatcher())
+        match_dense.main(
+            {"name": "eloftr_reweight_lite", "max_kps": 100}, pairs, images, tmp_path / "out", matcher=StubMatcher()
+        )
     stub = StubMatcher()  # scheduling settings are free to change
-    match_dense.main({"name": "eloftr_reweight_lite", "chunk_size": 3, "batch_size": 2}, pairs, images, tmp_path / "out", matcher=stub)
+    match_dense.main(
+        {"name": "eloftr_reweight_lite", "chunk_size": 3, "batch_size": 2},
+        pairs,
+        images,
+        tmp_path / "out",
+        matcher=stub,
+    )
     assert stub.calls == []
 
 
@@ -123,7 +144,9 @@ def test_replaced_photo_in_sift_outputs(tmp_path):
     with h5py.File(matches) as f:
         assert list(f["0.png/2.png"].attrs["fingerprints"])[1] == image_fingerprint(tmp_path / "images" / "2.png")
     with pytest.raises(InputError, match=r"made with other settings \(conf.model.ratio 0.8 -> 0.7\)"):
-        match_dense.main({"name": "sift", "model": {"ratio": 0.7}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out")
+        match_dense.main(
+            {"name": "sift", "model": {"ratio": 0.7}}, tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out"
+        )
 
 
 def test_fingerprints_and_differences(tmp_path):
@@ -131,8 +154,14 @@ def test_fingerprints_and_differences(tmp_path):
     a.write_bytes(b"x" * 1000)
     b.write_bytes(b"x" * 999 + b"y")  # same size, other content
     assert image_fingerprint(a) != image_fingerprint(b) and image_fingerprint(a).startswith("1000:")
-    assert differences({"conf": {"a": 1, "b": (1, 2)}, "weights": "x"}, {"conf": {"a": 1, "b": [1, 2]}, "weights": "x"}) == ""
-    assert differences({"conf": {"a": 1}, "weights": None}, {"conf": {"a": 2}, "weights": "y"}) == 'conf.a 1 -> 2; weights null -> "y"'
+    assert (
+        differences({"conf": {"a": 1, "b": (1, 2)}, "weights": "x"}, {"conf": {"a": 1, "b": [1, 2]}, "weights": "x"})
+        == ""
+    )
+    assert (
+        differences({"conf": {"a": 1}, "weights": None}, {"conf": {"a": 2}, "weights": "y"})
+        == 'conf.a 1 -> 2; weights null -> "y"'
+    )
 
 
 # --- weights ------------------------------------------------------------------------------------------
@@ -191,8 +220,13 @@ def test_oversized_photo_is_warned_about_once(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "images" / "big.png"), np.full((300, 400), 15, np.uint8))  # stub id 1
     write_pairs(tmp_path / "pairs.txt", all_pairs([*names, "big.png"]))
     with caplog.at_level(logging.WARNING):
-        match_dense.main({"name": "eloftr_reweight_lite", "preprocessing": {"resize_max": 64}}, tmp_path / "pairs.txt", tmp_path / "images",
-                         tmp_path / "out", matcher=StubMatcher())
+        match_dense.main(
+            {"name": "eloftr_reweight_lite", "preprocessing": {"resize_max": 64}},
+            tmp_path / "pairs.txt",
+            tmp_path / "images",
+            tmp_path / "out",
+            matcher=StubMatcher(),
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "big.png: 400x300 px, shrunk 6.2 times to the long side 64 px" in warnings[0]
 
@@ -209,16 +243,22 @@ def test_bad_pairs_and_image_folders(tmp_path):
 
     write_pairs(tmp_path / "self.txt", [(names[0], names[0])])
     with pytest.raises(InputError, match=r"self.txt: only self-pairs"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher()
+        )
     with pytest.raises(InputError, match=r"self.txt: only self-pairs"):
         match_dense.main("sift", tmp_path / "self.txt", tmp_path / "one", tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.h5"))  # never "all 0 pairs already in" a file that does not exist
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
     with pytest.raises(InputError, match=r"binary.txt: not a text pairs file"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "binary.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "binary.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher()
+        )
     (tmp_path / "zeros.txt").write_bytes(b"\0" * 64)
     with pytest.raises(InputError, match=r"zeros.txt: not a text pairs file"):
-        match_dense.main("eloftr_reweight_lite", tmp_path / "zeros.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher())
+        match_dense.main(
+            "eloftr_reweight_lite", tmp_path / "zeros.txt", tmp_path / "one", tmp_path / "out", matcher=StubMatcher()
+        )
 
 
 def test_overwrite_deletes_the_previous_run_only(tmp_path):
@@ -226,11 +266,26 @@ def test_overwrite_deletes_the_previous_run_only(tmp_path):
     photos = out / "photos"  # the user's photos inside the output folder: kept
     make_images(photos, 2)
     (out / "scene").mkdir()
-    for name in ("pairs.txt", "feats_matches-x.h5", "matches-x_pairs.h5", "summary.json", "matches.png", "reconstruction.png"):
+    for name in (
+        "pairs.txt",
+        "feats_matches-x.h5",
+        "matches-x_pairs.h5",
+        "summary.json",
+        "matches.png",
+        "reconstruction.png",
+    ):
         (out / name).write_text("old")
     (out / "matches-x_pairs.raw").mkdir()
     (out / "sfm").mkdir()
     found = sorted(p.name for p in reconstruct.previous_outputs(out, photos))
-    assert found == ["feats_matches-x.h5", "matches-x_pairs.h5", "matches-x_pairs.raw", "matches.png", "pairs.txt",
-                     "reconstruction.png", "sfm", "summary.json"]
+    assert found == [
+        "feats_matches-x.h5",
+        "matches-x_pairs.h5",
+        "matches-x_pairs.raw",
+        "matches.png",
+        "pairs.txt",
+        "reconstruction.png",
+        "sfm",
+        "summary.json",
+    ]
     assert reconstruct.previous_outputs(out, out) == []  # photos in the output folder itself: nothing is deleted

@@ -17,7 +17,6 @@ from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 
 
-
 @pytest.fixture(scope="module")
 def reconstruct():
     return reconstruct_pipeline
@@ -100,7 +99,9 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert not (tmp_path / "bad" / "pairs.txt").exists()
     rerun = reconstruct.main(images, output, matcher="sift", mapper=mapper, reference_model=reference)
     precision = rerun["match_precision"]
-    assert precision["pairs"] == 10 and precision["matches"] > precision["verified"] > 0  # 5 images, broken one left out
+    assert (
+        precision["pairs"] == 10 and precision["matches"] > precision["verified"] > 0
+    )  # 5 images, broken one left out
     assert precision["verified_precision"] > 0.95 and precision["precision"] > 0.5
     assert rerun["camera_centres"]["common"] == 5 and rerun["camera_centres"]["median"] < 1e-3
     assert cv2.imread(str(output / "matches_widest.png")).std() > 5
@@ -115,8 +116,15 @@ def test_reconstruct_pipeline_with_retrieval_pairs(reconstruct, scene, tmp_path,
     """Each view with its 2 most similar others instead of all pairs: fewer pairs, every view registered."""
     names = [f"view_{k:02d}.jpg" for k in range(6)]
     output = tmp_path / "out"
-    summary = reconstruct.main(scene / "images", output, matcher="sift", pairs_method=method, num_matched=2,
-                               image_list=names, ground_truth=scene / "gt_cameras")
+    summary = reconstruct.main(
+        scene / "images",
+        output,
+        matcher="sift",
+        pairs_method=method,
+        num_matched=2,
+        image_list=names,
+        ground_truth=scene / "gt_cameras",
+    )
     assert summary["pairs"]["method"] == method and summary["pairs"]["count"] < 15  # exhaustive: 15
     assert summary["registered"] == 6 and summary["camera_centres"]["median"] < 0.05
     assert all(n in names for pair in read_pairs(output / "pairs.txt") for n in pair)

@@ -48,7 +48,9 @@ def test_rendered_pixels_follow_the_geometry():
     p = (world @ cam1.R.T + cam1.t) @ cam1.K.T
     x1, y1 = p[:, 0] / p[:, 2] - 0.5, p[:, 1] / p[:, 2] - 0.5
     inside = (x1 > 1) & (x1 < 158) & (y1 > 1) & (y1 < 118)
-    v1 = cv2.remap(image1, x1[inside].astype(np.float32)[None], y1[inside].astype(np.float32)[None], cv2.INTER_LINEAR)[0]
+    v1 = cv2.remap(image1, x1[inside].astype(np.float32)[None], y1[inside].astype(np.float32)[None], cv2.INTER_LINEAR)[
+        0
+    ]
     v0 = image0[ys[sel][inside], xs[sel][inside]]
     assert inside.sum() > 50
     assert np.median(np.abs(v0 - v1)) < 0.02

@@ -89,7 +89,9 @@ def test_depth_cells_without_a_correspondent():
     flags = DepthWarp(depth0, depth1, K, K, T).no_correspondent(points, torch.zeros(5, dtype=torch.long), 8.0)
     # x 5 -> -5 (within the margin), 30 -> 20 (seen), 45 -> 35 at row 5 (hidden), 55 (unknown depth)
     assert flags.tolist() == [False, False, True, False, False]
-    far = DepthWarp(depth0, depth1, K, K, T).no_correspondent(torch.tensor([[1.0, 20.0]]), torch.zeros(1, dtype=torch.long), 2.0)
+    far = DepthWarp(depth0, depth1, K, K, T).no_correspondent(
+        torch.tensor([[1.0, 20.0]]), torch.zeros(1, dtype=torch.long), 2.0
+    )
     assert far.tolist() == [True]  # lands at -9, beyond a 2 px margin
 
 
@@ -174,17 +176,27 @@ def test_homography_pairs_are_consistent_and_deterministic(photos):
     proj, pts = proj[inside], pts[inside].astype(int)
     ok = a["valid1"].numpy()[proj[:, 1].round().astype(int), proj[:, 0].round().astype(int)]
     v0 = img0[pts[ok, 1], pts[ok, 0]]
-    v1 = cv2.remap(img1, proj[ok, 0].astype(np.float32)[None], proj[ok, 1].astype(np.float32)[None], cv2.INTER_LINEAR)[0]
+    v1 = cv2.remap(img1, proj[ok, 0].astype(np.float32)[None], proj[ok, 1].astype(np.float32)[None], cv2.INTER_LINEAR)[
+        0
+    ]
     assert len(v0) > 20
     assert np.corrcoef(v0, v1)[0, 1] > 0.8
 
 
 def tiny_conf(photos, steps=4):
     conf = recipes.confs["lite_homography"]
-    return merge(conf, {
-        "data": {"folder": str(photos), "size": [128, 96], "seed": 0},
-        "steps": steps, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "val_every": 2, "val_pairs": 2,
-    })
+    return merge(
+        conf,
+        {
+            "data": {"folder": str(photos), "size": [128, 96], "seed": 0},
+            "steps": steps,
+            "batch_size": 2,
+            "warmup_steps": 2,
+            "checkpoint_every": 2,
+            "val_every": 2,
+            "val_pairs": 2,
+        },
+    )
 
 
 def test_losses_are_finite_and_decrease_on_one_batch(photos):
@@ -258,14 +270,30 @@ def test_resume_continues_exactly(photos, tmp_path):
 
 
 def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
-    args = trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run", "--steps", "7", "--data_seed", "9",
-                               "--photos", str(photos), "--mode", "bias"])
+    args = trainer.parse_args(
+        [
+            "--conf",
+            "lite_mix_large_long",
+            "--output",
+            "run",
+            "--steps",
+            "7",
+            "--data_seed",
+            "9",
+            "--photos",
+            str(photos),
+            "--mode",
+            "bias",
+        ]
+    )
     conf = trainer.conf_from_args(args)
     assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
     assert conf["model"]["reweight"]["mode"] == "bias"
     assert recipes.confs["lite_mix_large_long"]["data"]["seed"] == 3  # the named conf is untouched
-    assert trainer.conf_from_args(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"])) == \
-        recipes.confs["lite_mix_large_long"]
+    assert (
+        trainer.conf_from_args(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"]))
+        == recipes.confs["lite_mix_large_long"]
+    )
 
 
 def test_data_mix_is_deterministic_per_step(photos):
@@ -285,8 +313,13 @@ def test_data_mix_is_deterministic_per_step(photos):
 def test_ablation_trains_each_mode_and_seed_at_equal_budget_and_resumes(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(recipes.confs, "tiny", tiny_conf(photos, steps=2))
     scored = []
-    monkeypatch.setattr(ablation, "real_data_scores", lambda matcher, conf, weights, data, out: scored.append((conf, weights)) or {
-        name: 1.0 for name in ablation.BENCHMARKS})
+    monkeypatch.setattr(
+        ablation,
+        "real_data_scores",
+        lambda matcher, conf, weights, data, out: (
+            scored.append((conf, weights)) or {name: 1.0 for name in ablation.BENCHMARKS}
+        ),
+    )
     results = ablation.main(2, tmp_path, tmp_path, base="tiny", seeds=(0, 1))
     assert list(results) == [*ablation.MODES, "opencv_sift"]
     runs = [tmp_path / m / f"seed{s}" for m in ablation.MODES for s in (0, 1)]

@@ -16,7 +16,11 @@ def test_read_pairs_skips_comments_and_checks_names(tmp_path):
         (tmp_path / "images" / name).write_bytes(b"x")
     path = tmp_path / "pairs.txt"
     path.write_text("# header\na.jpg b.jpg\n\n  db/c.png   a.jpg  \nb.jpg a.jpg")  # no trailing newline
-    assert read_pairs(path, image_dir=tmp_path / "images") == [("a.jpg", "b.jpg"), ("db/c.png", "a.jpg"), ("b.jpg", "a.jpg")]
+    assert read_pairs(path, image_dir=tmp_path / "images") == [
+        ("a.jpg", "b.jpg"),
+        ("db/c.png", "a.jpg"),
+        ("b.jpg", "a.jpg"),
+    ]
 
     path.write_text("a.jpg b.jpg\nb.jpg missing.jpg\n")
     with pytest.raises(InputError, match=r"pairs.txt:2: image 'missing.jpg' not found in"):
@@ -95,5 +99,12 @@ def test_error_types_share_one_base():
     from sfm_reweight.image_io import ImageReadError
     from sfm_reweight.model.weights import CheckpointError
 
-    for error in (InputError, MissingEntryError, ImageReadError, CheckpointError, DatasetFormatError, MatcherUnavailable):
+    for error in (
+        InputError,
+        MissingEntryError,
+        ImageReadError,
+        CheckpointError,
+        DatasetFormatError,
+        MatcherUnavailable,
+    ):
         assert issubclass(error, SfmReweightError), error

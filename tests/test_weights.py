@@ -97,7 +97,8 @@ def test_own_format_round_trip(tmp_path):
 
 
 def test_checkpoint_without_map_calibration_loads_with_identity(tmp_path):
-    """Our checkpoints written before MatchabilityCalibration existed keep their gates; the calibration starts at identity."""
+    """Our checkpoints written before MatchabilityCalibration existed keep their gates; the calibration starts at
+    identity."""
     model = ELoFTR("lite")
     with torch.no_grad():
         model.loftr_coarse.layers[0].matchability_rescale.fill_(0.4)

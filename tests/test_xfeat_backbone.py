@@ -94,15 +94,20 @@ def test_frozen_backbone_is_not_trained(pretrained):
     to_net = np.array([[1 / sx1, 0, 0.5 / sx1 - 0.5], [0, 1 / sy1, 0.5 / sy1 - 0.5], [0, 0, 1]])
     from_net = np.array([[sx0, 0, 0.5 * sx0 - 0.5], [0, sy0, 0.5 * sy0 - 0.5], [0, 0, 1]])
     batch = {
-        "image0": torch.from_numpy(preps[0].image)[None, None], "image1": torch.from_numpy(preps[1].image)[None, None],
+        "image0": torch.from_numpy(preps[0].image)[None, None],
+        "image1": torch.from_numpy(preps[1].image)[None, None],
         "H_0to1": torch.from_numpy(to_net @ H @ from_net).float()[None],
-        "valid0": torch.ones(1, h, w, dtype=torch.bool), "valid1": torch.ones(1, h, w, dtype=torch.bool),
+        "valid0": torch.ones(1, h, w, dtype=torch.bool),
+        "valid1": torch.ones(1, h, w, dtype=torch.bool),
     }
     weights = {"coarse": 1.0, "fine": 1.0, "subpixel": 0.25, "matchability": 1.0, "coarse_negative": 0.0}
     terms = training_losses(model, batch, weights)
     terms["total"].backward()
     assert all(p.grad is None for p in model.backbone.parameters())
-    assert model.coarse_projection.weight.grad is not None and model.loftr_coarse.layers[0].norm2.weight.grad.abs().sum() > 0
+    assert (
+        model.coarse_projection.weight.grad is not None
+        and model.loftr_coarse.layers[0].norm2.weight.grad.abs().sum() > 0
+    )
     for k, v in model.backbone.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} changed in a training forward"
 
@@ -140,7 +145,9 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
     for k, v in model.xfeat_refinement.fine_matcher.state_dict().items():
         assert torch.equal(v, reference.net.fine_matcher.state_dict()[k]), k
     shared = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("fine_preprocess.")}
-    model.load_state_dict({**shared, **{k: v for k, v in model.state_dict().items() if k.startswith("xfeat_refinement.")}})
+    model.load_state_dict(
+        {**shared, **{k: v for k, v in model.state_dict().items() if k.startswith("xfeat_refinement.")}}
+    )
     image0, image1, H = sample_pair()
     preps = [prepare(to_gray_float(im), 480, resize_force=True) for im in (image0, image1)]
     inputs = [torch.from_numpy(p.image)[None, None] for p in preps]
@@ -154,8 +161,10 @@ def test_xfeat_refinement_is_xfeat_stars(pretrained):
     def cells(ids: torch.Tensor, w: int) -> torch.Tensor:
         return torch.stack([ids % w, ids // w], 1).float() * 8
 
-    side = [{"descriptors": d[ids][None], "keypoints": cells(ids, w)[None], "scales": torch.ones(1, len(ids))}
-            for d, ids, w in zip(descriptors, (i, j), widths)]
+    side = [
+        {"descriptors": d[ids][None], "keypoints": cells(ids, w)[None], "scales": torch.ones(1, len(ids))}
+        for d, ids, w in zip(descriptors, (i, j), widths)
+    ]
     theirs = reference.refine_matches(*side, [(torch.arange(len(i)), torch.arange(len(i)))], 0)
     torch.testing.assert_close(out["keypoints0"], theirs[:, :2], atol=1e-4, rtol=0)
     torch.testing.assert_close(out["keypoints1"], theirs[:, 2:])

@@ -27,7 +27,9 @@ def homography(scale: float, degrees: float, shift: tuple[float, float], centre:
     pixel-centre convention (that of `warp_image`)."""
     a = np.deg2rad(degrees)
     to_centre = np.array([[1, 0, -centre[0]], [0, 1, -centre[1]], [0, 0, 1]], np.float64)
-    rot_scale = np.diag([scale, scale, 1.0]) @ np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rot_scale = np.diag([scale, scale, 1.0]) @ np.array(
+        [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    )
     perspective = np.array([[1, 0, 0], [0, 1, 0], [3e-4, -2e-4, 1]], np.float64)
     back = np.array([[1, 0, centre[0] + shift[0]], [0, 1, centre[1] + shift[1]], [0, 0, 1]], np.float64)
     H = back @ perspective @ rot_scale @ to_centre

@@ -58,15 +58,26 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
     parser = cli.parser(doc)
     parser.add_argument("--output", type=Path, help=f"output folder (default {output_default})")
     parser.add_argument(
-        "--matchers", nargs="+", default=list(DEFAULT_MATCHERS), choices=list(match_dense.confs), metavar="NAME",
+        "--matchers",
+        nargs="+",
+        default=list(DEFAULT_MATCHERS),
+        choices=list(match_dense.confs),
+        metavar="NAME",
         help="matchers by their match_dense conf names; default: %(default)s",
     )
     parser.add_argument(
-        "--options", nargs="+", default=[], metavar="NAME.KEY=VALUE",
+        "--options",
+        nargs="+",
+        default=[],
+        metavar="NAME.KEY=VALUE",
         help="settings of a matcher's conf, e.g. eloftr.model.weights=eloftr_outdoor.ckpt",
     )
-    parser.add_argument("--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)")
-    parser.add_argument("--enlarge", action="store_true", help="also enlarge smaller images to --resize (default: only shrink)")
+    parser.add_argument(
+        "--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)"
+    )
+    parser.add_argument(
+        "--enlarge", action="store_true", help="also enlarge smaller images to --resize (default: only shrink)"
+    )
     parser.add_argument("--max_pairs", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--device", help="torch device (default cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
@@ -185,7 +196,9 @@ def top_k(matches: Matches, k: int | None) -> Matches:
 # Reporting
 
 
-def summarize_records(records: list[dict[str, Any]], errors: list[float], thresholds: Sequence[float]) -> dict[str, Any]:
+def summarize_records(
+    records: list[dict[str, Any]], errors: list[float], thresholds: Sequence[float]
+) -> dict[str, Any]:
     """A matcher's summary of its per-pair records: AUC (%) of `errors` (one or more per pair, inf
     for a failure) at `thresholds`, mean precision (%), matches and time per pair, pair and failure counts."""
     aucs = error_auc(errors, list(thresholds)) if errors else {t: float("nan") for t in thresholds}

@@ -475,4 +475,3 @@ def read_homography_dataset(root: str | Path) -> list[EvalPair]:
         for folder in sequence_folders(Path(root))
         for p in homography_sequence(folder, "hpatches" if (folder / "H_1_2").is_file() else "oxford")
     ]
-

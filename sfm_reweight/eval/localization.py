@@ -73,13 +73,15 @@ def evaluate(
         for name, pose in truth.items()
     }
     position, rotation = np.array(list(errors.values())).T
-    recall = {
-        threshold_label(m, d): float(100.0 * np.mean((position <= m) & (rotation <= d))) for m, d in thresholds
-    }
+    recall = {threshold_label(m, d): float(100.0 * np.mean((position <= m) & (rotation <= d))) for m, d in thresholds}
     return {
-        "queries": len(truth), "localized": int(np.isfinite(position).sum()), "recall": recall,
-        "median_position_error": float(np.median(position)), "median_rotation_error": float(np.median(rotation)),
-        "errors": errors, "unmatched_results": sorted(set(estimates) - set(keys.values())),
+        "queries": len(truth),
+        "localized": int(np.isfinite(position).sum()),
+        "recall": recall,
+        "median_position_error": float(np.median(position)),
+        "median_rotation_error": float(np.median(rotation)),
+        "errors": errors,
+        "unmatched_results": sorted(set(estimates) - set(keys.values())),
     }
 
 
@@ -100,7 +102,9 @@ def parse_threshold(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"expected 'metres,degrees', got {text!r}") from None
 
 
-def main(results: Path, ground_truth: Path, thresholds: Sequence[tuple[float, float]], name_format: str) -> dict[str, Any]:
+def main(
+    results: Path, ground_truth: Path, thresholds: Sequence[tuple[float, float]], name_format: str
+) -> dict[str, Any]:
     report = evaluate(results, ground_truth, thresholds, name_format)
     print(format_report(report))
     return report
@@ -109,12 +113,18 @@ def main(results: Path, ground_truth: Path, thresholds: Sequence[tuple[float, fl
 def command(argv: list[str] | None = None) -> None:
     parser = cli.parser(__doc__)
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--ground_truth", type=Path, required=True, help="results-format poses file or COLMAP model folder")
+    parser.add_argument(
+        "--ground_truth", type=Path, required=True, help="results-format poses file or COLMAP model folder"
+    )
     parser.add_argument("--thresholds", type=parse_threshold, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--result_names", choices=NAME_FORMATS, default="basename")
     args = parser.parse_args(argv)
     cli.run(
-        main, results=args.results, ground_truth=args.ground_truth, thresholds=args.thresholds, name_format=args.result_names
+        main,
+        results=args.results,
+        ground_truth=args.ground_truth,
+        thresholds=args.thresholds,
+        name_format=args.result_names,
     )
 
 

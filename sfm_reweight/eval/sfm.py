@@ -46,8 +46,14 @@ def camera_centre_errors(
     estimated = model_centres(reconstruction)
     names = sorted(set(estimated) & set(gt_centres))
     out: dict[str, Any] = {
-        "registered": reconstruction.num_reg_images(), "ground_truth": len(gt_centres), "common": len(names),
-        "errors": {}, "median": None, "mean": None, "max": None, "scale": None,
+        "registered": reconstruction.num_reg_images(),
+        "ground_truth": len(gt_centres),
+        "common": len(names),
+        "errors": {},
+        "median": None,
+        "mean": None,
+        "max": None,
+        "scale": None,
     }
     if len(names) < MIN_ALIGNMENT_IMAGES:
         return out, None
@@ -58,15 +64,21 @@ def camera_centre_errors(
         return out, None
     errors = np.linalg.norm(sim * src - tgt, axis=1)
     out.update(
-        errors={n: float(e) for n, e in zip(names, errors)}, median=float(np.median(errors)),
-        mean=float(errors.mean()), max=float(errors.max()), scale=float(sim.scale),
+        errors={n: float(e) for n, e in zip(names, errors)},
+        median=float(np.median(errors)),
+        mean=float(errors.mean()),
+        max=float(errors.max()),
+        scale=float(sim.scale),
     )
     return out, sim
 
 
 def model_centres(reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
     """Camera centres [3] (world frame) of a model's registered images, by image name."""
-    return {reconstruction.images[i].name: reconstruction.images[i].projection_center() for i in reconstruction.reg_image_ids()}
+    return {
+        reconstruction.images[i].name: reconstruction.images[i].projection_center()
+        for i in reconstruction.reg_image_ids()
+    }
 
 
 def widest_covisible_pair(
@@ -151,12 +163,21 @@ def match_precision(
 
     total, total_correct = sum(r[2] for r in rows), sum(r[3] for r in rows)
     out = {
-        "threshold_px": threshold, "pairs": len(rows), "matches": total, "correct": total_correct,
+        "threshold_px": threshold,
+        "pairs": len(rows),
+        "matches": total,
+        "correct": total_correct,
         "precision": total_correct / total if total else None,
-        "verified": None, "verified_correct": None, "verified_precision": None, "per_pair": rows,
+        "verified": None,
+        "verified_correct": None,
+        "verified_precision": None,
+        "per_pair": rows,
     }
     if verified is not None:
         inliers, inliers_correct = sum(r[4] for r in rows), sum(r[5] for r in rows)
-        out.update(verified=inliers, verified_correct=inliers_correct,
-                   verified_precision=inliers_correct / inliers if inliers else None)
+        out.update(
+            verified=inliers,
+            verified_correct=inliers_correct,
+            verified_precision=inliers_correct / inliers if inliers else None,
+        )
     return out

@@ -15,7 +15,16 @@ from .base import MatcherUnavailable, PairMatcher
 
 __all__ = ["NAMES", "MatcherUnavailable", "PairMatcher", "complete_conf", "load", "matcher_class"]
 
-NAMES = ("eloftr_reweight", "eloftr", "xfeat", "xfeat_star", "xfeat_lighterglue", "lightglue", "colmap_sift", "opencv_sift")
+NAMES = (
+    "eloftr_reweight",
+    "eloftr",
+    "xfeat",
+    "xfeat_star",
+    "xfeat_lighterglue",
+    "lightglue",
+    "colmap_sift",
+    "opencv_sift",
+)
 
 
 def matcher_class(name: str) -> type[PairMatcher]:
@@ -23,7 +32,11 @@ def matcher_class(name: str) -> type[PairMatcher]:
     if name not in NAMES:
         raise ConfError(f"unknown matcher {name!r}; expected one of {', '.join(NAMES)}")
     module = importlib.import_module(f"{__name__}.{name}")
-    (cls,) = [c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, PairMatcher) and c.__module__ == module.__name__]
+    (cls,) = [
+        c
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if issubclass(c, PairMatcher) and c.__module__ == module.__name__
+    ]
     return cls
 
 

@@ -48,7 +48,10 @@ class PairMatcher:
     def complete(cls, conf: dict[str, Any]) -> dict[str, Any]:
         """conf {"name": module, ...} with every default of `default_conf`; ConfError for an unknown key."""
         name = conf.get("name", cls.__module__.rsplit(".", 1)[-1])
-        return {**merge(cls.default_conf, {k: v for k, v in conf.items() if k != "name"}, f"matcher {name}"), "name": name}
+        return {
+            **merge(cls.default_conf, {k: v for k, v in conf.items() if k != "name"}, f"matcher {name}"),
+            "name": name,
+        }
 
     @classmethod
     def identity(cls, conf: dict[str, Any]) -> str | None:
@@ -69,7 +72,10 @@ class PairMatcher:
         pixels, pixel centres), confidence [M] float32, image_size0/1 (w, h). One pair at a time:
         `batch_size` is for matchers that batch (ours)."""
         for image0, image1 in pairs:
-            (small0, s0), (small1, s1) = resize_long_side(image0, self.resize_max), resize_long_side(image1, self.resize_max)
+            (small0, s0), (small1, s1) = (
+                resize_long_side(image0, self.resize_max),
+                resize_long_side(image1, self.resize_max),
+            )
             kpts0, kpts1, scores = self.match(small0, small1)
             yield {
                 "keypoints0": to_original(kpts0, s0),
@@ -129,5 +135,6 @@ def optional_package(module: str, matcher: str, install: str) -> Any:
     except Exception as err:  # noqa: BLE001 - any import failure makes the optional matcher unavailable
         package = module.split(".")[0].replace("_", "-")
         raise MatcherUnavailable(
-            f"{matcher}: the optional package {package} is not importable ({type(err).__name__}: {err}); install it with {install}"
+            f"{matcher}: the optional package {package} is not importable ({type(err).__name__}: {err});"
+            f" install it with {install}"
         ) from None

@@ -22,7 +22,9 @@ class ColmapSift(PairMatcher):
         options.sift.max_num_features = self.conf["max_num_features"]
         self.extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
         self.info = {"max_num_features": self.conf["max_num_features"], "ratio": self.conf["ratio"]}
-        self.description = f"COLMAP SIFT (pycolmap, {self.conf['max_num_features']} features), ratio {self.conf['ratio']}"
+        self.description = (
+            f"COLMAP SIFT (pycolmap, {self.conf['max_num_features']} features), ratio {self.conf['ratio']}"
+        )
 
     def extract(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """SIFT of a float32 image [H,W](3) in [0,1], shrunk to `resize_max` first: keypoints [N,2]

@@ -13,7 +13,9 @@ THRESHOLD = 0.1  # coarse threshold of the EfficientLoFTR paper-reproduction scr
 
 class EfficientLoFTR(EloftrReweight):
     default_conf = {
-        "network": Options({"name": "full", "model": {"reweight": {"mode": "off"}, "match_coarse": {"thr": THRESHOLD}}}),
+        "network": Options(
+            {"name": "full", "model": {"reweight": {"mode": "off"}, "match_coarse": {"thr": THRESHOLD}}}
+        ),
         "weights": None,  # the official checkpoint's path: required (none can ship)
         "seed": 0,
     }
@@ -21,7 +23,9 @@ class EfficientLoFTR(EloftrReweight):
     @classmethod
     def weights_path(cls, conf: dict[str, Any]) -> Path:
         if conf["weights"] is None:
-            raise MatcherUnavailable(f"{conf['name']}: the official checkpoint is required: --options model.weights=PATH")
+            raise MatcherUnavailable(
+                f"{conf['name']}: the official checkpoint is required: --options model.weights=PATH"
+            )
         if not Path(conf["weights"]).is_file():
             raise MatcherUnavailable(f"{conf['name']}: checkpoint {conf['weights']} not found")
         return Path(conf["weights"])

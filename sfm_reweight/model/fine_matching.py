@@ -23,7 +23,11 @@ from kornia.geometry.subpix import spatial_expectation2d
 
 
 def subpixel_offsets(
-    sim_ff: torch.Tensor, m_ids: torch.Tensor, u_ids: torch.Tensor, v_ids: torch.Tensor, temperature: float,
+    sim_ff: torch.Tensor,
+    m_ids: torch.Tensor,
+    u_ids: torch.Tensor,
+    v_ids: torch.Tensor,
+    temperature: float,
     official_block: bool = False,
 ) -> torch.Tensor:
     """Expected sub-pixel offsets [P,2] (x, y) in [-1, 1] px of image 1's pixel v for pixel u of image
@@ -60,7 +64,11 @@ def refine_matches(
     """
     if training:
         conf_f, sim_ff = window_scores(feat0, feat1, slicedim, training)
-        return {"conf_matrix_f": conf_f, "sim_matrix_ff": sim_ff, **refined(conf_f, sim_ff, kpts0, kpts1, temperature, official_block)}
+        return {
+            "conf_matrix_f": conf_f,
+            "sim_matrix_ff": sim_ff,
+            **refined(conf_f, sim_ff, kpts0, kpts1, temperature, official_block),
+        }
     rows = max(1, chunk_elements // (feat0.shape[1] * feat1.shape[1]))
     parts = []
     for start in range(0, max(len(feat0), 1), rows):  # one empty chunk without matches
@@ -71,7 +79,9 @@ def refine_matches(
     return {"conf_matrix_f": None, "sim_matrix_ff": None, **keypoints}
 
 
-def window_scores(feat0: torch.Tensor, feat1: torch.Tensor, slicedim: int, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def window_scores(
+    feat0: torch.Tensor, feat1: torch.Tensor, slicedim: int, training: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Window features (as `refine_matches`) -> conf_f [M,W*W,W*W] (stage-1 dual softmax, image 1's
     window cropped to its inner W x W) and sim_ff [M,W*W,(W+2)^2] (stage-2 scores)."""
     m, ww, c = feat0.shape
@@ -85,7 +95,12 @@ def window_scores(feat0: torch.Tensor, feat1: torch.Tensor, slicedim: int, train
 
 
 def refined(
-    conf_f: torch.Tensor, sim_ff: torch.Tensor, kpts0: torch.Tensor, kpts1: torch.Tensor, temperature: float, official_block: bool
+    conf_f: torch.Tensor,
+    sim_ff: torch.Tensor,
+    kpts0: torch.Tensor,
+    kpts1: torch.Tensor,
+    temperature: float,
+    official_block: bool,
 ) -> dict[str, torch.Tensor]:
     """The stage-1 best pixel pair and the stage-2 sub-pixel offset added to the coarse positions
     kpts [M,2] -> keypoints0, keypoints1 [M,2]."""

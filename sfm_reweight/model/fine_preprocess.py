@@ -52,7 +52,9 @@ class FinePreprocess(nn.Module):
         up = upsample2(self.layer2_outconv2(self.layer2_outconv(x2) + up))
         return self.layer1_outconv(x1) + up
 
-    def windows(self, half: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int) -> torch.Tensor:
+    def windows(
+        self, half: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int
+    ) -> torch.Tensor:
         """`crop_windows` of the fine map, computed from its last stage's input half [N,d1,H/2,W/2]
         on a block around each window only -> [M, size*size, d0] (size even, stride even).
 
@@ -79,7 +81,9 @@ class FinePreprocess(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-def crop_windows(fine: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int) -> torch.Tensor:
+def crop_windows(
+    fine: torch.Tensor, b_ids: torch.Tensor, cell_ids: torch.Tensor, stride: int, size: int
+) -> torch.Tensor:
     """Square windows of `size` pixels of fine [N,C,H,W] for cells (b, i) of the 1/stride grid -> [M, size*size, C].
 
     The window of cell (r, c) starts at pixel (stride*r - p, stride*c - p) with p = (size - stride) / 2,

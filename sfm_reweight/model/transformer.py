@@ -87,4 +87,3 @@ class CoarseTransformer(nn.Module):
             f0, f1 = self.run_layers(*crop)
             out0[b, :, :h0, :w0_], out1[b, :, :h1, :w1_] = f0[0], f1[0]
         return out0, out1
-

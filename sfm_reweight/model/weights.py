@@ -114,7 +114,9 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
         return load_xfeat_backbone(model, path, ckpt)
     if ckpt.get("format") == FORMAT:
         if ckpt.get("version") != FORMAT_VERSION:
-            raise CheckpointError(f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})")
+            raise CheckpointError(
+                f"{path}: format version {ckpt.get('version')} is not supported (expected {FORMAT_VERSION})"
+            )
         layout, state_dict = FORMAT, ckpt["state_dict"]
     else:
         state_dict = ckpt.get("state_dict", ckpt)
@@ -125,7 +127,9 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
     if plain:
         state_dict = {k: v for k, v in state_dict.items() if not is_reweighting_parameter(k)}
     if model.xfeat_refinement is not None and not any(k.startswith("xfeat_refinement.") for k in state_dict):
-        raise CheckpointError(f"{path}: has no XFeat* refinement MLP (match_fine.refinement 'xfeat'): it loads from weights 'xfeat'")
+        raise CheckpointError(
+            f"{path}: has no XFeat* refinement MLP (match_fine.refinement 'xfeat'): it loads from weights 'xfeat'"
+        )
     # may be missing: all reweighting for official files (they have none) and plain loading (drops the
     # file's); only the calibration for ours, as those written before it existed lack it
     reset_all = layout == "official" or plain
@@ -152,7 +156,9 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
 def load_xfeat_backbone(model: ELoFTR, path: Path, state_dict: dict) -> LoadReport:
     """XFeat's pretrained weights into the backbone of an `xfeat` network, strictly; the rest as built."""
     if model.conf["backbone"]["type"] != "xfeat":
-        raise CheckpointError(f"{path}: XFeat weights fit only a network with backbone.type 'xfeat', not {model.conf['name']!r}")
+        raise CheckpointError(
+            f"{path}: XFeat weights fit only a network with backbone.type 'xfeat', not {model.conf['name']!r}"
+        )
     full_state, state_dict = state_dict, xfeat_backbone_state(state_dict)
     if problems := fits(model.backbone, state_dict):
         raise CheckpointError(f"{path}: does not fit the XFeat backbone: " + "; ".join(problems))

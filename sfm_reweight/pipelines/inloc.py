@@ -53,14 +53,27 @@ def main(
     matcher = match_dense.resolve_conf(matcher)
     queries, cutouts = dataset_images(dataset)
     outputs.mkdir(parents=True, exist_ok=True)
-    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(loc_pairs, dataset, outputs, num_loc, queries, cutouts)
+    loc_pairs, retrieval = pairs_from_retrieval.benchmark_query_pairs(
+        loc_pairs, dataset, outputs, num_loc, queries, cutouts
+    )
     features, matches = match_dense.main(matcher, loc_pairs, dataset, outputs)
     results = outputs / f"InLoc_hloc_{matcher['name']}_{retrieval}{num_loc}.txt"
     loc = localize_inloc.main(localizer, dataset, loc_pairs, features, matches, results)
-    summary = {"matcher": matcher["name"], "loc_pairs": str(loc_pairs), "results": str(results), "queries": loc["queries"],
-               "localized": loc["localized"], "failed": loc["failed"]}
+    summary = {
+        "matcher": matcher["name"],
+        "loc_pairs": str(loc_pairs),
+        "results": str(results),
+        "queries": loc["queries"],
+        "localized": loc["localized"],
+        "failed": loc["failed"],
+    }
     atomic.write_text(outputs / "summary.json", json.dumps(summary, indent=2))
-    logger.info("inloc: localized %d / %d queries; submit %s to visuallocalization.net.", loc["localized"], loc["queries"], results)
+    logger.info(
+        "inloc: localized %d / %d queries; submit %s to visuallocalization.net.",
+        loc["localized"],
+        loc["queries"],
+        results,
+    )
     return summary
 
 
@@ -69,15 +82,23 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", type=Path, default=Path("datasets/inloc"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/inloc"))
     parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="settings overlaid on the matcher's conf")
+    parser.add_argument(
+        "--matcher_options", nargs="+", default=[], metavar="KEY=VALUE", help="settings overlaid on the matcher's conf"
+    )
     parser.add_argument("--num_loc", type=int, default=40)
-    parser.add_argument("--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)")
+    parser.add_argument(
+        "--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)"
+    )
     parser.add_argument("--localizer", default="default", choices=sorted(localize_inloc.confs))
     args = parser.parse_args(argv)
     cli.run(
-        main, dataset=args.dataset, outputs=args.outputs, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        num_loc=args.num_loc, loc_pairs=args.loc_pairs, localizer=args.localizer,
+        main,
+        dataset=args.dataset,
+        outputs=args.outputs,
+        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        num_loc=args.num_loc,
+        loc_pairs=args.loc_pairs,
+        localizer=args.localizer,
     )
 
 

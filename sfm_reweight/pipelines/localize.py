@@ -63,13 +63,19 @@ def join_folders(root: Path, folders: list[Path]) -> None:
             if link.is_symlink() and link.resolve() == entry.resolve():
                 continue
             if link.exists() or link.is_symlink():
-                raise InputError(f"{entry}: {link} already names another image or folder (map and query names must differ)")
+                raise InputError(
+                    f"{entry}: {link} already names another image or folder (map and query names must differ)"
+                )
             os.symlink(entry.resolve(), link)
 
 
 def camera_line(name: str, camera: pycolmap.Camera) -> str:
     """A query-list line `name MODEL w h params...`."""
-    return f"{name} {camera.model.name} {camera.width} {camera.height} " + " ".join(f"{p:.10g}" for p in camera.params) + "\n"
+    return (
+        f"{name} {camera.model.name} {camera.width} {camera.height} "
+        + " ".join(f"{p:.10g}" for p in camera.params)
+        + "\n"
+    )
 
 
 def query_cameras(
@@ -83,7 +89,9 @@ def query_cameras(
         gt = None if ground_truth is None else Path(ground_truth, f"{name}.camera")
         if gt is not None and gt.is_file():
             K, _, _, (w, h) = read_strecha_camera(gt)
-            cameras[name] = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+            cameras[name] = pycolmap.Camera(
+                model="PINHOLE", width=w, height=h, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
+            )
             sources[name] = "ground_truth"
         elif name in listed:
             cameras[name], sources[name] = listed[name], "queries"
@@ -91,7 +99,9 @@ def query_cameras(
             try:
                 guess = pycolmap.infer_camera_from_image(str(image_root / name))
             except Exception as err:  # pycolmap raises its own errors for files it cannot read
-                raise InputError(f"{image_root / name}: cannot read the image for its camera ({cli.one_line(err)})") from None
+                raise InputError(
+                    f"{image_root / name}: cannot read the image for its camera ({cli.one_line(err)})"
+                ) from None
             same_size = map_cameras.get((guess.width, guess.height))
             cameras[name], sources[name] = (same_size, "map") if same_size is not None else (guess, "guessed")
     return cameras, sources
@@ -103,24 +113,39 @@ def retrieval_pairs(
     """Each query with every database image when there are at most `num_loc`, else with its
     `num_loc` most similar (pairs_from_retrieval.from_images, the default global descriptors)."""
     if len(db) > num_loc:
-        return pairs_from_retrieval.from_images(extract_global.DEFAULT_CONF, image_root, export_dir, path, num_loc, queries, db)
+        return pairs_from_retrieval.from_images(
+            extract_global.DEFAULT_CONF, image_root, export_dir, path, num_loc, queries, db
+        )
     pairs = [(q, d) for q in queries for d in db]
     write_pairs(path, pairs)
     return pairs
 
 
-def draw_query(path: Path, image_root: Path, features: Path, model: pycolmap.Reconstruction, query: str, log: dict) -> Path:
+def draw_query(
+    path: Path, image_root: Path, features: Path, model: pycolmap.Reconstruction, query: str, log: dict
+) -> Path:
     """The inlier 2D-3D correspondences of a localized query drawn as matches to the keypoints of
     the database image with most inliers that observe the same 3D points."""
     best = log["best_db"]
     image = model.find_image_with_name(best)
     index = {p.point3D_id: k for k, p in enumerate(image.points2D) if p.has_point3D()}
     c = log["correspondences"]
-    rows = [(kp, index[pid]) for kp, pid, inlier in zip(c["keypoint_ids"], c["point3D_ids"], c["inliers"]) if inlier and pid in index]
+    rows = [
+        (kp, index[pid])
+        for kp, pid, inlier in zip(c["keypoint_ids"], c["point3D_ids"], c["inliers"])
+        if inlier and pid in index
+    ]
     kq, kd = (np.array(x, np.int64) for x in zip(*rows)) if rows else (np.zeros(0, np.int64),) * 2
     title = f"{query}: {log['num_inliers']} inliers, {len(rows)} drawn against {best}"
-    return plot_matches(image_root / query, image_root / best, read_keypoints(features, query)[kq],
-                        read_keypoints(features, best)[kd], path, title=title, max_lines=300)
+    return plot_matches(
+        image_root / query,
+        image_root / best,
+        read_keypoints(features, query)[kq],
+        read_keypoints(features, best)[kd],
+        path,
+        title=title,
+        max_lines=300,
+    )
 
 
 def ground_truth_errors(
@@ -167,22 +192,35 @@ def features_for_queries(source: Path, copy: Path, loc_matches: Path) -> Path:
 
 
 def localize_groups(
-    localizer: str | dict, reconstruction: pycolmap.Reconstruction, cameras: dict[str, pycolmap.Camera],
-    sources: dict[str, str], loc_pairs: Path, features: Path, loc_matches: Path, results: Path,
+    localizer: str | dict,
+    reconstruction: pycolmap.Reconstruction,
+    cameras: dict[str, pycolmap.Camera],
+    sources: dict[str, str],
+    loc_pairs: Path,
+    features: Path,
+    loc_matches: Path,
+    results: Path,
 ) -> tuple[dict[str, Any], dict[str, dict]]:
     """localize_sfm for the queries with known intrinsics, and separately, with the focal length
     refined by the pose, for those whose camera is a guess; writes the merged `results` and
     `<results>_logs.json`. Returns (the summary of the runs merged, the logs by query)."""
     conf = {"name": localizer} if isinstance(localizer, str) else dict(localizer)
     conf["result_names"] = "full"  # results keyed like the images (the benchmarks' basenames may collide)
-    groups = {"known": [n for n in cameras if sources[n] != "guessed"], "guessed": [n for n in cameras if sources[n] == "guessed"]}
+    groups = {
+        "known": [n for n in cameras if sources[n] != "guessed"],
+        "guessed": [n for n in cameras if sources[n] == "guessed"],
+    }
     poses, logs, failed = {}, {}, {}
     for group, names in groups.items():
         if not names:
             continue
         query_list = results.with_name(f"queries-{group}.txt")
         atomic.write_text(query_list, "".join(camera_line(n, cameras[n]) for n in names))
-        group_conf = conf if group == "known" else {**conf, "refinement": {**conf.get("refinement", {}), "refine_focal_length": True}}
+        group_conf = (
+            conf
+            if group == "known"
+            else {**conf, "refinement": {**conf.get("refinement", {}), "refine_focal_length": True}}
+        )
         group_results = results.with_name(f"{results.stem}-{group}{results.suffix}")
         loc = localize_sfm.main(group_conf, reconstruction, query_list, loc_pairs, features, loc_matches, group_results)
         poses.update(read_results(group_results))
@@ -195,6 +233,7 @@ def localize_groups(
 
 def json_safe(scores: dict[str, Any]) -> None:
     """Infinite errors (queries without a pose) as None, so that summary.json is strict JSON."""
+
     def finite(value: float) -> float | None:
         return value if np.isfinite(value) else None
 
@@ -220,7 +259,9 @@ def main(
     `match_dense.confs` name or a dict overlaid on one."""
     matcher = match_dense.resolve_conf(matcher)  # a bad name, key or value fails before any work
     if (model is None) != (features is None):
-        raise InputError("localize: --model and --features go together (the model's keypoints are in its features file)")
+        raise InputError(
+            "localize: --model and --features go together (the model's keypoints are in its features file)"
+        )
     start = time.time()
     query_names, map_names = list_images(query_dir), list_images(map_dir)
     if not query_names:
@@ -253,10 +294,16 @@ def main(
         if log["localized"]:
             draw_query(pictures / f"{name}.png", image_root, features, reconstruction, name, log)
     summary: dict[str, Any] = {
-        "map": str(model), "map_images": len(map_names), "map_registered": len(registered), "matcher": matcher["name"],
-        "queries": len(query_names), "localized": loc["localized"],
-        "failed": loc["failed"], "intrinsics": sources,
-        "inliers": {n: log["num_inliers"] for n, log in logs.items()}, "best_db": {n: log["best_db"] for n, log in logs.items()},
+        "map": str(model),
+        "map_images": len(map_names),
+        "map_registered": len(registered),
+        "matcher": matcher["name"],
+        "queries": len(query_names),
+        "localized": loc["localized"],
+        "failed": loc["failed"],
+        "intrinsics": sources,
+        "inliers": {n: log["num_inliers"] for n, log in logs.items()},
+        "best_db": {n: log["best_db"] for n, log in logs.items()},
     }
     if ground_truth is not None:
         summary["ground_truth"] = ground_truth_errors(reconstruction, read_results(results), query_names, ground_truth)
@@ -268,14 +315,18 @@ def main(
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    text = f"{summary['localized']}/{summary['queries']} queries localized against {summary['map_registered']} map images"
+    text = (
+        f"{summary['localized']}/{summary['queries']} queries localized against {summary['map_registered']} map images"
+    )
     if failed := summary["failed"]:
         text += f" (not localized: {cli.short_list(sorted(failed))})"
     if gt := summary.get("ground_truth"):
         recall = ", ".join(f"{k} {v:.0f} %" for k, v in gt["recall"].items())
         if gt["median_position_error"] is not None:
-            text += (f"; against the ground truth: median position error {gt['median_position_error']:.4f},"
-                     f" rotation {gt['median_rotation_error']:.3f} deg")
+            text += (
+                f"; against the ground truth: median position error {gt['median_position_error']:.4f},"
+                f" rotation {gt['median_rotation_error']:.3f} deg"
+            )
         text += f"; recall {recall}"
     return text
 
@@ -286,19 +337,34 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--query_dir", type=Path, required=True, help="folder of the photos to localize")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="settings overlaid on the matcher's conf, e.g. max_kps=8192")
+    parser.add_argument(
+        "--matcher_options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
+    )
     parser.add_argument("--model", type=Path, help="an existing COLMAP model of the map's photos (with --features)")
     parser.add_argument("--features", type=Path, help="the features file that --model was built from")
     parser.add_argument("--queries", type=Path, help="query list with intrinsics (name MODEL w h params...)")
-    parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files (map and queries)")
+    parser.add_argument(
+        "--ground_truth", type=Path, help="folder of Strecha <image name>.camera files (map and queries)"
+    )
     parser.add_argument("--num_loc", type=int, default=10, help="database images retrieved per query")
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
     args = parser.parse_args(argv)
     cli.run(
-        main, map_dir=args.map_dir, query_dir=args.query_dir, output=args.output,
-        matcher=cli.conf_from_args(args, "matcher", "matcher_options"), model=args.model, features=args.features,
-        queries=args.queries, ground_truth=args.ground_truth, num_loc=args.num_loc, localizer=args.localizer,
+        main,
+        map_dir=args.map_dir,
+        query_dir=args.query_dir,
+        output=args.output,
+        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        model=args.model,
+        features=args.features,
+        queries=args.queries,
+        ground_truth=args.ground_truth,
+        num_loc=args.num_loc,
+        localizer=args.localizer,
     )
 
 

@@ -77,8 +77,14 @@ EXHAUSTIVE_MAX_IMAGES = 40
 
 
 def make_pairs(
-    path: Path, image_dir: Path, names: list[str], export_dir: Path, method: str = "auto", num_matched: int = 10,
-    window: int | None = None, cluster: dict[str, Any] | None = None,
+    path: Path,
+    image_dir: Path,
+    names: list[str],
+    export_dir: Path,
+    method: str = "auto",
+    num_matched: int = 10,
+    window: int | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> str:
     """Write the pairs file `path` for the images `names` of `image_dir` and return the method used.
     `method`: exhaustive, retrieval (each image with its `num_matched` most similar images by the
@@ -101,8 +107,9 @@ def make_pairs(
         descriptors = extract_global.main(conf, image_dir, export_dir, image_list=names)
         names = pairs_from_retrieval.described(descriptors, names)  # unreadable images are reported and left out
     if window is not None:
-        pairs_from_sequential.main(path, image_list=names, window_size=window, loop_descriptors=descriptors,
-                                   num_loop_closures=num_matched)
+        pairs_from_sequential.main(
+            path, image_list=names, window_size=window, loop_descriptors=descriptors, num_loop_closures=num_matched
+        )
         return "sequential" + (" + retrieval loop closures" if descriptors else "")
     if descriptors is None:
         pairs_from_exhaustive.main(path, image_list=names)
@@ -122,7 +129,13 @@ def most_matched_pair(database: Path) -> tuple[str, str, np.ndarray] | None:
 
 
 def draw_pair(
-    path: Path, image_dir: Path, features: Path, name0: str, name1: str, matches: np.ndarray, title: str,
+    path: Path,
+    image_dir: Path,
+    features: Path,
+    name0: str,
+    name1: str,
+    matches: np.ndarray,
+    title: str,
     reference: pycolmap.Reconstruction | None = None,
 ) -> Path:
     """Picture of matches [M,2] (keypoint indices) of a pair; with a `reference` model that registered
@@ -136,7 +149,11 @@ def draw_pair(
 
 
 def draw_best_pair(
-    path: Path, image_dir: Path, features: Path, database: Path, matcher: str,
+    path: Path,
+    image_dir: Path,
+    features: Path,
+    database: Path,
+    matcher: str,
     reference: pycolmap.Reconstruction | None = None,
 ) -> Path | None:
     """The verified matches of the pair with most of them (None without any)."""
@@ -149,7 +166,12 @@ def draw_best_pair(
 
 
 def draw_widest_pair(
-    path: Path, image_dir: Path, features: Path, matches: Path, pairs: list[Pair], matcher: str,
+    path: Path,
+    image_dir: Path,
+    features: Path,
+    matches: Path,
+    pairs: list[Pair],
+    matcher: str,
     reference: pycolmap.Reconstruction,
 ) -> Path | None:
     """All matches, before verification, of the pair the reference model sees from the most
@@ -228,16 +250,21 @@ def main(
 
     label = matcher_conf["name"]
     summary: dict[str, Any] = {
-        "image_dir": str(image_dir), "images": len(names), "matcher": label,
+        "image_dir": str(image_dir),
+        "images": len(names),
+        "matcher": label,
         "weights": match_dense.describe_weights(matcher_conf),
         "reconstruction": mapper,
         "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
-        "features": str(features), "matches": str(matches),
-        "registered": 0, "points": 0,
+        "features": str(features),
+        "matches": str(matches),
+        "registered": 0,
+        "points": 0,
     }
     if model is not None:
         summary.update(
-            registered=model.num_reg_images(), points=model.num_points3D(),
+            registered=model.num_reg_images(),
+            points=model.num_points3D(),
             mean_track_length=model.compute_mean_track_length(),
             mean_reprojection_error_px=model.compute_mean_reprojection_error(),
             not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
@@ -251,9 +278,7 @@ def main(
             model.transform(gt_from_model)  # the picture in ground-truth units, with the true centres
             gt_centres = np.array(list(gt.values()))
     if reference is not None:
-        summary["match_precision"] = match_precision(
-            reference, features, matches, pair_list, sfm_dir / "database.db"
-        )
+        summary["match_precision"] = match_precision(reference, features, matches, pair_list, sfm_dir / "database.db")
         logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
@@ -264,7 +289,10 @@ def main(
         draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, label, reference)
     if model is not None:
         model.extract_colors_for_all_images(str(image_dir))
-        title = f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered ({label})"
+        title = (
+            f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered"
+            f" ({label})"
+        )
         plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
@@ -275,10 +303,17 @@ def previous_outputs(output: Path, image_dir: Path) -> list[Path]:
     """What an earlier run wrote into `output`: pairs files, HDF5 files (features, matches, global
     descriptors), raw-match stores, sfm/, summary.json and the pictures; never the rendered scene,
     the photos or a folder holding them."""
-    found = [*output.glob("pairs*.txt"), *output.glob("*.h5"), *output.glob("*.raw"), output / "sfm", output / "summary.json"]
+    found = [
+        *output.glob("pairs*.txt"),
+        *output.glob("*.h5"),
+        *output.glob("*.raw"),
+        output / "sfm",
+        output / "summary.json",
+    ]
     images = image_dir.resolve()
     return [
-        p for p in [*found, *(output / name for name in PICTURES)]
+        p
+        for p in [*found, *(output / name for name in PICTURES)]
         if p.exists() and not (images.is_relative_to(p.resolve()) or p.resolve().is_relative_to(images))
     ]
 
@@ -291,13 +326,17 @@ def read_reference_model(path: Path) -> pycolmap.Reconstruction:
 
 def precision_line(precision: dict[str, Any], reference_model: Path) -> str:
     """Share of the matches, and of the verified inliers, that agree with a reference model."""
-    text = (f"matches agreeing with {reference_model} (epipolar error < {precision['threshold_px']:g} px,"
-            f" {precision['pairs']} pairs): {precision['correct']}/{precision['matches']}")
+    text = (
+        f"matches agreeing with {reference_model} (epipolar error < {precision['threshold_px']:g} px,"
+        f" {precision['pairs']} pairs): {precision['correct']}/{precision['matches']}"
+    )
     if precision["precision"] is not None:
         text += f" ({100 * precision['precision']:.1f} %)"
     if precision["verified_precision"] is not None:
-        text += (f"; verified inliers {precision['verified_correct']}/{precision['verified']}"
-                 f" ({100 * precision['verified_precision']:.1f} %)")
+        text += (
+            f"; verified inliers {precision['verified_correct']}/{precision['verified']}"
+            f" ({100 * precision['verified_precision']:.1f} %)"
+        )
     return text
 
 
@@ -305,14 +344,21 @@ def reconstruction_line(summary: dict[str, Any]) -> str:
     """The summary in one line."""
     text = f"{summary['registered']}/{summary['images']} images registered, {summary['points']} points"
     if weak := summary.get("weakly_registered"):
-        text += f" ({len(weak)} registered images see fewer than {colmap.MIN_POINTS_PER_IMAGE} points: their poses are unsupported)"
+        text += (
+            f" ({len(weak)} registered images see fewer than {colmap.MIN_POINTS_PER_IMAGE} points:"
+            " their poses are unsupported)"
+        )
     if summary["registered"]:
-        text += (f", track length {summary['mean_track_length']:.2f},"
-                 f" reprojection error {summary['mean_reprojection_error_px']:.2f} px")
+        text += (
+            f", track length {summary['mean_track_length']:.2f},"
+            f" reprojection error {summary['mean_reprojection_error_px']:.2f} px"
+        )
     centres = summary.get("camera_centres")
     if centres and centres["median"] is not None:
-        text += (f"; camera centres after Sim(3) alignment: median {centres['median']:.4f}, max"
-                 f" {centres['max']:.4f} (ground-truth units, {centres['common']} cameras)")
+        text += (
+            f"; camera centres after Sim(3) alignment: median {centres['median']:.4f}, max"
+            f" {centres['max']:.4f} (ground-truth units, {centres['common']} cameras)"
+        )
     return text
 
 
@@ -321,27 +367,58 @@ def command(argv: list[str] | None = None) -> None:
     parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument("--matcher_options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="settings overlaid on the matcher's conf, e.g. max_kps=8192")
-    parser.add_argument("--overwrite", action="store_true", help="delete the previous run's outputs in OUTPUT first (not the photos)")
-    parser.add_argument("--pairs", default="auto", choices=PAIRS, dest="pairs_method",
-                        help=f"which pairs to match (auto: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, retrieval above)")
+    parser.add_argument(
+        "--matcher_options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete the previous run's outputs in OUTPUT first (not the photos)"
+    )
+    parser.add_argument(
+        "--pairs",
+        default="auto",
+        choices=PAIRS,
+        dest="pairs_method",
+        help=f"which pairs to match (auto: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, retrieval above)",
+    )
     parser.add_argument("--num_matched", type=int, default=10, help="retrieval and vocabulary tree: pairs per image")
-    parser.add_argument("--window", type=int, help="sequential pairs with this window, plus retrieval loop closures"
-                        " unless --pairs exhaustive (videos)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="sequential pairs with this window, plus retrieval loop closures unless --pairs exhaustive (videos)",
+    )
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
     ray_cluster.add_arguments(parser, "match and describe the photos")
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
-    parser.add_argument("--reference_model", type=Path,
-                        help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it")
-    parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'")
+    parser.add_argument(
+        "--reference_model",
+        type=Path,
+        help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it",
+    )
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'",
+    )
     args = parser.parse_args(argv)
     cli.run(
-        main, image_dir=args.image_dir, output=args.output, matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        window=args.window, mapper={"name": args.mapper, **cli.parse_options(args.options)},
-        ground_truth=args.ground_truth, reference_model=args.reference_model, pairs_method=args.pairs_method,
-        num_matched=args.num_matched, overwrite=args.overwrite, cluster=ray_cluster.conf_from_args(args),
+        main,
+        image_dir=args.image_dir,
+        output=args.output,
+        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
+        window=args.window,
+        mapper={"name": args.mapper, **cli.parse_options(args.options)},
+        ground_truth=args.ground_truth,
+        reference_model=args.reference_model,
+        pairs_method=args.pairs_method,
+        num_matched=args.num_matched,
+        overwrite=args.overwrite,
+        cluster=ray_cluster.conf_from_args(args),
     )
 
 

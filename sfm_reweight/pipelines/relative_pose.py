@@ -184,7 +184,8 @@ def run(
         {label: [e["error"] for r in recs for e in r["estimates"]] for label, recs in records.items()},
         max(POSE_THRESHOLDS_DEG),
         "pose error: max(rotation, translation) (deg)",
-        f"{dataset}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''}, {ransac} x{repeats}",
+        f"{dataset}: {len(pairs)} pairs, long side {resize or 'original'}{' (enlarged)' if enlarge else ''},"
+        f" {ransac} x{repeats}",
         output / "curves.png",
     )
     results = {

@@ -186,7 +186,9 @@ def tour_cameras(count: int = NUM_TOUR_VIEWS, heading: float = 90.0, radius: flo
     return out
 
 
-def photograph(rects: list[Rectangle], camera: Camera, noise_seed: tuple[int, ...], exposure: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def photograph(
+    rects: list[Rectangle], camera: Camera, noise_seed: tuple[int, ...], exposure: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """A view of the square as a photo: RGB uint8 [h,w,3] (sky where nothing is, brightness times
     `exposure`, sensor noise seeded by `noise_seed`) and its depth [h,w] (0 = sky)."""
     image, depth = render(rects, camera)

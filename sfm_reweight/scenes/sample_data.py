@@ -59,9 +59,7 @@ def sample_homography(width: int, height: int) -> np.ndarray:
 def warp_image(image: np.ndarray, H: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` warped by `H` (source pixels -> destination pixels, pixel-centre convention) into a
     canvas of `size` = (w, h); bilinear, uncovered pixels 0."""
-    return cv2.warpPerspective(
-        image, H, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    return cv2.warpPerspective(image, H, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def sample_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

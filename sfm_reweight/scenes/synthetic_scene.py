@@ -40,7 +40,9 @@ class Camera:
         return -self.R.T @ self.t
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
+def look_at(
+    eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])
+) -> tuple[np.ndarray, np.ndarray]:
     """World -> camera (R, t) of a camera at `eye` looking at `target` (x right, y down, z forward)."""
     z = target - eye
     z = z / np.linalg.norm(z)
@@ -68,7 +70,10 @@ def render(rectangles: list[Rectangle], camera: Camera) -> tuple[np.ndarray, np.
         H_pixels = np.linalg.inv(to_corner) @ H @ to_corner
         flags = cv2.INTER_LINEAR
         warped = cv2.warpPerspective(rect.texture, H_pixels, (w, h), flags=flags, borderValue=0)
-        cover = cv2.warpPerspective(np.ones((th, tw), np.float32), H_pixels, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        cover = (
+            cv2.warpPerspective(np.ones((th, tw), np.float32), H_pixels, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+            > 0
+        )
         normal = camera.R @ np.cross(rect.u, rect.v)
         point = camera.R @ rect.origin + camera.t
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -99,6 +104,7 @@ def box(origin: np.ndarray, sx: float, sy: float, sz: float, textures: list[np.n
 
 def random_scene(rng: np.random.Generator, photos: list[np.ndarray]) -> list[Rectangle]:
     """Ground, two or three walls and some boxes around the origin, textured with crops of `photos`."""
+
     def tex():
         return random_texture(rng, photos)
 
@@ -116,7 +122,11 @@ def random_scene(rng: np.random.Generator, photos: list[np.ndarray]) -> list[Rec
 
 
 def random_camera(
-    rng: np.random.Generator, size: tuple[int, int], target: np.ndarray, angle: float | None = None, focal: float | None = None
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    target: np.ndarray,
+    angle: float | None = None,
+    focal: float | None = None,
 ) -> Camera:
     """A camera 2-3.5 units from `target` horizontally (inside the walls), 0.5-2 units up, at
     azimuth `angle` (random if None), looking at `target` with some jitter."""
@@ -138,7 +148,9 @@ def backproject(camera: Camera, depth: np.ndarray, stride: int = 8) -> np.ndarra
     return (rays * np.asarray(depth, np.float64)[ys, xs, None] - camera.t) @ camera.R  # R^T (X_c - t)
 
 
-def visible_in(camera: Camera, depth: np.ndarray, world: np.ndarray, tolerance: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def visible_in(
+    camera: Camera, depth: np.ndarray, world: np.ndarray, tolerance: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """Where a view sees world points [M,3]: (uv [M,2] image coordinates in the COLMAP convention,
     seen [M] bool: in front of the camera, inside the image, and not hidden, i.e. the view's depth
     [h,w] at that pixel agrees with the point's within `tolerance`, relative)."""
@@ -154,7 +166,9 @@ def visible_in(camera: Camera, depth: np.ndarray, world: np.ndarray, tolerance: 
     return uv, seen
 
 
-def covisibility(cameras: list[Camera], depths: list[np.ndarray], stride: int = 8, tolerance: float = 0.02) -> np.ndarray:
+def covisibility(
+    cameras: list[Camera], depths: list[np.ndarray], stride: int = 8, tolerance: float = 0.02
+) -> np.ndarray:
     """[N,N] ground-truth overlap of rendered views: entry (i, j) is the share of view i's surface
     pixels (every `stride`-th pixel with depth > 0) that view j also sees (`visible_in`). Not
     symmetric; the diagonal is 1."""

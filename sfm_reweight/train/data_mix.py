@@ -49,7 +49,9 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
             sn = data_conf["scannet"]
             sources[kind] = ScanNetPairs(sn["root"], sn["index"], sn["intrinsics"])
         else:
-            raise ValueError(f"unknown training data kind {kind!r}; expected homography, synthetic, megadepth or scannet")
+            raise ValueError(
+                f"unknown training data kind {kind!r}; expected homography, synthetic, megadepth or scannet"
+            )
     return sources
 
 

@@ -64,7 +64,9 @@ class PhotoPool:
         return self.cache[k].astype(np.float32) / 255
 
 
-def view_homography(rng: np.random.Generator, centre, theta: float, scale: float, perspective: float, size) -> np.ndarray:
+def view_homography(
+    rng: np.random.Generator, centre, theta: float, scale: float, perspective: float, size
+) -> np.ndarray:
     """View pixels -> source pixels."""
     w, h = size
     to_centre = np.array([[1, 0, -(w - 1) / 2], [0, 1, -(h - 1) / 2], [0, 0, 1]])

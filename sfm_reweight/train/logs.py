@@ -57,4 +57,3 @@ def plot_losses(log: Path, path: Path) -> None:
     ax.legend()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-

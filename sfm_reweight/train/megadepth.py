@@ -88,7 +88,9 @@ class MegaDepthPairs(Dataset):
             item[f"image{k}"] = torch.from_numpy(image)[None]
             item[f"mask{k}"] = mask
             item[f"scale{k}"] = torch.from_numpy(scale).float()
-            item[f"depth{k}"] = torch.from_numpy(read_depth(self.root / self.info["depth_paths"][idx], self.conf.depth_pad))
+            item[f"depth{k}"] = torch.from_numpy(
+                read_depth(self.root / self.info["depth_paths"][idx], self.conf.depth_pad)
+            )
             item[f"K{k}"] = torch.from_numpy(np.asarray(self.info["intrinsics"][idx], np.float32))
             poses.append(np.asarray(self.info["poses"][idx], np.float64))
         item["T_0to1"] = torch.from_numpy(poses[1] @ np.linalg.inv(poses[0])).float()

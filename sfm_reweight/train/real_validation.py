@@ -26,11 +26,13 @@ def oxford_validation_pairs(root: str | Path, size: tuple[int, int], last: int =
         scalings = [pixel_scaling(w / g.shape[1], h / g.shape[0]) for g in grays]
         H = scalings[1] @ pair.H_0to1 @ np.linalg.inv(scalings[0])
         views = [cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA) for g in grays]
-        items.append({
-            "image0": torch.from_numpy(views[0])[None],
-            "image1": torch.from_numpy(views[1])[None],
-            "H_0to1": torch.from_numpy(H / H[2, 2]).float(),
-            "valid0": torch.ones(h, w, dtype=torch.bool),
-            "valid1": torch.ones(h, w, dtype=torch.bool),
-        })
+        items.append(
+            {
+                "image0": torch.from_numpy(views[0])[None],
+                "image1": torch.from_numpy(views[1])[None],
+                "H_0to1": torch.from_numpy(H / H[2, 2]).float(),
+                "valid0": torch.ones(h, w, dtype=torch.bool),
+                "valid1": torch.ones(h, w, dtype=torch.bool),
+            }
+        )
     return items

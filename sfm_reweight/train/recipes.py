@@ -30,9 +30,12 @@ confs = {
         # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
         # fields of HomographyPairConf / SyntheticPairConf but size and seed; megadepth, scannet: data_mix.py
         "data": {
-            "folder": str(DEFAULT_PHOTOS), "size": [320, 256], "seed": 0,
+            "folder": str(DEFAULT_PHOTOS),
+            "size": [320, 256],
+            "seed": 0,
             "mix": {"homography": 1.0, "synthetic": 0.0, "megadepth": 0.0, "scannet": 0.0},
-            "homography": pair_options(HomographyPairConf), "synthetic": pair_options(SyntheticPairConf),
+            "homography": pair_options(HomographyPairConf),
+            "synthetic": pair_options(SyntheticPairConf),
             "megadepth": {"root": None, "scene_infos": [], "resize": 832},
             "scannet": {"root": None, "index": None, "intrinsics": None},
         },
@@ -77,10 +80,18 @@ confs["lite_mix"] = merge(confs["lite_homography"], {"data": {"mix": {"homograph
 # A lower learning rate on mostly upright pairs (relative rotation up to 45 deg, a tenth of them any
 # angle; the Matcher's rotation search covers right angles), and views down to about the photos' own
 # resolution, for the close-up texture a 1024-px input shows.
-confs["lite_mix_upright"] = merge(confs["lite_mix"], {
-    "steps": 2000, "lr": 3e-4, "warmup_steps": 50,
-    "data": {"seed": 1, "homography": {"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75}},
-})
+confs["lite_mix_upright"] = merge(
+    confs["lite_mix"],
+    {
+        "steps": 2000,
+        "lr": 3e-4,
+        "warmup_steps": 50,
+        "data": {
+            "seed": 1,
+            "homography": {"full_rotation_prob": 0.1, "max_rotation": 45.0, "coverage": (0.15, 0.8), "min_scale": 0.75},
+        },
+    },
+)
 # Views of 640x480 (4800 coarse cells instead of 1280), closer to the 10^4 cells of a 1024-px
 # input; one pair per step keeps a CPU step ~3 s.
 confs["lite_mix_large"] = merge(confs["lite_mix_upright"], {"batch_size": 1, "data": {"size": [640, 480], "seed": 2}})
@@ -100,8 +111,16 @@ confs["lite_mix_large_negatives"] = merge(
 # (docs/xfeat.md).
 confs["xfeat_mix"] = merge(
     confs["lite_mix_large"],
-    {"model": resolve_model_conf("xfeat"), "init_from": "xfeat", "steps": 3000, "lr": 1e-3, "warmup_steps": 100,
-     "val_every": 250, "val_oxford": str(DATA / "oxford_affine"), "data": {"seed": 6}},
+    {
+        "model": resolve_model_conf("xfeat"),
+        "init_from": "xfeat",
+        "steps": 3000,
+        "lr": 1e-3,
+        "warmup_steps": 100,
+        "val_every": 250,
+        "val_oxford": str(DATA / "oxford_affine"),
+        "data": {"seed": 6},
+    },
 )
 # lite_mix_large_long on a GPU (scripts/device_training.sh), --init_from the shipped lite weights:
 # 16 pairs per step, the learning rate ~sqrt-scaled from one pair's 3e-4 but kept below the full
@@ -117,4 +136,3 @@ confs["lite_mix_large_gpu"] = merge(
 def with_reweight_mode(conf: dict, mode: str) -> dict:
     """A copy of the training configuration whose model uses reweighting `mode` (off, bias, rescale, both)."""
     return merge(conf, {"model": {"reweight": {"mode": mode}}}, "training configuration")
-

@@ -99,8 +99,14 @@ def coarse_supervision(
     matchable1 = torch.zeros(n, h1 * w1, dtype=torch.bool, device=device)
     matchable1[b_ids, j_ids] = True
     return CoarseSupervision(
-        b_ids, i_ids, j_ids, overlap_weight(residual[b_ids, i_ids]), ok, matchable1,
-        unmatched0.reshape(n, -1), unmatched1.reshape(n, -1),
+        b_ids,
+        i_ids,
+        j_ids,
+        overlap_weight(residual[b_ids, i_ids]),
+        ok,
+        matchable1,
+        unmatched0.reshape(n, -1),
+        unmatched1.reshape(n, -1),
     )
 
 

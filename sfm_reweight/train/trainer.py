@@ -105,7 +105,11 @@ def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
     gates = reweighting - calibration
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # a frozen backbone is not optimised
     return [
-        {"params": [p for n, p in named if n not in reweighting], "lr": conf["lr"], "weight_decay": conf["weight_decay"]},
+        {
+            "params": [p for n, p in named if n not in reweighting],
+            "lr": conf["lr"],
+            "weight_decay": conf["weight_decay"],
+        },
         {"params": [p for n, p in named if n in gates], "lr": conf["gate_lr"], "weight_decay": 0.0},
         {"params": [p for n, p in named if n in calibration], "lr": conf["calibration_lr"], "weight_decay": 0.0},
     ]
@@ -139,7 +143,9 @@ def main(
     `workers`: processes preparing batches ahead (default: none on a CPU of 2 cores or fewer, else
     all cores but two, up to 14); the batches, and so the run, are the same whatever their number."""
     if resolve_model_conf(conf["model"])["match_fine"]["refinement"] == "xfeat":
-        raise ConfError("match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'")
+        raise ConfError(
+            "match_fine.refinement 'xfeat' is XFeat*'s pretrained MLP, for inference only: train with 'two_stage'"
+        )
     output.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     last = output / "last.pt"
@@ -180,8 +186,15 @@ def main(
 
     def save() -> None:
         atomic.torch_save(
-            {"conf": conf, "step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+            {
+                "conf": conf,
+                "step": step,
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
             last,
         )
 
@@ -202,11 +215,16 @@ def main(
     if workers is None:
         cores = os.cpu_count() or 1
         workers = 0 if cores <= 2 else min(14, cores - 2)
-    batches = iter(DataLoader(
-        StepBatches(sources, data_conf, conf["batch_size"], step, end), batch_size=None, num_workers=workers,
-        collate_fn=as_is, prefetch_factor=4 if workers else None,
-        generator=torch.Generator(),  # its seed draw must not consume the global RNG the model samples from
-    ))
+    batches = iter(
+        DataLoader(
+            StepBatches(sources, data_conf, conf["batch_size"], step, end),
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=as_is,
+            prefetch_factor=4 if workers else None,
+            generator=torch.Generator(),  # its seed draw must not consume the global RNG the model samples from
+        )
+    )
     try:
         while step < end:
             start = time.time()
@@ -214,7 +232,9 @@ def main(
             terms = training_losses(model, batch, conf["loss_weights"], amp)
             if not torch.isfinite(terms["total"]):
                 bad_steps += 1
-                logger.warning("step %d: non-finite loss %s, batch skipped", step, {k: float(v) for k, v in terms.items()})
+                logger.warning(
+                    "step %d: non-finite loss %s, batch skipped", step, {k: float(v) for k, v in terms.items()}
+                )
                 if bad_steps >= MAX_BAD_STEPS:
                     raise FloatingPointError(f"{bad_steps} consecutive non-finite losses at step {step}; stopping")
                 step += 1
@@ -227,8 +247,12 @@ def main(
             scheduler.step()
             ema.update_parameters(model)
             step += 1
-            row = {"step": step, **{k: round(v.item(), 5) for k, v in terms.items()},
-                   "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - start, 3)}
+            row = {
+                "step": step,
+                **{k: round(v.item(), 5) for k, v in terms.items()},
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": round(time.time() - start, 3),
+            }
             append_csv(output / "log.csv", row)
             progress.update(1)
             progress.set_postfix(loss=f"{row['total']:.3f}")
@@ -267,22 +291,37 @@ def export(last: Path, path: Path) -> Path:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = cli.parser(__doc__, confs, "lite_mix")
     parser.add_argument("--output", type=Path, help="run folder (required except with --validate --weights)")
-    parser.add_argument("--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)")
+    parser.add_argument(
+        "--mode", choices=["off", "bias", "rescale", "both"], help="reweighting mode (default: the model's)"
+    )
     parser.add_argument("--steps", type=int, help="total steps of the schedule")
     parser.add_argument("--max_steps", type=int, help="stop after this many steps in this run (the schedule stays)")
     parser.add_argument("--batch_size", type=int)
     parser.add_argument("--photos", type=Path, help="folder of training photos")
-    parser.add_argument("--data_seed", type=int,
-                        help="seed of the training pairs (default: the conf's); a new one per stage of a chain shows new pairs")
+    parser.add_argument(
+        "--data_seed",
+        type=int,
+        help="seed of the training pairs (default: the conf's); a new one per stage of a chain shows new pairs",
+    )
     parser.add_argument("--init_from", type=Path, help="checkpoint to start from (ours or official EfficientLoFTR)")
-    parser.add_argument("--init_plain", action="store_true",
-                        help="start from --init_from's network without its reweighting (gates and calibration at identity)")
+    parser.add_argument(
+        "--init_plain",
+        action="store_true",
+        help="start from --init_from's network without its reweighting (gates and calibration at identity)",
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore an existing last.pt (kept as last.pt.bak)")
     parser.add_argument("--workers", type=int, help="processes preparing batches (default: by core count)")
-    parser.add_argument("--validate", type=float, nargs="+", metavar="THR",
-                        help="only validate OUTPUT/last.pt's averaged weights (or --weights) at these coarse thresholds")
+    parser.add_argument(
+        "--validate",
+        type=float,
+        nargs="+",
+        metavar="THR",
+        help="only validate OUTPUT/last.pt's averaged weights (or --weights) at these coarse thresholds",
+    )
     parser.add_argument("--weights", type=Path, help="with --validate: this checkpoint on --conf's validation pairs")
-    parser.add_argument("--export", type=Path, metavar="PATH", help="only write OUTPUT/last.pt's weights (fp16) to PATH")
+    parser.add_argument(
+        "--export", type=Path, metavar="PATH", help="only write OUTPUT/last.pt's weights (fp16) to PATH"
+    )
     args = parser.parse_args(argv)
     if args.output is None and not (args.validate and args.weights):
         parser.error("--output is required")
@@ -292,18 +331,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def conf_from_args(args: argparse.Namespace) -> dict:
     """The named training configuration with --options and the command line's shortcuts (a copy)."""
     data = {"folder": None if args.photos is None else str(args.photos), "seed": args.data_seed}
-    update = {"steps": args.steps, "batch_size": args.batch_size, "data": {k: v for k, v in data.items() if v is not None}}
+    update = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "data": {k: v for k, v in data.items() if v is not None},
+    }
     if args.mode:
         update["model"] = {"reweight": {"mode": args.mode}}
     update = {k: v for k, v in update.items() if v is not None}
-    return merge(merge(confs[args.conf], cli.parse_options(args.options)), update, f"training configuration {args.conf!r}")
+    return merge(
+        merge(confs[args.conf], cli.parse_options(args.options)), update, f"training configuration {args.conf!r}"
+    )
 
 
 def command(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.validate:
         if args.weights:
-            cli.run(validate_checkpoint, weights=args.weights, conf=conf_from_args(args), coarse_thresholds=args.validate)
+            cli.run(
+                validate_checkpoint, weights=args.weights, conf=conf_from_args(args), coarse_thresholds=args.validate
+            )
         else:
             cli.run(validate_state, last=args.output / "last.pt", coarse_thresholds=args.validate)
         return
@@ -312,8 +359,14 @@ def command(argv: list[str] | None = None) -> None:
         return
     try:
         cli.run(
-            main, conf=conf_from_args(args), output=args.output, init_from=args.init_from, init_plain=args.init_plain,
-            fresh=args.fresh, max_steps=args.max_steps, workers=args.workers,
+            main,
+            conf=conf_from_args(args),
+            output=args.output,
+            init_from=args.init_from,
+            init_plain=args.init_plain,
+            fresh=args.fresh,
+            max_steps=args.max_steps,
+            workers=args.workers,
         )
     except (KeyboardInterrupt, Interrupted):
         raise SystemExit(f"interrupted; {args.output / 'last.pt'} saved: the same command resumes") from None

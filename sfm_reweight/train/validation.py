@@ -60,11 +60,16 @@ def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str
     auc = error_auc(errors, [3, 5, 10])
     fine_errors = torch.cat(fine_errors) if fine_errors else torch.zeros(0)
     map_auroc = auroc(torch.cat(map_scores).numpy(), torch.cat(map_labels).numpy()) if map_scores else float("nan")
-    return {"auc@3": auc[3], "auc@5": auc[5], "auc@10": auc[10], "matches": float(np.mean(matches)),
-            "precision@3px": float(np.mean(precision)) if precision else 0.0,
-            "fine_error_px": float(fine_errors.median()) if len(fine_errors) else float("nan"),
-            "matchability_auroc": map_auroc,
-            "no_correspondent_share": float(np.mean(unmatched)) if unmatched else 0.0}
+    return {
+        "auc@3": auc[3],
+        "auc@5": auc[5],
+        "auc@10": auc[10],
+        "matches": float(np.mean(matches)),
+        "precision@3px": float(np.mean(precision)) if precision else 0.0,
+        "fine_error_px": float(fine_errors.median()) if len(fine_errors) else float("nan"),
+        "matchability_auroc": map_auroc,
+        "no_correspondent_share": float(np.mean(unmatched)) if unmatched else 0.0,
+    }
 
 
 def validation_pairs(conf: dict) -> list[dict]:
@@ -102,6 +107,7 @@ def validate_state(last: Path, coarse_thresholds: list[float]) -> list[dict[str,
 
 def validate_checkpoint(weights: Path, conf: dict, coarse_thresholds: list[float]) -> list[dict[str, float]]:
     """The same for a checkpoint (e.g. an export or the shipped weights) on `conf`'s validation pairs."""
+
     def model_at(thr: float) -> ELoFTR:
         model = ELoFTR(with_coarse_threshold(conf["model"], thr))
         load_weights(model, weights)
@@ -119,5 +125,3 @@ def validate_at_thresholds(
         rows.append({"step": step, "thr": thr, **validate(model_at(thr), pairs, torch.device("cpu"))})
         logger.info("%s", rows[-1])
     return rows
-
-

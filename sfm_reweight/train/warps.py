@@ -86,7 +86,9 @@ class DepthWarp:
     def device(self) -> torch.device:
         return self.depth0.device
 
-    def project(self, points: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project(
+        self, points: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Points [K,2] of pairs b [K] -> image-1 points [K,2] (network pixels), the depth of the
         points in camera 0 and in camera 1 (0 where unknown) and the depth image 1 shows there."""
         s0 = 1.0 if self.scale0 is None else self.scale0[b]
@@ -118,7 +120,14 @@ class DepthWarp:
 
     def inverse(self) -> "DepthWarp":
         return DepthWarp(
-            self.depth1, self.depth0, self.K1, self.K0, torch.linalg.inv(self.T_0to1), self.scale1, self.scale0, self.depth_tolerance
+            self.depth1,
+            self.depth0,
+            self.K1,
+            self.K0,
+            torch.linalg.inv(self.T_0to1),
+            self.scale1,
+            self.scale0,
+            self.depth_tolerance,
         )
 
 
@@ -131,5 +140,11 @@ def warp_from_batch(batch: dict[str, torch.Tensor]) -> Warp:
     if "H_0to1" in batch:
         return HomographyWarp(batch["H_0to1"], batch["valid0"], batch["valid1"])
     return DepthWarp(
-        batch["depth0"], batch["depth1"], batch["K0"], batch["K1"], batch["T_0to1"], batch.get("scale0"), batch.get("scale1")
+        batch["depth0"],
+        batch["depth1"],
+        batch["K0"],
+        batch["K1"],
+        batch["T_0to1"],
+        batch.get("scale0"),
+        batch.get("scale1"),
     )

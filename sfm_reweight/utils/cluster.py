@@ -62,8 +62,14 @@ class Work(Protocol):
 
 def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """The command-line options of a stage that runs on a cluster: --cluster ADDRESS, --workers N."""
-    parser.add_argument("--cluster", metavar="ADDRESS",
-                        help=f"{what} on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (images on a path every machine shares)")
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help=(
+            f"{what} on a Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT"
+            " (images on a path every machine shares)"
+        ),
+    )
     parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
 
 
@@ -76,7 +82,9 @@ def shared_folder(path: Path) -> Path:
     """`path` as the work on a worker reads it: an existing folder (an InputError naming this machine
     otherwise: the workers read from the driver's paths)."""
     if not Path(path).is_dir():
-        raise InputError(f"{path}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path")
+        raise InputError(
+            f"{path}: no such folder on {socket.gethostname()}; cluster workers read images from the driver's path"
+        )
     return Path(path)
 
 
@@ -108,9 +116,15 @@ def map_chunks(
         workers, per_worker = _slots(ray, conf)
         actor_class = ray.remote(max_restarts=conf["retries"], max_task_retries=0, **per_worker)(_Actor)
         actors = [actor_class.remote(make_work) for _ in range(min(workers, len(chunks)))]
-        logger.info("cluster: %d workers of %s CPUs and %s GPUs each on the Ray cluster at %s",
-                    len(actors), per_worker["num_cpus"], per_worker["num_gpus"], conf["address"])
+        logger.info(
+            "cluster: %d workers of %s CPUs and %s GPUs each on the Ray cluster at %s",
+            len(actors),
+            per_worker["num_cpus"],
+            per_worker["num_gpus"],
+            conf["address"],
+        )
         with tqdm(total=sum(sizes), desc=desc, unit=unit) as bar:
+
             def finished(i: int, result: Any) -> None:
                 on_result(i, result)
                 bar.update(sizes[i])
@@ -127,7 +141,9 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise InputError('a cluster address was given but Ray is not installed: pip install "sfm-reweight[ray]"') from None
+        raise InputError(
+            'a cluster address was given but Ray is not installed: pip install "sfm-reweight[ray]"'
+        ) from None
     return ray
 
 
@@ -165,7 +181,8 @@ def _slots(ray: Any, conf: dict[str, Any]) -> tuple[int, dict[str, float]]:
     workers = slots if conf["workers"] is None else conf["workers"]
     if not 1 <= workers <= slots:
         raise ClusterError(
-            f"the Ray cluster has {cpus} CPUs and {gpus} GPUs: room for {slots} workers of {per_worker['num_cpus']} CPUs"
+            f"the Ray cluster has {cpus} CPUs and {gpus} GPUs:"
+            f" room for {slots} workers of {per_worker['num_cpus']} CPUs"
             f" and {per_worker['num_gpus']} GPUs, not {workers}"
         )
     return workers, per_worker
@@ -216,7 +233,9 @@ class _Schedule:
     def run(self, on_result: Callable[[int, Any], None]) -> None:
         while self.queue or any(i is not None for _, i in self.running.values()):
             if not self.running and not self.starting:
-                raise ClusterError(f"no worker is left (each died or did not start); {len(self.queue)} chunks were not run")
+                raise ClusterError(
+                    f"no worker is left (each died or did not start); {len(self.queue)} chunks were not run"
+                )
             self.probe()
             if not self.running:
                 time.sleep(PROBE_INTERVAL_S)
@@ -250,7 +269,9 @@ class _Schedule:
                 self.failures[i] += 1
                 what = f"chunk {i} (from {self.chunks[i][0]})"
                 if self.failures[i] > self.retries:
-                    raise ClusterError(f"{what} failed on {self.failures[i]} workers, the last time: {_first_line(err)}") from None
+                    raise ClusterError(
+                        f"{what} failed on {self.failures[i]} workers, the last time: {_first_line(err)}"
+                    ) from None
                 logger.warning("cluster: a worker died running %s (%s); handing it out again", what, _first_line(err))
                 self.queue.appendleft(i)
             if not isinstance(err, exceptions.ActorDiedError):  # ActorDiedError: no restarts left

@@ -21,7 +21,9 @@ def list_images(image_dir: Path) -> list[str]:
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: image folder not found")
-    names = (p.relative_to(image_dir) for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    names = (
+        p.relative_to(image_dir) for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
     return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
 
 
@@ -135,4 +137,6 @@ def _lines(path: Path, what: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    return [line for line in read_text_file(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line for line in read_text_file(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]

@@ -63,7 +63,9 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], limit: in
     old, new = _flat(_canonical(dict(stored))), _flat(_canonical(dict(current)))
     missing = "(none)"
     keys = [k for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)]
-    text = "; ".join(f"{k} {json.dumps(old.get(k, missing))} -> {json.dumps(new.get(k, missing))}" for k in keys[:limit])
+    text = "; ".join(
+        f"{k} {json.dumps(old.get(k, missing))} -> {json.dumps(new.get(k, missing))}" for k in keys[:limit]
+    )
     return text + (f"; {len(keys) - limit} more" if len(keys) > limit else "")
 
 
@@ -81,7 +83,9 @@ def check_provenance(path: Path, provenance: Mapping[str, Any], fix: str) -> Non
     with open_h5(path) as f:
         stored = {k: json.loads(f.attrs[k]) for k in provenance if k in f.attrs}
     if not stored:
-        raise InputError(f"{path}: holds no record of the settings that made it (another tool or an older version); {fix}")
+        raise InputError(
+            f"{path}: holds no record of the settings that made it (another tool or an older version); {fix}"
+        )
     if diff := differences(stored, provenance):
         raise InputError(f"{path}: made with other settings ({diff}); {fix}")
 
@@ -111,6 +115,8 @@ def fresh_pairs(f: h5py.Group, pairs: Iterable[Pair], fingerprints: Mapping[str,
         except MissingEntryError:
             continue
         stored = list(f[key].attrs.get(PAIR_FINGERPRINTS, []))
-        if stored == ([fingerprints[name1], fingerprints[name0]] if reverse else [fingerprints[name0], fingerprints[name1]]):
+        if stored == (
+            [fingerprints[name1], fingerprints[name0]] if reverse else [fingerprints[name0], fingerprints[name1]]
+        ):
             fresh.add((name0, name1))
     return fresh

@@ -35,7 +35,9 @@ def parse_query_line(line: str, where: str) -> tuple[str, pycolmap.Camera]:
         size = int(width), int(height)
         values = np.array([float(p) for p in params], np.float64)
     except ValueError:
-        raise InputError(f"{where}: width and height must be integers and params numbers, got {line.strip()!r}") from None
+        raise InputError(
+            f"{where}: width and height must be integers and params numbers, got {line.strip()!r}"
+        ) from None
     if min(size) <= 0 or not np.isfinite(values).all():
         raise InputError(f"{where}: non-positive image size or non-finite camera parameter in {line.strip()!r}")
     camera = pycolmap.Camera(model=model, width=size[0], height=size[1], params=values)
@@ -155,4 +157,3 @@ def read_results(path: str | Path) -> dict[str, pycolmap.Rigid3d]:
         w, x, y, z = values[:4] / norm
         poses[tokens[0]] = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([x, y, z, w])), values[4:])
     return poses
-

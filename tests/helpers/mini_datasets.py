@@ -32,7 +32,9 @@ def write_photo(path: Path, rgb8: np.ndarray) -> None:
     write_image_atomic(path, rgb8, [cv2.IMWRITE_JPEG_QUALITY, 92])
 
 
-def write_colmap_model(path: Path, names: list[str], cameras: list[Camera], depths: list[np.ndarray], stride: int = 12) -> None:
+def write_colmap_model(
+    path: Path, names: list[str], cameras: list[Camera], depths: list[np.ndarray], stride: int = 12
+) -> None:
     """A COLMAP binary model of the views (one SIMPLE_RADIAL camera each, exact poses) with the
     surface points that at least two views see (sampled every `stride` pixels of each view), as a
     reference SfM model is: its covisibility gives the database pairs."""
@@ -61,23 +63,39 @@ def write_colmap_model(path: Path, names: list[str], cameras: list[Camera], dept
 
 
 def write_text_model(
-    text: Path, names: list[str], cameras: list[Camera], points: list[np.ndarray], points2d: list[list[str]], tracks: list[list[str]]
+    text: Path,
+    names: list[str],
+    cameras: list[Camera],
+    points: list[np.ndarray],
+    points2d: list[list[str]],
+    tracks: list[list[str]],
 ) -> None:
     """COLMAP's text model files (cameras, images with their 2D points, points with their tracks)."""
-    (text / "cameras.txt").write_text("".join(
-        f"{i + 1} SIMPLE_RADIAL {c.size[0]} {c.size[1]} {c.K[0, 0]} {c.K[0, 2]} {c.K[1, 2]} 0\n" for i, c in enumerate(cameras)
-    ))
+    (text / "cameras.txt").write_text(
+        "".join(
+            f"{i + 1} SIMPLE_RADIAL {c.size[0]} {c.size[1]} {c.K[0, 0]} {c.K[0, 2]} {c.K[1, 2]} 0\n"
+            for i, c in enumerate(cameras)
+        )
+    )
     lines = []
     for i, (name, c) in enumerate(zip(names, cameras)):
         qx, qy, qz, qw = pycolmap.Rotation3d(c.R).quat
-        lines += [f"{i + 1} {qw} {qx} {qy} {qz} {c.t[0]} {c.t[1]} {c.t[2]} {i + 1} {name}\n", " ".join(points2d[i]) + "\n"]
+        lines += [
+            f"{i + 1} {qw} {qx} {qy} {qz} {c.t[0]} {c.t[1]} {c.t[2]} {i + 1} {name}\n",
+            " ".join(points2d[i]) + "\n",
+        ]
     (text / "images.txt").write_text("".join(lines))
-    (text / "points3D.txt").write_text("".join(
-        f"{pid} {x} {y} {z} 128 128 128 0.5 {' '.join(refs)}\n" for pid, ((x, y, z), refs) in enumerate(zip(points, tracks), start=1)
-    ))
+    (text / "points3D.txt").write_text(
+        "".join(
+            f"{pid} {x} {y} {z} 128 128 128 0.5 {' '.join(refs)}\n"
+            for pid, ((x, y, z), refs) in enumerate(zip(points, tracks), start=1)
+        )
+    )
 
 
-def make_aachen(root: Path, num_db: int = 24, day: tuple[int, ...] = (1, 29, 41), night: tuple[int, ...] = (17, 37)) -> dict[str, Pose]:
+def make_aachen(
+    root: Path, num_db: int = 24, day: tuple[int, ...] = (1, 29, 41), night: tuple[int, ...] = (17, 37)
+) -> dict[str, Pose]:
     """Aachen Day-Night v1.1's layout under `root`: db views every 360/num_db degrees of the tour,
     queries between them (views of a twice as dense tour; night ones darker and noisier), the
     reference model and the query lists with intrinsics. Returns the queries' true poses by name."""
@@ -112,7 +130,15 @@ def rotation_z(degrees: float) -> np.ndarray:
 
 def write_alignment(path: Path, world_from_scan: np.ndarray) -> None:
     """An InLoc alignment file: free text first, the 4x4 scan -> world transform on lines 8-11."""
-    header = ["After general icp:", "", "Transformation matrix (scan to world):", "", "score: 0.0", "", "P_after_GICP ="]
+    header = [
+        "After general icp:",
+        "",
+        "Transformation matrix (scan to world):",
+        "",
+        "score: 0.0",
+        "",
+        "P_after_GICP =",
+    ]
     rows = [" ".join(f"{v:.10f}" for v in row) for row in world_from_scan]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header + rows) + "\n")
@@ -125,13 +151,18 @@ def make_inloc(root: Path, num_cutouts: int = 16, queries: tuple[int, ...] = (3,
     query camera convention (f = w * 28 / 36, principal point at the image centre). Returns the
     queries' true poses by name."""
     rects = demo_scene.scene()
-    scans = {("DUC1", "024"): (rotation_z(30), np.array([10.0, -4, 0.5])), ("DUC2", "050"): (rotation_z(-70), np.array([-3.0, 7, 0]))}
+    scans = {
+        ("DUC1", "024"): (rotation_z(30), np.array([10.0, -4, 0.5])),
+        ("DUC2", "050"): (rotation_z(-70), np.array([-3.0, 7, 0])),
+    }
     holes = np.random.default_rng(0)
     for k, camera in enumerate(walk(num_cutouts, range(num_cutouts))):
         (floor, scan), (R, t) = list(scans.items())[k % 2]
         world_from_scan = np.eye(4)
         world_from_scan[:3, :3], world_from_scan[:3, 3] = R, t
-        write_alignment(root / "database" / "alignments" / floor / "transformations" / f"DUC_trans_{scan}.txt", world_from_scan)
+        write_alignment(
+            root / "database" / "alignments" / floor / "transformations" / f"DUC_trans_{scan}.txt", world_from_scan
+        )
         rgb8, depth = demo_scene.photograph(rects, camera, (3, k))
         path = root / "database" / "cutouts" / floor / scan / f"DUC_cutout_{scan}_{30 * (k // 2) % 360}_0.jpg"
         write_photo(path, rgb8)
