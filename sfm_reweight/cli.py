@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .utils import cluster as ray_cluster
 from .utils.conf import overlay
 from .utils.errors import InputError, SfmReweightError
 
@@ -73,10 +74,12 @@ def parser(
     default: str | None = None,
     overwrite: bool = False,
     weights: bool = False,
+    cluster: str | None = None,
 ) -> argparse.ArgumentParser:
     """A stage's parser with the shared options: `--conf` (a name in `confs`, default `default` or
     the first) and `--options KEY=VALUE ...` overlaid on it; `--overwrite`; `--weights` and
-    `--random_weights` (the matcher's weights, model.weights of its conf)."""
+    `--random_weights` (the matcher's weights, model.weights of its conf); `--cluster` and
+    `--workers` (utils/cluster.py), `cluster` naming the work a cluster does (e.g. "match")."""
     out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if confs is not None:
         out.add_argument("--conf", default=default or next(iter(confs)), choices=list(confs))
@@ -90,20 +93,52 @@ def parser(
     if overwrite:
         out.add_argument("--overwrite", action="store_true", help="redo the work instead of reusing what is there")
     if weights:
-        group = out.add_mutually_exclusive_group()
-        group.add_argument(
-            "--weights", help="our matcher's weights: a shipped name or a checkpoint path (default: the shipped ones)"
-        )
-        group.add_argument(
-            "--random_weights",
-            action="store_true",
-            help="our matcher with random weights (meaningless matches, for tests)",
-        )
+        add_weights_arguments(out)
+    if cluster is not None:
+        ray_cluster.add_arguments(out, cluster)
     return out
 
 
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--weights` or `--random_weights`: model.weights of the matcher's conf (`conf_from_args`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--weights", help="our matcher's weights: a shipped name or a checkpoint path (default: the shipped ones)"
+    )
+    group.add_argument(
+        "--random_weights",
+        action="store_true",
+        help="our matcher with random weights (meaningless matches, for tests)",
+    )
+
+
+def add_matcher_arguments(parser: argparse.ArgumentParser, confs: dict[str, dict], default: str) -> None:
+    """A pipeline's matcher: `--matcher` (a name in `confs`, match_dense's, passed in because
+    match_dense imports this module), `--matcher_options KEY=VALUE ...` overlaid on it, and the
+    weights options; `conf_from_args(args, "matcher", "matcher_options")` is its conf."""
+    parser.add_argument("--matcher", default=default, choices=list(confs))
+    parser.add_argument(
+        "--matcher_options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
+    )
+    add_weights_arguments(parser)
+
+
+def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as keyword arguments of a pipeline's `main`, each named as its parameter:
+    those of `add_matcher_arguments` as one `matcher` conf, the others as they are."""
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("matcher_options", "weights", "random_weights")}
+    return {**kwargs, "matcher": conf_from_args(args, "matcher", "matcher_options")}
+
+
 def add_signature_arguments(
-    parser: argparse.ArgumentParser, main: Callable[..., Any], skip: Sequence[str] = (), help: dict[str, str] | None = None
+    parser: argparse.ArgumentParser,
+    main: Callable[..., Any],
+    skip: Sequence[str] = (),
+    help: dict[str, str] | None = None,
 ) -> list[str]:
     """One option per parameter of `main` (but "conf" and `skip`), named as the parameter, typed by
     its annotation (`Path`, `int`, `float`, `str`; a `bool` is a switch; `X | Sequence[X]` takes
@@ -119,10 +154,13 @@ def add_signature_arguments(
             kwargs["action"] = "store_true"
         else:
             kwargs["type"] = kinds[0] if kinds[0] in (Path, int, float, str) else Path
-            several = [t for t in kinds[1:] if typing.get_origin(t) in (Sequence, list) and typing.get_args(t) == (kinds[0],)]
+            several = [
+                t for t in kinds[1:] if typing.get_origin(t) in (Sequence, list) and typing.get_args(t) == (kinds[0],)
+            ]
             if several:
                 kwargs["nargs"] = "+"
             kwargs["required"] = param.default is inspect.Parameter.empty
+            kwargs["default"] = None if kwargs["required"] else param.default
         parser.add_argument(f"--{name}", **kwargs)
         added.append(name)
     return added
@@ -138,11 +176,14 @@ def command(
     extend: Callable[[argparse.ArgumentParser], None] | None = None,
     conf_extra: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
     skip: Sequence[str] = (),
+    weights: bool = False,
+    cluster: str | None = None,
 ) -> Any:
     """A stage's command line from its `main`: the shared options (`--conf` and `--options` where
-    there are `confs`) and one option per parameter (`add_signature_arguments`), `extend` adding
-    the stage's own; runs `main` with keyword arguments (`run`), the conf overlaid by `conf_extra(args)`."""
-    out = parser(doc, confs, default)
+    there are `confs`, the weights and cluster ones as asked) and one option per parameter
+    (`add_signature_arguments`), `extend` adding the stage's own; runs `main` with keyword arguments
+    (`run`), the conf overlaid by the cluster options (as "cluster") and `conf_extra(args)`."""
+    out = parser(doc, confs, default, weights=weights, cluster=cluster)
     if extend is not None:
         extend(out)
     names = add_signature_arguments(out, main, skip, help)
@@ -150,6 +191,8 @@ def command(
     kwargs = {name: getattr(args, name) for name in names}
     if confs is not None:
         conf = conf_from_args(args)
+        if cluster is not None:
+            conf = overlay(conf, {"cluster": ray_cluster.conf_from_args(args)})
         kwargs["conf"] = overlay(conf, conf_extra(args)) if conf_extra else conf
     return run(main, **kwargs)
 

@@ -534,24 +534,11 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs, DEFAULT_CONF, overwrite=True)
-    parser.add_argument("--image_dir", type=Path, required=True)
-    parser.add_argument("--export_dir", type=Path)
-    parser.add_argument("--image_list", type=Path, help="names to describe (default: every image under image_dir)")
-    parser.add_argument("--global_path", type=Path, help="output descriptors file (default: in export_dir)")
-    parser.add_argument("--codebook", type=Path, help="encode with this codebook instead of the file's own")
-    cluster.add_arguments(parser, "describe")
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf={**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)},
-        image_dir=args.image_dir,
-        export_dir=args.export_dir,
-        image_list=args.image_list,
-        global_path=args.global_path,
-        codebook=args.codebook,
-        overwrite=args.overwrite,
-    )
+    help = {
+        "image_list": "names to describe (default: every image under image_dir)",
+        "codebook": "encode with this codebook instead of the file's own",
+    }
+    cli.command(main, __doc__, argv, confs, DEFAULT_CONF, cluster="describe", help=help)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from . import cli
 from .image_io import ImageReadError, read_image
 from .io import open_h5, read_image_size, read_keypoints, read_matches
 from .localize_sfm import POSE_CONF, add_hloc_flags, failed, finish, hloc_flags, solve
-from .utils.conf import Options, overlay, resolve
+from .utils.conf import Options, resolve
 from .utils.errors import InputError, MissingEntryError
 from .utils.pairs import read_text_file
 from .utils.queries import read_retrieval, result_names
@@ -293,23 +293,7 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs, "default")
-    parser.add_argument("--dataset_dir", type=Path, required=True)
-    parser.add_argument("--retrieval", type=Path, required=True)
-    parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--results", type=Path, required=True)
-    add_hloc_flags(parser)
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf=overlay(cli.conf_from_args(args), hloc_flags(args)),
-        dataset_dir=args.dataset_dir,
-        retrieval=args.retrieval,
-        features=args.features,
-        matches=args.matches,
-        results=args.results,
-    )
+    cli.command(main, __doc__, argv, confs, "default", extend=add_hloc_flags, conf_extra=hloc_flags)
 
 
 if __name__ == "__main__":

@@ -447,30 +447,17 @@ def hloc_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs, "default")
-    parser.add_argument("--reference_sfm", type=Path, required=True)
-    parser.add_argument("--queries", type=Path, required=True, help="query list with intrinsics, or a glob of them")
-    parser.add_argument("--retrieval", type=Path, required=True)
-    parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--features_ref", type=Path, help="features file of the database images, if not in --features")
-    add_hloc_flags(parser)
-    parser.add_argument(
-        "--covisibility_clustering", action="store_true", help="hloc's flag: covisibility_clustering=True"
-    )
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf=overlay(cli.conf_from_args(args), hloc_flags(args)),
-        reference_sfm=args.reference_sfm,
-        queries=args.queries,
-        retrieval=args.retrieval,
-        features=args.features,
-        matches=args.matches,
-        results=args.results,
-        features_ref=args.features_ref,
-    )
+    def extend(parser: argparse.ArgumentParser) -> None:
+        add_hloc_flags(parser)
+        parser.add_argument(
+            "--covisibility_clustering", action="store_true", help="hloc's flag: covisibility_clustering=True"
+        )
+
+    help = {
+        "queries": "query list with intrinsics, or a glob of them",
+        "features_ref": "database keypoints, if not in --features",
+    }
+    cli.command(main, __doc__, argv, confs, "default", help=help, extend=extend, conf_extra=hloc_flags)
 
 
 if __name__ == "__main__":

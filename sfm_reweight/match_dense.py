@@ -64,21 +64,10 @@ from .io import KeypointReader, atomic_h5, delete_pair, open_h5, output_paths, w
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matchers.eloftr_reweight import RANDOM
 from .raw_matches import RawMatchStore
-from .utils import cluster
+from .utils import cluster, provenance
 from .utils.conf import ConfError, Options, resolve
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs_to_match
-from .utils.provenance import (
-    FINGERPRINT,
-    REUSE_HINT,
-    check_provenance,
-    fresh_pairs,
-    image_fingerprints,
-    record_image,
-    record_pair,
-    stale_images,
-    write_provenance,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +311,7 @@ def write_keypoints(store: RawMatchStore, pairs: Sequence[Pair], names: Iterable
             accumulator.add(raw[f"keypoints{side}"], raw["scores"])
         keypoints, scores = accumulator.keypoints(conf["max_kps"])
         write_features(f, name, keypoints, scores, size)
-        record_image(f, name, store.fingerprints[name])
+        provenance.record_image(f, name, store.fingerprints[name])
         total += len(keypoints)
     return total
 
@@ -339,7 +328,7 @@ def write_pair_matches(
         index0, index1 = index(name0), index(name1)
         matches, scores = one_to_one(index0(raw["keypoints0"]), index1(raw["keypoints1"]), raw["scores"])
         write_matches(f, name0, name1, *to_matches0(matches, scores, len(index0)))
-        record_pair(f, name0, name1, store.fingerprints)
+        provenance.record_pair(f, name0, name1, store.fingerprints)
         total += len(matches)
     return total
 
@@ -391,24 +380,24 @@ def main(
     identity = getattr(matcher, "fingerprint", None) if matcher is not None else cls.identity(conf["model"])
     recorded = {k: v for k, v in conf.items() if k not in UNRECORDED}
     recorded["model"] = {k: v for k, v in conf["model"].items() if k != "weights"}
-    provenance = {"conf": recorded, "weights": identity}
+    made_from = {"conf": recorded, "weights": identity}
     if not overwrite:
-        check_provenance(features, provenance, REUSE_HINT)
-        check_provenance(matches, provenance, REUSE_HINT)
-    fingerprints = image_fingerprints(image_dir, dict.fromkeys(n for p in unique for n in p))
+        provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
+        provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
+    fingerprints = provenance.image_fingerprints(image_dir, dict.fromkeys(n for p in unique for n in p))
     for ref in refs:
         with open_h5(ref) as f:
-            changed = [n for n in stale_images(f, fingerprints) if FINGERPRINT in f[n].attrs]
+            changed = [n for n in provenance.stale_images(f, fingerprints) if provenance.FINGERPRINT in f[n].attrs]
         if changed:
             raise InputError(f"{ref}: holds the keypoints of earlier versions of {cli.short_list(changed)}; rebuild it")
     todo, stale = unique, set()
     if matches.exists() and not overwrite:
         with open_h5(matches) as f:
-            fresh = fresh_pairs(f, unique, fingerprints)
+            fresh = provenance.fresh_pairs(f, unique, fingerprints)
         todo = [p for p in unique if p not in fresh]
     if features.exists() and not overwrite:
         with open_h5(features) as f:
-            stale = stale_images(f, fingerprints)  # their keypoints, and so all their pairs, are made anew
+            stale = provenance.stale_images(f, fingerprints)  # their keypoints, and so all their pairs, are made anew
     raw_dir = matches.with_suffix(".raw")
     if raw_dir.exists() and (overwrite or not todo):
         shutil.rmtree(raw_dir)  # stale: rebuilt from scratch, or left by a run killed after its last write
@@ -427,7 +416,7 @@ def main(
         path = cls.weights_path(conf["model"]) if takes_weights(conf) else None
         model = {**conf["model"], "weights": str(path.resolve())} if path is not None else conf["model"]
         make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, identity)
-    store = RawMatchStore(raw_dir, provenance, fingerprints)
+    store = RawMatchStore(raw_dir, made_from, fingerprints)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as stored:
         fixed = {n for p in todo for n in p if n in stored and n not in stale}
@@ -440,12 +429,12 @@ def main(
         matches.unlink(missing_ok=True)
     if new or stale:
         with atomic_h5(features, copy_existing=not overwrite) as f:
-            write_provenance(f.attrs, provenance)
+            provenance.write_provenance(f.attrs, made_from)
             for name in stale.difference(new):  # changed since, and unreadable now or in no matched pair
                 del f[name]
             num_keypoints = write_keypoints(store, done, new, conf, f)
     with KeypointReader([features, *refs]) as keypoints, atomic_h5(matches, copy_existing=not overwrite) as f:
-        write_provenance(f.attrs, provenance)
+        provenance.write_provenance(f.attrs, made_from)
         for pair in todo:  # earlier matches of the pair, of other image versions or in the other key order
             delete_pair(f, *pair)
         num_matches = write_pair_matches(store, done, keypoints, conf["max_error"], f)
@@ -486,27 +475,9 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs, DEFAULT_CONF, overwrite=True, weights=True)
-    parser.add_argument("--pairs", type=Path, required=True)
-    parser.add_argument("--image_dir", type=Path, required=True)
-    parser.add_argument("--export_dir", type=Path)
-    parser.add_argument("--features", type=Path, help="output features file (default: in export_dir)")
-    parser.add_argument("--matches", type=Path, help="output matches file (default: in export_dir)")
-    parser.add_argument("--features_ref", type=Path, nargs="+", help="features files whose keypoints stay fixed")
-    cluster.add_arguments(parser, "match")
-    args = parser.parse_args(argv)
-    conf = {**cli.conf_from_args(args), "cluster": cluster.conf_from_args(args)}
-    cli.run(
-        main,
-        conf=conf,
-        pairs=args.pairs,
-        image_dir=args.image_dir,
-        export_dir=args.export_dir,
-        matches=args.matches,
-        features=args.features,
-        features_ref=args.features_ref,
-        overwrite=args.overwrite,
-    )
+    help = {"features_ref": "features files whose keypoints stay fixed"}
+    skip = ("matcher", "max_kps")  # for Python callers: on the command line, --options max_kps=N
+    cli.command(main, __doc__, argv, confs, DEFAULT_CONF, help=help, skip=skip, weights=True, cluster="match")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,8 @@ from . import matchers
 from .image_io import GrayImages
 from .io import atomic_h5, delete_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
 from .matchers.colmap_sift import match_descriptors
+from .utils import provenance
 from .utils.pairs import read_pairs_to_match
-from .utils.provenance import (
-    REUSE_HINT,
-    check_provenance,
-    fresh_pairs,
-    image_fingerprints,
-    record_image,
-    record_pair,
-    stale_images,
-    write_provenance,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +43,23 @@ def main(
     _, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
     names = list(dict.fromkeys(n for p in unique for n in p))
     # what the files are made from: the matcher's settings and the size it extracts at
-    provenance = {"conf": {"model": conf["model"], "preprocessing": conf["preprocessing"]}}
+    made_from = {"conf": {"model": conf["model"], "preprocessing": conf["preprocessing"]}}
     if not overwrite:
-        check_provenance(features, provenance, REUSE_HINT)
-        check_provenance(matches, provenance, REUSE_HINT)
-    fingerprints = image_fingerprints(image_dir, names)
+        provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
+        provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
+    fingerprints = provenance.image_fingerprints(image_dir, names)
     existing: set[str] = set()
     if features.exists() and not overwrite:
         with open_h5(features) as f:
-            existing = set(list_h5_names(f)) - stale_images(f, fingerprints)  # changed images are extracted again
+            # changed images are extracted again
+            existing = set(list_h5_names(f)) - provenance.stale_images(f, fingerprints)
     start_time = time.time()
 
     matcher = matchers.load(conf["model"], conf["preprocessing"]["resize_max"])
     stage = f"match_features ({conf['name']})"
     images = GrayImages(image_dir, stage, conf["preprocessing"]["resize_max"])
     with atomic_h5(features, copy_existing=not overwrite) as f:
-        write_provenance(f.attrs, provenance)
+        provenance.write_provenance(f.attrs, made_from)
         for name in tqdm([n for n in names if n not in existing], desc=f"{stage}: extract", unit="image"):
             if name in f:  # of an earlier version of the file: gone even if this one is unreadable
                 del f[name]
@@ -84,12 +76,12 @@ def main(
                 scales=out["scales"],
                 descriptors=out["descriptors"].T,
             )
-            record_image(f, name, fingerprints[name])
+            provenance.record_image(f, name, fingerprints[name])
 
     num_matches = 0
     with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
-        write_provenance(fmatch.attrs, provenance)
-        fresh = set() if overwrite else fresh_pairs(fmatch, unique, fingerprints)
+        provenance.write_provenance(fmatch.attrs, made_from)
+        fresh = set() if overwrite else provenance.fresh_pairs(fmatch, unique, fingerprints)
         for pair in unique:  # earlier matches of the pair, of other image versions or in the other key order
             if pair not in fresh:
                 delete_pair(fmatch, *pair)
@@ -99,7 +91,7 @@ def main(
                 ffeat[name0]["descriptors"][()].T, ffeat[name1]["descriptors"][()].T, matcher.conf["ratio"]
             )
             write_matches(fmatch, name0, name1, matches0, scores0)
-            record_pair(fmatch, name0, name1, fingerprints)
+            provenance.record_pair(fmatch, name0, name1, fingerprints)
             num_matches += int((matches0 > -1).sum())
     logger.info(
         "%s: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"

@@ -4,7 +4,6 @@ that observe the most 3D points in common with it.
     python -m sfm_reweight.pairs_from_covisibility --model sfm/ --output pairs.txt --num_matched 20
 """
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -73,16 +72,8 @@ def main(model: Path, output: Path, num_matched: int) -> list[Pair]:
     return pairs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--num_matched", type=int, required=True)
-    return parser.parse_args(argv)
-
-
 def command(argv: list[str] | None = None) -> None:
-    cli.run(main, **vars(parse_args(argv)))
+    cli.command(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ python -m sfm_reweight.pairs_from_exhaustive --image_dir images/ --output pairs.
 python -m sfm_reweight.pairs_from_exhaustive --image_list queries.txt --ref_features feats.h5 --output pairs.txt
 """
 
-import argparse
 import logging
 from collections.abc import Sequence
 from itertools import combinations
@@ -38,19 +37,8 @@ def main(
     return pairs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--image_list", type=Path)
-    parser.add_argument("--features", type=Path)
-    parser.add_argument("--image_dir", type=Path)
-    parser.add_argument("--ref_list", type=Path)
-    parser.add_argument("--ref_features", type=Path)
-    return parser.parse_args(argv)
-
-
 def command(argv: list[str] | None = None) -> None:
-    cli.run(main, **vars(parse_args(argv)))
+    cli.command(main, __doc__, argv)
 
 
 if __name__ == "__main__":

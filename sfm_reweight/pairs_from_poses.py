@@ -5,7 +5,6 @@ whose camera centres are nearest, among those whose viewing directions differ by
     python -m sfm_reweight.pairs_from_poses --model sfm/ --output pairs.txt --num_matched 20
 """
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -49,17 +48,8 @@ def main(model: Path, output: Path, num_matched: int, rotation_threshold: float 
     return pairs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--num_matched", type=int, required=True)
-    parser.add_argument("--rotation_threshold", type=float, default=30.0)
-    return parser.parse_args(argv)
-
-
 def command(argv: list[str] | None = None) -> None:
-    cli.run(main, **vars(parse_args(argv)))
+    cli.command(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ similarity (dot product of the descriptors as stored, as hloc does; extractors L
         --num_matched 20 --query_prefix query/ --db_prefix db/
 """
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,23 +156,8 @@ def described(descriptors: Path, names: Sequence[str]) -> list[str]:
     return [n for n in names if n in have]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--descriptors", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--num_matched", type=int, required=True)
-    parser.add_argument("--query_prefix", nargs="+")
-    parser.add_argument("--query_list", type=Path)
-    parser.add_argument("--db_prefix", nargs="+")
-    parser.add_argument("--db_list", type=Path)
-    parser.add_argument("--db_model", type=Path)
-    parser.add_argument("--db_descriptors", type=Path, nargs="+")
-    parser.add_argument("--min_score", type=float)
-    return parser.parse_args(argv)
-
-
 def command(argv: list[str] | None = None) -> None:
-    cli.run(main, **vars(parse_args(argv)))
+    cli.command(main, __doc__, argv)
 
 
 if __name__ == "__main__":

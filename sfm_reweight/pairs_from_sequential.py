@@ -7,7 +7,6 @@ The sequence order is the image list's order, else the names sorted.
         --loop_descriptors global.h5 --num_loop_closures 5
 """
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,22 +68,8 @@ def main(
     return pairs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--image_list", type=Path)
-    parser.add_argument("--features", type=Path)
-    parser.add_argument("--image_dir", type=Path)
-    parser.add_argument("--window_size", type=int, default=5)
-    parser.add_argument("--loop_descriptors", type=Path)
-    parser.add_argument("--num_loop_closures", type=int, default=5)
-    parser.add_argument("--loop_min_gap", type=int)
-    parser.add_argument("--loop_min_score", type=float)
-    return parser.parse_args(argv)
-
-
 def command(argv: list[str] | None = None) -> None:
-    cli.run(main, **vars(parse_args(argv)))
+    cli.command(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -196,24 +196,8 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs)
-    parser.add_argument("--image_dir", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--num_matched", type=int, required=True)
-    parser.add_argument("--image_list", type=Path)
-    parser.add_argument(
-        "--vocab_tree", type=Path, help="a tree file to use if it exists, else where to write the one built"
-    )
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf=cli.conf_from_args(args),
-        image_dir=args.image_dir,
-        output=args.output,
-        num_matched=args.num_matched,
-        image_list=args.image_list,
-        vocab_tree=args.vocab_tree,
-    )
+    help = {"vocab_tree": "a tree file to use if it exists, else where to write the one built"}
+    cli.command(main, __doc__, argv, confs, help=help)
 
 
 if __name__ == "__main__":

@@ -120,8 +120,7 @@ def main(
         names = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
     else:
         names = list(dict.fromkeys(n for p in pair_list for n in p))
-    sfm_dir = Path(sfm_dir)
-    sfm_dir.mkdir(parents=True, exist_ok=True)
+    sfm_dir = Path(sfm_dir)  # made by new_database
     threads = colmap.num_threads(conf["num_threads"])
     start_time = time.time()
 
@@ -189,26 +188,7 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs, "incremental")
-    parser.add_argument("--sfm_dir", type=Path, required=True)
-    parser.add_argument("--image_dir", type=Path, required=True)
-    parser.add_argument("--pairs", type=Path, required=True)
-    parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--image_list", type=Path)
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf=cli.conf_from_args(args),
-        sfm_dir=args.sfm_dir,
-        image_dir=args.image_dir,
-        pairs=args.pairs,
-        features=args.features,
-        matches=args.matches,
-        image_list=args.image_list,
-        verbose=args.verbose,
-    )
+    cli.command(main, __doc__, argv, confs, "incremental")
 
 
 if __name__ == "__main__":

@@ -59,8 +59,7 @@ def main(
     reference = pycolmap.Reconstruction(reference_model)
     names = [image.name for image in reference.images.values()]
     pair_list = unique_pairs(read_pairs(pairs, known_names=names))  # fails on unknown images first
-    sfm_dir = Path(sfm_dir)
-    sfm_dir.mkdir(parents=True, exist_ok=True)
+    sfm_dir = Path(sfm_dir)  # made by new_database
     threads = colmap.num_threads(conf["num_threads"])
     start_time = time.time()
 
@@ -104,26 +103,7 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, confs)
-    parser.add_argument("--sfm_dir", type=Path, required=True)
-    parser.add_argument("--reference_model", type=Path, required=True)
-    parser.add_argument("--image_dir", type=Path, required=True)
-    parser.add_argument("--pairs", type=Path, required=True)
-    parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        conf=cli.conf_from_args(args),
-        sfm_dir=args.sfm_dir,
-        reference_model=args.reference_model,
-        image_dir=args.image_dir,
-        pairs=args.pairs,
-        features=args.features,
-        matches=args.matches,
-        verbose=args.verbose,
-    )
+    cli.command(main, __doc__, argv, confs)
 
 
 if __name__ == "__main__":

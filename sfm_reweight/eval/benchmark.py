@@ -14,6 +14,8 @@ import argparse
 import json
 import logging
 import math
+import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -82,6 +84,21 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device (default cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def run_arguments(args: argparse.Namespace, name: str, argv: list[str] | None) -> dict[str, Any]:
+    """Keyword arguments of a benchmark's `run` from the options `benchmark_parser` adds (but
+    --output, whose default is the benchmark's), and `command`: benchmark `name`'s command line, for results.json."""
+    return {
+        "matchers": tuple(args.matchers),
+        "options": cli.parse_options(args.options),
+        "resize": args.resize or None,
+        "enlarge": args.enlarge,
+        "max_pairs": args.max_pairs,
+        "device": args.device,
+        "seed": args.seed,
+        "command": shlex.join(["sfm-reweight", name, *(sys.argv[1:] if argv is None else argv)]),
+    }
 
 
 def build_matchers(

@@ -95,30 +95,17 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, weights=True)
+    parser = cli.parser(__doc__)
     parser.add_argument("--dataset", type=Path, default=Path("datasets/aachen_v1.1"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/aachen_v1.1"))
-    parser.add_argument("--matcher", default="eloftr_reweight_aachen", choices=list(match_dense.confs))
-    parser.add_argument(
-        "--matcher_options", nargs="+", default=[], metavar="KEY=VALUE", help="settings overlaid on the matcher's conf"
-    )
+    cli.add_matcher_arguments(parser, match_dense.confs, "eloftr_reweight_aachen")
     parser.add_argument("--num_covis", type=int, default=20)
     parser.add_argument("--num_loc", type=int, default=50)
     parser.add_argument(
         "--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)"
     )
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        dataset=args.dataset,
-        outputs=args.outputs,
-        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        num_covis=args.num_covis,
-        num_loc=args.num_loc,
-        loc_pairs=args.loc_pairs,
-        localizer=args.localizer,
-    )
+    cli.run(main, **cli.pipeline_kwargs(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

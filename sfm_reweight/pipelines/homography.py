@@ -21,8 +21,6 @@ Writes `results.json` and `curves.png` to --output and prints a markdown table.
 
 import argparse
 import logging
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +29,7 @@ import cv2
 from sfm_reweight.eval import datasets as ds
 from sfm_reweight import cli
 from sfm_reweight.matchers import MatcherUnavailable
-from sfm_reweight.eval.benchmark import (
-    DEFAULT_MATCHERS,
-    benchmark_parser,
-    build_matchers,
-    markdown_table,
-    match_all,
-    plot_cumulative_errors,
-    print_report,
-    summarize_records,
-    top_k,
-    write_json,
-)
+from sfm_reweight.eval import benchmark
 from sfm_reweight.eval.metrics import (
     HOMOGRAPHY_THRESHOLDS_PX,
     corner_error,
@@ -58,7 +45,7 @@ LAYOUTS = {"auto": ds.read_homography_dataset, "hpatches": ds.read_hpatches, "ox
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """AUC (%) of the corner errors, mean precision (%), matches and time per pair."""
-    return summarize_records(records, [r["corner_error"] for r in records], HOMOGRAPHY_THRESHOLDS_PX)
+    return benchmark.summarize_records(records, [r["corner_error"] for r in records], HOMOGRAPHY_THRESHOLDS_PX)
 
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
@@ -81,7 +68,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         ]
         for label, s in summary.items()
     ]
-    return markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
+    return benchmark.markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
 
 
 def condition_table(records: dict[str, list[dict[str, Any]]]) -> str:
@@ -94,7 +81,7 @@ def condition_table(records: dict[str, list[dict[str, Any]]]) -> str:
             s = summarize([r for r in recs if r["condition"] == c])
             cells.append(f"{s['auc@5']:.1f} / {s['precision']:.1f}")
         rows.append([label, *cells])
-    return markdown_table(["AUC@5px / precision %", *conditions], rows)
+    return benchmark.markdown_table(["AUC@5px / precision %", *conditions], rows)
 
 
 def read_pairs(
@@ -109,7 +96,7 @@ def read_pairs(
 def run(
     root: str | Path,
     output: str | Path,
-    matchers: tuple[str, ...] = DEFAULT_MATCHERS,
+    matchers: tuple[str, ...] = benchmark.DEFAULT_MATCHERS,
     layout: str = "auto",
     zooms: tuple[float, ...] = WARP_ZOOMS,
     rotations: tuple[float, ...] = WARP_ROTATIONS,
@@ -127,15 +114,15 @@ def run(
     `max_pairs`: the first N pairs, or with layout "warped" the first N photos."""
     output = Path(output)
     pairs = read_pairs(Path(root), layout, output, zooms, rotations, max_pairs or None)
-    built, skipped = build_matchers(matchers, options, device)
+    built, skipped = benchmark.build_matchers(matchers, options, device)
     if not built:
         raise MatcherUnavailable("no matcher can run here: " + "; ".join(skipped.values()))
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
-    for result in match_all(pairs, built, resize, skipped, enlarge, desc=Path(root).name):
+    for result in benchmark.match_all(pairs, built, resize, skipped, enlarge, desc=Path(root).name):
         H = result.pair.H_0to1
         for label, m in result.matches.items():
-            m = top_k(m, max_matches)
+            m = benchmark.top_k(m, max_matches)
             cv2.setRNGSeed(seed)
             H_est = ransac_homography(m.kpts0, m.kpts1, ransac_threshold)
             records[label].append(
@@ -151,7 +138,7 @@ def run(
     records = {m.label: records[m.label] for m in built}  # matchers dropped while running are in `skipped`
     summary = {label: summarize(r) for label, r in records.items()}
 
-    curves = plot_cumulative_errors(
+    curves = benchmark.plot_cumulative_errors(
         {label: [r["corner_error"] for r in recs] for label, recs in records.items()},
         max(HOMOGRAPHY_THRESHOLDS_PX),
         "mean corner error (px, original resolution)",
@@ -179,12 +166,12 @@ def run(
         "curves_png": str(curves),
         "per_pair": records,
     }
-    write_json(results, output / "results.json")
+    benchmark.write_json(results, output / "results.json")
     return results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = benchmark_parser(__doc__, "outputs/homography/<root name>")
+    parser = benchmark.benchmark_parser(__doc__, "outputs/homography/<root name>")
     parser.add_argument("--root", type=Path, required=True, help="folder of sequence folders")
     parser.add_argument(
         "--layout",
@@ -219,22 +206,15 @@ def command(argv: list[str] | None = None) -> None:
         run,
         root=args.root,
         output=args.output or Path("outputs/homography") / args.root.resolve().name,
-        matchers=tuple(args.matchers),
         layout=args.layout,
         zooms=tuple(args.zooms),
         rotations=tuple(args.rotations),
-        options=cli.parse_options(args.options),
-        resize=args.resize or None,
-        enlarge=args.enlarge,
         max_matches=args.max_matches or None,
         ransac_threshold=args.ransac_threshold,
-        max_pairs=args.max_pairs,
-        device=args.device,
-        seed=args.seed,
-        command=shlex.join(["sfm-reweight", "homography", *(sys.argv[1:] if argv is None else argv)]),
+        **benchmark.run_arguments(args, "homography", argv),
     )
     s = results["settings"]
-    print_report(
+    benchmark.print_report(
         results,
         f"Homography on {results['root']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
         f"top {s['max_matches'] or 'all'} matches, RANSAC {s['ransac_threshold_px']:g} px)",

@@ -78,28 +78,16 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, weights=True)
+    parser = cli.parser(__doc__)
     parser.add_argument("--dataset", type=Path, default=Path("datasets/inloc"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs/inloc"))
-    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument(
-        "--matcher_options", nargs="+", default=[], metavar="KEY=VALUE", help="settings overlaid on the matcher's conf"
-    )
+    cli.add_matcher_arguments(parser, match_dense.confs, match_dense.DEFAULT_CONF)
     parser.add_argument("--num_loc", type=int, default=40)
     parser.add_argument(
         "--loc_pairs", type=Path, help="query pairs to use instead of our retrieval (e.g. hloc's shipped NetVLAD pairs)"
     )
     parser.add_argument("--localizer", default="default", choices=sorted(localize_inloc.confs))
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        dataset=args.dataset,
-        outputs=args.outputs,
-        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        num_loc=args.num_loc,
-        loc_pairs=args.loc_pairs,
-        localizer=args.localizer,
-    )
+    cli.run(main, **cli.pipeline_kwargs(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

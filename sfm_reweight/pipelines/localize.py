@@ -332,18 +332,11 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, weights=True)
+    parser = cli.parser(__doc__)
     parser.add_argument("--map_dir", type=Path, required=True, help="folder of the map's photos")
     parser.add_argument("--query_dir", type=Path, required=True, help="folder of the photos to localize")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument(
-        "--matcher_options",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
-    )
+    cli.add_matcher_arguments(parser, match_dense.confs, match_dense.DEFAULT_CONF)
     parser.add_argument("--model", type=Path, help="an existing COLMAP model of the map's photos (with --features)")
     parser.add_argument("--features", type=Path, help="the features file that --model was built from")
     parser.add_argument("--queries", type=Path, help="query list with intrinsics (name MODEL w h params...)")
@@ -352,20 +345,7 @@ def command(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--num_loc", type=int, default=10, help="database images retrieved per query")
     parser.add_argument("--localizer", default="default", choices=sorted(localize_sfm.confs))
-    args = parser.parse_args(argv)
-    cli.run(
-        main,
-        map_dir=args.map_dir,
-        query_dir=args.query_dir,
-        output=args.output,
-        matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
-        model=args.model,
-        features=args.features,
-        queries=args.queries,
-        ground_truth=args.ground_truth,
-        num_loc=args.num_loc,
-        localizer=args.localizer,
-    )
+    cli.run(main, **cli.pipeline_kwargs(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -363,17 +363,10 @@ def reconstruction_line(summary: dict[str, Any]) -> str:
 
 
 def command(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__, weights=True)
+    parser = cli.parser(__doc__)
     parser.add_argument("--image_dir", type=Path, help="folder of photos (default: render the embedded scene)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--matcher", default=match_dense.DEFAULT_CONF, choices=list(match_dense.confs))
-    parser.add_argument(
-        "--matcher_options",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
-    )
+    cli.add_matcher_arguments(parser, match_dense.confs, match_dense.DEFAULT_CONF)
     parser.add_argument(
         "--overwrite", action="store_true", help="delete the previous run's outputs in OUTPUT first (not the photos)"
     )

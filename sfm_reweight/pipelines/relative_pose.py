@@ -23,8 +23,6 @@ Writes `results.json` (settings, per-matcher summary, per-pair errors) and `curv
 
 import argparse
 import logging
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +33,7 @@ from sfm_reweight.eval import datasets as ds
 from sfm_reweight import cli
 from sfm_reweight.matchers import MatcherUnavailable
 from sfm_reweight.utils.errors import InputError
-from sfm_reweight.eval.benchmark import (
-    DEFAULT_MATCHERS,
-    benchmark_parser,
-    build_matchers,
-    markdown_table,
-    match_all,
-    plot_cumulative_errors,
-    print_report,
-    summarize_records,
-    write_json,
-)
+from sfm_reweight.eval import benchmark
 from sfm_reweight.eval.datasets import EvalPair, intrinsics_for
 from sfm_reweight.eval.metrics import (
     POSE_THRESHOLDS_DEG,
@@ -126,14 +114,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-matcher summary of per-pair records: AUC (%) of the pooled errors, mean precision (%),
     matches and time per pair."""
     errors = [e["error"] for r in records for e in r["estimates"]]
-    return {**summarize_records(records, errors, POSE_THRESHOLDS_DEG), "estimates": len(errors)}
+    return {**benchmark.summarize_records(records, errors, POSE_THRESHOLDS_DEG), "estimates": len(errors)}
 
 
 def run(
     dataset: str,
     root: str | Path,
     output: str | Path,
-    matchers: tuple[str, ...] = DEFAULT_MATCHERS,
+    matchers: tuple[str, ...] = benchmark.DEFAULT_MATCHERS,
     index: str | Path | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     resize: int | None = 1024,
@@ -154,13 +142,13 @@ def run(
         pairs = pairs[:max_pairs]
     if not pairs:
         raise InputError(f"no pairs in {root}")
-    built, skipped = build_matchers(matchers, options, device)
+    built, skipped = benchmark.build_matchers(matchers, options, device)
     if not built:
         raise MatcherUnavailable("no matcher can run here: " + "; ".join(skipped.values()))
     threshold = RANSAC_THRESHOLDS[ransac] if ransac_threshold is None else ransac_threshold
 
     records: dict[str, list[dict]] = {m.label: [] for m in built}
-    for index_pair, result in enumerate(match_all(pairs, built, resize, skipped, enlarge, desc=dataset)):
+    for index_pair, result in enumerate(benchmark.match_all(pairs, built, resize, skipped, enlarge, desc=dataset)):
         pair = result.pair
         K0, K1 = intrinsics_for(pair, 0, result.size0), intrinsics_for(pair, 1, result.size1)
         for label, m in result.matches.items():
@@ -180,7 +168,7 @@ def run(
     summary = {label: summarize(r) for label, r in records.items()}
 
     output = Path(output)
-    curves = plot_cumulative_errors(
+    curves = benchmark.plot_cumulative_errors(
         {label: [e["error"] for r in recs for e in r["estimates"]] for label, recs in records.items()},
         max(POSE_THRESHOLDS_DEG),
         "pose error: max(rotation, translation) (deg)",
@@ -211,7 +199,7 @@ def run(
         "curves_png": str(curves),
         "per_pair": records,
     }
-    write_json(results, output / "results.json")
+    benchmark.write_json(results, output / "results.json")
     return results
 
 
@@ -221,11 +209,11 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         [label, *(s[f"auc@{t:g}"] for t in POSE_THRESHOLDS_DEG), s["precision"], s["matches"], s["time_s"], s["pairs"]]
         for label, s in summary.items()
     ]
-    return markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
+    return benchmark.markdown_table(header, rows, digits=[0, 1, 1, 1, 1, 0, 2, 0])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = benchmark_parser(__doc__, "outputs/relative_pose/<dataset>")
+    parser = benchmark.benchmark_parser(__doc__, "outputs/relative_pose/<dataset>")
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--root", type=Path, required=True, help="dataset folder (strecha, middlebury) or image root")
     parser.add_argument("--index", type=Path, help="npz folder (megadepth1500, scannet1500) or pairs file (pairs)")
@@ -251,23 +239,16 @@ def command(argv: list[str] | None = None) -> None:
         dataset=args.dataset,
         root=args.root,
         output=args.output or Path("outputs/relative_pose") / args.dataset,
-        matchers=tuple(args.matchers),
         index=args.index,
-        options=cli.parse_options(args.options),
-        resize=args.resize or None,
-        enlarge=args.enlarge,
         repeats=args.repeats,
         ransac=args.ransac,
         ransac_threshold=args.ransac_threshold,
         max_gap=args.max_gap,
         gaps=tuple(args.gaps),
-        max_pairs=args.max_pairs,
-        device=args.device,
-        seed=args.seed,
-        command=shlex.join(["sfm-reweight", "relative_pose", *(sys.argv[1:] if argv is None else argv)]),
+        **benchmark.run_arguments(args, "relative_pose", argv),
     )
     s = results["settings"]
-    print_report(
+    benchmark.print_report(
         results,
         f"Relative pose on {results['dataset']} ({s['pairs']} pairs, long side {s['resize'] or 'original'}, "
         f"{s['ransac']} at {s['ransac_threshold_px']:g} px, {s['repeats']} run(s) per pair)",
