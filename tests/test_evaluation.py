@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_reweight.pipelines import homography, relative_pose
+from sfm_reweight.eval import homography, relative_pose
 from sfm_reweight.eval import datasets as ds
 from sfm_reweight import match_dense, matchers
 from sfm_reweight.eval.benchmark import Matches, build_matchers, markdown_table, top_k

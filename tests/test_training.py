@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.calibration import textured_image
 
-from sfm_reweight.pipelines import ablation
+from sfm_reweight.eval import ablation
 from sfm_reweight.eval.metrics import auroc
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR

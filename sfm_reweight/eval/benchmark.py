@@ -1,5 +1,5 @@
-"""Shared machinery of the relative-pose and homography benchmarks (sfm_reweight/pipelines/relative_pose.py,
-sfm_reweight/pipelines/homography.py): build the matchers, match every pair with every matcher on the same
+"""Shared machinery of the relative-pose and homography benchmarks (sfm_reweight/eval/relative_pose.py,
+sfm_reweight/eval/homography.py): build the matchers, match every pair with every matcher on the same
 pixels, and report (markdown table, JSON, cumulative error curves).
 
 Matchers are chosen by their names in `match_dense.confs`, as everywhere (e.g. `--matchers

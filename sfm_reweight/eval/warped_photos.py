@@ -1,6 +1,6 @@
 """A homography benchmark made from any photos: each photo against copies of itself zoomed and rotated
 about the centre, the copies written to a views folder once (PNG files) and paired with the photo
-under the known H (`write_warped_photos`; sfm_reweight/pipelines/homography.py's `--layout warped`)."""
+under the known H (`write_warped_photos`; sfm_reweight/eval/homography.py's `--layout warped`)."""
 
 from collections.abc import Sequence
 from pathlib import Path

@@ -16,8 +16,8 @@ px: Oxford affine (homography AUC@5 px, --enlarge), Middlebury (pose AUC@10 deg,
 Seed s sets the run's `seed` (the random initialisation) to s and its data seed to the recipe's
 plus s (other pairs in another order). Writes OUTPUT/<mode>/seed<s>/ (training runs and weights),
 OUTPUT/results.json and OUTPUT/table.md (per mode the mean over the seeds, each seed's value in
-brackets), and prints the table. The real-data scores run sfm_reweight/pipelines/homography.py and
-sfm_reweight/pipelines/relative_pose.py (their results.json files stay under OUTPUT/eval/).
+brackets), and prints the table. The real-data scores run sfm_reweight/eval/homography.py and
+sfm_reweight/eval/relative_pose.py (their results.json files stay under OUTPUT/eval/).
 """
 
 import json
@@ -70,7 +70,7 @@ def real_data_scores(matcher: str, network: str, weights: Path | None, data: Pat
         command = [
             sys.executable,
             "-m",
-            f"sfm_reweight.pipelines.{pipeline}",
+            f"sfm_reweight.eval.{pipeline}",
             "--root",
             str(data / folder),
             "--matchers",
