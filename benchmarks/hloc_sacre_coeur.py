@@ -64,19 +64,17 @@ def run_hloc(photos: Path, hloc_root: Path, output: Path) -> dict:
 
 
 def our_command(photos: Path, output: Path) -> list[str]:
-    """Our reconstruct pipeline as a command: sfm_reweight/pipelines/reconstruct.py, the package's module, or the console script."""
+    """Our reconstruct pipeline as a command: the package's module sfm_reweight.pipelines.reconstruct,
+    the older script under pipelines/, or the sfm-reweight console script."""
     args = ["--image_dir", str(photos), "--output", str(output)]
-    if (REPO / "pipelines" / "reconstruct.py").is_file():
-        return [sys.executable, str(REPO / "pipelines" / "reconstruct.py"), *args]
     if (REPO / "sfm_reweight" / "pipelines" / "reconstruct.py").is_file():
         return [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", *args]
+    if (REPO / "pipelines" / "reconstruct.py").is_file():
+        return [sys.executable, str(REPO / "pipelines" / "reconstruct.py"), *args]
     script = shutil.which("sfm-reweight") or str(Path(sys.executable).parent / "sfm-reweight")
     if Path(script).is_file():
         return [script, "reconstruct", *args]
-    sys.exit(
-        "error: our reconstruct pipeline not found"
-        " (sfm_reweight/pipelines/reconstruct.py, sfm_reweight/pipelines/reconstruct.py, the sfm-reweight script)"
-    )
+    sys.exit("error: our reconstruct pipeline not found (module sfm_reweight.pipelines.reconstruct, or sfm-reweight)")
 
 
 def timed(command: list[str], output: Path) -> tuple[dict, float] | None:
