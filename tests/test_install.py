@@ -17,11 +17,23 @@ def test_wheel_runs_the_main_job_from_its_console_script(tmp_path):
     (wheel,) = dist.glob("sfm_reweight-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import sfm_reweight; print(sfm_reweight.__file__)"], env=env,
-                           cwd=tmp_path, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import sfm_reweight; print(sfm_reweight.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(where.stdout.strip()).is_relative_to(site)  # the wheel's copy, not this checkout
-    run = subprocess.run([str(site / "bin" / "sfm-reweight"), "reconstruct", "--output", "job"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        [str(site / "bin" / "sfm-reweight"), "reconstruct", "--output", "job"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "sfm_reweight INFO] reconstruct: 12/12 images registered" in run.stderr  # the package logger's format
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
