@@ -63,20 +63,6 @@ def run_hloc(photos: Path, hloc_root: Path, output: Path) -> dict:
     return summary
 
 
-def our_command(photos: Path, output: Path) -> list[str]:
-    """Our reconstruct pipeline as a command: the package's module sfm_reweight.pipelines.reconstruct,
-    the older script under pipelines/, or the sfm-reweight console script."""
-    args = ["--image_dir", str(photos), "--output", str(output)]
-    if (REPO / "sfm_reweight" / "pipelines" / "reconstruct.py").is_file():
-        return [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", *args]
-    if (REPO / "pipelines" / "reconstruct.py").is_file():
-        return [sys.executable, str(REPO / "pipelines" / "reconstruct.py"), *args]
-    script = shutil.which("sfm-reweight") or str(Path(sys.executable).parent / "sfm-reweight")
-    if Path(script).is_file():
-        return [script, "reconstruct", *args]
-    sys.exit("error: our reconstruct pipeline not found (module sfm_reweight.pipelines.reconstruct, or sfm-reweight)")
-
-
 def timed(command: list[str], output: Path) -> tuple[dict, float] | None:
     """Run `command` from scratch (OUTPUT emptied first); its summary.json and the wall-clock seconds,
     None when it fails."""
@@ -132,7 +118,8 @@ def main() -> None:
             output / "hloc",
         ),
     }
-    ours = timed(our_command(photos, output / "ours"), output / "ours")
+    reconstruct = [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", "--image_dir", str(photos)]
+    ours = timed([*reconstruct, "--output", str(output / "ours")], output / "ours")
     rows[f"ours ({ours[0].get('matcher', 'default matcher') if ours else 'default matcher'})"] = ours
     print(f"\nSacre Coeur, {photos}\n{table(rows)}")
 
