@@ -429,3 +429,18 @@ def test_a_worker_with_other_weights_is_refused():
         InputError, match=r"xfeat-eloftr.pt: on .* these are other weights than the driver's \(sha256 000000000000"
     ):
         match_dense.build_pair_matcher(conf, "0" * 64)
+
+
+def test_hloc_style_calls(tmp_path):
+    """hloc's way of calling match_dense: features as a name prefix, max_kps as an argument."""
+    names = make_images(tmp_path / "images", 3)
+    write_pairs(tmp_path / "pairs.txt", all_pairs(names))
+    features, matches = match_dense.main(
+        "eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", tmp_path / "out",
+        features="feats-hloc_", max_kps=5, matcher=StubMatcher(),
+    )  # fmt: skip
+    assert features == tmp_path / "out" / "feats-hloc_matches-eloftr-reweight-lite.h5"
+    assert matches == tmp_path / "out" / "matches-eloftr-reweight-lite_pairs.h5"
+    assert all(len(read_keypoints(features, name)) == 5 for name in names)  # max_kps as hloc passes it
+    with pytest.raises(InputError, match="give an export folder"):
+        match_dense.main("eloftr_reweight_lite", tmp_path / "pairs.txt", tmp_path / "images", features="feats_")
