@@ -313,7 +313,7 @@ def parse_args() -> argparse.Namespace:
         help="cpu or cuda[:i] (default: cuda if available, else cpu)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
-    parser.add_argument("--no-official", action="store_true", help="skip the official reference rows")
+    parser.add_argument("--no_official", action="store_true", help="skip the official reference rows")
     parser.add_argument(
         "--configs",
         nargs="+",
@@ -331,7 +331,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def select_rows(args: argparse.Namespace) -> list[RowSpec]:
-    """The rows asked for by --configs and --no-official."""
+    """The rows asked for by --configs and --no_official."""
     rows = [s for s in ALL_ROWS if not (args.no_official and s.implementation == "official")]
     if args.configs:
         rows = [s for s in rows if any(fnmatch.fnmatch(s.name, pattern) for pattern in args.configs)]
