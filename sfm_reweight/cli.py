@@ -57,15 +57,22 @@ def one_line(err: BaseException) -> str:
     return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
+INTERRUPTED = "interrupted; the same command resumes"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
 def run(main: Callable[..., Any], **kwargs: Any) -> Any:
     """Call a stage's `main` with keyword arguments; the project's errors (`SfmReweightError`: bad
-    input, a bad configuration name, key or value, a checkpoint that does not load, ...) and a
-    missing or unreadable file end the process with status 1 and one line `error: ...` instead of a
-    traceback."""
+    input, a bad configuration name, key or value, a checkpoint that does not load, a full disk, ...)
+    and a missing or unreadable file end the process with status 1 and one line `error: ...` instead
+    of a traceback; Ctrl-C with status 130 and the line INTERRUPTED (the writes are crash-safe)."""
     try:
         return main(**kwargs)
     except (SfmReweightError, OSError) as e:
         sys.exit(f"error: {one_line(e)}")
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
 
 
 def parser(

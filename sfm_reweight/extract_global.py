@@ -29,7 +29,8 @@ twice. A later call encodes new images with the stored codebook: the same call w
 Images already in the descriptors file are skipped unless `overwrite`; every "chunk_size" images
 are committed (crash-safe), so a killed run resumes. Stored results record the configuration, the
 local extractor's weights, the codebook's fingerprint and each image's fingerprint: a rerun with
-other settings is refused, and a replaced image is described again.
+other settings is refused, and a replaced image is described again. A run holds a lock on the
+descriptors file (utils/lock.py): a second run into it at once is refused.
 
 With `--cluster auto|local|HOST:PORT` (utils/cluster.py) the images are described in chunks by one
 actor per worker slot of a Ray cluster, reading them from the same path as this process (a shared
@@ -61,7 +62,7 @@ from .model.weights import fits, read_checkpoint, resolve_weights
 from .model.xfeat import XFeatBackbone
 from .preprocessing import prepare
 from .matchers.colmap_sift import ColmapSift
-from .utils import cluster
+from .utils import cluster, lock
 from .utils.conf import resolve
 from .utils.errors import InputError
 from .utils.provenance import (
@@ -460,6 +461,14 @@ def main(
         global_path = Path(export_dir, f"global-feats-{conf['output']}.h5")
     global_path = Path(global_path)
     names = collect_image_names(image_list, image_dir=image_dir)
+    with lock.exclusive(global_path):  # another run writing the file (and its codebook) is refused here
+        return _extract(conf, image_dir, global_path, names, codebook, overwrite)
+
+
+def _extract(
+    conf: dict[str, Any], image_dir: Path, global_path: Path, names: list[str], codebook: Path | None, overwrite: bool
+) -> Path:
+    """`main` once the inputs are checked and the output locked."""
     start_time = time.time()
     ident = identity(conf, build_local(conf["local"]))
 

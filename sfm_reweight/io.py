@@ -209,12 +209,52 @@ def write_matches(f: h5py.Group, name0: str, name1: str, matches0: np.ndarray, s
     grp.create_dataset("matching_scores0", data=np.asarray(scores0, np.float32))
 
 
+# what the other HDF5 files given for global descriptors hold, by a dataset they have
+OTHER_FILES = {
+    "keypoints": "a features file (keypoints per image)",
+    "matches0": "a matches file (matches0 per pair)",
+    "centroids": "a codebook (extract_global's *-codebook.h5: centroids)",
+}
+
+
+def list_global_descriptor_names(source: Path | h5py.Group) -> list[str]:
+    """The image names of a global-descriptors file (`<name>/global_descriptor`), sorted; InputError
+    saying what the file is instead (features, matches, codebook) when it holds none."""
+    by_dataset: dict[str, set[str]] = {}
+
+    def visit(name: str, obj: h5py.HLObject) -> None:
+        if isinstance(obj, h5py.Dataset):
+            parent, _, dataset = name.rpartition("/")
+            by_dataset.setdefault(dataset, set()).add(parent)
+
+    with h5_source(source) as f:
+        f.visititems(visit)
+        filename = f.file.filename
+    if "global_descriptor" not in by_dataset:
+        what = next((what for key, what in OTHER_FILES.items() if key in by_dataset), "an HDF5 file")
+        raise InputError(
+            f"{filename}: {what}, not global descriptors (global_descriptor per image): give extract_global's output"
+        )
+    return sorted(by_dataset["global_descriptor"])
+
+
 def read_global_descriptors(source: Path | h5py.Group, names: Sequence[str]) -> np.ndarray:
-    """[len(names), D] float32 global descriptors, as stored (no normalisation)."""
+    """[len(names), D] float32 global descriptors, as stored (no normalisation); a non-finite one is
+    an InputError (it would drop out of every ranking unnoticed)."""
     with h5_source(source) as f:
         if not names:
             return np.zeros((0, 0), np.float32)
-        return np.stack([_group(f, n, "global descriptor")["global_descriptor"][()] for n in names]).astype(np.float32)
+        rows = []
+        for name in names:
+            if name not in f or "global_descriptor" not in f[name]:
+                list_global_descriptor_names(f)  # says what the file is when it is no descriptors file
+                raise MissingEntryError(f"{f.file.filename}: no global descriptor for image {name!r}")
+            rows.append(f[name]["global_descriptor"][()])
+        out = np.stack(rows).astype(np.float32)
+        if not np.isfinite(out).all():
+            bad = names[int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])]
+            raise InputError(f"{f.file.filename}: non-finite global descriptor for image {bad!r}")
+        return out
 
 
 def write_global_descriptor(f: h5py.Group, name: str, descriptor: np.ndarray) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import h5py
 import numpy as np
 import pycolmap
@@ -54,9 +55,13 @@ POSE_CONF: dict[str, Any] = {
     # RANSAC returns a pose whenever a few correspondences agree: hundreds of random ones reach 5-7
     # inliers at 12 px in a 1280 x 960 image, so a pose needs more to count as localized
     "min_inliers": 15,
+    "min_inlier_ratio": 0.0,
+    "min_inlier_cells": 0.0,
     "result_names": "basename",  # basename | camera | full (utils/queries.result_name)
     "seed": 0,  # RANSAC seed of every query (unless estimation.ransac.random_seed is set): reruns agree
 }
+SPREAD_GRID = 8  # inlier_spread's grid: 8 x 8 cells over the query image
+
 confs: dict[str, dict[str, Any]] = {
     "default": {**POSE_CONF, "covisibility_clustering": False},
     # PnP per group of retrieved images that share 3D points, the group with most inliers wins
@@ -106,6 +111,9 @@ def solve(
         "num_inliers": 0,
         "inliers_per_db": {},
         "best_db": None,
+        "inlier_ratio": None,
+        "inlier_cells": None,
+        "inlier_hull": None,
         "inliers": [],
     }
     if len(keypoints) == 0:
@@ -122,12 +130,45 @@ def solve(
         inliers=inliers.tolist(),
         inliers_per_db={name: votes[name] for name in db if votes[name]},
         best_db=max(votes, key=votes.__getitem__) if votes else None,
+        **inlier_spread(keypoints[inliers], camera.width, camera.height),
     )
-    if log["num_inliers"] < conf["min_inliers"]:
-        log["failure"] = f"{log['num_inliers']} inliers, fewer than min_inliers={conf['min_inliers']}"
+    log["inlier_ratio"] = log["num_inliers"] / len(keypoints)
+    if reason := rejection(log, conf):
+        log["failure"] = reason
         return None, log
     log.update(localized=True, cam_from_world=pose_values(ret["cam_from_world"]))
     return ret["cam_from_world"], log
+
+
+def inlier_spread(keypoints: np.ndarray, width: int, height: int) -> dict[str, float]:
+    """How much of a query image of `width` x `height` pixels its inlier keypoints [K,2] span:
+    "inlier_cells", the share of the cells of a SPREAD_GRID x SPREAD_GRID grid over the image that hold
+    one, and "inlier_hull", the area of their convex hull over the image's."""
+    if not len(keypoints) or width <= 0 or height <= 0:
+        return {"inlier_cells": 0.0, "inlier_hull": 0.0}
+    xy = np.asarray(keypoints, np.float64)
+    cx = np.clip((xy[:, 0] + 0.5) * SPREAD_GRID // width, 0, SPREAD_GRID - 1)
+    cy = np.clip((xy[:, 1] + 0.5) * SPREAD_GRID // height, 0, SPREAD_GRID - 1)
+    cells = len(np.unique(cy * SPREAD_GRID + cx)) / SPREAD_GRID**2
+    hull = cv2.contourArea(cv2.convexHull(xy.astype(np.float32))) if len(xy) >= 3 else 0.0
+    return {"inlier_cells": float(cells), "inlier_hull": float(hull) / (width * height)}
+
+
+def rejection(log: dict[str, Any], conf: dict[str, Any]) -> str | None:
+    """Why the PnP pose of a query (`solve`'s log) is not taken as its pose, or None."""
+    if log["num_inliers"] < conf["min_inliers"]:
+        return f"{log['num_inliers']} inliers, fewer than min_inliers={conf['min_inliers']}"
+    if log["inlier_ratio"] < conf["min_inlier_ratio"]:
+        return (
+            f"rejected: inlier ratio {log['inlier_ratio']:.2f} < min_inlier_ratio={conf['min_inlier_ratio']:g}"
+            f" ({log['num_inliers']} inliers of {log['num_correspondences']} correspondences)"
+        )
+    if log["inlier_cells"] < conf["min_inlier_cells"]:
+        return (
+            f"rejected: inliers in {log['inlier_cells']:.2f} of the query's {SPREAD_GRID}x{SPREAD_GRID} cells"
+            f" < min_inlier_cells={conf['min_inlier_cells']:g}"
+        )
+    return None
 
 
 def failed(reason: str, **fields: Any) -> dict[str, Any]:

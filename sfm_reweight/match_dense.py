@@ -25,7 +25,8 @@ peer package's version), and every image's keypoints and every pair's matches th
 the image files they come from. A rerun with another configuration or other weights into the same
 files is refused; an image file that changed gets new keypoints and its pairs are matched again,
 everything else is reused. A conf without shipped weights runs only with weights given or
-`model.weights=random` (`--random_weights`: meaningless matches, for tests).
+`model.weights=random` (`--random_weights`: meaningless matches, for tests). A run holds a lock on
+both files (utils/lock.py): a second run into either of them at once is refused.
 
 EfficientLoFTR keeps image 0's points on the pixel lattice of its input and refines image 1's to
 sub-pixel; when only one image of a pair has fixed keypoints, it is matched as image 0 so that the
@@ -64,7 +65,7 @@ from .io import KeypointReader, atomic_h5, delete_pair, open_h5, output_paths, w
 from .keypoint_aggregation import BinAccumulator, KeypointIndex, one_to_one, to_matches0
 from .matchers.eloftr_reweight import RANDOM
 from .raw_matches import RawMatchStore
-from .utils import cluster, provenance
+from .utils import cluster, lock, provenance
 from .utils.conf import ConfError, Options, resolve
 from .utils.errors import InputError
 from .utils.pairs import Pair, read_pairs_to_match
@@ -177,6 +178,13 @@ def resolve_conf(conf: str | dict) -> dict[str, Any]:
 def extracts_per_image(conf: dict[str, Any]) -> bool:
     """Whether a resolved conf's matcher extracts keypoints once per image (match_features.py)."""
     return getattr(matchers.matcher_class(conf["model"]["name"]), "per_image_features", False)
+
+
+def recorded_conf(conf: dict[str, Any]) -> dict[str, Any]:
+    """What of a resolved conf the outputs record: all but the keys of UNRECORDED and the model's
+    weights (recorded as what the matcher's `identity` says, their content hash)."""
+    recorded = {k: v for k, v in conf.items() if k not in UNRECORDED}
+    return {**recorded, "model": {k: v for k, v in conf["model"].items() if k != "weights"}}
 
 
 def takes_weights(conf: dict[str, Any]) -> bool:
@@ -375,12 +383,29 @@ def main(
             raise InputError(f"{ref}: reference features file not found")
     listed, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
     # what the matches are made from: the conf (thresholds included) and what the matcher depends on
-    # beyond it (the weights' content hash), so that other settings or weights are never mixed in
+    # beyond it (the weights' content hash; missing weights fail here), so that other settings or
+    # weights are never mixed in
     cls = matchers.matcher_class(conf["model"]["name"])
     identity = getattr(matcher, "fingerprint", None) if matcher is not None else cls.identity(conf["model"])
-    recorded = {k: v for k, v in conf.items() if k not in UNRECORDED}
-    recorded["model"] = {k: v for k, v in conf["model"].items() if k != "weights"}
-    made_from = {"conf": recorded, "weights": identity}
+    made_from = {"conf": recorded_conf(conf), "weights": identity}
+    with lock.exclusive(features, matches):  # another run writing either file is refused here
+        return _match(conf, pairs, image_dir, features, matches, refs, listed, unique, made_from, overwrite, matcher)
+
+
+def _match(
+    conf: dict,
+    pairs: Path,
+    image_dir: Path,
+    features: Path,
+    matches: Path,
+    refs: list[Path],
+    listed: Sequence[Pair],
+    unique: Sequence[Pair],
+    made_from: dict[str, Any],
+    overwrite: bool,
+    matcher: matchers.PairMatcher | None,
+) -> tuple[Path, Path]:
+    """`main` once the inputs are checked and the outputs locked."""
     if not overwrite:
         provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
         provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
@@ -413,9 +438,10 @@ def main(
     if matcher is not None:
         make_matcher = functools.partial(_given, matcher)
     else:
+        cls = matchers.matcher_class(conf["model"]["name"])
         path = cls.weights_path(conf["model"]) if takes_weights(conf) else None
         model = {**conf["model"], "weights": str(path.resolve())} if path is not None else conf["model"]
-        make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, identity)
+        make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, made_from["weights"])
     store = RawMatchStore(raw_dir, made_from, fingerprints)
     resumed = sum(p in store for p in todo)
     with KeypointReader(refs if overwrite else [*refs, features]) as stored:

@@ -7,7 +7,8 @@ confs here:
 
 Images already in the features file and pairs already in the matches file are skipped unless
 `overwrite`, when they come from the same image files and the same conf (utils/provenance.py, as in
-match_dense); each file is written to a temporary copy renamed into place at the end.
+match_dense); each file is written to a temporary copy renamed into place at the end. A run holds
+a lock on both files (utils/lock.py): a second run into either of them at once is refused.
 """
 
 import logging
@@ -22,8 +23,8 @@ from . import matchers
 from .image_io import GrayImages
 from .io import atomic_h5, delete_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
 from .matchers.colmap_sift import match_descriptors
-from .utils import provenance
-from .utils.pairs import read_pairs_to_match
+from .utils import lock, provenance
+from .utils.pairs import Pair, read_pairs_to_match
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,20 @@ def main(
     match_dense, e.g. `sift`) and match the pairs by descriptor; returns (features, matches)."""
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
     _, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
+    with lock.exclusive(features, matches):  # another run writing either file is refused here
+        return _extract_and_match(conf, pairs, image_dir, features, matches, unique, overwrite)
+
+
+def _extract_and_match(
+    conf: dict[str, Any],
+    pairs: Path,
+    image_dir: Path,
+    features: Path,
+    matches: Path,
+    unique: list[Pair],
+    overwrite: bool,
+) -> tuple[Path, Path]:
+    """`main` once the inputs are checked and the outputs locked."""
     names = list(dict.fromkeys(n for p in unique for n in p))
     # what the files are made from: the matcher's settings and the size it extracts at
     made_from = {"conf": {"model": conf["model"], "preprocessing": conf["preprocessing"]}}

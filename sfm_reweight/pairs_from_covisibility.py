@@ -12,7 +12,7 @@ import pycolmap
 
 from . import cli
 from .utils.errors import InputError
-from .utils.pairs import Pair, write_pairs
+from .utils.pairs import Pair, check_positive, write_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,20 @@ def covisible_pairs(reconstruction: pycolmap.Reconstruction, num_matched: int) -
     return pairs
 
 
-def main(model: Path, output: Path, num_matched: int) -> list[Pair]:
-    """Write each registered image's `num_matched` most covisible images, most shared points first."""
+def read_registered(model: Path) -> pycolmap.Reconstruction:
+    """The COLMAP model in folder `model`; InputError when it has fewer than two registered images."""
     if not Path(model).is_dir():
         raise InputError(f"{model}: COLMAP model folder not found")
     reconstruction = pycolmap.Reconstruction(model)
+    if (count := reconstruction.num_reg_images()) < 2:
+        raise InputError(f"{model}: {count} registered images; pairs need at least two")
+    return reconstruction
+
+
+def main(model: Path, output: Path, num_matched: int) -> list[Pair]:
+    """Write each registered image's `num_matched` most covisible images, most shared points first."""
+    check_positive(num_matched=num_matched)
+    reconstruction = read_registered(model)
     pairs = covisible_pairs(reconstruction, num_matched)
     write_pairs(output, pairs)
     logger.info(

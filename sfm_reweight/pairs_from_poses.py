@@ -9,21 +9,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pycolmap
 
 from . import cli
+from .pairs_from_covisibility import read_registered
 from .pairs_from_retrieval import CHUNK_ROWS, top_k
-from .utils.errors import InputError
-from .utils.pairs import Pair, write_pairs
+from .utils.pairs import Pair, check_positive, write_pairs
 
 logger = logging.getLogger(__name__)
 
 
 def main(model: Path, output: Path, num_matched: int, rotation_threshold: float = 30.0) -> list[Pair]:
-    """Write each registered image's nearest cameras (nearest first) that look the same way."""
-    if not Path(model).is_dir():
-        raise InputError(f"{model}: COLMAP model folder not found")
-    reconstruction = pycolmap.Reconstruction(model)
+    """Write each registered image's nearest cameras (nearest first) that look the same way (none
+    within `rotation_threshold`: an empty file, the threshold's choice)."""
+    check_positive(num_matched=num_matched)
+    reconstruction = read_registered(model)
     images = [reconstruction.images[i] for i in sorted(reconstruction.reg_image_ids())]
     names = [im.name for im in images]
     centers = np.array([im.projection_center() for im in images]).reshape(-1, 3)

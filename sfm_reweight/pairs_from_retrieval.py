@@ -13,9 +13,9 @@ import numpy as np
 import pycolmap
 
 from . import cli, extract_global
-from .io import list_h5_names, read_global_descriptors
+from .io import list_global_descriptor_names, list_h5_names, read_global_descriptors
 from .utils.errors import InputError
-from .utils.pairs import Pair, read_image_list, write_pairs
+from .utils.pairs import Pair, check_positive, read_image_list, write_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,16 @@ def main(
     """Write `query db` pairs, each query's `num_matched` most similar database images (never itself).
 
     Queries and database images come from `descriptors`; the database ones from `db_descriptors`
-    (one file or several) when given.
+    (one file or several) when given. No pair at all is an error unless `min_score` dropped them.
     """
+    check_positive(num_matched=num_matched)
     db_files = (
         [descriptors]
         if db_descriptors is None
         else ([db_descriptors] if isinstance(db_descriptors, (str, Path)) else list(db_descriptors))
     )
-    queries = select_names(list_h5_names(descriptors), query_prefix, query_list)
-    name_to_file = {n: f for f in db_files for n in list_h5_names(f)}
+    queries = select_names(list_global_descriptor_names(descriptors), query_prefix, query_list)
+    name_to_file = {n: f for f in db_files for n in list_global_descriptor_names(f)}
     db_names = select_names(list(name_to_file), db_prefix, db_list, db_model)
     if not queries or not db_names:
         raise InputError(f"{descriptors}: {len(queries)} query and {len(db_names)} database images selected")
@@ -101,6 +102,8 @@ def main(
         scores = read_global_descriptors(descriptors, chunk) @ db_desc.T
         invalid = np.array(chunk, dtype=object)[:, None] == db_array[None]
         pairs += [(chunk[r], db_names[c]) for r, c in top_k(scores, invalid, num_matched, min_score)]
+    if not pairs and min_score is None:
+        raise InputError(f"{descriptors}: no pairs: the only database images selected are the queries themselves")
     write_pairs(output, pairs)
     logger.info(
         "pairs_from_retrieval: %d pairs for %d queries against %d database images (top %d) written to %s.",

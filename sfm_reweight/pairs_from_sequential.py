@@ -16,7 +16,7 @@ import numpy as np
 from . import cli
 from .io import read_global_descriptors
 from .pairs_from_retrieval import CHUNK_ROWS, top_k
-from .utils.pairs import Pair, collect_image_names, unique_pairs, write_pairs
+from .utils.pairs import Pair, check_positive, collect_image_names, unique_pairs, write_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,12 @@ def main(
     """Write (i, i+1), ..., (i, i+window_size) for every image i of the sequence; with
     `loop_descriptors` (a global-descriptors file) also each image's `num_loop_closures` most
     similar images at least `loop_min_gap` positions away (default: beyond the window)."""
-    names = collect_image_names(image_list, features, image_dir)
+    check_positive(window_size=window_size)
+    if loop_descriptors is not None:
+        check_positive(num_loop_closures=num_loop_closures)
+    names = collect_image_names(image_list, features, image_dir, minimum=2)
     if image_list is None:
         names = sorted(names)
-    if window_size < 1:
-        raise ValueError(f"window_size must be at least 1, got {window_size}")
     pairs = [
         (names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + window_size + 1, len(names)))
     ]

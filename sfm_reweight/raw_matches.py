@@ -8,7 +8,8 @@ concatenated `keypoints0`, `keypoints1` [M,2] float32 (original-image pixels, pi
 convention), `scores` [M] float32 and `fingerprints` [K,2] (utils/provenance.py: of image 0 and of
 image 1 as matched). `identity.json` records what made the matches (configuration and weights): a
 rerun with anything else fails instead of mixing results; a stored pair of an image whose file has
-changed since is ignored (matched again).
+changed since is ignored (matched again). A damaged identity.json or shard (a disk fault: both are
+written whole) is an InputError naming it: delete the folder or rerun with --overwrite.
 """
 
 import json
@@ -40,7 +41,7 @@ class RawMatchStore:
         identity_path = self.root / "identity.json"
         if not identity_path.exists():
             atomic.write_text(identity_path, json.dumps(identity, sort_keys=True, default=str))
-        elif diff := differences(json.loads(identity_path.read_text()), identity):
+        elif diff := differences(self._stored_identity(identity_path), identity):
             raise InputError(
                 f"{identity_path}: the stored matches of an interrupted run were made with other settings ({diff});"
                 " delete the folder or rerun with --overwrite"
@@ -52,12 +53,34 @@ class RawMatchStore:
         self.offsets: list[np.ndarray] = []
         self.image_sizes: list[np.ndarray] = []
         for s, path in enumerate(self.shards):
-            with h5py.File(path, "r") as f:
-                self._register(
-                    s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()], f["fingerprints"].asstr()[()]
-                )
+            with self._open(path) as f:
+                try:
+                    self._register(
+                        s, f["names"].asstr()[()], f["offsets"][()], f["image_sizes"][()], f["fingerprints"].asstr()[()]
+                    )
+                except (KeyError, OSError, ValueError) as err:
+                    raise self._damaged(path, err) from None
         self.max_open = max_open
         self.open_files: OrderedDict[int, h5py.File] = OrderedDict()
+
+    def _damaged(self, path: Path, err: Exception) -> InputError:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        return InputError(f"{path}: damaged ({reason}); delete the folder {self.root} or rerun with --overwrite")
+
+    def _stored_identity(self, path: Path) -> dict[str, Any]:
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise self._damaged(path, err) from None
+        if not isinstance(stored, dict):
+            raise self._damaged(path, ValueError(f"a JSON {type(stored).__name__}, not an object"))
+        return stored
+
+    def _open(self, path: Path) -> h5py.File:
+        try:
+            return h5py.File(path, "r")
+        except OSError as err:
+            raise self._damaged(path, err) from None
 
     def _register(
         self, shard: int, names: np.ndarray, offsets: np.ndarray, image_sizes: np.ndarray, fingerprints: np.ndarray
@@ -101,7 +124,7 @@ class RawMatchStore:
     def _file(self, shard: int) -> h5py.File:
         f = self.open_files.pop(shard, None)
         if f is None:
-            f = h5py.File(self.shards[shard], "r")
+            f = self._open(self.shards[shard])
         self.open_files[shard] = f
         if len(self.open_files) > self.max_open:
             self.open_files.popitem(last=False)[1].close()
@@ -112,7 +135,10 @@ class RawMatchStore:
         shard, i = self.index[tuple(pair)]
         lo, hi = self.offsets[shard][i : i + 2]
         f = self._file(shard)
-        return {key: f[key][lo:hi] for key in fields}
+        try:
+            return {key: f[key][lo:hi] for key in fields}
+        except (KeyError, OSError) as err:
+            raise self._damaged(self.shards[shard], err) from None
 
     def image_size(self, pair: Pair, side: int) -> tuple[int, int]:
         """(w, h) of the pair's image 0 or 1."""

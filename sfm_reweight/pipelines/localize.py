@@ -14,7 +14,11 @@ joins by links, so a map photo and a query photo may not share a name. Query int
 the same image size, else pycolmap's guess from the image (EXIF focal length or 1.2 x the long
 side), with the focal length refined by the pose. Retrieval: every map image when the map has at
 most `--num_loc` images, else the `--num_loc` most similar by `extract_global` (codebook learned on
-the map). A query without a pose is reported as not localized, never given a made-up one.
+the map). A query without a pose is reported as not localized, never given a made-up one; an
+unreadable query photo (empty, undecodable, truncated) is reported by its path and skipped.
+`--features` must be the file `--model` was built from: one made with other settings than the model
+records (reconstruct.py's sfm/features.json), or whose keypoint counts are not the model's, is
+refused before any work.
 
 `--ground_truth`: Strecha `<name>.camera` files for map and query images (as reconstruct.py reads
 them): the map is aligned to them by the similarity of its camera centres, and the summary gives
@@ -24,7 +28,8 @@ Writes into OUTPUT: map/ (reconstruct.py's outputs, unless --model), queries_wit
 pairs-loc.txt, queries-<map features file> (a copy of the map's features with the queries' added:
 the map's own file stays as built), matches-loc.h5, results.txt (`name qw qx qy qz tx ty tz`,
 cam_from_world in the map's frame), results.txt_logs.json, summary.json and queries/<name>.png (the
-inlier matches of each localized query against the database image with most inliers).
+inlier matches of each localized query against the database image with most inliers). A run holds
+OUTPUT/run.lock: a second run into OUTPUT at once is refused.
 """
 
 import json
@@ -42,12 +47,15 @@ from sfm_reweight import cli, extract_global, localize_sfm, match_dense, pairs_f
 from sfm_reweight.eval.datasets import read_strecha_camera
 from sfm_reweight.eval.localization import DEFAULT_THRESHOLDS, evaluate
 from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
-from sfm_reweight.io import read_keypoints
-from sfm_reweight.utils import atomic
+from sfm_reweight.image_io import GrayImages
+from sfm_reweight.io import open_h5, read_keypoints
+from sfm_reweight.utils import atomic, lock
 from sfm_reweight.utils.errors import InputError
+from sfm_reweight.utils.provenance import differences
 from sfm_reweight.utils.pairs import list_images, write_pairs
 from sfm_reweight.utils.queries import read_queries, read_results, write_results
 from sfm_reweight.visualization import plot_matches
+from sfm_reweight.pipelines.reconstruct import MODEL_FEATURES, features_record
 from sfm_reweight.pipelines.reconstruct import main as reconstruct
 
 logger = logging.getLogger(__name__)
@@ -176,6 +184,30 @@ def ground_truth_errors(
     return scores
 
 
+def check_model_features(model: Path, reconstruction: pycolmap.Reconstruction, features: Path) -> None:
+    """Refuse a features file that is not the one `model` was built from: made with other settings
+    than the model records (sfm/features.json, where there is one), or with another number of
+    keypoints for one of the model's registered images."""
+    if not Path(features).is_file():
+        raise InputError(f"{features}: features file not found")
+    record = Path(model, MODEL_FEATURES)
+    built_from = ""
+    if record.is_file():
+        stored = json.loads(record.read_text())
+        built_from = f"; the model was built from {stored['features']}"
+        if diff := differences(stored["made_from"], features_record(features)["made_from"]):
+            raise InputError(f"{features}: made with other settings than the model {model} ({diff}){built_from}")
+    with open_h5(features) as f:
+        for image_id in reconstruction.reg_image_ids():
+            image = reconstruction.images[image_id]
+            found = len(f[image.name]["keypoints"]) if f"{image.name}/keypoints" in f else 0
+            if found != image.num_points2D():
+                raise InputError(
+                    f"{features}: {found} keypoints for {image.name} but {image.num_points2D()} in the model {model}:"
+                    f" not the features file the model was built from{built_from}"
+                )
+
+
 def features_for_queries(source: Path, copy: Path, loc_matches: Path) -> Path:
     """The features file the queries' keypoints are added to: a copy of the map's (whose own file
     stays as the map was built), made anew, with the query matches dropped, whenever the map's
@@ -263,21 +295,64 @@ def main(
             "localize: --model and --features go together (the model's keypoints are in its features file)"
         )
     start = time.time()
-    query_names, map_names = list_images(query_dir), list_images(map_dir)
-    if not query_names:
+    all_queries, map_names = list_images(query_dir), list_images(map_dir)
+    if not all_queries:
         raise InputError(f"{query_dir}: no images")
-    if shared := sorted(set(query_names) & set(map_names)):
+    if shared := sorted(set(all_queries) & set(map_names)):
         raise InputError(f"{query_dir}: {cli.short_list(shared)} also in {map_dir} (map and query names must differ)")
+    output.mkdir(parents=True, exist_ok=True)
+    with lock.exclusive(output):  # another run into OUTPUT is refused here
+        # read here, from the user's folder, so that a bad photo is named as the user knows it
+        photos = GrayImages(query_dir, "localize")
+        query_names = [name for name in all_queries if photos(name) is not None]
+        if not query_names:
+            raise InputError(f"{query_dir}: no readable query photo ({cli.short_list(list(photos.failed))})")
+        return _localize(
+            map_dir,
+            query_dir,
+            output,
+            matcher,
+            model,
+            features,
+            queries,
+            ground_truth,
+            num_loc,
+            localizer,
+            map_names,
+            query_names,
+            photos.failed,
+            start,
+        )
+
+
+def _localize(
+    map_dir: Path,
+    query_dir: Path,
+    output: Path,
+    matcher: dict[str, Any],
+    model: Path | None,
+    features: Path | None,
+    queries: Path | None,
+    ground_truth: Path | None,
+    num_loc: int,
+    localizer: str | dict,
+    map_names: list[str],
+    query_names: list[str],
+    unreadable: dict[str, str],
+    start: float,
+) -> dict[str, Any]:
+    """`main` for the readable queries once the inputs are checked and OUTPUT locked."""
     image_root = output / "images"
     join_folders(image_root, [map_dir, query_dir])
     if model is None:
         built = reconstruct(image_root, output / "map", matcher, image_list=map_names)
         model, features = output / "map" / "sfm", Path(built["features"])
-    loc_matches = output / "matches-loc.h5"
-    features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
     if not Path(model, "images.bin").is_file() and not Path(model, "images.txt").is_file():
         raise InputError(f"{model}: no map model (the map's photos were not reconstructed)")
     reconstruction = pycolmap.Reconstruction(model)
+    check_model_features(model, reconstruction, Path(features))
+    loc_matches = output / "matches-loc.h5"
+    features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
     registered = sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids())
 
     cameras, sources = query_cameras(query_names, image_root, reconstruction, ground_truth, queries)
@@ -298,9 +373,9 @@ def main(
         "map_images": len(map_names),
         "map_registered": len(registered),
         "matcher": matcher["name"],
-        "queries": len(query_names),
+        "queries": len(query_names) + len(unreadable),
         "localized": loc["localized"],
-        "failed": loc["failed"],
+        "failed": {**{name: f"unreadable photo: {why}" for name, why in unreadable.items()}, **loc["failed"]},
         "intrinsics": sources,
         "inliers": {n: log["num_inliers"] for n, log in logs.items()},
         "best_db": {n: log["best_db"] for n, log in logs.items()},

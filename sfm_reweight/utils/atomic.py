@@ -3,16 +3,38 @@
 One mechanism, `atomic_path`: the caller writes a temporary sibling `.<name>.<random>.tmp`; on
 success it is fsynced, renamed over the target (`os.replace`, atomic on POSIX) and the folder is
 fsynced, so that the rename itself survives a power cut. On an exception the temporary file is
-removed and the target is untouched; a kill leaves the temporary file behind (`leftovers`).
+removed and the target is untouched; a kill leaves the temporary file behind (`leftovers`). A full
+disk (ENOSPC, or HDF5's report of it) is a `DiskFullError` naming the target and the space left.
 """
 
+import errno
 import glob
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import SfmReweightError
+
+
+class DiskFullError(SfmReweightError, OSError):
+    """A write that ran out of disk space; the message names the file and the space left."""
+
+
+def _disk_full(err: OSError) -> bool:
+    # HDF5 reports a failed write as an OSError without errno, its text quoting the system's
+    return err.errno == errno.ENOSPC or f"errno = {errno.ENOSPC}," in str(err) or "No space left" in str(err)
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1000:
+            return f"{nbytes:.0f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.0f} TB"
 
 
 def _fsync(path: Path) -> None:
@@ -34,6 +56,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        if not _disk_full(err) or isinstance(err, DiskFullError):
+            raise
+        raise DiskFullError(
+            f"{path}: the disk is full ({_size(shutil.disk_usage(path.parent).free)} left in {path.parent}; the new"
+            f" file had reached {_size(written)}); free space and rerun the same command: it resumes, and the files"
+            " already written are intact"
+        ) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,18 +1,52 @@
 """hloc's text files: pairs (`name0 name1` per line) and image lists, and image names from a folder.
 
-An image is named by its path relative to the image root, with `/`. Readers skip blank lines and
-`#` comments; bad input raises InputError naming the file (and line) before the caller does any work.
+An image is named by its path relative to the image root, with `/`, in canonical form and without
+whitespace (`name_problem`). Readers skip blank lines and `#` comments; bad input raises InputError
+naming the file (and line) before the caller does any work.
 """
 
+import posixpath
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..image_io import IMAGE_EXTENSIONS
-from ..io import list_h5_names
+from ..io import list_h5_names, names_to_pair
 from . import atomic
 from .errors import InputError
 
 Pair = tuple[str, str]
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name an image, or None: it must be a path inside the image folder as written
+    (relative, no `..`; a symlink inside is fine), in canonical form (no `.` or empty parts, so that one
+    image has one name in every file) and without whitespace (hloc's text files split lines on it)."""
+    if any(c.isspace() for c in name):
+        return (
+            f"image name {name!r} has whitespace, which hloc's pairs format (`name0 name1` per line) cannot hold;"
+            " rename the image"
+        )
+    canonical = posixpath.normpath(name)
+    if not name or name.startswith("/") or canonical in (".", "..") or canonical.startswith("../"):
+        return f"image name {name!r} is not a path inside the image folder (relative to it, with '/')"
+    if canonical != name:
+        return f"image name {name!r} is not in canonical form: write {canonical!r}"
+    return None
+
+
+def check_names(names: Iterable[str], where: str) -> None:
+    """InputError `<where>: <problem>` for the first name with a `name_problem`."""
+    for name in names:
+        if why := name_problem(name):
+            raise InputError(f"{where}: {why}")
+
+
+def check_positive(**counts: int) -> None:
+    """InputError for the first count below 1 (pairs per image, a window): below 1 means no pairs, or
+    a slice from the end (`[:, :-3]`) that keeps nearly all."""
+    for name, value in counts.items():
+        if value < 1:
+            raise InputError(f"{name} must be at least 1, got {value}")
 
 
 def list_images(image_dir: Path) -> list[str]:
@@ -24,21 +58,28 @@ def list_images(image_dir: Path) -> list[str]:
     names = (
         p.relative_to(image_dir) for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
-    return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
+    names = sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
+    check_names(names, str(image_dir))  # a photo named with a space: refused here, not in a broken pairs file
+    return names
 
 
 def read_image_list(path: Path) -> list[str]:
     """First token of every line (so lists with intrinsics work too); blank lines and `#` skipped."""
-    return [line.split()[0] for line in _lines(path, "image list")]
+    names = []
+    for lineno, line in _lines(path, "image list"):
+        names.append(line.split()[0])
+        check_names(names[-1:], f"{path}:{lineno}")
+    return names
 
 
 def collect_image_names(
     image_list: Path | Sequence[str] | None = None,
     features: Path | None = None,
     image_dir: Path | None = None,
+    minimum: int = 1,
 ) -> list[str]:
     """Image names from a list (file or sequence), else a features file, else an image folder;
-    InputError naming the source when it holds none."""
+    InputError naming the source when it holds fewer than `minimum` (2 for pairs) or a bad name."""
     if image_list is not None:
         source = image_list if isinstance(image_list, (str, Path)) else "the image list"
         names = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
@@ -48,8 +89,11 @@ def collect_image_names(
         source, names = image_dir, list_images(image_dir)
     else:
         raise ValueError("give an image list, a features file or an image folder")
+    check_names(names, str(source))
     if not names:
         raise InputError(f"{source}: no images")
+    if len(names) < minimum:
+        raise InputError(f"{source}: only one image ({names[0]!r}); pairs need at least two")
     return names
 
 
@@ -61,8 +105,9 @@ def read_pairs(
 ) -> list[Pair]:
     """`name0 name1` per line (blank lines and `#` comments skipped), in file order.
 
-    Every name must be a file under `image_dir` and/or one of `known_names` when given; a bad line
-    raises InputError naming the file and line, before the caller does any work.
+    Every name must be canonical (`name_problem`), and a file under `image_dir` and/or one of
+    `known_names` when given; a bad line raises InputError naming the file and line, before the
+    caller does any work.
     """
     path = Path(path)
     if not path.is_file():
@@ -72,10 +117,10 @@ def read_pairs(
 
     def problem(name: str) -> str | None:
         if name not in checked:
-            why = None
-            if image_dir is not None and not (Path(image_dir) / name).is_file():
+            why = name_problem(name)
+            if why is None and image_dir is not None and not (Path(image_dir) / name).is_file():
                 why = f"image {name!r} not found in {image_dir}"
-            elif known is not None and name not in known:
+            elif why is None and known is not None and name not in known:
                 why = f"unknown image {name!r}"
             checked[name] = why
         return checked[name]
@@ -97,17 +142,31 @@ def read_pairs(
 
 
 def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
-    """One `name0 name1` line per pair, written crash-safe."""
+    """One `name0 name1` line per pair, written crash-safe; a name `read_pairs` would refuse (e.g. from
+    a descriptors file or a model) is an InputError instead of a file that reads back wrong."""
+    pairs = list(pairs)
+    check_names(dict.fromkeys(name for pair in pairs for name in pair), str(path))
     atomic.write_text(path, "".join(f"{a} {b}\n" for a, b in pairs))
 
 
 def read_pairs_to_match(path: Path, image_dir: Path) -> tuple[list[Pair], list[Pair]]:
     """The pairs of a pairs file (every name an image under `image_dir`) and its `unique_pairs`;
-    InputError naming the file when no pair is left (only self-pairs)."""
+    InputError naming the file when no pair is left (only self-pairs) or two pairs share a matches key."""
     listed = read_pairs(path, image_dir=image_dir)
     unique = unique_pairs(listed)
     if not unique:
         raise InputError(f"{path}: only self-pairs (an image with itself), no pair of two images to match")
+    # hloc's key turns '/' into '-': (sub/x.jpg, a.jpg) and (sub-x.jpg, a.jpg) would overwrite each other
+    owner: dict[str, Pair] = {}
+    for a, b in unique:
+        key = names_to_pair(a, b)
+        if (other := owner.get(key)) is not None:
+            x, y = (other[0], a) if other[0] != a else (other[1], b)
+            raise InputError(
+                f"{path}: images {x!r} and {y!r} would share a pair key in the matches file ({other} and"
+                f" {(a, b)} both become {key!r}: hloc's pair key turns '/' into '-'); rename one of them"
+            )
+        owner[key], owner[names_to_pair(b, a)] = (a, b), (b, a)
     return listed, unique
 
 
@@ -133,10 +192,10 @@ def read_text_file(path: Path, what: str) -> str:
     return text
 
 
-def _lines(path: Path, what: str) -> list[str]:
+def _lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """(line number, line) of the lines that are neither blank nor `#` comments."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    return [
-        line for line in read_text_file(path, what).splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
+    lines = enumerate(read_text_file(path, what).splitlines(), 1)
+    return [(lineno, line) for lineno, line in lines if line.strip() and not line.lstrip().startswith("#")]

@@ -17,7 +17,7 @@ import pycolmap
 
 from . import atomic
 from .errors import InputError
-from .pairs import read_pairs, read_text_file
+from .pairs import check_names, read_pairs, read_text_file
 
 NAME_FORMATS = ("basename", "camera", "full")
 CAMERA_MODELS = tuple(name for name in pycolmap.CameraModelId.__members__ if name != "INVALID")
@@ -29,6 +29,7 @@ def parse_query_line(line: str, where: str) -> tuple[str, pycolmap.Camera]:
     if len(tokens) < 5:
         raise InputError(f"{where}: expected 'name MODEL width height params...', got {line.strip()!r}")
     name, model, width, height, *params = tokens
+    check_names([name], where)
     if model not in CAMERA_MODELS:
         raise InputError(f"{where}: unknown camera model {model!r}; expected one of {', '.join(CAMERA_MODELS)}")
     try:
