@@ -112,6 +112,7 @@ def solve(
         "inliers_per_db": {},
         "best_db": None,
         "inlier_ratio": None,
+        "best_db_inlier_ratio": None,
         "inlier_cells": None,
         "inlier_hull": None,
         "inliers": [],
@@ -133,6 +134,9 @@ def solve(
         **inlier_spread(keypoints[inliers], camera.width, camera.height),
     )
     log["inlier_ratio"] = log["num_inliers"] / len(keypoints)
+    if log["best_db"] is not None:
+        best = db.index(log["best_db"])
+        log["best_db_inlier_ratio"] = votes[log["best_db"]] / sum(best in v for v in vouchers)
     if reason := rejection(log, conf):
         log["failure"] = reason
         return None, log
@@ -359,13 +363,15 @@ def localize_clusters(
     conf: dict[str, Any],
 ) -> tuple[pycolmap.Rigid3d | None, dict[str, Any]]:
     """`localize` per covisibility cluster of the retrieved images; the pose of the cluster with the
-    most inliers. The log is that cluster's (the largest cluster's when none gives a pose), with
-    "clusters" (db, num_correspondences, num_inliers, failure of each) and "best_cluster"."""
+    most inliers among those whose pose is accepted (`rejection`), else the log of the one with the
+    most inliers. The log is that cluster's (the largest cluster's when PnP fails in every one),
+    with "clusters" (db, num_correspondences, num_inliers, failure of each) and "best_cluster"."""
     results = [
         localize(model, query, camera, keypoints, ids, matches, conf)
         for ids in covisibility_clusters(model.reconstruction, db_ids)
     ]
-    best = max(range(len(results)), key=lambda i: results[i][1]["num_inliers"])  # ties: the larger cluster
+    # ties: the larger cluster
+    best = max(range(len(results)), key=lambda i: (results[i][0] is not None, results[i][1]["num_inliers"]))
     if not results[best][1]["num_inliers"]:  # PnP failed in every cluster
         best = None
     pose, log = results[0 if best is None else best]

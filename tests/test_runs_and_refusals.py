@@ -60,13 +60,10 @@ def test_a_second_match_dense_run_into_the_same_files_is_refused(tmp_path):
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second started"
         lite = {"name": "eloftr_reweight_lite", "chunk_size": 2}
+        refused = rf"feats_matches-eloftr-reweight-lite.h5: in use by another run \(pid {first.pid} on "
         for other_pairs in (tmp_path / "other.txt", pairs):  # other pairs (the same features file), the same pairs
             stub = StubMatcher()
-            with pytest.raises(
-                InputError,
-                match=rf"feats_matches-eloftr-reweight-lite.h5: in use by another run \(pid"
-                rf" {first.pid} on ",
-            ):
+            with pytest.raises(InputError, match=refused):
                 match_dense.main(lite, other_pairs, images, out, matcher=stub)
             assert stub.calls == []  # refused before any work
         assert first.poll() is None  # and the first run goes on

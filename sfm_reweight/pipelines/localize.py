@@ -107,8 +107,8 @@ def query_cameras(
             try:
                 guess = pycolmap.infer_camera_from_image(str(image_root / name))
             except Exception as err:  # pycolmap raises its own errors for files it cannot read
-                raise InputError(
-                    f"{image_root / name}: cannot read the image for its camera ({cli.one_line(err)})"
+                raise InputError(  # named as the user knows it, not by its link under OUTPUT/images
+                    f"{(image_root / name).resolve()}: cannot read the image for its camera ({cli.one_line(err)})"
                 ) from None
             same_size = map_cameras.get((guess.width, guess.height))
             cameras[name], sources[name] = (same_size, "map") if same_size is not None else (guess, "guessed")

@@ -357,7 +357,7 @@ def check_previous_run(output: Path, made_from: dict[str, Any]) -> None:
         return
     try:
         summary = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InputError(f"{path}: not readable JSON ({err}); delete it or rerun with --overwrite") from None
     stored = {k: summary[k] for k in made_from if k in summary}
     if diff := differences(stored, made_from):
