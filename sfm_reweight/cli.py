@@ -75,6 +75,29 @@ def run(main: Callable[..., Any], **kwargs: Any) -> Any:
         sys.exit(INTERRUPTED_STATUS)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser; an option it does not know that names a key of the stage's conf gets a hint
+    to set it with `--options` (the stages take their settings there, one way for every key)."""
+
+    conf_keys: frozenset[str] = frozenset()
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            flags = [a[2:] for a in extra if a.startswith("--")]
+            keys = [k for f in flags for k in (f, f.removeprefix("no_")) if k in self.conf_keys]
+            hint = f"; a conf setting: --options {keys[0]}=VALUE" if keys else ""
+            self.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
+
+def key_value(item: str) -> str:
+    """An `--options` item, `KEY=VALUE` (argparse type: a malformed one is a usage error)."""
+    if "=" not in item or not item.partition("=")[0]:
+        raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE")
+    return item
+
+
 def parser(
     doc: str | None,
     confs: dict[str, dict] | None = None,
@@ -87,15 +110,21 @@ def parser(
     the first) and `--options KEY=VALUE ...` overlaid on it; `--overwrite`; `--weights` and
     `--random_weights` (the matcher's weights, model.weights of its conf); `--cluster` and
     `--workers` (utils/cluster.py), `cluster` naming the work a cluster does (e.g. "match")."""
-    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if confs is not None:
-        out.add_argument("--conf", default=default or next(iter(confs)), choices=list(confs))
+        default = default or next(iter(confs))
+        out.conf_keys = frozenset(confs[default])
+        out.add_argument("--conf", default=default, choices=list(confs))
+        example = next(
+            (f"{k}={v!r}" for k, v in confs[default].items() if isinstance(v, (int, float, str))), "key=value"
+        )
         out.add_argument(
             "--options",
             nargs="+",
             default=[],
+            type=key_value,
             metavar="KEY=VALUE",
-            help="settings overlaid on the conf; dotted keys nest, values are Python literals (e.g. max_kps=4096)",
+            help=f"settings overlaid on the conf; dotted keys nest, values are Python literals (e.g. {example})",
         )
     if overwrite:
         out.add_argument("--overwrite", action="store_true", help="redo the work instead of reusing what is there")
@@ -128,6 +157,7 @@ def add_matcher_arguments(parser: argparse.ArgumentParser, confs: dict[str, dict
         "--matcher_options",
         nargs="+",
         default=[],
+        type=key_value,
         metavar="KEY=VALUE",
         help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
     )
@@ -199,7 +229,7 @@ def command(
     if confs is not None:
         conf = conf_from_args(args)
         if cluster is not None:
-            conf = overlay(conf, {"cluster": ray_cluster.conf_from_args(args)})
+            conf = overlay(conf, {"cluster": ray_cluster.cluster_conf(args)})
         kwargs["conf"] = overlay(conf, conf_extra(args)) if conf_extra else conf
     return run(main, **kwargs)
 
@@ -239,9 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         usage = "usage: sfm-reweight COMMAND [options]  (sfm-reweight COMMAND --help for its options)\ncommands: "
-        print(usage + ", ".join(COMMANDS), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        if argv and argv[0] not in ("-h", "--help"):
-            sys.exit(f"error: unknown command {argv[0]!r}")
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        print(usage + ", ".join(COMMANDS), file=sys.stdout if asked else sys.stderr)
+        if not argv or argv[0] not in ("-h", "--help"):
+            sys.exit(2 if not argv else f"error: unknown command {argv[0]!r}")
         return
     sys.argv[0] = f"sfm-reweight {argv[0]}"
     importlib.import_module(COMMANDS[argv[0]]).command(argv[1:])

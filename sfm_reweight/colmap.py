@@ -202,6 +202,16 @@ def write_model(reconstruction: pycolmap.Reconstruction, path: Path) -> None:
     move_model_files(tmp, path)
 
 
+MODEL_FILES = ("cameras", "images", "points3D", "rigs", "frames")  # a COLMAP model's files, .bin or .txt
+
+
+def remove_model(path: Path) -> None:
+    """Delete the model files in `path` (an earlier run's, which a run that builds none must not leave)."""
+    for name in MODEL_FILES:
+        for suffix in (".bin", ".txt"):
+            (Path(path) / f"{name}{suffix}").unlink(missing_ok=True)
+
+
 def move_model_files(src: Path, dst: Path) -> None:
     """Move every file of the model folder `src` into `dst` (atomic renames), then remove `src`."""
     for file in sorted(Path(src).iterdir()):

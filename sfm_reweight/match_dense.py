@@ -169,7 +169,10 @@ def resolve_conf(conf: str | dict) -> dict[str, Any]:
             " match_dense.confs['eloftr_reweight']"
         )
     conf = resolve(confs, conf)
-    conf = {**conf, "model": matchers.complete_conf(conf["model"])}
+    model = matchers.matcher_class(conf["model"]["name"])
+    if "weights" in conf["model"] and "weights" not in model.default_conf:
+        raise ConfError(f"conf {conf['name']!r}: its matcher loads no weights (--weights is for ours and eloftr)")
+    conf = {**conf, "model": model.complete(conf["model"])}
     if conf["cluster"]["address"] is not None and extracts_per_image(conf):
         raise InputError(f"match_dense: conf {conf['name']!r} extracts keypoints here; a cluster is for dense matchers")
     return conf
@@ -371,9 +374,10 @@ def main(
         conf = {**({"name": conf} if isinstance(conf, str) else conf), "max_kps": max_kps}
     conf = resolve_conf(conf)
     if extracts_per_image(conf):
-        if features_ref:
+        if features_ref or max_kps is not _HLOC_MAX_KPS:
             raise InputError(
-                f"match_dense: conf {conf['name']!r} extracts keypoints per image; features_ref is for dense matchers"
+                f"match_dense: conf {conf['name']!r} extracts keypoints per image; features_ref and max_kps are for"
+                " dense matchers"
             )
         return match_features.main(conf, pairs, image_dir, export_dir, matches, features, overwrite)
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)

@@ -158,6 +158,7 @@ def main(
             models = pycolmap.global_mapping(database, image_dir, models_dir, pycolmap.GlobalPipelineOptions(options))
 
     if not models:
+        colmap.remove_model(sfm_dir)  # an earlier run's model would pass for this run's
         logger.error(
             "reconstruction: no model could be built from %d images and %d verified pairs (%s).%s",
             len(image_ids),

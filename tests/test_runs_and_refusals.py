@@ -83,10 +83,13 @@ def test_sift_global_descriptors_and_pipeline_outputs_are_locked(tmp_path):
     with lock.exclusive(out / "global-feats-vlad-xfeat.h5"):
         with pytest.raises(InputError, match=rf"global-feats-vlad-xfeat.h5: in use by another run {holder}"):
             extract_global.main("vlad_xfeat", images, out)
-    with lock.exclusive(out):
+    with lock.exclusive(out, folder=True):
         with pytest.raises(InputError, match=rf"{out}: in use by another run {holder}"):
             reconstruct.main(images, out, matcher="sift")
     assert all(p.suffix == ".lock" for p in out.iterdir())  # nothing written but the lock files
+    with pytest.raises(InputError, match="missing: image folder not found"):
+        reconstruct.main(tmp_path / "missing", tmp_path / "refused", matcher="sift")
+    assert not (tmp_path / "refused").exists()  # refused before any work: no folder, no lock left behind
 
 
 # --- 2. a pipeline's outputs belong to one matcher; a model to its features file ------------------------

@@ -286,12 +286,12 @@ def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
             "bias",
         ]
     )
-    conf = trainer.conf_from_args(args)
+    conf = trainer.training_conf(args)
     assert conf["steps"] == 7 and conf["data"]["seed"] == 9 and conf["data"]["folder"] == str(photos)
     assert conf["model"]["reweight"]["mode"] == "bias"
     assert recipes.confs["lite_mix_large_long"]["data"]["seed"] == 3  # the named conf is untouched
     assert (
-        trainer.conf_from_args(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"]))
+        trainer.training_conf(trainer.parse_args(["--conf", "lite_mix_large_long", "--output", "run"]))
         == recipes.confs["lite_mix_large_long"]
     )
 

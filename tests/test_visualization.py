@@ -252,7 +252,7 @@ def test_demo_main_on_tiny_files(demo, tmp_path, capsys):
         gray = (textured_image(64, 80, seed=seed) * 255).astype(np.uint8)
         cv2.imwrite(str(tmp_path / name), gray)
     out = tmp_path / "demo"
-    argv = ["--image0", str(tmp_path / "a.png"), "--image1", str(tmp_path / "b.png"), "--weights", "none"]
+    argv = ["--image0", str(tmp_path / "a.png"), "--image1", str(tmp_path / "b.png"), "--random_weights"]
     demo.command(argv + ["--output", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS

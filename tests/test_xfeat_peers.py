@@ -135,9 +135,9 @@ def test_every_xfeat_conf_builds_its_peer(name):
 
 
 def test_peer_conf_refuses_weights(tmp_path):
-    with pytest.raises(ConfError, match="unknown key 'weights' in matcher xfeat_star"):
+    with pytest.raises(ConfError, match="conf 'xfeat_star': its matcher loads no weights"):
         match_dense.main({"name": "xfeat_star", "model": {"weights": "lite"}}, tmp_path / "pairs.txt", tmp_path)
-    with pytest.raises(ConfError, match="unknown key 'weights' in matcher xfeat_star"):
+    with pytest.raises(ConfError, match="conf 'xfeat_star': its matcher loads no weights"):
         reconstruct.main(tmp_path / "images", tmp_path / "out", {"name": "xfeat_star", "model": {"weights": "lite"}})
     assert not (tmp_path / "out").exists()  # refused before any work
 

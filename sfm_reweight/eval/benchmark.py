@@ -71,6 +71,7 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
         "--options",
         nargs="+",
         default=[],
+        type=cli.key_value,
         metavar="NAME.KEY=VALUE",
         help="settings of a matcher's conf, e.g. eloftr.model.weights=eloftr_outdoor.ckpt",
     )

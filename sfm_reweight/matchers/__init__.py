@@ -13,7 +13,7 @@ import torch
 from ..utils.conf import ConfError
 from .base import MatcherUnavailable, PairMatcher
 
-__all__ = ["NAMES", "MatcherUnavailable", "PairMatcher", "complete_conf", "load", "matcher_class"]
+__all__ = ["NAMES", "MatcherUnavailable", "PairMatcher", "load", "matcher_class"]
 
 NAMES = (
     "eloftr_reweight",
@@ -45,7 +45,3 @@ def load(conf: dict[str, Any], resize_max: int | None = None, device: str | torc
     `match_pairs`; MatcherUnavailable when it cannot run here (optional package or checkpoint missing)."""
     return matcher_class(conf["name"])(conf, resize_max, device)
 
-
-def complete_conf(conf: dict[str, Any]) -> dict[str, Any]:
-    """A model conf {"name": module, ...} with its module's defaults filled in, checked key by key."""
-    return matcher_class(conf.get("name")).complete(conf)

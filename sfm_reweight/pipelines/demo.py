@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from sfm_reweight import Matcher, cli
-from sfm_reweight.matcher import DEFAULT_CONF
+from sfm_reweight.matcher import DEFAULT_CONF, confs
+from sfm_reweight.utils.errors import InputError
 from sfm_reweight.eval.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
 from sfm_reweight.scenes.sample_data import SAMPLE_NAME, sample_pair
@@ -208,10 +209,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image1", type=Path, help="second image (give both or neither)")
     parser.add_argument("--homography", type=Path, help="text file with the 3x3 H from image0 to image1 pixels")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--conf", default=DEFAULT_CONF, help=f"matcher configuration name (default {DEFAULT_CONF})")
     parser.add_argument(
-        "--weights", default="default", help='"default", a shipped name, a checkpoint path, or "none" (random)'
+        "--network", default=DEFAULT_CONF, choices=sorted(confs), help=f"our network's conf (default {DEFAULT_CONF})"
     )
+    cli.add_weights_arguments(parser)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     args = parser.parse_args(argv)
     if (args.image0 is None) != (args.image1 is None):
@@ -224,18 +225,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def command(argv: list[str] | None = None) -> None:
     """Parse `argv` (default sys.argv[1:]), run the demo, print the summary."""
     args = parse_args(argv)
-    H = np.loadtxt(args.homography).reshape(3, 3) if args.homography is not None else None
-    summary = cli.run(
-        run_demo,
-        output=args.output,
-        image0=args.image0,
-        image1=args.image1,
-        H=H,
-        conf=args.conf,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        device=args.device,
-    )
-    print(summary_text(summary))
+
+    def demo() -> dict[str, Any]:
+        H = None if args.homography is None else read_homography(args.homography)
+        weights = None if args.random_weights else args.weights or "default"
+        return run_demo(args.output, args.image0, args.image1, H, args.network, weights, args.device)
+
+    print(summary_text(cli.run(demo)))
+
+
+def read_homography(path: Path) -> np.ndarray:
+    """A 3x3 homography from a text file (9 numbers); InputError naming the file otherwise."""
+    try:
+        return np.loadtxt(path).reshape(3, 3)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: expected a 3x3 homography (9 numbers): {err}") from None
 
 
 if __name__ == "__main__":

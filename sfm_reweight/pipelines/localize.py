@@ -300,8 +300,7 @@ def main(
         raise InputError(f"{query_dir}: no images")
     if shared := sorted(set(all_queries) & set(map_names)):
         raise InputError(f"{query_dir}: {cli.short_list(shared)} also in {map_dir} (map and query names must differ)")
-    output.mkdir(parents=True, exist_ok=True)
-    with lock.exclusive(output):  # another run into OUTPUT is refused here
+    with lock.exclusive(output, folder=True):  # another run into OUTPUT is refused here
         # read here, from the user's folder, so that a bad photo is named as the user knows it
         photos = GrayImages(query_dir, "localize")
         query_names = [name for name in all_queries if photos(name) is not None]

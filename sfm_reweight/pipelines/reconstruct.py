@@ -224,8 +224,7 @@ def main(
         "matcher_conf": match_dense.recorded_conf(matcher_conf),
         "weights": match_dense.describe_weights(matcher_conf),
     }
-    output.mkdir(parents=True, exist_ok=True)
-    with lock.exclusive(output):  # another run into OUTPUT is refused here
+    with lock.exclusive(output, folder=True):  # another run into OUTPUT is refused here
         if not overwrite:
             check_previous_run(output, made_from)
         return _reconstruct(
@@ -468,6 +467,7 @@ def command(argv: list[str] | None = None) -> None:
         "--options",
         nargs="+",
         default=[],
+        type=cli.key_value,
         metavar="KEY=VALUE",
         help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'",
     )
@@ -484,7 +484,7 @@ def command(argv: list[str] | None = None) -> None:
         pairs_method=args.pairs_method,
         num_matched=args.num_matched,
         overwrite=args.overwrite,
-        cluster=ray_cluster.conf_from_args(args),
+        cluster=ray_cluster.cluster_conf(args),
     )
 
 

@@ -328,7 +328,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def conf_from_args(args: argparse.Namespace) -> dict:
+def training_conf(args: argparse.Namespace) -> dict:
     """The named training configuration with --options and the command line's shortcuts (a copy)."""
     data = {"folder": None if args.photos is None else str(args.photos), "seed": args.data_seed}
     update = {
@@ -349,7 +349,7 @@ def command(argv: list[str] | None = None) -> None:
     if args.validate:
         if args.weights:
             cli.run(
-                validate_checkpoint, weights=args.weights, conf=conf_from_args(args), coarse_thresholds=args.validate
+                validate_checkpoint, weights=args.weights, conf=training_conf(args), coarse_thresholds=args.validate
             )
         else:
             cli.run(validate_state, last=args.output / "last.pt", coarse_thresholds=args.validate)
@@ -360,7 +360,7 @@ def command(argv: list[str] | None = None) -> None:
     try:
         cli.run(
             main,
-            conf=conf_from_args(args),
+            conf=training_conf(args),
             output=args.output,
             init_from=args.init_from,
             init_plain=args.init_plain,

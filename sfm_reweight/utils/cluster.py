@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--workers", type=int, help="cluster workers (default: one per GPU, else per CPU)")
 
 
-def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def cluster_conf(args: argparse.Namespace) -> dict[str, Any]:
     """The "cluster" conf section of `add_arguments`' options."""
     return {"address": args.cluster, "workers": args.workers}
 

@@ -19,22 +19,23 @@ from filelock import FileLock, Timeout
 from .errors import InputError
 
 
-def lock_path(output: str | Path) -> Path:
-    """The lock file of an output file, or of an output folder (a file inside it)."""
+def lock_path(output: str | Path, folder: bool = False) -> Path:
+    """The lock file of an output file, or of an output folder (`folder`: a file inside it)."""
     output = Path(output)
-    return output / "run.lock" if output.is_dir() else output.with_name(output.name + ".lock")
+    return output / "run.lock" if folder else output.with_name(output.name + ".lock")
 
 
 @contextmanager
-def exclusive(*outputs: str | Path) -> Iterator[None]:
-    """Hold the locks of `outputs` (files, their folder made if need be, or existing folders) for the
-    block; one that another run holds is an InputError naming the output and the holder."""
+def exclusive(*outputs: str | Path, folder: bool = False) -> Iterator[None]:
+    """Hold the locks of `outputs` (files, or with `folder` output folders; the folder made if need
+    be) for the block; one that another run holds is an InputError naming the output and the holder."""
     with ExitStack() as stack:
         for output in outputs:
-            path = lock_path(output)
+            path = lock_path(output, folder)
             if not path.parent.exists():
                 path.parent.mkdir(parents=True)
-                stack.callback(_remove_if_unused, path.parent, [lock_path(o) for o in outputs])  # after the release
+                locks = [lock_path(o, folder) for o in outputs]
+                stack.callback(_remove_if_unused, path.parent, locks)  # after the release
             lock = FileLock(path, timeout=0)
             try:
                 lock.acquire()
