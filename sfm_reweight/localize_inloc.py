@@ -3,7 +3,7 @@ a query to each retrieved cutout are lifted to 3D with the cutout's per-pixel sc
 the world frame with the scan's alignment, and one PnP over all retrieved cutouts gives the pose.
 
     python -m sfm_reweight.localize_inloc --dataset_dir datasets/inloc --retrieval pairs-query-netvlad40.txt \
-        --features feats.h5 --matches matches.h5 --results InLoc_results.txt [--skip_matches 20]
+        --features feats.h5 --matches matches.h5 --results InLoc_results.txt [--options skip_matches=20]
 
 Dataset layout (below `dataset_dir`; names in the pairs, features and matches files are relative to it):
     query/iphone7/IMG_*.JPG
@@ -19,6 +19,7 @@ left out. Writes `results` (`name qw qx qy qz tx ty tz`, cam_from_world, localiz
 Unlike hloc, query keypoints get +0.5 (COLMAP's convention, which the principal point w/2, h/2 is in).
 """
 
+import argparse
 import contextlib
 import functools
 import logging
@@ -293,7 +294,15 @@ def main(
 
 
 def command(argv: list[str] | None = None) -> None:
-    cli.command(main, __doc__, argv, confs, "default", extend=add_hloc_flags, conf_extra=hloc_flags)
+    def extend(parser: argparse.ArgumentParser) -> None:
+        add_hloc_flags(parser)
+        parser.add_argument("--skip_matches", type=int, help="hloc's flag: skip_matches=N")
+
+    def conf_extra(args: argparse.Namespace) -> dict[str, Any]:
+        skip = {} if args.skip_matches is None else {"skip_matches": args.skip_matches}
+        return {**hloc_flags(args), **skip}
+
+    cli.command(main, __doc__, argv, confs, "default", extend=extend, conf_extra=conf_extra)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ retrieved database images give 2D-3D correspondences through the database keypoi
 
     python -m sfm_reweight.localize_sfm --reference_sfm sfm/ --queries 'queries/*_with_intrinsics.txt' \
         --retrieval pairs-loc.txt --features feats.h5 --matches matches-loc.h5 --results results.txt \
-        [--conf default|covisibility] [--ransac_thresh 12] [--min_inliers 15] [--result_names basename]
+        [--conf default|covisibility] [--ransac_thresh 12] [--options min_inliers=15 result_names=basename]
 
 Writes `results` (`name qw qx qy qz tx ty tz`, cam_from_world, one line per localized query) and
 `<results>_logs.json`: the configuration and inputs, and per query whether it was localized or why

@@ -3,8 +3,8 @@ verification, incremental (or global) mapping, the largest model written to `sfm
 
     python -m sfm_reweight.reconstruction --sfm_dir sfm/ --image_dir images/ --pairs pairs.txt \
         --features feats.h5 --matches matches.h5 [--conf incremental|global] \
-        [--camera_mode single --camera_model PINHOLE --camera_params 1200,640,480 --no_refine_intrinsics] \
-        [--mapper_options ba_global_max_num_iterations=30 ...]
+        [--options camera_mode=single camera_model=PINHOLE camera_params=1200,640,480 refine_intrinsics=False \
+                   mapper_options.ba_global_max_num_iterations=30]
 
 Writes `sfm_dir/database.db` (rebuilt on every run), every model under `sfm_dir/models/<i>/` and
 the largest one's `*.bin` into `sfm_dir`.

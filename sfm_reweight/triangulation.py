@@ -2,7 +2,7 @@
 are, and our features and matches make its 3D points.
 
     python -m sfm_reweight.triangulation --sfm_dir sfm/ --reference_model ref/ --image_dir images/ \
-        --pairs pairs.txt --features feats.h5 --matches matches.h5 [--verification poses|ransac|none]
+        --pairs pairs.txt --features feats.h5 --matches matches.h5 [--options verification=poses|ransac|none]
 
 Writes `sfm_dir/database.db` (rebuilt on every run) and the triangulated model's `*.bin` into
 `sfm_dir`.

@@ -1,8 +1,9 @@
 """Homography benchmark: several matchers side by side on HPatches- or Oxford-layout sequences.
 
     sfm-reweight homography --root DATA/oxford_affine
-    sfm-reweight homography --root hpatches-sequences-release --matchers ours sift --max_matches 1000
-    sfm-reweight homography --root DATA/sacre_coeur/mapping --layout warped --matchers ours sift
+    sfm-reweight homography --root hpatches-sequences-release --matchers eloftr_reweight_twoview opencv_sift
+    sfm-reweight homography --root DATA/sacre_coeur/mapping --layout warped \\
+        --matchers eloftr_reweight_twoview opencv_sift
 
 `--layout warped`: any folder of photos, each matched against copies of itself zoomed (--zooms) and
 rotated (--rotations) about the centre (`eval/warped_photos.write_warped_photos`; views written once to

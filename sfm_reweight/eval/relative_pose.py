@@ -6,8 +6,9 @@
         --index assets/megadepth_test_1500_scene_info --root data/megadepth/test --repeats 5
     sfm-reweight relative_pose --dataset scannet1500 --index assets/scannet_test_1500 --root data/scannet/test
     sfm-reweight relative_pose --dataset pairs --index pairs_with_gt.txt --root images/
-    ... --matchers ours sift "ours:conf=full,weights=eloftr_outdoor.ckpt,reweight=both,label=ours-full" \\
-        --eloftr-weights eloftr_outdoor.ckpt --resize 1024 --ransac lo-ransac
+    ... --matchers eloftr_reweight_twoview opencv_sift eloftr eloftr_reweight_full \\
+        --options eloftr.model.weights=eloftr_outdoor.ckpt eloftr_reweight_full.model.weights=eloftr_outdoor.ckpt \\
+        --resize 1024 --ransac lo-ransac
 
 Protocol (LoFTR / EfficientLoFTR's evaluation): essential matrix by OpenCV
 RANSAC on normalized keypoints at 0.5 px / mean focal, prob 0.99999, recoverPose per candidate;

