@@ -91,6 +91,11 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
 
+def add_options(parser: argparse.ArgumentParser, flag: str, help: str, metavar: str = "KEY=VALUE") -> None:
+    """A list option of `KEY=VALUE` settings (`parse_options`: dotted keys nest, values are Python literals)."""
+    parser.add_argument(flag, nargs="+", default=[], type=key_value, metavar=metavar, help=help)
+
+
 def key_value(item: str) -> str:
     """An `--options` item, `KEY=VALUE` (argparse type: a malformed one is a usage error)."""
     if "=" not in item or not item.partition("=")[0]:
@@ -118,14 +123,7 @@ def parser(
         example = next(
             (f"{k}={v!r}" for k, v in confs[default].items() if isinstance(v, (int, float, str))), "key=value"
         )
-        out.add_argument(
-            "--options",
-            nargs="+",
-            default=[],
-            type=key_value,
-            metavar="KEY=VALUE",
-            help=f"settings overlaid on the conf; dotted keys nest, values are Python literals (e.g. {example})",
-        )
+        add_options(out, "--options", f"settings overlaid on the conf (e.g. {example})")
     if overwrite:
         out.add_argument("--overwrite", action="store_true", help="redo the work instead of reusing what is there")
     if weights:
@@ -153,14 +151,7 @@ def add_matcher_arguments(parser: argparse.ArgumentParser, confs: dict[str, dict
     match_dense imports this module), `--matcher_options KEY=VALUE ...` overlaid on it, and the
     weights options; `conf_from_args(args, "matcher", "matcher_options")` is its conf."""
     parser.add_argument("--matcher", default=default, choices=list(confs))
-    parser.add_argument(
-        "--matcher_options",
-        nargs="+",
-        default=[],
-        type=key_value,
-        metavar="KEY=VALUE",
-        help="settings overlaid on the matcher's conf, e.g. max_kps=8192",
-    )
+    add_options(parser, "--matcher_options", "settings overlaid on the matcher's conf (e.g. max_kps=8192)")
     add_weights_arguments(parser)
 
 

@@ -67,13 +67,11 @@ def benchmark_parser(doc: str, output_default: str) -> argparse.ArgumentParser:
         metavar="NAME",
         help="matchers by their match_dense conf names; default: %(default)s",
     )
-    parser.add_argument(
+    cli.add_options(
+        parser,
         "--options",
-        nargs="+",
-        default=[],
-        type=cli.key_value,
-        metavar="NAME.KEY=VALUE",
-        help="settings of a matcher's conf, e.g. eloftr.model.weights=eloftr_outdoor.ckpt",
+        "settings of a matcher's conf, e.g. eloftr.model.weights=eloftr_outdoor.ckpt",
+        "NAME.KEY=VALUE",
     )
     parser.add_argument(
         "--resize", type=int, default=1024, help="long side every matcher sees (0: original; default 1024)"

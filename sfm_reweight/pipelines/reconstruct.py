@@ -463,13 +463,8 @@ def command(argv: list[str] | None = None) -> None:
         type=Path,
         help="COLMAP model of the same photos (e.g. the SIFT path's sfm/): matches are scored against it",
     )
-    parser.add_argument(
-        "--options",
-        nargs="+",
-        default=[],
-        type=cli.key_value,
-        metavar="KEY=VALUE",
-        help="reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'",
+    cli.add_options(
+        parser, "--options", "reconstruction settings, e.g. camera_mode=single 'camera_params=\"800,320,240\"'"
     )
     args = parser.parse_args(argv)
     cli.run(
