@@ -44,4 +44,3 @@ def load(conf: dict[str, Any], resize_max: int | None = None, device: str | torc
     """The matcher of a model conf {"name": module, ...}, shrinking images to `resize_max` in
     `match_pairs`; MatcherUnavailable when it cannot run here (optional package or checkpoint missing)."""
     return matcher_class(conf["name"])(conf, resize_max, device)
-
