@@ -15,8 +15,10 @@ Query camera: SIMPLE_PINHOLE, f = long side * 28 / 36 (the iPhone 7's 28 mm-equi
 at 4032 px), principal point at the image centre. Cutouts with fewer than `skip_matches` matches are
 left out. Writes `results` (`name qw qx qy qz tx ty tz`, cam_from_world, localized queries only) and
 `<results>_logs.json` as localize_sfm does, each correspondence giving the query keypoint, the cutout
-(index into "db") and its keypoint. A query without a pose gets no results line (no made-up pose).
-Unlike hloc, query keypoints get +0.5 (COLMAP's convention, which the principal point w/2, h/2 is in).
+(index into "db") and its keypoint. A PnP pose is accepted by localize_sfm's rule (`min_inliers`,
+`min_inlier_ratio` through the cutout with most inliers, `min_inlier_cells`; the failure says which
+test a query failed); a query without a pose gets no results line (no made-up pose). Unlike hloc,
+query keypoints get +0.5 (COLMAP's convention, which the principal point w/2, h/2 is in).
 """
 
 import argparse

@@ -9,12 +9,24 @@ retrieved database images give 2D-3D correspondences through the database keypoi
 Writes `results` (`name qw qx qy qz tx ty tz`, cam_from_world, one line per localized query) and
 `<results>_logs.json`: the configuration and inputs, and per query whether it was localized or why
 not, its pose, the database images used, the number of matches, 2D-3D correspondences and inliers,
-the inliers each database image vouches for (the best database image has the most), and every
-correspondence (query keypoint index, 3D point id, the database images that vouch for it, inlier).
+the inliers each database image vouches for (the best database image has the most), the inlier
+ratios and spread that the acceptance rule reads, and every correspondence (query keypoint index,
+3D point id, the database images that vouch for it, inlier).
+
+Acceptance: RANSAC returns a pose whenever a few correspondences agree, and a photo of another place
+gets a few tens of chance correspondences from a semi-dense matcher, of which PnP makes 5-20 agree.
+A PnP pose is taken only with at least `min_inliers` inliers, at least `min_inlier_ratio` of the
+2D-3D correspondences through the best database image being inliers ("best_db_inlier_ratio"; the
+ratio over all of them, "inlier_ratio", is logged too: wrong retrieved images dilute it), and
+inliers in at least `min_inlier_cells` of the cells of an 8 x 8 grid over the query image
+("inlier_cells"; chance inliers crowd into a few). Queries of the map have hundreds to thousands of
+inliers, nearly all of their correspondences, spread over what the map sees of them
+(benchmarks/unrelated_queries.py). A rejected query's failure says which test failed, e.g.
+"rejected: inlier ratio 0.24 < min_inlier_ratio=0.5 (through the best database image, ...)".
 
 Unlike hloc, a query that cannot be localized (no retrieved images, no keypoints or matches, PnP
-fails, fewer inliers than `min_inliers`) gets no results line and is reported as failed; hloc writes
-the pose of its top retrieved image instead, which a benchmark counts as an answer.
+fails, its pose is not accepted) gets no results line and is reported as failed; hloc writes the
+pose of its top retrieved image instead, which a benchmark counts as an answer.
 
 The database keypoints are the model's points2D: the model must have been built (reconstruction,
 triangulation) from the features file the matches refer to, which keeps each image's keypoint order.
@@ -55,12 +67,16 @@ POSE_CONF: dict[str, Any] = {
     # RANSAC returns a pose whenever a few correspondences agree: hundreds of random ones reach 5-7
     # inliers at 12 px in a 1280 x 960 image, so a pose needs more to count as localized
     "min_inliers": 15,
-    "min_inlier_ratio": 0.0,
-    "min_inlier_cells": 0.0,
+    # and a photo of another place keeps 5-20 chance inliers from a small share of its correspondences,
+    # crowded into a few cells of its image, where a query of the map keeps hundreds to thousands,
+    # nearly all, spread over what the map sees (benchmarks/unrelated_queries.py; module docstring)
+    "min_inlier_ratio": 0.5,  # inliers / 2D-3D correspondences through best_db
+    "min_inlier_cells": 0.1,  # share of the SPREAD_GRID x SPREAD_GRID cells of the query holding an inlier
     "result_names": "basename",  # basename | camera | full (utils/queries.result_name)
     "seed": 0,  # RANSAC seed of every query (unless estimation.ransac.random_seed is set): reruns agree
 }
 SPREAD_GRID = 8  # inlier_spread's grid: 8 x 8 cells over the query image
+NO_STATS = {"inlier_ratio": None, "best_db_inlier_ratio": None, "inlier_cells": None, "inlier_hull": None}
 
 confs: dict[str, dict[str, Any]] = {
     "default": {**POSE_CONF, "covisibility_clustering": False},
@@ -102,7 +118,10 @@ def solve(
     (`estimate_pose`), each vouched for by the database images `vouchers[i]` (indices into `db`),
     and its log: "localized", "failure" (why not, or None), "cam_from_world" (qw qx qy qz tx ty tz
     or None), "num_correspondences", "num_inliers", "inliers_per_db" (db name -> inlier
-    correspondences it vouches for), "best_db" (the most), "inliers" [M] (bool)."""
+    correspondences it vouches for), "best_db" (the most), "inlier_ratio" (num_inliers over
+    num_correspondences), "best_db_inlier_ratio" (the same through best_db), "inlier_cells" and
+    "inlier_hull" (`inlier_spread`), "inliers" [M] (bool). The pose is None unless `rejection`
+    accepts it."""
     log: dict[str, Any] = {
         "localized": False,
         "failure": None,
@@ -111,10 +130,7 @@ def solve(
         "num_inliers": 0,
         "inliers_per_db": {},
         "best_db": None,
-        "inlier_ratio": None,
-        "best_db_inlier_ratio": None,
-        "inlier_cells": None,
-        "inlier_hull": None,
+        **NO_STATS,
         "inliers": [],
     }
     if len(keypoints) == 0:
@@ -133,10 +149,11 @@ def solve(
         best_db=max(votes, key=votes.__getitem__) if votes else None,
         **inlier_spread(keypoints[inliers], camera.width, camera.height),
     )
-    log["inlier_ratio"] = log["num_inliers"] / len(keypoints)
-    if log["best_db"] is not None:
-        best = db.index(log["best_db"])
-        log["best_db_inlier_ratio"] = votes[log["best_db"]] / sum(best in v for v in vouchers)
+    best = db.index(log["best_db"]) if log["best_db"] is not None else None
+    log.update(
+        inlier_ratio=log["num_inliers"] / len(keypoints),
+        best_db_inlier_ratio=0.0 if best is None else votes[db[best]] / sum(best in v for v in vouchers),
+    )
     if reason := rejection(log, conf):
         log["failure"] = reason
         return None, log
@@ -159,18 +176,22 @@ def inlier_spread(keypoints: np.ndarray, width: int, height: int) -> dict[str, f
 
 
 def rejection(log: dict[str, Any], conf: dict[str, Any]) -> str | None:
-    """Why the PnP pose of a query (`solve`'s log) is not taken as its pose, or None."""
+    """Why the PnP pose of a query (`solve`'s log) is not taken as its pose (the first test it fails
+    of min_inliers, min_inlier_ratio, min_inlier_cells), or None when it is."""
     if log["num_inliers"] < conf["min_inliers"]:
         return f"{log['num_inliers']} inliers, fewer than min_inliers={conf['min_inliers']}"
-    if log["inlier_ratio"] < conf["min_inlier_ratio"]:
+    if log["best_db_inlier_ratio"] < conf["min_inlier_ratio"]:
         return (
-            f"rejected: inlier ratio {log['inlier_ratio']:.2f} < min_inlier_ratio={conf['min_inlier_ratio']:g}"
-            f" ({log['num_inliers']} inliers of {log['num_correspondences']} correspondences)"
+            f"rejected: inlier ratio {log['best_db_inlier_ratio']:.2f} < min_inlier_ratio={conf['min_inlier_ratio']:g}"
+            f" (through the best database image, {log['best_db']}; {log['num_inliers']} inliers of"
+            f" {log['num_correspondences']} correspondences in all)"
         )
     if log["inlier_cells"] < conf["min_inlier_cells"]:
+        cells = round(log["inlier_cells"] * SPREAD_GRID**2)
         return (
-            f"rejected: inliers in {log['inlier_cells']:.2f} of the query's {SPREAD_GRID}x{SPREAD_GRID} cells"
-            f" < min_inlier_cells={conf['min_inlier_cells']:g}"
+            f"rejected: inliers in {log['inlier_cells']:.2f} of the query image ({cells} of its"
+            f" {SPREAD_GRID}x{SPREAD_GRID} cells) < min_inlier_cells={conf['min_inlier_cells']:g}"
+            f" ({log['num_inliers']} inliers)"
         )
     return None
 
@@ -187,6 +208,7 @@ def failed(reason: str, **fields: Any) -> dict[str, Any]:
         "num_inliers": 0,
         "inliers_per_db": {},
         "best_db": None,
+        **NO_STATS,
         **fields,
     }
 
