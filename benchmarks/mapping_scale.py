@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from sfm_reweight import match_dense, reconstruction
-from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
+from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres
 from sfm_reweight.pipelines.reconstruct import make_pairs
 from sfm_reweight.scenes import demo_scene
 from sfm_reweight.utils.pairs import list_images

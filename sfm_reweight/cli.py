@@ -42,7 +42,7 @@ COMMANDS = {
     "triangulation": "sfm_reweight.triangulation",
     "localize_sfm": "sfm_reweight.localize_sfm",
     "localize_inloc": "sfm_reweight.localize_inloc",
-    "evaluate_localization": "sfm_reweight.eval.localization",
+    "evaluate_localization": "sfm_reweight.evaluate_localization",
     "train": "sfm_reweight.train.trainer",
 }
 

@@ -8,7 +8,7 @@ import pycolmap
 import pytest
 
 from sfm_reweight.pipelines import aachen_v1_1, inloc
-from sfm_reweight.eval.localization import evaluate
+from sfm_reweight.evaluate_localization import evaluate
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 

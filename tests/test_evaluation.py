@@ -17,7 +17,7 @@ from sfm_reweight.matchers import MatcherUnavailable
 from sfm_reweight.matchers.base import resize_long_side
 from sfm_reweight.utils.conf import ConfError
 from sfm_reweight.utils.errors import InputError
-from sfm_reweight.eval.metrics import (
+from sfm_reweight.metrics import (
     corner_error,
     epipolar_precision,
     error_auc,

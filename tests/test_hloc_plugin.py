@@ -22,8 +22,8 @@ import pycolmap
 import pytest
 import torch
 
-from sfm_reweight.eval.datasets import read_strecha_camera
-from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
+from sfm_reweight.ground_truth import read_strecha_camera
+from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres
 from sfm_reweight.matcher import DEFAULT_CONF, Matcher
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.sample_data import sample_pair

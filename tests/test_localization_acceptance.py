@@ -13,7 +13,7 @@ import pycolmap
 import pytest
 
 from sfm_reweight import localize_inloc, localize_sfm
-from sfm_reweight.eval.localization import pose_error
+from sfm_reweight.evaluate_localization import pose_error
 from sfm_reweight.io import write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
 from sfm_reweight.utils.conf import ConfError, resolve

@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from sfm_reweight import localize_inloc
-from sfm_reweight.eval.localization import pose_error
+from sfm_reweight.evaluate_localization import pose_error
 from sfm_reweight.image_io import write_image_atomic
 from sfm_reweight.io import write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0

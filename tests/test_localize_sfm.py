@@ -11,7 +11,7 @@ import pycolmap
 import pytest
 
 from sfm_reweight import cli, localize_sfm
-from sfm_reweight.eval.localization import evaluate, pose_error
+from sfm_reweight.evaluate_localization import evaluate, pose_error
 from sfm_reweight.io import read_matches, write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
 from sfm_reweight.utils.conf import ConfError, overlay, resolve

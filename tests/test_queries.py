@@ -8,7 +8,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from sfm_reweight.eval.localization import DEFAULT_THRESHOLDS, evaluate, format_report, pose_error
+from sfm_reweight.evaluate_localization import DEFAULT_THRESHOLDS, evaluate, format_report, pose_error
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.queries import (
     read_queries,

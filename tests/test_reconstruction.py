@@ -12,7 +12,7 @@ import pytest
 from sfm_reweight import colmap, reconstruction, triangulation
 from sfm_reweight.io import read_keypoints, read_matches, write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
-from sfm_reweight.eval.sfm import EPIPOLAR_THRESHOLD_PX, camera_centre_errors, epipolar_errors, match_precision
+from sfm_reweight.evaluate_sfm import EPIPOLAR_THRESHOLD_PX, camera_centre_errors, epipolar_errors, match_precision
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs, write_pairs
 

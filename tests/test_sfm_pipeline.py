@@ -11,8 +11,8 @@ import pytest
 
 from sfm_reweight.pipelines import reconstruct as reconstruct_pipeline
 from sfm_reweight.scenes.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
-from sfm_reweight.eval.datasets import DatasetFormatError
-from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
+from sfm_reweight.ground_truth import DatasetFormatError
+from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 

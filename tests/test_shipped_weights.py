@@ -4,7 +4,7 @@ embedded sample pair (a photo and its copy under a known homography with 20 deg 
 import pytest
 
 from sfm_reweight import Matcher
-from sfm_reweight.eval.metrics import corner_error, homography_precision, ransac_homography
+from sfm_reweight.metrics import corner_error, homography_precision, ransac_homography
 from sfm_reweight.matcher import confs
 from sfm_reweight.model.weights import WEIGHTS_DIR
 from sfm_reweight.scenes.sample_data import sample_pair

@@ -11,7 +11,7 @@ import torch
 from helpers.calibration import textured_image
 
 from sfm_reweight.eval import ablation
-from sfm_reweight.eval.metrics import auroc
+from sfm_reweight.metrics import auroc
 from sfm_reweight.model.dual_softmax import DualSoftmax
 from sfm_reweight.model.eloftr import ELoFTR
 from sfm_reweight.model.fine_matching import subpixel_offsets

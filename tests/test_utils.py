@@ -94,7 +94,7 @@ def test_torch_save_is_crash_safe(tmp_path):
 def test_error_types_share_one_base():
     assert issubclass(InputError, ValueError) and issubclass(MissingEntryError, KeyError)
     assert str(MissingEntryError("f.h5: no keypoints for image 'x'")) == "f.h5: no keypoints for image 'x'"
-    from sfm_reweight.eval.datasets import DatasetFormatError
+    from sfm_reweight.ground_truth import DatasetFormatError
     from sfm_reweight.matchers import MatcherUnavailable
     from sfm_reweight.image_io import ImageReadError
     from sfm_reweight.model.weights import CheckpointError

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.calibration import textured_image
 from sfm_reweight.pipelines import demo as demo_pipeline
-from sfm_reweight.eval.metrics import apply_homography
+from sfm_reweight.metrics import apply_homography
 from sfm_reweight.scenes.sample_data import sample_homography, sample_pair, warp_image
 from sfm_reweight.visualization import (
     COLORBAR_BAND_PX,

@@ -17,7 +17,7 @@ from sfm_reweight.matchers import MatcherUnavailable  # noqa: E402
 from sfm_reweight.pipelines import reconstruct  # noqa: E402
 from sfm_reweight.utils.conf import ConfError  # noqa: E402
 from sfm_reweight.io import read_keypoints, read_matches  # noqa: E402
-from sfm_reweight.eval.metrics import apply_homography  # noqa: E402
+from sfm_reweight.metrics import apply_homography  # noqa: E402
 from sfm_reweight.scenes.sample_data import sample_photo, warp_image  # noqa: E402
 from sfm_reweight.utils.pairs import write_pairs  # noqa: E402
 

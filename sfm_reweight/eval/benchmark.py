@@ -36,7 +36,7 @@ from ..preprocessing import rot90_points, to_original
 from ..utils import atomic
 from ..utils.errors import InputError
 from .datasets import EvalPair, read_pair_images, upright_image
-from .metrics import error_auc
+from ..metrics import error_auc
 
 logger = logging.getLogger(__name__)
 

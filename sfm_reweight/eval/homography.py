@@ -31,7 +31,7 @@ from sfm_reweight.eval import datasets as ds
 from sfm_reweight import cli
 from sfm_reweight.matchers import MatcherUnavailable
 from sfm_reweight.eval import benchmark
-from sfm_reweight.eval.metrics import (
+from sfm_reweight.metrics import (
     HOMOGRAPHY_THRESHOLDS_PX,
     corner_error,
     homography_precision,

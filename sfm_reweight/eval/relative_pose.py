@@ -36,7 +36,7 @@ from sfm_reweight.matchers import MatcherUnavailable
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.eval import benchmark
 from sfm_reweight.eval.datasets import EvalPair, intrinsics_for
-from sfm_reweight.eval.metrics import (
+from sfm_reweight.metrics import (
     POSE_THRESHOLDS_DEG,
     epipolar_precision,
     estimate_relative_pose,

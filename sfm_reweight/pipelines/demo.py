@@ -26,7 +26,7 @@ import torch
 from sfm_reweight import Matcher, cli
 from sfm_reweight.matcher import DEFAULT_CONF, confs
 from sfm_reweight.utils.errors import InputError
-from sfm_reweight.eval.metrics import apply_homography, corner_error
+from sfm_reweight.metrics import apply_homography, corner_error
 from sfm_reweight.image_io import read_image
 from sfm_reweight.scenes.sample_data import SAMPLE_NAME, sample_pair
 from sfm_reweight.visualization import plot_matchability_pair, plot_matches

@@ -44,9 +44,9 @@ import numpy as np
 import pycolmap
 
 from sfm_reweight import cli, extract_global, localize_sfm, match_dense, pairs_from_retrieval
-from sfm_reweight.eval.datasets import read_strecha_camera
-from sfm_reweight.eval.localization import DEFAULT_THRESHOLDS, evaluate
-from sfm_reweight.eval.sfm import camera_centre_errors, read_camera_centres
+from sfm_reweight.ground_truth import read_strecha_camera
+from sfm_reweight.evaluate_localization import DEFAULT_THRESHOLDS, evaluate
+from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres
 from sfm_reweight.image_io import GrayImages
 from sfm_reweight.io import open_h5, read_keypoints
 from sfm_reweight.utils import atomic, lock

@@ -55,7 +55,7 @@ from sfm_reweight import (
 )
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.io import open_h5, read_keypoints, read_matches
-from sfm_reweight.eval.sfm import (
+from sfm_reweight.evaluate_sfm import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
     epipolar_errors,

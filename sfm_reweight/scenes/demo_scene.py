@@ -7,7 +7,7 @@ middle and wooden crates. Every texture except the poster is procedural (seeded 
 scene is the same on every machine.
 
 Two camera sets (640 x 480, f = 520 px), both with ground truth written next to the images in the
-Strecha `.camera` format (`eval.datasets.read_strecha_camera`), so the same evaluation serves this
+Strecha `.camera` format (`ground_truth.read_strecha_camera`), so the same evaluation serves this
 scene and fountain-P11:
 - `cameras`: the main job's twelve views on an arc south of the fountain, looking north;
 - `tour_cameras`: a walk once round the fountain looking ahead (or outwards), so that each view

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..eval.metrics import auroc, corner_error, error_auc, ransac_homography
+from ..metrics import auroc, corner_error, error_auc, ransac_homography
 from ..model.config import resolve_model_conf
 from ..model.eloftr import COARSE_STRIDE, ELoFTR
 from ..model.weights import load_weights, read_checkpoint

@@ -2,7 +2,7 @@
 `SfmReweightError`, so that a command line (`cli.run`) ends on one line `error: <message>` instead
 of a traceback; each also derives from the builtin type it used to be, for callers that catch that.
 Errors of one module's own job live there (`image_io.ImageReadError`, `model.weights.CheckpointError`,
-`eval.datasets.DatasetFormatError`, `matchers.MatcherUnavailable`)."""
+`ground_truth.DatasetFormatError`, `matchers.MatcherUnavailable`)."""
 
 
 class SfmReweightError(Exception):

@@ -12,10 +12,10 @@ import pycolmap
 import torch
 from kornia.geometry.epipolar import essential_from_Rt, fundamental_from_essential, sampson_epipolar_distance
 
-from ..colmap import verified_matches
-from ..io import read_keypoints, read_matches
-from ..utils.pairs import Pair
-from .datasets import DatasetFormatError, read_strecha_camera, require_dir
+from .colmap import verified_matches
+from .io import read_keypoints, read_matches
+from .utils.pairs import Pair
+from .ground_truth import DatasetFormatError, read_strecha_camera, require_dir
 
 MIN_ALIGNMENT_IMAGES = 3
 EPIPOLAR_THRESHOLD_PX = 4.0  # COLMAP's two-view RANSAC max_error

@@ -4,7 +4,7 @@ error (angle of R_est R_gt^T, degrees); recall (percent of the ground-truth quer
 (metres, degrees) threshold, and median errors. A query without a result counts as failed (infinite
 errors), so recall and medians are over every ground-truth query.
 
-    python -m sfm_reweight.eval.localization --results results.txt --ground_truth gt.txt|gt_model/ \
+    python -m sfm_reweight.evaluate_localization --results results.txt --ground_truth gt.txt|gt_model/ \
         [--thresholds 0.25,2 0.5,5 5,10] [--result_names basename]
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pycolmap
 
-from .. import cli
-from ..utils.errors import InputError
-from ..utils.queries import NAME_FORMATS, read_results, result_names
+from . import cli
+from .utils.errors import InputError
+from .utils.queries import NAME_FORMATS, read_results, result_names
 
 DEFAULT_THRESHOLDS: tuple[tuple[float, float], ...] = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
 
