@@ -45,6 +45,7 @@ def run_hloc(photos: Path, hloc_root: Path, output: Path) -> dict:
     from hloc import match_dense, pairs_from_exhaustive, reconstruction
 
     import sfm_reweight.hloc  # noqa: F401  registers the matcher and its confs
+    from sfm_reweight import colmap
 
     names = sorted(p.name for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     pairs = output / "pairs-exhaustive.txt"
@@ -53,12 +54,7 @@ def run_hloc(photos: Path, hloc_root: Path, output: Path) -> dict:
     model = reconstruction.main(output / "sfm", photos, pairs, features, matches, camera_mode=pycolmap.CameraMode.AUTO)
     summary = {"images": len(names), "registered": 0, "points": 0}
     if model is not None:
-        summary.update(
-            registered=model.num_reg_images(),
-            points=model.num_points3D(),
-            mean_track_length=model.compute_mean_track_length(),
-            mean_reprojection_error_px=model.compute_mean_reprojection_error(),
-        )
+        summary.update(colmap.model_statistics(model))
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

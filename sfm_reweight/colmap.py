@@ -219,6 +219,16 @@ def move_model_files(src: Path, dst: Path) -> None:
     Path(src).rmdir()
 
 
+def model_statistics(model: pycolmap.Reconstruction) -> dict[str, float]:
+    """What a summary says of a model: registered images, points, mean track length and reprojection error."""
+    return {
+        "registered": model.num_reg_images(),
+        "points": model.num_points3D(),
+        "mean_track_length": model.compute_mean_track_length(),
+        "mean_reprojection_error_px": model.compute_mean_reprojection_error(),
+    }
+
+
 # A registered image that observes fewer of the model's points has a pose the model does not support:
 # the incremental mapper registers an image on at least 30 (abs_pose_min_num_inliers), but a global
 # mapper poses every image from the view graph first and keeps it however few points survive.

@@ -312,10 +312,7 @@ def _reconstruct(
     }
     if model is not None:
         summary.update(
-            registered=model.num_reg_images(),
-            points=model.num_points3D(),
-            mean_track_length=model.compute_mean_track_length(),
-            mean_reprojection_error_px=model.compute_mean_reprojection_error(),
+            **colmap.model_statistics(model),
             not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
             weakly_registered=colmap.weakly_registered(model),
         )
