@@ -54,7 +54,7 @@ from sfm_reweight import (
     reconstruction,
 )
 from sfm_reweight.scenes.demo_scene import render_demo_scene
-from sfm_reweight.io import open_h5, read_keypoints, read_matches
+from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.evaluate_sfm import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
@@ -69,7 +69,7 @@ from sfm_reweight.utils import lock
 from sfm_reweight.utils.atomic import write_text as write_text_atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
-from sfm_reweight.utils.provenance import REUSE_HINT, differences
+from sfm_reweight.utils.provenance import REUSE_HINT, differences, read_provenance
 from sfm_reweight.visualization import plot_matches, plot_reconstruction
 
 logger = logging.getLogger(__name__)
@@ -363,9 +363,7 @@ def check_previous_run(output: Path, made_from: dict[str, Any]) -> None:
 def features_record(features: Path) -> dict[str, Any]:
     """What a model records of the features file it was built from (sfm/features.json): the file
     and the provenance it holds (utils/provenance.py: the matcher's settings and weights)."""
-    with open_h5(features) as f:
-        made_from = {key: json.loads(value) for key, value in f.attrs.items()}
-    return {"features": str(Path(features).resolve()), "made_from": made_from}
+    return {"features": str(Path(features).resolve()), "made_from": read_provenance(features)}
 
 
 def previous_outputs(output: Path, image_dir: Path) -> list[Path]:

@@ -75,13 +75,19 @@ def write_provenance(attrs: h5py.AttributeManager, provenance: Mapping[str, Any]
         attrs[key] = json.dumps(_canonical(value), sort_keys=True)
 
 
+def read_provenance(path: Path, keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """The provenance a file records (`write_provenance`): its root attributes (those of `keys`
+    present, or all), decoded."""
+    with open_h5(path) as f:
+        return {key: json.loads(f.attrs[key]) for key in (f.attrs if keys is None else keys) if key in f.attrs}
+
+
 def check_provenance(path: Path, provenance: Mapping[str, Any], fix: str) -> None:
     """Refuse to add work to the file at `path` (if it exists) unless it records the same provenance;
     the one-line InputError says what differs and, in `fix`, how to proceed."""
     if not Path(path).exists():
         return
-    with open_h5(path) as f:
-        stored = {k: json.loads(f.attrs[k]) for k in provenance if k in f.attrs}
+    stored = read_provenance(path, provenance)
     if not stored:
         raise InputError(
             f"{path}: holds no record of the settings that made it (another tool or an older version); {fix}"
