@@ -80,16 +80,16 @@ def collect_image_names(
 ) -> list[str]:
     """Image names from a list (file or sequence), else a features file, else an image folder;
     InputError naming the source when it holds fewer than `minimum` (2 for pairs) or a bad name."""
-    if image_list is not None:
-        source = image_list if isinstance(image_list, (str, Path)) else "the image list"
-        names = read_image_list(image_list) if isinstance(image_list, (str, Path)) else list(image_list)
-    elif features is not None:
-        source, names = features, list_h5_names(features)
+    if isinstance(image_list, (str, Path)):
+        source, names = image_list, read_image_list(image_list)  # its names checked with their lines
+    elif image_list is not None or features is not None:
+        source = "the image list" if image_list is not None else features
+        names = list(image_list) if image_list is not None else list_h5_names(features)
+        check_names(names, str(source))
     elif image_dir is not None:
-        source, names = image_dir, list_images(image_dir)
+        source, names = image_dir, list_images(image_dir)  # its names checked by list_images
     else:
         raise ValueError("give an image list, a features file or an image folder")
-    check_names(names, str(source))
     if not names:
         raise InputError(f"{source}: no images")
     if len(names) < minimum:
