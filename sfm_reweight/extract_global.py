@@ -462,84 +462,78 @@ def main(
     global_path = Path(global_path)
     names = collect_image_names(image_list, image_dir=image_dir)
     with lock.exclusive(global_path):  # another run writing the file (and its codebook) is refused here
-        return _extract(conf, image_dir, global_path, names, codebook, overwrite)
+        start_time = time.time()
+        ident = identity(conf, build_local(conf["local"]))
 
+        fingerprints = image_fingerprints(image_dir, names)
+        done: set[str] = set()
+        stored_codebook = None  # fingerprint of the codebook that encoded the file's descriptors
+        if global_path.exists() and not overwrite:
+            check_provenance(global_path, {"conf": ident}, REUSE_HINT)
+            with open_h5(global_path) as f:
+                stored_codebook = json.loads(f.attrs["codebook"]) if "codebook" in f.attrs else None
+                stale = stale_images(f, fingerprints)  # replaced since: described again
+            done = set(list_h5_names(global_path)) - stale
 
-def _extract(
-    conf: dict[str, Any], image_dir: Path, global_path: Path, names: list[str], codebook: Path | None, overwrite: bool
-) -> Path:
-    """`main` once the inputs are checked and the output locked."""
-    start_time = time.time()
-    ident = identity(conf, build_local(conf["local"]))
+        own = codebook_path(global_path)
+        learned = codebook is None and (overwrite or not own.exists())
+        failed: dict[str, str] = {}
+        if not learned:
+            book = Codebook.read(codebook or own)
+            if diff := differences(book.identity, ident):
+                raise InputError(
+                    f"{codebook or own}: learned with other settings ({diff});"
+                    " use the configuration it was learned with"
+                )
+        elif stored_codebook is not None:
+            raise InputError(f"{global_path}: its codebook {own} is missing; {REUSE_HINT}")
+        else:
+            book = learn(image_dir, names, conf, ident, failed)
+            book.write(own)
+        if stored_codebook is not None and stored_codebook != book.fingerprint:
+            raise InputError(f"{global_path}: encoded with another codebook than {codebook or own}; {REUSE_HINT}")
 
-    fingerprints = image_fingerprints(image_dir, names)
-    done: set[str] = set()
-    stored_codebook = None  # fingerprint of the codebook that encoded the file's descriptors
-    if global_path.exists() and not overwrite:
-        check_provenance(global_path, {"conf": ident}, REUSE_HINT)
-        with open_h5(global_path) as f:
-            stored_codebook = json.loads(f.attrs["codebook"]) if "codebook" in f.attrs else None
-            stale = stale_images(f, fingerprints)  # replaced since: described again
-        done = set(list_h5_names(global_path)) - stale
+        todo = [n for n in names if n not in done]
+        encode_start, encoded, fresh = time.time(), 0, overwrite
 
-    own = codebook_path(global_path)
-    learned = codebook is None and (overwrite or not own.exists())
-    failed: dict[str, str] = {}
-    if not learned:
-        book = Codebook.read(codebook or own)
-        if diff := differences(book.identity, ident):
-            raise InputError(
-                f"{codebook or own}: learned with other settings ({diff}); use the configuration it was learned with"
-            )
-    elif stored_codebook is not None:
-        raise InputError(f"{global_path}: its codebook {own} is missing; {REUSE_HINT}")
-    else:
-        book = learn(image_dir, names, conf, ident, failed)
-        book.write(own)
-    if stored_codebook is not None and stored_codebook != book.fingerprint:
-        raise InputError(f"{global_path}: encoded with another codebook than {codebook or own}; {REUSE_HINT}")
+        def write(chunk: list[str], descriptors: dict[str, np.ndarray]) -> None:
+            nonlocal encoded, fresh
+            # overwrite: the first chunk written (whichever finishes first) starts the file afresh
+            with atomic_h5(global_path, copy_existing=not fresh) as f:
+                write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
+                for name in set(chunk) - set(descriptors):
+                    if name in f:  # replaced by a file that cannot be read: its old descriptor goes
+                        del f[name]
+                for name, descriptor in descriptors.items():
+                    write_global_descriptor(f, name, descriptor)
+                    record_image(f, name, fingerprints[name])
+            encoded, fresh = encoded + len(descriptors), False
 
-    todo = [n for n in names if n not in done]
-    encode_start, encoded, fresh = time.time(), 0, overwrite
+        describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", failed, write, book)
 
-    def write(chunk: list[str], descriptors: dict[str, np.ndarray]) -> None:
-        nonlocal encoded, fresh
-        # overwrite: the first chunk written (whichever finishes first) starts the file afresh
-        with atomic_h5(global_path, copy_existing=not fresh) as f:
-            write_provenance(f.attrs, {"conf": ident, "codebook": book.fingerprint})
-            for name in set(chunk) - set(descriptors):
-                if name in f:  # replaced by a file that cannot be read: its old descriptor goes
-                    del f[name]
-            for name, descriptor in descriptors.items():
-                write_global_descriptor(f, name, descriptor)
-                record_image(f, name, fingerprints[name])
-        encoded, fresh = encoded + len(descriptors), False
-
-    describe(conf, image_dir, todo, ident["local_fingerprint"], "extract_global: describe", failed, write, book)
-
-    skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
-    source = (
-        f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}"
-        if learned
-        else f"from {codebook or own}"
-    )
-    logger.info(
-        "extract_global: %d images, %d described now (%d already in %s)%s; descriptor dim %d (VLAD of %d %s words%s),"
-        " codebook %s; %.2f s per image; %.1f s in all.",
-        len(names),
-        encoded,
-        len(names) - len(todo),
-        global_path.name,
-        skipped,
-        book.dim,
-        len(book.centroids),
-        conf["local"]["type"],
-        "" if book.pca_projection is None else ", PCA-whitened",
-        source,
-        (time.time() - encode_start) / max(encoded, 1),
-        time.time() - start_time,
-    )
-    return global_path
+        skipped = f"; {len(failed)} unreadable and skipped ({cli.short_list(list(failed))})" if failed else ""
+        source = (
+            f"learned now from {min(len(names), conf['codebook_images'])} images into {own.name}"
+            if learned
+            else f"from {codebook or own}"
+        )
+        logger.info(
+            "extract_global: %d images, %d described now (%d already in %s)%s; descriptor dim %d"
+            " (VLAD of %d %s words%s), codebook %s; %.2f s per image; %.1f s in all.",
+            len(names),
+            encoded,
+            len(names) - len(todo),
+            global_path.name,
+            skipped,
+            book.dim,
+            len(book.centroids),
+            conf["local"]["type"],
+            "" if book.pca_projection is None else ", PCA-whitened",
+            source,
+            (time.time() - encode_start) / max(encoded, 1),
+            time.time() - start_time,
+        )
+        return global_path
 
 
 def command(argv: list[str] | None = None) -> None:

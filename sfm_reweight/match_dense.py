@@ -393,115 +393,100 @@ def main(
     identity = getattr(matcher, "fingerprint", None) if matcher is not None else cls.identity(conf["model"])
     made_from = {"conf": recorded_conf(conf), "weights": identity}
     with lock.exclusive(features, matches):  # another run writing either file is refused here
-        return _match(conf, pairs, image_dir, features, matches, refs, listed, unique, made_from, overwrite, matcher)
+        if not overwrite:
+            provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
+            provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
+        fingerprints = provenance.image_fingerprints(image_dir, dict.fromkeys(n for p in unique for n in p))
+        for ref in refs:
+            with open_h5(ref) as f:
+                changed = [n for n in provenance.stale_images(f, fingerprints) if provenance.FINGERPRINT in f[n].attrs]
+            if changed:
+                earlier = cli.short_list(changed)
+                raise InputError(f"{ref}: holds the keypoints of earlier versions of {earlier}; rebuild it")
+        todo, stale = unique, set()
+        if matches.exists() and not overwrite:
+            with open_h5(matches) as f:
+                fresh = provenance.fresh_pairs(f, unique, fingerprints)
+            todo = [p for p in unique if p not in fresh]
+        if features.exists() and not overwrite:
+            with open_h5(features) as f:
+                # their keypoints, and so all their pairs, are made anew
+                stale = provenance.stale_images(f, fingerprints)
+        raw_dir = matches.with_suffix(".raw")
+        if raw_dir.exists() and (overwrite or not todo):
+            shutil.rmtree(raw_dir)  # stale: rebuilt from scratch, or left by a run killed after its last write
+        if not todo:
+            logger.info("match_dense: all %d pairs of %s are already in %s.", len(unique), pairs, matches)
+            return features, matches
 
-
-def _match(
-    conf: dict,
-    pairs: Path,
-    image_dir: Path,
-    features: Path,
-    matches: Path,
-    refs: list[Path],
-    listed: Sequence[Pair],
-    unique: Sequence[Pair],
-    made_from: dict[str, Any],
-    overwrite: bool,
-    matcher: matchers.PairMatcher | None,
-) -> tuple[Path, Path]:
-    """`main` once the inputs are checked and the outputs locked."""
-    if not overwrite:
-        provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
-        provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
-    fingerprints = provenance.image_fingerprints(image_dir, dict.fromkeys(n for p in unique for n in p))
-    for ref in refs:
-        with open_h5(ref) as f:
-            changed = [n for n in provenance.stale_images(f, fingerprints) if provenance.FINGERPRINT in f[n].attrs]
-        if changed:
-            raise InputError(f"{ref}: holds the keypoints of earlier versions of {cli.short_list(changed)}; rebuild it")
-    todo, stale = unique, set()
-    if matches.exists() and not overwrite:
-        with open_h5(matches) as f:
-            fresh = provenance.fresh_pairs(f, unique, fingerprints)
-        todo = [p for p in unique if p not in fresh]
-    if features.exists() and not overwrite:
-        with open_h5(features) as f:
-            stale = provenance.stale_images(f, fingerprints)  # their keypoints, and so all their pairs, are made anew
-    raw_dir = matches.with_suffix(".raw")
-    if raw_dir.exists() and (overwrite or not todo):
-        shutil.rmtree(raw_dir)  # stale: rebuilt from scratch, or left by a run killed after its last write
-    if not todo:
-        logger.info("match_dense: all %d pairs of %s are already in %s.", len(unique), pairs, matches)
-        return features, matches
-
-    start_time = time.time()
-    if matcher is None and conf["cluster"]["address"] is None:
-        matcher = build_pair_matcher(conf)  # here, before any file is written: a bad checkpoint fails first
-    # (on a cluster the workers load it: a bad checkpoint fails there, after the raw store is opened)
-    # what builds the matcher where it runs (pickled to every cluster worker, whose working folder may be another)
-    if matcher is not None:
-        make_matcher = functools.partial(_given, matcher)
-    else:
-        cls = matchers.matcher_class(conf["model"]["name"])
-        path = cls.weights_path(conf["model"]) if takes_weights(conf) else None
-        model = {**conf["model"], "weights": str(path.resolve())} if path is not None else conf["model"]
-        make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, made_from["weights"])
-    store = RawMatchStore(raw_dir, made_from, fingerprints)
-    resumed = sum(p in store for p in todo)
-    with KeypointReader(refs if overwrite else [*refs, features]) as stored:
-        fixed = {n for p in todo for n in p if n in stored and n not in stale}
-    failed = match_into_store(make_matcher, todo, image_dir, fixed, store, conf)
-    done = [p for p in todo if p in store]
-    names = list(dict.fromkeys(n for p in done for n in p))
-    new = [n for n in names if n not in fixed]
-    num_keypoints = 0
-    if overwrite:  # a kill between the two commits must not leave old matches beside new keypoints
-        matches.unlink(missing_ok=True)
-    if new or stale:
-        with atomic_h5(features, copy_existing=not overwrite) as f:
+        start_time = time.time()
+        if matcher is None and conf["cluster"]["address"] is None:
+            matcher = build_pair_matcher(conf)  # here, before any file is written: a bad checkpoint fails first
+        # (on a cluster the workers load it: a bad checkpoint fails there, after the raw store is opened)
+        # what builds the matcher where it runs (pickled to every cluster worker, whose working folder may be another)
+        if matcher is not None:
+            make_matcher = functools.partial(_given, matcher)
+        else:
+            cls = matchers.matcher_class(conf["model"]["name"])
+            path = cls.weights_path(conf["model"]) if takes_weights(conf) else None
+            model = {**conf["model"], "weights": str(path.resolve())} if path is not None else conf["model"]
+            make_matcher = functools.partial(build_pair_matcher, {**conf, "model": model}, made_from["weights"])
+        store = RawMatchStore(raw_dir, made_from, fingerprints)
+        resumed = sum(p in store for p in todo)
+        with KeypointReader(refs if overwrite else [*refs, features]) as stored:
+            fixed = {n for p in todo for n in p if n in stored and n not in stale}
+        failed = match_into_store(make_matcher, todo, image_dir, fixed, store, conf)
+        done = [p for p in todo if p in store]
+        names = list(dict.fromkeys(n for p in done for n in p))
+        new = [n for n in names if n not in fixed]
+        num_keypoints = 0
+        if overwrite:  # a kill between the two commits must not leave old matches beside new keypoints
+            matches.unlink(missing_ok=True)
+        if new or stale:
+            with atomic_h5(features, copy_existing=not overwrite) as f:
+                provenance.write_provenance(f.attrs, made_from)
+                for name in stale.difference(new):  # changed since, and unreadable now or in no matched pair
+                    del f[name]
+                num_keypoints = write_keypoints(store, done, new, conf, f)
+        with KeypointReader([features, *refs]) as keypoints, atomic_h5(matches, copy_existing=not overwrite) as f:
             provenance.write_provenance(f.attrs, made_from)
-            for name in stale.difference(new):  # changed since, and unreadable now or in no matched pair
-                del f[name]
-            num_keypoints = write_keypoints(store, done, new, conf, f)
-    with KeypointReader([features, *refs]) as keypoints, atomic_h5(matches, copy_existing=not overwrite) as f:
-        provenance.write_provenance(f.attrs, made_from)
-        for pair in todo:  # earlier matches of the pair, of other image versions or in the other key order
-            delete_pair(f, *pair)
-        num_matches = write_pair_matches(store, done, keypoints, conf["max_error"], f)
-    if conf["keep_raw"]:
-        store.close()
-    else:
-        store.delete()
+            for pair in todo:  # earlier matches of the pair, of other image versions or in the other key order
+                delete_pair(f, *pair)
+            num_matches = write_pair_matches(store, done, keypoints, conf["max_error"], f)
+        if conf["keep_raw"]:
+            store.close()
+        else:
+            store.delete()
 
-    skipped = ""
-    if failed:
-        unreadable = cli.short_list(list(failed))
-        skipped = f"; {len(todo) - len(done)} pairs skipped for {len(failed)} unreadable images ({unreadable})"
-    logger.info(
-        "match_dense: %d pairs listed in %s (%d repeated or self-pairs, %d already in %s, %d images changed since"
-        " their keypoints were made); %d pairs matched (%d resumed from an interrupted run)%s; %d images got new"
-        " keypoints (%.0f per image, max_kps %s), %d kept fixed ones; %d matches (%.0f per pair) written to %s,"
-        " keypoints to %s; %.1f s.",
-        len(listed),
-        pairs,
-        len(listed) - len(unique),
-        len(unique) - len(todo),
-        matches.name,
-        len(stale),
-        len(done),
-        resumed,
-        skipped,
-        len(new),
-        num_keypoints / max(len(new), 1),
-        conf["max_kps"],
-        len(names) - len(new),
-        num_matches,
-        num_matches / max(len(done), 1),
-        matches,
-        features,
-        time.time() - start_time,
-    )
-    return features, matches
+        skipped = ""
+        if failed:
+            unreadable = cli.short_list(list(failed))
+            skipped = f"; {len(todo) - len(done)} pairs skipped for {len(failed)} unreadable images ({unreadable})"
+        logger.info(
+            "match_dense: %d pairs listed in %s (%d repeated or self-pairs, %d already in %s, %d images changed since"
+            " their keypoints were made); %d pairs matched (%d resumed from an interrupted run)%s; %d images got new"
+            " keypoints (%.0f per image, max_kps %s), %d kept fixed ones; %d matches (%.0f per pair) written to %s,"
+            " keypoints to %s; %.1f s.",
+            len(listed),
+            pairs,
+            len(listed) - len(unique),
+            len(unique) - len(todo),
+            matches.name,
+            len(stale),
+            len(done),
+            resumed,
+            skipped,
+            len(new),
+            num_keypoints / max(len(new), 1),
+            conf["max_kps"],
+            len(names) - len(new),
+            num_matches,
+            num_matches / max(len(done), 1),
+            matches,
+            features,
+            time.time() - start_time,
+        )
+        return features, matches
 
 
 def command(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from .image_io import GrayImages
 from .io import atomic_h5, delete_pair, list_h5_names, open_h5, output_paths, write_features, write_matches
 from .matchers.colmap_sift import match_descriptors
 from .utils import lock, provenance
-from .utils.pairs import Pair, read_pairs_to_match
+from .utils.pairs import read_pairs_to_match
 
 logger = logging.getLogger(__name__)
 
@@ -43,85 +43,72 @@ def main(
     features, matches = output_paths(conf["output"], pairs, export_dir, features, matches)
     _, unique = read_pairs_to_match(pairs, image_dir)  # fails on unknown images before any work
     with lock.exclusive(features, matches):  # another run writing either file is refused here
-        return _extract_and_match(conf, pairs, image_dir, features, matches, unique, overwrite)
+        names = list(dict.fromkeys(n for p in unique for n in p))
+        # what the files are made from: the matcher's settings and the size it extracts at
+        made_from = {"conf": {"model": conf["model"], "preprocessing": conf["preprocessing"]}}
+        if not overwrite:
+            provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
+            provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
+        fingerprints = provenance.image_fingerprints(image_dir, names)
+        existing: set[str] = set()
+        if features.exists() and not overwrite:
+            with open_h5(features) as f:
+                # changed images are extracted again
+                existing = set(list_h5_names(f)) - provenance.stale_images(f, fingerprints)
+        start_time = time.time()
 
+        matcher = matchers.load(conf["model"], conf["preprocessing"]["resize_max"])
+        stage = f"match_features ({conf['name']})"
+        images = GrayImages(image_dir, stage, conf["preprocessing"]["resize_max"])
+        with atomic_h5(features, copy_existing=not overwrite) as f:
+            provenance.write_provenance(f.attrs, made_from)
+            for name in tqdm([n for n in names if n not in existing], desc=f"{stage}: extract", unit="image"):
+                if name in f:  # of an earlier version of the file: gone even if this one is unreadable
+                    del f[name]
+                if (gray := images(name)) is None:
+                    continue
+                size = gray.shape[::-1]
+                out = matcher.extract(gray)
+                write_features(
+                    f,
+                    name,
+                    out["keypoints"],
+                    np.ones(len(out["keypoints"])),
+                    size,
+                    scales=out["scales"],
+                    descriptors=out["descriptors"].T,
+                )
+                provenance.record_image(f, name, fingerprints[name])
 
-def _extract_and_match(
-    conf: dict[str, Any],
-    pairs: Path,
-    image_dir: Path,
-    features: Path,
-    matches: Path,
-    unique: list[Pair],
-    overwrite: bool,
-) -> tuple[Path, Path]:
-    """`main` once the inputs are checked and the outputs locked."""
-    names = list(dict.fromkeys(n for p in unique for n in p))
-    # what the files are made from: the matcher's settings and the size it extracts at
-    made_from = {"conf": {"model": conf["model"], "preprocessing": conf["preprocessing"]}}
-    if not overwrite:
-        provenance.check_provenance(features, made_from, provenance.REUSE_HINT)
-        provenance.check_provenance(matches, made_from, provenance.REUSE_HINT)
-    fingerprints = provenance.image_fingerprints(image_dir, names)
-    existing: set[str] = set()
-    if features.exists() and not overwrite:
-        with open_h5(features) as f:
-            # changed images are extracted again
-            existing = set(list_h5_names(f)) - provenance.stale_images(f, fingerprints)
-    start_time = time.time()
-
-    matcher = matchers.load(conf["model"], conf["preprocessing"]["resize_max"])
-    stage = f"match_features ({conf['name']})"
-    images = GrayImages(image_dir, stage, conf["preprocessing"]["resize_max"])
-    with atomic_h5(features, copy_existing=not overwrite) as f:
-        provenance.write_provenance(f.attrs, made_from)
-        for name in tqdm([n for n in names if n not in existing], desc=f"{stage}: extract", unit="image"):
-            if name in f:  # of an earlier version of the file: gone even if this one is unreadable
-                del f[name]
-            if (gray := images(name)) is None:
-                continue
-            size = gray.shape[::-1]
-            out = matcher.extract(gray)
-            write_features(
-                f,
-                name,
-                out["keypoints"],
-                np.ones(len(out["keypoints"])),
-                size,
-                scales=out["scales"],
-                descriptors=out["descriptors"].T,
-            )
-            provenance.record_image(f, name, fingerprints[name])
-
-    num_matches = 0
-    with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
-        provenance.write_provenance(fmatch.attrs, made_from)
-        fresh = set() if overwrite else provenance.fresh_pairs(fmatch, unique, fingerprints)
-        for pair in unique:  # earlier matches of the pair, of other image versions or in the other key order
-            if pair not in fresh:
-                delete_pair(fmatch, *pair)
-        todo = [p for p in unique if p[0] in ffeat and p[1] in ffeat and p not in fresh]
-        for name0, name1 in tqdm(todo, desc=f"{stage}: match", unit="pair"):
-            matches0, scores0 = match_descriptors(
-                ffeat[name0]["descriptors"][()].T, ffeat[name1]["descriptors"][()].T, matcher.conf["ratio"]
-            )
-            write_matches(fmatch, name0, name1, matches0, scores0)
-            provenance.record_pair(fmatch, name0, name1, fingerprints)
-            num_matches += int((matches0 > -1).sum())
-    logger.info(
-        "%s: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"
-        " pairs in %s, %d matches (%.0f per pair); features in %s, matches in %s; %.1f s.",
-        stage,
-        len(names),
-        len(names) - len(existing & set(names)) - len(images.failed),
-        len(images.failed),
-        len(todo),
-        len(unique),
-        pairs,
-        num_matches,
-        num_matches / max(len(todo), 1),
-        features,
-        matches,
-        time.time() - start_time,
-    )
-    return features, matches
+        num_matches = 0
+        with open_h5(features) as ffeat, atomic_h5(matches, copy_existing=not overwrite) as fmatch:
+            provenance.write_provenance(fmatch.attrs, made_from)
+            fresh = set() if overwrite else provenance.fresh_pairs(fmatch, unique, fingerprints)
+            for pair in unique:  # earlier matches of the pair, of other image versions or in the other key order
+                if pair not in fresh:
+                    delete_pair(fmatch, *pair)
+            todo = [p for p in unique if p[0] in ffeat and p[1] in ffeat and p not in fresh]
+            for name0, name1 in tqdm(todo, desc=f"{stage}: match", unit="pair"):
+                matches0, scores0 = match_descriptors(
+                    ffeat[name0]["descriptors"][()].T, ffeat[name1]["descriptors"][()].T, matcher.conf["ratio"]
+                )
+                write_matches(fmatch, name0, name1, matches0, scores0)
+                provenance.record_pair(fmatch, name0, name1, fingerprints)
+                num_matches += int((matches0 > -1).sum())
+        logger.info(
+            "%s: %d images (%d extracted now, %d unreadable and skipped), %d pairs matched now of %d unique"
+            " pairs in %s, %d matches (%.0f per pair); features in %s, matches in %s; %.1f s.",
+            stage,
+            len(names),
+            len(names) - len(existing & set(names)) - len(images.failed),
+            len(images.failed),
+            len(todo),
+            len(unique),
+            pairs,
+            num_matches,
+            num_matches / max(len(todo), 1),
+            features,
+            matches,
+            time.time() - start_time,
+        )
+        return features, matches

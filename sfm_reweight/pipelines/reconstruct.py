@@ -227,122 +227,88 @@ def main(
     with lock.exclusive(output, folder=True):  # another run into OUTPUT is refused here
         if not overwrite:
             check_previous_run(output, made_from)
-        return _reconstruct(
-            image_dir,
-            output,
-            matcher_conf,
-            made_from,
-            window,
-            mapper,
-            ground_truth,
-            reference_model,
-            pairs_method,
-            num_matched,
-            image_list,
-            overwrite,
-            cluster,
-        )
+        timings = {}
+        start = time.time()
+        if image_dir is None:
+            image_dir = render_demo_scene(output / "scene")
+            ground_truth = ground_truth or output / "scene" / "gt_cameras"
+            timings["render"] = time.time() - start
+        names = list_images(image_dir) if image_list is None else list(image_list)
+        if len(names) < 2:
+            raise InputError(f"{image_dir}: {len(names)} images; a reconstruction needs at least two images")
+        if overwrite:
+            for path in previous_outputs(output, image_dir):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        # bad ground truth or reference fails before any work
+        gt = read_camera_centres(ground_truth) if ground_truth else None
+        reference = read_reference_model(reference_model) if reference_model else None
+        if gt is None and reference is not None:
+            gt = model_centres(reference)
 
+        t = time.time()
+        pairs = output / "pairs.txt"
+        pairs_method = make_pairs(pairs, image_dir, names, output, pairs_method, num_matched, window, cluster)
+        pair_list = read_pairs(pairs)
+        timings["pairs"] = time.time() - t
+        t = time.time()
+        features, matches = match_dense.main(matcher_conf, pairs, image_dir, export_dir=output)
+        timings["matching"] = time.time() - t
 
-def _reconstruct(
-    image_dir: Path | None,
-    output: Path,
-    matcher_conf: dict[str, Any],
-    made_from: dict[str, Any],
-    window: int | None,
-    mapper: str | dict,
-    ground_truth: Path | None,
-    reference_model: Path | None,
-    pairs_method: str,
-    num_matched: int,
-    image_list: list[str] | None,
-    overwrite: bool,
-    cluster: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """`main` once the matcher is checked and OUTPUT locked."""
-    timings = {}
-    start = time.time()
-    if image_dir is None:
-        image_dir = render_demo_scene(output / "scene")
-        ground_truth = ground_truth or output / "scene" / "gt_cameras"
-        timings["render"] = time.time() - start
-    names = list_images(image_dir) if image_list is None else list(image_list)
-    if len(names) < 2:
-        raise InputError(f"{image_dir}: {len(names)} images; a reconstruction needs at least two images")
-    if overwrite:
-        for path in previous_outputs(output, image_dir):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-    # bad ground truth or reference fails before any work
-    gt = read_camera_centres(ground_truth) if ground_truth else None
-    reference = read_reference_model(reference_model) if reference_model else None
-    if gt is None and reference is not None:
-        gt = model_centres(reference)
+        t = time.time()
+        sfm_dir = output / "sfm"
+        (sfm_dir / MODEL_FEATURES).unlink(missing_ok=True)  # an earlier model's, which this run may not replace
+        model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
+        if model is not None:
+            write_text_atomic(sfm_dir / MODEL_FEATURES, json.dumps(features_record(features), indent=2))
+        timings["reconstruction"] = time.time() - t
 
-    t = time.time()
-    pairs = output / "pairs.txt"
-    pairs_method = make_pairs(pairs, image_dir, names, output, pairs_method, num_matched, window, cluster)
-    pair_list = read_pairs(pairs)
-    timings["pairs"] = time.time() - t
-    t = time.time()
-    features, matches = match_dense.main(matcher_conf, pairs, image_dir, export_dir=output)
-    timings["matching"] = time.time() - t
+        label = matcher_conf["name"]
+        summary: dict[str, Any] = {
+            "image_dir": str(image_dir),
+            "images": len(names),
+            **made_from,
+            "reconstruction": mapper,
+            "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
+            "features": str(features),
+            "matches": str(matches),
+            "registered": 0,
+            "points": 0,
+        }
+        if model is not None:
+            summary.update(
+                **colmap.model_statistics(model),
+                not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
+                weakly_registered=colmap.weakly_registered(model),
+            )
+        gt_centres = None
+        if gt is not None and model is not None:
+            errors, gt_from_model = camera_centre_errors(model, gt)
+            summary["camera_centres"] = errors
+            if gt_from_model is not None:
+                model.transform(gt_from_model)  # the picture in ground-truth units, with the true centres
+                gt_centres = np.array(list(gt.values()))
+        if reference is not None:
+            database = sfm_dir / "database.db"
+            summary["match_precision"] = match_precision(reference, features, matches, pair_list, database)
+            logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
+        summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
 
-    t = time.time()
-    sfm_dir = output / "sfm"
-    (sfm_dir / MODEL_FEATURES).unlink(missing_ok=True)  # an earlier model's, which this run may not replace
-    model = reconstruction.main(mapper, sfm_dir, image_dir, pairs, features, matches, image_list=names)
-    if model is not None:
-        write_text_atomic(sfm_dir / MODEL_FEATURES, json.dumps(features_record(features), indent=2))
-    timings["reconstruction"] = time.time() - t
-
-    label = matcher_conf["name"]
-    summary: dict[str, Any] = {
-        "image_dir": str(image_dir),
-        "images": len(names),
-        **made_from,
-        "reconstruction": mapper,
-        "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
-        "features": str(features),
-        "matches": str(matches),
-        "registered": 0,
-        "points": 0,
-    }
-    if model is not None:
-        summary.update(
-            **colmap.model_statistics(model),
-            not_registered=sorted(set(names) - {model.images[i].name for i in model.reg_image_ids()}),
-            weakly_registered=colmap.weakly_registered(model),
-        )
-    gt_centres = None
-    if gt is not None and model is not None:
-        errors, gt_from_model = camera_centre_errors(model, gt)
-        summary["camera_centres"] = errors
-        if gt_from_model is not None:
-            model.transform(gt_from_model)  # the picture in ground-truth units, with the true centres
-            gt_centres = np.array(list(gt.values()))
-    if reference is not None:
-        summary["match_precision"] = match_precision(reference, features, matches, pair_list, sfm_dir / "database.db")
-        logger.info("reconstruct: %s", precision_line(summary["match_precision"], reference_model))
-    summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-
-    for picture in PICTURES:
-        (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
-    draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", label, reference)
-    if reference is not None:
-        draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, label, reference)
-    if model is not None:
-        model.extract_colors_for_all_images(str(image_dir))
-        title = (
-            f"{Path(*image_dir.resolve().parts[-2:])}: {summary['registered']}/{summary['images']} images registered"
-            f" ({label})"
-        )
-        plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
-    write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
-    logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
-    return summary
+        for picture in PICTURES:
+            (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
+        draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", label, reference)
+        if reference is not None:
+            draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, label, reference)
+        if model is not None:
+            model.extract_colors_for_all_images(str(image_dir))
+            where = Path(*image_dir.resolve().parts[-2:])
+            title = f"{where}: {summary['registered']}/{summary['images']} images registered ({label})"
+            plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
+        write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
+        logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
+        return summary
 
 
 def check_previous_run(output: Path, made_from: dict[str, Any]) -> None:
