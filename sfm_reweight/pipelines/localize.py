@@ -306,86 +306,55 @@ def main(
         query_names = [name for name in all_queries if photos(name) is not None]
         if not query_names:
             raise InputError(f"{query_dir}: no readable query photo ({cli.short_list(list(photos.failed))})")
-        return _localize(
-            map_dir,
-            query_dir,
-            output,
-            matcher,
-            model,
-            features,
-            queries,
-            ground_truth,
-            num_loc,
-            localizer,
-            map_names,
-            query_names,
-            photos.failed,
-            start,
+        image_root = output / "images"
+        join_folders(image_root, [map_dir, query_dir])
+        if model is None:
+            built = reconstruct(image_root, output / "map", matcher, image_list=map_names)
+            model, features = output / "map" / "sfm", Path(built["features"])
+        if not Path(model, "images.bin").is_file() and not Path(model, "images.txt").is_file():
+            raise InputError(f"{model}: no map model (the map's photos were not reconstructed)")
+        reconstruction = pycolmap.Reconstruction(model)
+        check_model_features(model, reconstruction, Path(features))
+        loc_matches = output / "matches-loc.h5"
+        features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
+        registered = sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids())
+
+        cameras, sources = query_cameras(query_names, image_root, reconstruction, ground_truth, queries)
+        intrinsics = "".join(camera_line(n, c) for n, c in cameras.items())
+        atomic.write_text(output / "queries_with_intrinsics.txt", intrinsics)
+        loc_pairs = output / "pairs-loc.txt"
+        retrieval_pairs(loc_pairs, image_root, query_names, registered, output, num_loc)
+        match_dense.main(matcher, loc_pairs, image_root, features=features, matches=loc_matches)
+        results = output / "results.txt"
+        loc, logs = localize_groups(
+            localizer, reconstruction, cameras, sources, loc_pairs, features, loc_matches, results
         )
 
-
-def _localize(
-    map_dir: Path,
-    query_dir: Path,
-    output: Path,
-    matcher: dict[str, Any],
-    model: Path | None,
-    features: Path | None,
-    queries: Path | None,
-    ground_truth: Path | None,
-    num_loc: int,
-    localizer: str | dict,
-    map_names: list[str],
-    query_names: list[str],
-    unreadable: dict[str, str],
-    start: float,
-) -> dict[str, Any]:
-    """`main` for the readable queries once the inputs are checked and OUTPUT locked."""
-    image_root = output / "images"
-    join_folders(image_root, [map_dir, query_dir])
-    if model is None:
-        built = reconstruct(image_root, output / "map", matcher, image_list=map_names)
-        model, features = output / "map" / "sfm", Path(built["features"])
-    if not Path(model, "images.bin").is_file() and not Path(model, "images.txt").is_file():
-        raise InputError(f"{model}: no map model (the map's photos were not reconstructed)")
-    reconstruction = pycolmap.Reconstruction(model)
-    check_model_features(model, reconstruction, Path(features))
-    loc_matches = output / "matches-loc.h5"
-    features = features_for_queries(Path(features), output / f"queries-{Path(features).name}", loc_matches)
-    registered = sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids())
-
-    cameras, sources = query_cameras(query_names, image_root, reconstruction, ground_truth, queries)
-    atomic.write_text(output / "queries_with_intrinsics.txt", "".join(camera_line(n, c) for n, c in cameras.items()))
-    loc_pairs = output / "pairs-loc.txt"
-    retrieval_pairs(loc_pairs, image_root, query_names, registered, output, num_loc)
-    match_dense.main(matcher, loc_pairs, image_root, features=features, matches=loc_matches)
-    results = output / "results.txt"
-    loc, logs = localize_groups(localizer, reconstruction, cameras, sources, loc_pairs, features, loc_matches, results)
-
-    pictures = output / "queries"
-    shutil.rmtree(pictures, ignore_errors=True)  # an earlier run's, which this run may not replace
-    for name, log in logs.items():
-        if log["localized"]:
-            draw_query(pictures / f"{name}.png", image_root, features, reconstruction, name, log)
-    summary: dict[str, Any] = {
-        "map": str(model),
-        "map_images": len(map_names),
-        "map_registered": len(registered),
-        "matcher": matcher["name"],
-        "queries": len(query_names) + len(unreadable),
-        "localized": loc["localized"],
-        "failed": {**{name: f"unreadable photo: {why}" for name, why in unreadable.items()}, **loc["failed"]},
-        "intrinsics": sources,
-        "inliers": {n: log["num_inliers"] for n, log in logs.items()},
-        "best_db": {n: log["best_db"] for n, log in logs.items()},
-    }
-    if ground_truth is not None:
-        summary["ground_truth"] = ground_truth_errors(reconstruction, read_results(results), query_names, ground_truth)
-        json_safe(summary["ground_truth"])
-    summary["seconds"] = round(time.time() - start, 1)
-    atomic.write_text(output / "summary.json", json.dumps(summary, indent=2))
-    logger.info("localize: %s; summary in %s", summary_line(summary), output / "summary.json")
-    return summary
+        pictures = output / "queries"
+        shutil.rmtree(pictures, ignore_errors=True)  # an earlier run's, which this run may not replace
+        for name, log in logs.items():
+            if log["localized"]:
+                draw_query(pictures / f"{name}.png", image_root, features, reconstruction, name, log)
+        summary: dict[str, Any] = {
+            "map": str(model),
+            "map_images": len(map_names),
+            "map_registered": len(registered),
+            "matcher": matcher["name"],
+            "queries": len(all_queries),
+            "localized": loc["localized"],
+            "failed": {**{n: f"unreadable photo: {why}" for n, why in photos.failed.items()}, **loc["failed"]},
+            "intrinsics": sources,
+            "inliers": {n: log["num_inliers"] for n, log in logs.items()},
+            "best_db": {n: log["best_db"] for n, log in logs.items()},
+        }
+        if ground_truth is not None:
+            poses = read_results(results)
+            summary["ground_truth"] = ground_truth_errors(reconstruction, poses, query_names, ground_truth)
+            json_safe(summary["ground_truth"])
+        summary["seconds"] = round(time.time() - start, 1)
+        atomic.write_text(output / "summary.json", json.dumps(summary, indent=2))
+        logger.info("localize: %s; summary in %s", summary_line(summary), output / "summary.json")
+        return summary
 
 
 def summary_line(summary: dict[str, Any]) -> str:
