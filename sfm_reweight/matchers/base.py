@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..matcher import default_device
 from ..preprocessing import to_original
 from ..utils.conf import merge
 from ..utils.errors import SfmReweightError
@@ -33,6 +34,9 @@ class PairMatcher:
     (one line) and `info` (what results record: settings, weights, packages) describe the instance."""
 
     default_conf: ClassVar[dict[str, Any]] = {}
+    resizes_itself: ClassVar[bool] = (
+        False  # `match` shrinks to resize_max itself: match_pairs passes images as they are
+    )
 
     def __init__(self, conf: dict[str, Any], resize_max: int | None = None, device: str | torch.device | None = None):
         """conf: {"name": module name, ...} overlaid strictly on `default_conf`; resize_max: the long
@@ -71,11 +75,9 @@ class PairMatcher:
         """Float images [H,W](3) in [0,1] -> per pair, in order: keypoints0/1 [M,2] float32 (original
         pixels, pixel centres), confidence [M] float32, image_size0/1 (w, h). One pair at a time:
         `batch_size` is for matchers that batch (ours)."""
+        resize_max = None if self.resizes_itself else self.resize_max
         for image0, image1 in pairs:
-            (small0, s0), (small1, s1) = (
-                resize_long_side(image0, self.resize_max),
-                resize_long_side(image1, self.resize_max),
-            )
+            (small0, s0), (small1, s1) = resize_long_side(image0, resize_max), resize_long_side(image1, resize_max)
             kpts0, kpts1, scores = self.match(small0, small1)
             yield {
                 "keypoints0": to_original(kpts0, s0),
@@ -84,10 +86,6 @@ class PairMatcher:
                 "image_size0": np.array(image0.shape[1::-1]),
                 "image_size1": np.array(image1.shape[1::-1]),
             }
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resize_long_side(image: np.ndarray, resize: int | None, enlarge: bool = False) -> tuple[np.ndarray, np.ndarray]:

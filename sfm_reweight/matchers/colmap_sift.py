@@ -15,6 +15,7 @@ CHUNK_ROWS = 2048  # descriptor-similarity rows computed at once
 class ColmapSift(PairMatcher):
     default_conf = {"max_num_features": 8192, "ratio": 0.8}
     per_image_features = True  # match_dense hands it to match_features (keypoints once per image)
+    resizes_itself = True  # `extract` shrinks each image to resize_max
 
     def __init__(self, conf, resize_max=None, device=None):
         super().__init__(conf, resize_max, device)
@@ -50,18 +51,6 @@ class ColmapSift(PairMatcher):
         matches0, scores0 = match_descriptors(f0["descriptors"], f1["descriptors"], self.conf["ratio"])
         valid = matches0 > -1
         return f0["keypoints"][valid], f1["keypoints"][matches0[valid]], scores0[valid]
-
-    def match_pairs(self, pairs, batch_size=1):
-        """Each pair at the original size: `extract` shrinks to `resize_max` itself."""
-        for image0, image1 in pairs:
-            kpts0, kpts1, scores = self.match(image0, image1)
-            yield {
-                "keypoints0": kpts0,
-                "keypoints1": kpts1,
-                "confidence": scores,
-                "image_size0": np.array(image0.shape[1::-1]),
-                "image_size1": np.array(image1.shape[1::-1]),
-            }
 
 
 def _unit(descriptors: np.ndarray) -> np.ndarray:
