@@ -43,6 +43,7 @@ COMMANDS = {
     "localize_sfm": "sfm_reweight.localize_sfm",
     "localize_inloc": "sfm_reweight.localize_inloc",
     "evaluate_localization": "sfm_reweight.evaluate_localization",
+    "report": "sfm_reweight.report",
     "train": "sfm_reweight.train.trainer",
 }
 
@@ -167,10 +168,12 @@ def add_signature_arguments(
     main: Callable[..., Any],
     skip: Sequence[str] = (),
     help: dict[str, str] | None = None,
+    positional: Sequence[str] = (),
 ) -> list[str]:
     """One option per parameter of `main` (but "conf" and `skip`), named as the parameter, typed by
     its annotation (`Path`, `int`, `float`, `str`; a `bool` is a switch; `X | Sequence[X]` takes
-    several), required where it has no default; returns the parameters added."""
+    several), required where it has no default; the parameters in `positional` are positional
+    arguments instead. Returns the parameters added."""
     hints = typing.get_type_hints(main)
     added = []
     for name, param in inspect.signature(main).parameters.items():
@@ -189,7 +192,11 @@ def add_signature_arguments(
                 kwargs["nargs"] = "+"
             kwargs["required"] = param.default is inspect.Parameter.empty
             kwargs["default"] = None if kwargs["required"] else param.default
-        parser.add_argument(f"--{name}", **kwargs)
+        if name in positional:
+            kwargs.pop("required")  # argparse: a positional argument is required by being one
+            parser.add_argument(name, **kwargs)
+        else:
+            parser.add_argument(f"--{name}", **kwargs)
         added.append(name)
     return added
 
@@ -206,15 +213,17 @@ def command(
     skip: Sequence[str] = (),
     weights: bool = False,
     cluster: str | None = None,
+    positional: Sequence[str] = (),
 ) -> Any:
     """A stage's command line from its `main`: the shared options (`--conf` and `--options` where
     there are `confs`, the weights and cluster ones as asked) and one option per parameter
-    (`add_signature_arguments`), `extend` adding the stage's own; runs `main` with keyword arguments
-    (`run`), the conf overlaid by the cluster options (as "cluster") and `conf_extra(args)`."""
+    (`add_signature_arguments`, those in `positional` as positional arguments), `extend` adding the
+    stage's own; runs `main` with keyword arguments (`run`), the conf overlaid by the cluster
+    options (as "cluster") and `conf_extra(args)`."""
     out = parser(doc, confs, default, weights=weights, cluster=cluster)
     if extend is not None:
         extend(out)
-    names = add_signature_arguments(out, main, skip, help)
+    names = add_signature_arguments(out, main, skip, help, positional)
     args = out.parse_args(argv)
     kwargs = {name: getattr(args, name) for name in names}
     if confs is not None:

@@ -205,6 +205,11 @@ def write_model(reconstruction: pycolmap.Reconstruction, path: Path) -> None:
 MODEL_FILES = ("cameras", "images", "points3D", "rigs", "frames")  # a COLMAP model's files, .bin or .txt
 
 
+def is_model(path: Path) -> bool:
+    """Whether a folder holds a COLMAP model (its images file, binary or text)."""
+    return (Path(path) / "images.bin").is_file() or (Path(path) / "images.txt").is_file()
+
+
 def remove_model(path: Path) -> None:
     """Delete the model files in `path` (an earlier run's, which a run that builds none must not leave)."""
     for name in MODEL_FILES:
@@ -227,6 +232,13 @@ def model_statistics(model: pycolmap.Reconstruction) -> dict[str, float]:
         "mean_track_length": model.compute_mean_track_length(),
         "mean_reprojection_error_px": model.compute_mean_reprojection_error(),
     }
+
+
+def corner_rays(camera: pycolmap.Camera) -> np.ndarray:
+    """[4,2] where the rays through the image corners (top left, top right, bottom right, bottom left)
+    meet the plane z = 1 of the camera frame, distortion undone: a frustum's shape."""
+    w, h = camera.width, camera.height
+    return np.asarray(camera.cam_from_img(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)))
 
 
 # A registered image that observes fewer of the model's points has a pose the model does not support:

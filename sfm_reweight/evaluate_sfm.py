@@ -15,7 +15,7 @@ from kornia.geometry.epipolar import essential_from_Rt, fundamental_from_essenti
 from .colmap import verified_matches
 from .io import read_keypoints, read_matches
 from .utils.pairs import Pair
-from .ground_truth import DatasetFormatError, read_strecha_camera, require_dir
+from .ground_truth import read_strecha_cameras
 
 MIN_ALIGNMENT_IMAGES = 3
 EPIPOLAR_THRESHOLD_PX = 4.0  # COLMAP's two-view RANSAC max_error
@@ -23,14 +23,7 @@ EPIPOLAR_THRESHOLD_PX = 4.0  # COLMAP's two-view RANSAC max_error
 
 def read_camera_centres(folder: str | Path) -> dict[str, np.ndarray]:
     """Camera centres [3] (world frame) by image name from Strecha `<image name>.camera` files."""
-    folder = require_dir(Path(folder), "ground-truth cameras folder")
-    centres = {}
-    for path in sorted(folder.glob("*.camera")):
-        _, R, t, _ = read_strecha_camera(path)
-        centres[path.name.removesuffix(".camera")] = -R.T @ t
-    if not centres:
-        raise DatasetFormatError(f"{folder}: no <image name>.camera files")
-    return centres
+    return {name: -R.T @ t for name, (_, R, t, _) in read_strecha_cameras(folder).items()}
 
 
 def camera_centre_errors(

@@ -87,3 +87,12 @@ def read_strecha_camera(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     if abs(np.linalg.det(R) - 1) > 1e-3:
         raise DatasetFormatError(f"{path}: R is not a rotation (det {np.linalg.det(R):.4f})")
     return K, R.T, -R.T @ C, (int(rows[8][0]), int(rows[8][1]))
+
+
+def read_strecha_cameras(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]]:
+    """Every `<image name>.camera` file of a folder (`read_strecha_camera`'s (K, R_wc, t_wc, (w, h))) by image name."""
+    folder = require_dir(Path(folder), "ground-truth cameras folder")
+    cameras = {path.name.removesuffix(".camera"): read_strecha_camera(path) for path in sorted(folder.glob("*.camera"))}
+    if not cameras:
+        raise DatasetFormatError(f"{folder}: no <image name>.camera files")
+    return cameras

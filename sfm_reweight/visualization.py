@@ -20,6 +20,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from .colmap import corner_rays
 from .image_io import read_image, to_float_image, to_gray_float
 from .model.eloftr import COARSE_STRIDE
 from .utils import atomic
@@ -340,10 +341,7 @@ def plot_reconstruction(
         image = reconstruction.images[image_id]
         camera = reconstruction.cameras[image.camera_id]
         world_from_cam = image.cam_from_world().inverse().matrix()
-        w, h = camera.width, camera.height
-        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-        rays = np.array(camera.cam_from_img(corners))
-        rays = np.c_[rays, np.ones(4)] * 0.04 * extent
+        rays = np.c_[corner_rays(camera), np.ones(4)] * 0.04 * extent
         c = world_from_cam[:, 3]
         ends = rays @ world_from_cam[:, :3].T + c
         frusta += [[c, e] for e in ends] + [[ends[k], ends[(k + 1) % 4]] for k in range(4)]

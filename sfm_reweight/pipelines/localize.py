@@ -27,8 +27,9 @@ each query's position and rotation error and the recall at (0.25 m, 2 deg), (0.5
 Writes into OUTPUT: map/ (reconstruct.py's outputs, unless --model), queries_with_intrinsics.txt,
 pairs-loc.txt, queries-<map features file> (a copy of the map's features with the queries' added:
 the map's own file stays as built), matches-loc.h5, results.txt (`name qw qx qy qz tx ty tz`,
-cam_from_world in the map's frame), results.txt_logs.json, summary.json and queries/<name>.png (the
-inlier matches of each localized query against the database image with most inliers). A run holds
+cam_from_world in the map's frame), results.txt_logs.json, summary.json, queries/<name>.png (the
+inlier matches of each localized query against the database image with most inliers) and report.html
+(report.py: the map and the localized queries in 3D, the figures and the pictures). A run holds
 OUTPUT/run.lock: a second run into OUTPUT at once is refused.
 """
 
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import pycolmap
 
-from sfm_reweight import cli, extract_global, localize_sfm, match_dense, pairs_from_retrieval
+from sfm_reweight import cli, colmap, extract_global, localize_sfm, match_dense, pairs_from_retrieval, report
 from sfm_reweight.ground_truth import read_strecha_camera
 from sfm_reweight.evaluate_localization import DEFAULT_THRESHOLDS, evaluate
 from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres
@@ -311,7 +312,7 @@ def main(
         if model is None:
             built = reconstruct(image_root, output / "map", matcher, image_list=map_names)
             model, features = output / "map" / "sfm", Path(built["features"])
-        if not Path(model, "images.bin").is_file() and not Path(model, "images.txt").is_file():
+        if not colmap.is_model(model):
             raise InputError(f"{model}: no map model (the map's photos were not reconstructed)")
         reconstruction = pycolmap.Reconstruction(model)
         check_model_features(model, reconstruction, Path(features))
@@ -348,12 +349,14 @@ def main(
             "best_db": {n: log["best_db"] for n, log in logs.items()},
         }
         if ground_truth is not None:
+            summary["ground_truth_cameras"] = str(ground_truth)
             poses = read_results(results)
             summary["ground_truth"] = ground_truth_errors(reconstruction, poses, query_names, ground_truth)
             json_safe(summary["ground_truth"])
         summary["seconds"] = round(time.time() - start, 1)
         atomic.write_text(output / "summary.json", json.dumps(summary, indent=2))
         logger.info("localize: %s; summary in %s", summary_line(summary), output / "summary.json")
+        report.main(output)
         return summary
 
 

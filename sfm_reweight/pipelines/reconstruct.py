@@ -23,13 +23,14 @@ through the same matching and reconstruction; `--weights` applies to our network
 Writes into OUTPUT: pairs.txt, the features and matches HDF5 files (hloc layouts), sfm/ (database,
 the largest model and features.json: the features file the model was built from and the settings it
 records, which `localize --model` checks), summary.json (with the matcher's settings and weights),
-matches.png (the pair with most verified matches), reconstruction.png and, with a reference model,
-matches_widest.png (all matches of the pair whose reference cameras look in the most different
-directions). Every stage resumes: a rerun reuses finished matches of the same settings, weights and
-image files; a run with another matcher, other matcher settings or other weights than the one that
-wrote OUTPUT's summary.json is refused before any work; `--overwrite` deletes all of these first
-(never the rendered scene or the photos). A run holds OUTPUT/run.lock: a second run into OUTPUT at
-once is refused.
+matches.png (the pair with most verified matches), matchability.png (our network's matchability maps
+of that pair), reconstruction.png, with a reference model matches_widest.png (all matches of the
+pair whose reference cameras look in the most different directions), and report.html (report.py:
+the model in 3D, the figures and the pictures in one page). Every stage resumes: a rerun reuses
+finished matches of the same settings, weights and image files; a run with another matcher, other
+matcher settings or other weights than the one that wrote OUTPUT's summary.json is refused before
+any work; `--overwrite` deletes all of these first (never the rendered scene or the photos). A run
+holds OUTPUT/run.lock: a second run into OUTPUT at once is refused.
 """
 
 import json
@@ -47,12 +48,15 @@ from sfm_reweight import (
     colmap,
     extract_global,
     match_dense,
+    matchers,
     pairs_from_exhaustive,
     pairs_from_retrieval,
     pairs_from_sequential,
     pairs_from_vocab_tree,
     reconstruction,
+    report,
 )
+from sfm_reweight.matchers.eloftr_reweight import EloftrReweight
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.evaluate_sfm import (
@@ -70,12 +74,12 @@ from sfm_reweight.utils.atomic import write_text as write_text_atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
 from sfm_reweight.utils.provenance import REUSE_HINT, differences, read_provenance
-from sfm_reweight.visualization import plot_matches, plot_reconstruction
+from sfm_reweight.visualization import plot_matchability_pair, plot_matches, plot_reconstruction
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("outputs/reconstruct")
-PICTURES = ("matches.png", "matches_widest.png", "reconstruction.png")
+PICTURES = ("matches.png", "matches_widest.png", "matchability.png", "reconstruction.png", report.REPORT)
 PAIRS = ("auto", "exhaustive", "retrieval", "vocab_tree")
 # --pairs auto: every pair up to this many images (780 pairs, under an hour at ~4 s per pair on a
 # 2-core CPU), retrieval above it, where exhaustive pairs grow with the square of the photos
@@ -170,6 +174,23 @@ def draw_best_pair(
     name0, name1, matches = best
     title = f"{name0} - {name1}, verified matches of {matcher}"
     return draw_pair(path, image_dir, features, name0, name1, matches, title, reference)
+
+
+def draw_matchability(path: Path, image_dir: Path, database: Path, matcher_conf: dict[str, Any]) -> Path | None:
+    """Our network's matchability maps of the pair with most verified matches (the coarse cells it
+    expects to find in the other image: those the reweighting favours), from one more run of the
+    matcher on that pair; None for another matcher, a network without reweighting or no verified pair."""
+    best = most_matched_pair(database)
+    if best is None or matchers.matcher_class(matcher_conf["model"]["name"]) is not EloftrReweight:
+        return None
+    name0, name1, _ = best
+    network = match_dense.build_pair_matcher(matcher_conf).matcher  # the `Matcher`: its maps come with its matches
+    out = network(image_dir / name0, image_dir / name1)
+    if out["matchability0"] is None:
+        return None
+    title = f"{name0} - {name1}, matchability of {matcher_conf['name']}"
+    maps = out["matchability0"], out["matchability1"]
+    return plot_matchability_pair(image_dir / name0, image_dir / name1, *maps, path, title=title)
 
 
 def draw_widest_pair(
@@ -277,6 +298,10 @@ def main(
             "registered": 0,
             "points": 0,
         }
+        if ground_truth is not None:
+            summary["ground_truth_cameras"] = str(ground_truth)
+        if reference_model is not None:
+            summary["reference_model"] = str(reference_model)
         if model is not None:
             summary.update(
                 **colmap.model_statistics(model),
@@ -299,6 +324,7 @@ def main(
         for picture in PICTURES:
             (output / picture).unlink(missing_ok=True)  # an earlier run's, which this run may not replace
         draw_best_pair(output / "matches.png", image_dir, features, sfm_dir / "database.db", label, reference)
+        draw_matchability(output / "matchability.png", image_dir, sfm_dir / "database.db", matcher_conf)
         if reference is not None:
             draw_widest_pair(output / "matches_widest.png", image_dir, features, matches, pair_list, label, reference)
         if model is not None:
@@ -308,6 +334,8 @@ def main(
             plot_reconstruction(model, output / "reconstruction.png", gt_centres, title=title)
         write_text_atomic(output / "summary.json", json.dumps(summary, indent=2))
         logger.info("reconstruct: %s; summary in %s", reconstruction_line(summary), output / "summary.json")
+        if model is not None:
+            report.main(output)
         return summary
 
 
@@ -352,7 +380,7 @@ def previous_outputs(output: Path, image_dir: Path) -> list[Path]:
 
 
 def read_reference_model(path: Path) -> pycolmap.Reconstruction:
-    if not (Path(path) / "images.bin").is_file() and not (Path(path) / "images.txt").is_file():
+    if not colmap.is_model(path):
         raise InputError(f"{path}: not a COLMAP model folder (no images.bin or images.txt)")
     return pycolmap.Reconstruction(path)
 
