@@ -272,7 +272,9 @@ def test_overwrite_deletes_the_previous_run_only(tmp_path):
         "matches-x_pairs.h5",
         "summary.json",
         "matches.png",
+        "matchability.png",
         "reconstruction.png",
+        "report.html",
     ):
         (out / name).write_text("old")
     (out / "matches-x_pairs.raw").mkdir()
@@ -280,11 +282,13 @@ def test_overwrite_deletes_the_previous_run_only(tmp_path):
     found = sorted(p.name for p in reconstruct.previous_outputs(out, photos))
     assert found == [
         "feats_matches-x.h5",
+        "matchability.png",
         "matches-x_pairs.h5",
         "matches-x_pairs.raw",
         "matches.png",
         "pairs.txt",
         "reconstruction.png",
+        "report.html",
         "sfm",
         "summary.json",
     ]

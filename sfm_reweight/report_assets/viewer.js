@@ -9,7 +9,7 @@
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const started = performance.now();
   const COLORS = { map: [0.93, 0.27, 0.2], query: [0.2, 0.85, 0.35], truth: [0.3, 0.55, 1.0], selected: [1, 0.85, 0.1] };
-  const LABEL_LIMIT = 100; // names are drawn for at most this many cameras (the selected one always)
+  const LABEL_LIMIT = 60; // names are drawn for at most this many cameras (the selected one always)
   const PICK_CAMERA_PX = 12;
   const PICK_POINT_PX = 6;
   const FOV = (50 * Math.PI) / 180;

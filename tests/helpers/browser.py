@@ -1,5 +1,6 @@
-"""A report page in headless Chromium (playwright driving the system's Chromium; no browser download):
-what the tests, the large-model benchmark and the README's screenshot use.
+"""Report pages (sfm_reweight/report.py) for the tests, the large-model benchmark and the README's
+screenshot: the data a page carries, and the page in headless Chromium (playwright driving the
+system's Chromium; no browser download).
 
     python tests/helpers/browser.py outputs/reconstruct/report.html docs/report_main_job.png [--select NAME]
 
