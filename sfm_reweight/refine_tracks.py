@@ -1,0 +1,283 @@
+"""Multi-view track refinement on the original photos, after mapping: the observations of every
+track of a model are moved onto one reference observation, to sub-pixel accuracy on the
+full-resolution photos, and bundle adjustment runs again.
+
+    python -m sfm_reweight.refine_tracks --sfm_dir sfm/ --image_dir images/ [--output sfm-refined/]
+
+A semi-dense matcher places its points at its working resolution (one pixel at 1024 px is three
+of a 3072-px photo), pair by pair, so the views of one track disagree by about a working pixel.
+For every 3D point of the model (ours or hloc's, from any features):
+
+1. its reference is its observation with the smallest reprojection error;
+2. every other observation is moved onto it: a patch of the reference photo around the reference
+   point is compared, by normalised cross-correlation, with the other photo warped by the local
+   affine map that the neighbouring tracks define (the nearest points seen in the same two photos),
+   over a window of integer shifts; the peak, refined by a parabola along each axis, is the new
+   position. An observation whose peak is weak or at the window's edge, or whose two photos share
+   too few points for a local map, keeps its position;
+3. global bundle adjustment (pycolmap) moves the cameras and points to the refined observations.
+
+All observations of a track are aligned to the same patch, not to their pair partners one by one,
+so its views agree with each other (Lindenberger et al., "Pixel-Perfect Structure-from-Motion",
+ICCV 2021, refine keypoints of a track jointly for the same reason, on learned features; this
+stage does it on the photos' own pixels). Tracks from the model rather than from the matches:
+before mapping, tracks chained from verified matches carry wrong links that the mapper would
+have dropped (docs/track_refinement.md measures both).
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycolmap
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.spatial import cKDTree
+from tqdm import tqdm
+
+from . import cli, colmap
+from .image_io import read_image, to_gray_float
+from .utils.conf import resolve
+from .utils.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+confs = {
+    "photometric": {
+        "patch_radius": 7,  # reference patch of (2r+1)^2 pixels of the reference photo
+        "search_radius": 6,  # integer shifts tried in each direction, in reference pixels
+        "neighbours": 16,  # points that define an observation's local affine map
+        "min_correlation": 0.7,  # weaker peaks leave the observation where it was
+        "batch": 4096,  # observations per batch (memory: ~batch * (2r + 2s + 1)^2 floats)
+    }
+}
+
+
+def local_affines(src: np.ndarray, dst: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """[Q,2,2] linear parts of the least-squares affine maps src -> dst ([C,2] correspondences)
+    fitted on the k correspondences nearest to each query point [Q,2] (in src)."""
+    k = min(k, len(src))
+    _, near = cKDTree(src).query(queries, k=k)
+    near = near.reshape(len(queries), k)
+    s = src[near] - src[near].mean(1, keepdims=True)  # [Q,k,2], centred: the linear part alone
+    d = dst[near] - dst[near].mean(1, keepdims=True)
+    sts = np.einsum("qki,qkj->qij", s, s) + 1e-6 * np.eye(2)
+    std = np.einsum("qki,qkj->qij", s, d)
+    return np.linalg.solve(sts, std).transpose(0, 2, 1)  # dst = A src
+
+
+def sample(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of a [H,W] image at points [...,2] (x, y; pixel centres at integers);
+    NaN outside the image."""
+    h, w = image.shape
+    grid = torch.stack([points[..., 0] / (w - 1), points[..., 1] / (h - 1)], -1) * 2 - 1
+    values = F.grid_sample(image[None, None], grid.reshape(1, -1, 1, 2), align_corners=True)[0, 0, :, 0]
+    inside = (grid.abs() <= 1).all(-1).reshape(-1)
+    return torch.where(inside, values, torch.nan).reshape(points.shape[:-1])
+
+
+def align_patches(
+    ref_image: torch.Tensor,
+    image: torch.Tensor,
+    ref_points: np.ndarray,
+    points: np.ndarray,
+    affines: np.ndarray,
+    patch_radius: int,
+    search_radius: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move points [N,2] of `image` so that their patches match those of `ref_points` [N,2] in
+    `ref_image`, under the linear maps affines [N,2,2] (reference offsets -> image offsets).
+
+    Returns the aligned points [N,2] and the correlation [N] at the refined peak (NaN where a patch
+    leaves a photo or the peak lies on the search window's edge)."""
+    r, s = patch_radius, search_radius
+    n = len(points)
+    offsets = torch.arange(-r, r + 1, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), -1)  # [P,P,2] (dx, dy)
+    ref = sample(ref_image, torch.from_numpy(ref_points).float()[:, None, None] + grid)  # [N,P,P]
+    wide = torch.arange(-r - s, r + s + 1, dtype=torch.float32)
+    wide_grid = torch.stack(torch.meshgrid(wide, wide, indexing="xy"), -1)  # [W,W,2]
+    a = torch.from_numpy(affines).float()
+    warped_grid = torch.einsum("nij,hwj->nhwi", a, wide_grid)  # [N,W,W,2] offsets in `image`
+    target = sample(image, torch.from_numpy(points).float()[:, None, None] + warped_grid)
+    valid = ~(ref.isnan().flatten(1).any(1) | target.isnan().flatten(1).any(1))
+    ref, target = ref.nan_to_num(), target.nan_to_num()
+
+    # normalised cross-correlation of the reference patch with every window of the target
+    p = (2 * r + 1) ** 2
+    ref = ref - ref.mean((1, 2), keepdim=True)
+    ref = ref / ref.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None]
+    dot = F.conv2d(target[None], ref[:, None], groups=n)[0]  # [N,2s+1,2s+1]
+    mean = F.avg_pool2d(target[:, None], 2 * r + 1, stride=1)[:, 0]
+    energy = F.avg_pool2d(target[:, None] ** 2, 2 * r + 1, stride=1)[:, 0]
+    std = ((energy - mean**2).clamp_min(0) * p).sqrt().clamp_min(1e-6)
+    ncc = dot / std  # the reference is zero-mean, so the window's mean drops out of the dot product
+
+    best = ncc.flatten(1).argmax(1)
+    by, bx = best // (2 * s + 1), best % (2 * s + 1)
+    inner = (bx > 0) & (bx < 2 * s) & (by > 0) & (by < 2 * s) & valid
+    bxc, byc = bx.clamp(1, 2 * s - 1), by.clamp(1, 2 * s - 1)
+    rows = torch.arange(n)
+    c = ncc[rows, byc, bxc]
+    # sub-pixel peak: a parabola through the peak and its two neighbours along each axis
+    left, right = ncc[rows, byc, bxc - 1], ncc[rows, byc, bxc + 1]
+    up, down = ncc[rows, byc - 1, bxc], ncc[rows, byc + 1, bxc]
+    fx = 0.5 * (left - right) / (left - 2 * c + right).clamp_max(-1e-6)
+    fy = 0.5 * (up - down) / (up - 2 * c + down).clamp_max(-1e-6)
+    shift = torch.stack([bxc - s + fx.clamp(-0.5, 0.5), byc - s + fy.clamp(-0.5, 0.5)], -1)  # reference pixels
+    moved = points + torch.einsum("nij,nj->ni", a, shift).numpy()
+    return moved, torch.where(inner, c, torch.nan).numpy()
+
+
+def load_gray(image_dir: Path, name: str) -> torch.Tensor:
+    """The photo as a float32 [H,W] tensor in [0,1], at its original resolution."""
+    return torch.from_numpy(to_gray_float(read_image(image_dir / name), name))
+
+
+def align_observations(
+    conf: dict[str, Any],
+    image_dir: Path,
+    names: list[str],
+    points: np.ndarray,
+    image_of: np.ndarray,
+    ref_of: np.ndarray,
+) -> np.ndarray:
+    """Move every observation onto its track's reference. points [K,2] of all tracks (pixel
+    centres at integers, original resolution), image_of [K] their photo (index into `names`),
+    ref_of [K] the global index of their track's reference (itself for references, -1 for points
+    in no track). Returns [K] bool: the observations moved (points is updated in place)."""
+    aligned = np.zeros(len(points), bool)
+    todo = np.flatnonzero((ref_of >= 0) & (ref_of != np.arange(len(points))))
+    group_key = image_of[ref_of[todo]] * len(names) + image_of[todo]
+    order = np.argsort(group_key, kind="stable")
+    todo, group_key = todo[order], group_key[order]
+    starts = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]])
+    ends = np.r_[starts[1:], len(todo)]
+    photos: dict[int, torch.Tensor] = {}
+    progress = tqdm(total=len(todo), desc="refine_tracks", unit="obs", disable=None)
+    for start, end in zip(starts, ends):  # one (reference photo, photo) pair at a time
+        group = todo[start:end]
+        i_ref, i = int(image_of[ref_of[group[0]]]), int(image_of[group[0]])
+        progress.update(len(group))
+        if len(group) < conf["neighbours"]:
+            continue  # too few neighbours for a local affine map
+        photos = {k: v for k, v in photos.items() if k in (i_ref, i)}  # two photos in memory at a time
+        for k in (i_ref, i):
+            if k not in photos:
+                photos[k] = load_gray(image_dir, names[k])
+        src, dst = points[ref_of[group]], points[group]
+        affines = local_affines(src, dst, src, conf["neighbours"])
+        for b in range(0, len(group), conf["batch"]):
+            chunk = slice(b, b + conf["batch"])
+            moved, score = align_patches(
+                photos[i_ref],
+                photos[i],
+                src[chunk].astype(np.float32),
+                dst[chunk].astype(np.float32),
+                affines[chunk].astype(np.float32),
+                conf["patch_radius"],
+                conf["search_radius"],
+            )
+            ok = score >= conf["min_correlation"]
+            points[group[chunk][ok]] = moved[ok]
+            aligned[group[chunk][ok]] = True
+    progress.close()
+    return aligned
+
+
+def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
+    """Align the observations of every track of `model` to its reference, then bundle-adjust, in
+    place. Returns what changed: "observations", "moved", "median_shift_px", and the mean
+    reprojection error before and after ("reprojection_error_px": [before, after])."""
+    model.update_point_3d_errors()  # a model written by another tool may not hold them
+    before = model.compute_mean_reprojection_error()
+    names: list[str] = []
+    index: dict[int, int] = {}
+    rows, points, image_of, track, errors = [], [], [], [], []
+    for point_id, point in model.points3D.items():
+        for element in point.track.elements:
+            image = model.images[element.image_id]
+            if element.image_id not in index:
+                index[element.image_id] = len(names)
+                names.append(image.name)
+            xy = image.points2D[element.point2D_idx].xy
+            rows.append((element.image_id, element.point2D_idx))
+            points.append(xy - 0.5)  # COLMAP's origin is the first pixel's corner, ours its centre
+            image_of.append(index[element.image_id])
+            track.append(point_id)
+            projected = image.project_point(point.xyz)
+            errors.append(np.inf if projected is None else np.linalg.norm(projected - xy))
+    check_photos(image_dir, model, list(index))
+    points, track = np.array(points, np.float64).reshape(-1, 2), np.array(track, np.int64)
+    order = np.lexsort((np.array(errors), track))  # by track, the smallest reprojection error first
+    first = np.r_[True, track[order[1:]] != track[order[:-1]]]
+    ref_of = np.empty(len(order), np.int64)
+    ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    start = points.copy()
+    moved = align_observations(conf, image_dir, names, points, np.array(image_of, np.int64), ref_of)
+    for (image_id, idx), xy in zip(rows, points + 0.5):
+        model.images[image_id].points2D[idx].xy = xy
+    pycolmap.bundle_adjustment(model, pycolmap.BundleAdjustmentOptions())
+    shifts = np.linalg.norm(points - start, axis=1)[moved]
+    return {
+        "observations": len(points),
+        "moved": int(moved.sum()),
+        "median_shift_px": float(np.median(shifts)) if len(shifts) else 0.0,
+        "reprojection_error_px": [before, model.compute_mean_reprojection_error()],
+    }
+
+
+def check_photos(image_dir: Path, model: pycolmap.Reconstruction, image_ids: list[int]) -> None:
+    """The photos of the model's images exist under `image_dir`, at the size of their cameras (a
+    model of resized photos has its points in other pixels); InputError naming the first that is not."""
+    for image_id in image_ids:
+        image = model.images[image_id]
+        camera = model.cameras[image.camera_id]
+        path = image_dir / image.name
+        if not path.is_file():
+            raise InputError(f"{path}: photo of the model's image {image.name} not found")
+        with Image.open(path) as photo:
+            if photo.size != (camera.width, camera.height):
+                raise InputError(
+                    f"{path}: {photo.size[0]}x{photo.size[1]} px, but the model's camera of this photo is"
+                    f" {camera.width}x{camera.height}; give the photos the model was made from"
+                )
+
+
+def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None = None) -> pycolmap.Reconstruction:
+    """Refine the tracks of the COLMAP model in `sfm_dir` (ours or hloc's; its photos under
+    `image_dir`) and write the model into `output` (default: `sfm_dir`, each file replaced once
+    complete). Returns the refined model."""
+    conf = resolve(confs, conf, "photometric")
+    sfm_dir = Path(sfm_dir)
+    if not colmap.is_model(sfm_dir):
+        raise InputError(f"{sfm_dir}: no COLMAP model (images.bin or images.txt) in this folder")
+    start = time.time()
+    model = pycolmap.Reconstruction(sfm_dir)
+    with colmap.colmap_logging(False):
+        changes = refine_model(conf, Path(image_dir), model)
+    output = Path(output) if output else sfm_dir
+    output.mkdir(parents=True, exist_ok=True)
+    colmap.write_model(model, output)
+    logger.info(
+        "refine_tracks: %d of %d observations moved (median %.2f px); reprojection error %.3f -> %.3f px;"
+        " model written to %s; %.1f s.",
+        changes["moved"],
+        changes["observations"],
+        changes["median_shift_px"],
+        *changes["reprojection_error_px"],
+        output,
+        time.time() - start,
+    )
+    return model
+
+
+def command(argv: list[str] | None = None) -> None:
+    cli.command(main, __doc__, argv, confs, "photometric")
+
+
+if __name__ == "__main__":
+    command()

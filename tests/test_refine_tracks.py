@@ -1,0 +1,140 @@
+"""The track-refinement stage: patches aligned to sub-pixel under an affine warp, and the stage on
+a model of three photos of a plane whose observations are noisy."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycolmap
+import pytest
+import torch
+
+from sfm_reweight import refine_tracks
+from sfm_reweight.utils.errors import InputError
+
+
+def texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A uint8 [H,W] texture with detail at several scales (w, h = size)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = np.zeros((h, w), np.float32)
+    for scale in (2, 6, 18):
+        noise = rng.random((h // scale + 2, w // scale + 2)).astype(np.float32)
+        image += cv2.resize(noise, (w + 2 * scale, h + 2 * scale), interpolation=cv2.INTER_CUBIC)[:h, :w]
+    image = cv2.GaussianBlur(image, (0, 0), 0.8)
+    return np.clip((image - image.min()) / np.ptp(image) * 255, 0, 255).astype(np.uint8)
+
+
+def warp_points(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """points [N,2] (pixel centres at integers) mapped by the 3x3 homography h."""
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), h).reshape(-1, 2)
+
+
+def test_align_patches_recovers_subpixel_shifts_under_an_affine_warp():
+    image = texture((400, 300))
+    affine = np.array([[1.15, 0.12, -20.0], [-0.08, 0.95, 12.0]])  # image -> warped
+    warped = cv2.warpAffine(image, affine, (400, 300), flags=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(1)
+    ref_points = rng.uniform(60, 240, (200, 2))
+    truth = ref_points @ affine[:, :2].T + affine[:, 2]
+    start = truth + rng.uniform(-3, 3, truth.shape)  # a matcher's error at a third of the resolution
+    moved, score = refine_tracks.align_patches(
+        torch.from_numpy(image / 255.0).float(),
+        torch.from_numpy(warped / 255.0).float(),
+        ref_points.astype(np.float32),
+        start.astype(np.float32),
+        np.repeat(affine[None, :, :2], len(truth), 0).astype(np.float32),
+        patch_radius=7,
+        search_radius=6,
+    )
+    ok = score >= 0.7
+    assert ok.mean() > 0.9
+    before = np.linalg.norm(start - truth, axis=1)
+    after = np.linalg.norm(moved[ok] - truth[ok], axis=1)
+    assert np.median(after) < 0.2 < 1.0 < np.median(before)
+    assert np.percentile(after, 90) < 0.5
+
+
+def plane_model(folder: Path, noise: float) -> tuple[pycolmap.Reconstruction, dict[str, np.ndarray], np.ndarray]:
+    """Three photos (folder/images) of a textured plane z = 0 from known cameras, and a model of
+    them with the true poses and points whose observations are the true projections plus uniform
+    noise of +-`noise` px. Returns the model, the homographies from plane (x, y) to each photo's
+    pixels (COLMAP's convention) and the points [P,3]."""
+    w, h, f = 640, 480, 500.0
+    size = 4.0  # the texture covers [-2, 2]^2 of the plane
+    tex = texture((800, 800), seed=3)
+    plane_from_tex = np.array([[size / 800, 0, -size / 2], [0, size / 800, -size / 2], [0, 0, 1]])
+    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
+    model = pycolmap.Reconstruction()
+    camera = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[f, f, w / 2, h / 2], camera_id=1)
+    model.add_camera_with_trivial_rig(camera)
+    (folder / "images").mkdir()
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.linspace(-0.8, 0.8, 30), np.linspace(-0.6, 0.6, 24)), -1).reshape(-1, 2)
+    xyz = np.column_stack([grid, np.zeros(len(grid))])
+    homographies = {}
+    for image_id, (yaw, pitch, x) in enumerate([(0.0, 0.0, 0.0), (0.25, 0.05, -1.0), (-0.2, -0.1, 1.0)], 1):
+        rotation = pycolmap.Rotation3d(np.array([pitch, yaw, 0.0]))
+        centre = np.array([x, 0.3 * pitch, -4.0])
+        cam_from_world = pycolmap.Rigid3d(rotation, -(rotation.matrix() @ centre))
+        m = cam_from_world.matrix()
+        h_plane = k @ m[:, [0, 1, 3]]  # plane (x, y, 1) -> pixel, COLMAP's corner origin
+        name = f"view{image_id}.png"
+        homographies[name] = h_plane
+        to_centres = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])  # warpPerspective's pixel centres
+        photo = cv2.warpPerspective(tex, to_centres @ h_plane @ plane_from_tex, (w, h), flags=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / "images" / name), photo)
+        projected = warp_points(h_plane, grid)
+        image = pycolmap.Image(name=name, keypoints=projected + rng.uniform(-noise, noise, projected.shape))
+        image.camera_id, image.image_id = 1, image_id
+        model.add_image_with_trivial_frame(image, cam_from_world)
+    for p, point in enumerate(xyz):
+        track = pycolmap.Track()
+        for image_id in (1, 2, 3):
+            track.add_element(image_id, p)
+        model.add_point3D(point, track)
+    return model, homographies, xyz
+
+
+def test_stage_makes_the_views_of_each_track_agree(tmp_path):
+    model, homographies, xyz = plane_model(tmp_path, noise=1.5)
+    model.write(tmp_path)
+
+    def disagreement(m: pycolmap.Reconstruction) -> np.ndarray:
+        """Per point and pair of views: distance between one view's observation and the other's,
+        mapped by the true homography between the views (views that disagree)."""
+        out = []
+        for i, j in [(1, 2), (1, 3), (2, 3)]:
+            a, b = m.images[i], m.images[j]
+            h = homographies[b.name] @ np.linalg.inv(homographies[a.name])
+            xa = np.array([p.xy for p in a.points2D])
+            xb = np.array([p.xy for p in b.points2D])
+            out.append(np.linalg.norm(warp_points(h, xa) - xb, axis=1))
+        return np.concatenate(out)
+
+    before = disagreement(model)
+    model.update_point_3d_errors()
+    error_before = model.compute_mean_reprojection_error()
+    refined = refine_tracks.main("photometric", tmp_path, tmp_path / "images", output=tmp_path / "refined")
+    after = disagreement(refined)
+    assert np.median(before) > 1.0
+    assert np.median(after) < 0.3
+    reread = pycolmap.Reconstruction(tmp_path / "refined")
+    assert reread.num_points3D() == len(xyz)
+    assert reread.compute_mean_reprojection_error() < 0.5 * error_before
+
+
+def test_stage_names_what_it_cannot_use(tmp_path):
+    with pytest.raises(InputError, match="no COLMAP model"):
+        refine_tracks.main("photometric", tmp_path, tmp_path)
+    model, _, _ = plane_model(tmp_path, noise=1.0)
+    model.write(tmp_path)
+    photo = tmp_path / "images" / "view2.png"
+    original = photo.read_bytes()
+    cv2.imwrite(str(photo), cv2.resize(cv2.imread(str(photo)), (320, 240)))
+    with pytest.raises(InputError, match=r"view2\.png: 320x240 px, but the model's camera of this photo is 640x480"):
+        refine_tracks.main("photometric", tmp_path, tmp_path / "images")
+    photo.write_bytes(original)
+    (tmp_path / "images" / "view3.png").unlink()
+    with pytest.raises(InputError, match=r"view3\.png: photo of the model's image view3\.png not found"):
+        refine_tracks.main("photometric", tmp_path, tmp_path / "images")
