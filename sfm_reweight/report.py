@@ -22,7 +22,10 @@ a COLMAP model of the same photos), else the one the summary records: the model 
 ground-truth units, aligned by the similarity of the camera centres that the summary's errors use
 (`evaluate_sfm.camera_centre_errors`), with the true cameras beside. Sizes: photos at long side
 `photo_size` (JPEG quality 80), pictures at long side 1600; at most `max_points` points, beyond that
-a fixed random subset (seed 0), and the keypoints drawn are those of the points shown.
+a fixed random subset (seed 0), and the keypoints drawn are those of the points shown. The points
+are stored in a random order: while the view moves, the viewer draws only the first MOTION_POINTS
+(report_assets/viewer.js), a uniform sample, so that large models turn smoothly even where WebGL
+runs on the CPU.
 
 The report takes no lock: it reads finished files (every output is written atomically) and writes
 report.html atomically; a run in progress writes its own at its end.
@@ -246,11 +249,11 @@ def jpeg(path: Path, long_side: int, quality: int) -> str:
     return base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def subsample(count: int, max_points: int) -> np.ndarray:
-    """Indices (sorted) of the points shown: all, or a fixed random subset of `max_points`."""
-    if count <= max_points:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(0).choice(count, max_points, replace=False))
+def draw_order(count: int, max_points: int) -> np.ndarray:
+    """Indices of the points shown in the order drawn: a fixed random permutation (seed 0) of all
+    `count` points cut at `max_points`, so that every prefix is a uniform sample (the viewer draws
+    one while the view moves)."""
+    return np.random.default_rng(0).permutation(count)[:max_points]
 
 
 def scene_json(
@@ -261,14 +264,17 @@ def scene_json(
     rgb: np.ndarray,
     max_points: int,
 ) -> dict[str, Any]:
-    """What the viewer draws: the points shown ("xyz" float32 [N,3] relative to frame.origin, "rgb"
-    uint8 [N,3]), the views and true cameras (`camera_json`), each view's observations of the points
-    shown ("observations": per view, from offsets[v] to offsets[v + 1], the point index (uint32)
-    and uv (uint16, fractions of the image size times 65535)), and the frame: origin and radius of a sphere
-    that holds the cameras and most points, the up direction (the cameras' mean up) and the direction
-    the view starts from (behind the cameras)."""
-    shown = subsample(len(ids), max_points)
-    ids, xyz, rgb = ids[shown], xyz[shown], rgb[shown]
+    """What the viewer draws from the model's points (`point_arrays`: ids [N] sorted, xyz [N,3], rgb
+    [N,3]): the points shown, in `draw_order` ("xyz" float32 [M,3] relative to frame.origin, "rgb"
+    uint8 [M,3]), the views and true cameras (`camera_json`), each view's observations of the points
+    shown ("observations": per view, from offsets[v] to offsets[v + 1], the point's index in the
+    order drawn (uint32) and its keypoint's uv (uint16, fractions of the image size times 65535)),
+    and the frame: origin and radius of a sphere that holds the cameras and most points, the up
+    direction (the cameras' mean up) and the direction the view starts from (behind the cameras)."""
+    shown = draw_order(len(ids), max_points)
+    drawn_at = np.full(len(ids), -1)  # a point's index in the order drawn, -1 where it is not shown
+    drawn_at[shown] = np.arange(len(shown))
+    xyz, rgb = xyz[shown], rgb[shown]
     centres = np.array([v.cam_from_world.inverse().translation for v in views]).reshape(-1, 3)
     core = centres  # what the first view holds: every camera and most points (not the stray ones)
     if len(xyz):
@@ -280,9 +286,9 @@ def scene_json(
     up, back = (-axes[:, 1].mean(0), -axes[:, 2].mean(0)) if len(axes) else (np.array([0, -1, 0]), np.zeros(3))
 
     offsets, points, uvs = [0], [], []
-    for view in views:
-        index = np.minimum(np.searchsorted(ids, view.point3D_ids), max(len(ids) - 1, 0))
-        kept = (ids[index] == view.point3D_ids) if len(ids) else np.zeros(len(index), bool)
+    for view in views:  # every point a view observes is in the model: `ids` holds it
+        index = drawn_at[np.searchsorted(ids, view.point3D_ids)]
+        kept = index >= 0
         points.append(index[kept])
         uvs.append(np.clip(np.round(view.uv[kept] * 65535), 0, 65535))
         offsets.append(offsets[-1] + int(kept.sum()))
@@ -293,7 +299,7 @@ def scene_json(
             "up": rounded(up / (np.linalg.norm(up) or 1)),
             "back": rounded(back / (np.linalg.norm(back) or 1)),
         },
-        "points": {"count": len(ids), "xyz": b64(xyz - origin, "<f4"), "rgb": b64(rgb, "u1")},
+        "points": {"count": len(shown), "xyz": b64(xyz - origin, "<f4"), "rgb": b64(rgb, "u1")},
         "views": [
             {"name": v.name, "kind": v.kind, **camera_json(v.cam_from_world, v.camera, origin), "figures": v.figures}
             for v in views

@@ -2,7 +2,8 @@
    WebGL 1: all points in one gl.POINTS draw from typed arrays decoded from base64, the cameras as
    gl.LINES frusta; the eye orbits a target around the scene's up direction (turn, pan, zoom);
    clicks are picked on the CPU by projecting the camera centres and the points. It draws on demand
-   (after input), or every frame while turning. window.reportScene says what is drawn and
+   (after input), or every frame while turning; while the view moves it draws the first
+   MOTION_POINTS points only (stored in a random order: a uniform sample), all once it settles. window.reportScene says what is drawn and
    window.reportViewer turns, selects and measures (the tests and the benchmark use them). */
 "use strict";
 (() => {
@@ -14,6 +15,8 @@
   const PICK_POINT_PX = 6;
   const FOV = (50 * Math.PI) / 180;
   const TURN_RAD_PER_S = 0.4;
+  const MOTION_POINTS = 100000; // about 12 frames a second where WebGL runs on 2 CPU cores (docs/report.md)
+  const SETTLE_MS = 200; // after the last input: everything drawn again
 
   // ---- the data: base64 of little-endian arrays (report.scene_json)
   function decode(text, Type) {
@@ -130,7 +133,7 @@
   window.reportScene = scene;
   const canvas = $("gl");
   const labels = $("labels");
-  const gl = canvas.getContext("webgl", { antialias: true });
+  const gl = canvas.getContext("webgl", { antialias: false }); // multisampling would halve the frames on a CPU
   if (!gl) {
     $("message").hidden = false;
     $("message").textContent = "This browser gives no WebGL: the 3D view is off (figures and pictures below).";
@@ -207,7 +210,7 @@
   let numHighlight = 0;
   let highlightGrowth = 0; // px added to the point size: a camera's points a little, a chosen point more
 
-  const state = { orbit: null, selected: null, spinning: false, frames: 0, pointSize: 0 };
+  const state = { orbit: null, selected: null, spinning: false, moving: false, everyPoint: false, frames: 0, pointSize: 0 };
   state.pointSize = numPoints > 200000 ? 1.5 : numPoints > 20000 ? 2 : 3;
   $("size").value = state.pointSize;
   const up = normalize(frame.up);
@@ -278,7 +281,8 @@
     gl.uniform1f(loc.size, state.pointSize * dpr);
     attribute(loc.position, pointPositions, 3, gl.FLOAT, false);
     attribute(loc.color, pointColors, 3, gl.UNSIGNED_BYTE, true);
-    gl.drawArrays(gl.POINTS, 0, numPoints);
+    const sampled = (state.spinning || state.moving) && !state.everyPoint;
+    gl.drawArrays(gl.POINTS, 0, sampled ? Math.min(numPoints, MOTION_POINTS) : numPoints);
     attribute(loc.position, linePositions, 3, gl.FLOAT, false);
     attribute(loc.color, lineColors, 3, gl.FLOAT, false);
     gl.drawArrays(gl.LINES, 0, $("truth").checked ? numViewVertices + 16 * data.truth.length : numViewVertices);
@@ -333,6 +337,16 @@
       }
       draw();
     });
+  }
+  let settle = null;
+  function moved() {
+    state.moving = true;
+    clearTimeout(settle);
+    settle = setTimeout(() => {
+      state.moving = false;
+      requestDraw();
+    }, SETTLE_MS);
+    requestDraw();
   }
   function setSpin(on) {
     state.spinning = on;
@@ -397,7 +411,7 @@
   function showPoint(p) {
     const seenBy = [];
     for (let k = 0; k < obsPoint.length; k++) if (obsPoint[k] === p) seenBy.push(viewOfObservation(k));
-    panel.replaceChildren(element("h3", `point ${p}`));
+    panel.replaceChildren(element("h3", "a 3D point"));
     const table = element("table");
     const position = [0, 1, 2].map((a) => formatNumber(frame.origin[a] + xyz[3 * p + a])).join(", ");
     const color = `rgb(${rgb[3 * p]}, ${rgb[3 * p + 1]}, ${rgb[3 * p + 2]})`;
@@ -477,7 +491,7 @@
       orbit.azimuth -= dx * 0.008;
       orbit.elevation = clamp(orbit.elevation + dy * 0.008, -1.55, 1.55);
     }
-    requestDraw();
+    moved();
   });
   canvas.addEventListener("pointerup", (event) => {
     if (drag && drag.moved < 4) {
@@ -492,7 +506,7 @@
     (event) => {
       event.preventDefault();
       state.orbit.distance *= Math.exp(event.deltaY * 0.0012);
-      requestDraw();
+      moved();
     },
     { passive: false }
   );
@@ -517,13 +531,15 @@
       return view >= 0;
     },
     frames: () => state.frames,
-    // frames drawn per second while turning, over `ms` milliseconds
-    measure: (ms) =>
+    // frames drawn per second while turning, over `ms` milliseconds; `everyPoint`: no sample while it turns
+    measure: (ms, everyPoint = false) =>
       new Promise((resolve) => {
         const [start, frames] = [performance.now(), state.frames];
+        state.everyPoint = everyPoint;
         setSpin(true);
         setTimeout(() => {
           const seconds = (performance.now() - start) / 1000;
+          state.everyPoint = false;
           setSpin(false);
           resolve({ frames: state.frames - frames, seconds, fps: (state.frames - frames) / seconds });
         }, ms);
