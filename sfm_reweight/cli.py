@@ -39,6 +39,7 @@ COMMANDS = {
     "pairs_from_vocab_tree": "sfm_reweight.pairs_from_vocab_tree",
     "match_dense": "sfm_reweight.match_dense",
     "reconstruction": "sfm_reweight.reconstruction",
+    "refine_tracks": "sfm_reweight.refine_tracks",
     "triangulation": "sfm_reweight.triangulation",
     "localize_sfm": "sfm_reweight.localize_sfm",
     "localize_inloc": "sfm_reweight.localize_inloc",

@@ -15,7 +15,8 @@ For every 3D point of the model (ours or hloc's, from any features):
    over a window of integer shifts; the peak, refined by a parabola along each axis, is the new
    position. An observation whose peak is weak or at the window's edge, or whose two photos share
    too few points for a local map, keeps its position;
-3. global bundle adjustment (pycolmap) moves the cameras and points to the refined observations.
+3. global bundle adjustment (pycolmap, with a Cauchy loss) moves the cameras and points to the
+   refined observations.
 
 All observations of a track are aligned to the same patch, not to their pair partners one by one,
 so its views agree with each other (Lindenberger et al., "Pixel-Perfect Structure-from-Motion",
@@ -52,6 +53,10 @@ confs = {
         "neighbours": 16,  # points that define an observation's local affine map
         "min_correlation": 0.7,  # weaker peaks leave the observation where it was
         "batch": 4096,  # observations per batch (memory: ~batch * (2r + 2s + 1)^2 floats)
+        # bundle adjustment's loss (pycolmap.LossFunctionType) and its scale in px: observations that
+        # could not be aligned keep the matcher's error, and a robust loss lets the aligned ones decide
+        "loss": "cauchy",
+        "loss_scale": 1.0,
     }
 }
 
@@ -220,7 +225,10 @@ def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstr
     moved = align_observations(conf, image_dir, names, points, np.array(image_of, np.int64), ref_of)
     for (image_id, idx), xy in zip(rows, points + 0.5):
         model.images[image_id].points2D[idx].xy = xy
-    pycolmap.bundle_adjustment(model, pycolmap.BundleAdjustmentOptions())
+    options = pycolmap.BundleAdjustmentOptions()
+    options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
+    options.ceres.loss_function_scale = conf["loss_scale"]
+    pycolmap.bundle_adjustment(model, options)
     shifts = np.linalg.norm(points - start, axis=1)[moved]
     return {
         "observations": len(points),

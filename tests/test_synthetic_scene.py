@@ -94,3 +94,23 @@ def test_tour_views_overlap_their_neighbours_only():
     neighbours = [C[i, (i + 1) % n] for i in range(n)]
     across = [C[i, (i + n // 2) % n] for i in range(n)]
     assert min(neighbours) > 0.2 and max(across) == 0
+
+
+def test_courtyard_repeats_its_bays_and_writes_ground_truth(tmp_path):
+    from sfm_reweight.ground_truth import read_strecha_camera
+    from sfm_reweight.scenes import repeated_scene
+
+    rects = repeated_scene.scene()
+    facade = rects[1].texture
+    bay_w = facade.shape[1] // repeated_scene.BAYS[0]
+    upper = facade[: facade.shape[0] // 2]
+    # every upper-storey bay is the same pixels as the first (the door and notice are below / separate)
+    assert all(np.allclose(upper[:, :bay_w], upper[:, k * bay_w : (k + 1) * bay_w]) for k in range(1, 8))
+    views = repeated_scene.cameras(3)
+    images = demo_scene.render_views(tmp_path, views, repeated_scene.SEED, build=repeated_scene.scene)
+    for k, camera in enumerate(views):
+        name = f"view_{k:02d}.jpg"
+        photo = cv2.imread(str(images / name))
+        assert photo.shape == (480, 640, 3) and photo.std() > 20
+        _, R, t, size = read_strecha_camera(tmp_path / "gt_cameras" / f"{name}.camera")
+        assert np.allclose(R, camera.R) and np.allclose(t, camera.t) and size == (640, 480)

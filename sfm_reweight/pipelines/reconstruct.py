@@ -1,4 +1,5 @@
-"""Photos in, a sparse 3D model out: pairs -> semi-dense matching -> pycolmap reconstruction, then a
+"""Photos in, a sparse 3D model out: pairs -> semi-dense matching -> pycolmap reconstruction -> track
+refinement on the full-resolution photos (refine_tracks.py; `--refine_tracks none` skips it), then a
 summary and pictures. The main job.
 
     sfm-reweight reconstruct                        # the embedded town square, outputs/reconstruct/
@@ -54,6 +55,7 @@ from sfm_reweight import (
     pairs_from_sequential,
     pairs_from_vocab_tree,
     reconstruction,
+    refine_tracks,
     report,
 )
 from sfm_reweight.matchers.eloftr_reweight import EloftrReweight
@@ -219,6 +221,7 @@ def main(
     matcher: str | dict = match_dense.DEFAULT_CONF,
     window: int | None = None,
     mapper: str | dict = "incremental",
+    refine: str | dict | None = "photometric",
     ground_truth: Path | None = None,
     reference_model: Path | None = None,
     pairs_method: str = "auto",
@@ -229,7 +232,8 @@ def main(
 ) -> dict[str, Any]:
     """Run the whole job and return the summary written to OUTPUT/summary.json. `matcher`: a
     `match_dense.confs` name, or a dict overlaid on one (e.g. {"name": ..., "model": {"weights": W}}). `mapper`: a
-    `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}).
+    `reconstruction.confs` name, or a dict overlaid on one (e.g. {"camera_mode": "single"}). `refine`: a
+    `refine_tracks.confs` name (or a dict overlaid on one) run on the model, None to keep the mapper's.
     `reference_model`: a COLMAP model of the same photos (e.g. the SIFT path's) that the matches are
     scored against, and whose camera centres stand in for a missing `ground_truth`. `image_list`:
     the images of `image_dir` to reconstruct (default: all). `pairs_method`, `num_matched`: see
@@ -285,6 +289,10 @@ def main(
         if model is not None:
             write_text_atomic(sfm_dir / MODEL_FEATURES, json.dumps(features_record(features), indent=2))
         timings["reconstruction"] = time.time() - t
+        if model is not None and refine is not None:
+            t = time.time()
+            model = refine_tracks.main(refine, sfm_dir, image_dir)
+            timings["refine_tracks"] = time.time() - t
 
         label = matcher_conf["name"]
         summary: dict[str, Any] = {
@@ -292,6 +300,7 @@ def main(
             "images": len(names),
             **made_from,
             "reconstruction": mapper,
+            "refine_tracks": refine,
             "pairs": {"method": pairs_method, "count": len(unique_pairs(pair_list))},
             "features": str(features),
             "matches": str(matches),
@@ -445,6 +454,12 @@ def command(argv: list[str] | None = None) -> None:
         help="sequential pairs with this window, plus retrieval loop closures unless --pairs exhaustive (videos)",
     )
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
+    parser.add_argument(
+        "--refine_tracks",
+        default="photometric",
+        choices=[*refine_tracks.confs, "none"],
+        help="track refinement after mapping (none: the mapper's model as it is)",
+    )
     ray_cluster.add_arguments(parser, "match and describe the photos")
     parser.add_argument("--ground_truth", type=Path, help="folder of Strecha <image name>.camera files")
     parser.add_argument(
@@ -463,6 +478,7 @@ def command(argv: list[str] | None = None) -> None:
         matcher=cli.conf_from_args(args, "matcher", "matcher_options"),
         window=args.window,
         mapper={"name": args.mapper, **cli.parse_options(args.options)},
+        refine=None if args.refine_tracks == "none" else args.refine_tracks,
         ground_truth=args.ground_truth,
         reference_model=args.reference_model,
         pairs_method=args.pairs_method,

@@ -15,6 +15,7 @@ scene and fountain-P11:
   localization and mapping at scale need views that do not all see each other).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -198,12 +199,18 @@ def photograph(
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), depth
 
 
-def render_views(output: Path, views: list[Camera], seed: int = SEED, depth: bool = False) -> Path:
-    """Render `views` of the square into `output/images/view_NN.jpg` (NNN from 100 views on) and
-    their ground truth into `output/gt_cameras/<name>.camera` (the Strecha layout); with `depth`,
-    also each view's depth map [h,w] (metres along the optical axis, 0 = sky) as float16
-    `output/depth/<name>.npy`. Returns the image folder. Views already rendered are kept (the
-    rendering is deterministic)."""
+def render_views(
+    output: Path,
+    views: list[Camera],
+    seed: int = SEED,
+    depth: bool = False,
+    build: Callable[[int], list[Rectangle]] | None = None,
+) -> Path:
+    """Render `views` of the square (or of the rectangles `build(seed)` makes) into
+    `output/images/view_NN.jpg` (NNN from 100 views on) and their ground truth into
+    `output/gt_cameras/<name>.camera` (the Strecha layout); with `depth`, also each view's depth map
+    [h,w] (metres along the optical axis, 0 = sky) as float16 `output/depth/<name>.npy`. Returns the
+    image folder. Views already rendered are kept (the rendering is deterministic)."""
     images, gt, depths = output / "images", output / "gt_cameras", output / "depth"
     for folder in (images, gt) + ((depths,) if depth else ()):
         folder.mkdir(parents=True, exist_ok=True)
@@ -214,7 +221,7 @@ def render_views(output: Path, views: list[Camera], seed: int = SEED, depth: boo
         done = [images / name, gt / f"{name}.camera"] + ([depths / f"{name}.npy"] if depth else [])
         if all(p.exists() for p in done):
             continue
-        rects = rects or scene(seed)
+        rects = rects or (build or scene)(seed)
         rgb8, view_depth = photograph(rects, camera, (seed, k))
         write_image_atomic(images / name, rgb8, [cv2.IMWRITE_JPEG_QUALITY, 92])
         write_camera(gt / f"{name}.camera", camera)
