@@ -57,6 +57,11 @@ confs = {
         # could not be aligned keep the matcher's error, and a robust loss lets the aligned ones decide
         "loss": "cauchy",
         "loss_scale": 1.0,
+        # then, as COLMAP's mapper does after bundle adjustment, points are dropped that reproject
+        # further than this (px) or are seen under a smaller angle (deg): badly conditioned points
+        # that the robust loss let drift
+        "filter_max_reproj_error": 4.0,
+        "filter_min_tri_angle": 1.5,
     }
 }
 
@@ -195,7 +200,8 @@ def align_observations(
 
 def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
     """Align the observations of every track of `model` to its reference, then bundle-adjust, in
-    place. Returns what changed: "observations", "moved", "median_shift_px", and the mean
+    place. Returns what changed: "observations", "moved", "median_shift_px", "filtered" (observations
+    dropped with their points after bundle adjustment), and the mean
     reprojection error before and after ("reprojection_error_px": [before, after])."""
     model.update_point_3d_errors()  # a model written by another tool may not hold them
     before = model.compute_mean_reprojection_error()
@@ -229,11 +235,15 @@ def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstr
     options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
     options.ceres.loss_function_scale = conf["loss_scale"]
     pycolmap.bundle_adjustment(model, options)
+    filtered = pycolmap.ObservationManager(model).filter_all_points3D(
+        conf["filter_max_reproj_error"], conf["filter_min_tri_angle"]
+    )
     shifts = np.linalg.norm(points - start, axis=1)[moved]
     return {
         "observations": len(points),
         "moved": int(moved.sum()),
         "median_shift_px": float(np.median(shifts)) if len(shifts) else 0.0,
+        "filtered": filtered,
         "reprojection_error_px": [before, model.compute_mean_reprojection_error()],
     }
 
@@ -271,11 +281,12 @@ def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None =
     output.mkdir(parents=True, exist_ok=True)
     colmap.write_model(model, output)
     logger.info(
-        "refine_tracks: %d of %d observations moved (median %.2f px); reprojection error %.3f -> %.3f px;"
-        " model written to %s; %.1f s.",
+        "refine_tracks: %d of %d observations moved (median %.2f px), %d dropped after bundle adjustment;"
+        " reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
         changes["moved"],
         changes["observations"],
         changes["median_shift_px"],
+        changes["filtered"],
         *changes["reprojection_error_px"],
         output,
         time.time() - start,
