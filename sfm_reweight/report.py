@@ -374,6 +374,9 @@ def main(
     Strecha `.camera` files or a COLMAP model folder (default: the one the summary records);
     `max_points`: the most points drawn; `photo_size`: the long side of the photos, px."""
     output = Path(output)
+    for given, what in ((output, "output folder"), (image_dir, "photo folder"), (ground_truth, "ground truth")):
+        if given is not None and not Path(given).exists():
+            raise InputError(f"{given}: {what} not found")
     summary = read_summary(output)
     model_dir = find_model(output, summary)
     model = pycolmap.Reconstruction(model_dir)
@@ -385,10 +388,9 @@ def main(
         "weakly_registered": colmap.weakly_registered(model),
     }
 
-    recorded = summary.get("ground_truth_cameras") or summary.get("reference_model")
-    ground_truth = ground_truth or recorded
+    ground_truth = ground_truth or summary.get("ground_truth_cameras") or summary.get("reference_model")
     truth, centre_errors, gt_from_model = {}, {}, None
-    if ground_truth is not None and not Path(ground_truth).exists():
+    if ground_truth is not None and not Path(ground_truth).exists():  # the run's, moved since
         notes.append(f"no ground truth: {ground_truth} not found (rebuild with --ground_truth)")
     elif ground_truth is not None:
         truth = reference_cameras(Path(ground_truth))

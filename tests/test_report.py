@@ -123,6 +123,8 @@ def test_report_refuses_a_folder_without_model(tmp_path):
         report.main(tmp_path)
     with pytest.raises(SystemExit, match=r"^error: .*no COLMAP model in it or in its sfm/"):
         cli.main(["report", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"^error: .*missing: output folder not found$"):
+        cli.main(["report", str(tmp_path / "missing")])
     assert not (tmp_path / "report.html").exists()
 
 
