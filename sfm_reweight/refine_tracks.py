@@ -147,6 +147,33 @@ def load_gray(image_dir: Path, name: str) -> torch.Tensor:
     return torch.from_numpy(to_gray_float(read_image(image_dir / name), name))
 
 
+def align_pair(
+    conf: dict[str, Any], image0: torch.Tensor, image1: torch.Tensor, points0: np.ndarray, points1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the points [M,2] of image1 onto the patches of their correspondents points0 [M,2] in
+    image0 (float [H,W] images; pixel centres at integers), each under the local affine map of its
+    `neighbours` nearest correspondences. Returns the points [M,2] (unmoved where the alignment
+    failed, or all with fewer correspondences than `neighbours`) and [M] bool, those moved."""
+    out, moved = np.array(points1, np.float64), np.zeros(len(points1), bool)
+    if len(points0) < conf["neighbours"]:
+        return out, moved
+    affines = local_affines(points0, points1, points0, conf["neighbours"])
+    for b in range(0, len(points0), conf["batch"]):
+        chunk = slice(b, b + conf["batch"])
+        aligned, score = align_patches(
+            image0,
+            image1,
+            points0[chunk].astype(np.float32),
+            points1[chunk].astype(np.float32),
+            affines[chunk].astype(np.float32),
+            conf["patch_radius"],
+            conf["search_radius"],
+        )
+        ok = score >= conf["min_correlation"]
+        out[chunk][ok], moved[chunk] = aligned[ok], ok
+    return out, moved
+
+
 def align_observations(
     conf: dict[str, Any],
     image_dir: Path,
@@ -173,27 +200,12 @@ def align_observations(
         i_ref, i = int(image_of[ref_of[group[0]]]), int(image_of[group[0]])
         progress.update(len(group))
         if len(group) < conf["neighbours"]:
-            continue  # too few neighbours for a local affine map
+            continue  # too few neighbours for a local affine map; align_pair would keep them all
         photos = {k: v for k, v in photos.items() if k in (i_ref, i)}  # two photos in memory at a time
         for k in (i_ref, i):
             if k not in photos:
                 photos[k] = load_gray(image_dir, names[k])
-        src, dst = points[ref_of[group]], points[group]
-        affines = local_affines(src, dst, src, conf["neighbours"])
-        for b in range(0, len(group), conf["batch"]):
-            chunk = slice(b, b + conf["batch"])
-            moved, score = align_patches(
-                photos[i_ref],
-                photos[i],
-                src[chunk].astype(np.float32),
-                dst[chunk].astype(np.float32),
-                affines[chunk].astype(np.float32),
-                conf["patch_radius"],
-                conf["search_radius"],
-            )
-            ok = score >= conf["min_correlation"]
-            points[group[chunk][ok]] = moved[ok]
-            aligned[group[chunk][ok]] = True
+        points[group], aligned[group] = align_pair(conf, photos[i_ref], photos[i], points[ref_of[group]], points[group])
     progress.close()
     return aligned
 
