@@ -208,7 +208,7 @@
   const lineColors = gl.createBuffer();
   const highlight = gl.createBuffer();
   let numHighlight = 0;
-  let highlightGrowth = 0; // px added to the point size: a camera's points a little, a chosen point more
+  let highlightGrowth = 0; // px added to the point size: none for a camera's points (recoloured), some for a chosen point
 
   const state = { orbit: null, selected: null, spinning: false, moving: false, everyPoint: false, frames: 0, pointSize: 0 };
   state.pointSize = numPoints > 200000 ? 1.5 : numPoints > 20000 ? 2 : 3;
@@ -220,7 +220,7 @@
     const back = frame.back;
     const azimuth = Math.atan2(dot(back, e2), dot(back, e1)) || 0;
     const elevation = clamp(Math.asin(clamp(dot(back, up), -1, 1)) + 0.45, -1.5, 1.5);
-    return { target: [0, 0, 0], distance: (0.75 * frame.radius) / Math.sin(FOV / 2), azimuth, elevation };
+    return { target: [0, 0, 0], distance: (0.9 * frame.radius) / Math.sin(FOV / 2), azimuth, elevation };
   }
   state.orbit = home();
   function eye() {
@@ -432,7 +432,7 @@
   function select(what) {
     state.selected = what;
     if (what && what.view !== undefined) {
-      setHighlight(Array.from(obsPoint.subarray(offsets[what.view], offsets[what.view + 1])), 1);
+      setHighlight(Array.from(obsPoint.subarray(offsets[what.view], offsets[what.view + 1])), 0);
       showView(what.view);
     } else if (what) {
       setHighlight([what.point], 6);
