@@ -138,3 +138,26 @@ def test_stage_names_what_it_cannot_use(tmp_path):
     (tmp_path / "images" / "view3.png").unlink()
     with pytest.raises(InputError, match=r"view3\.png: photo of the model's image view3\.png not found"):
         refine_tracks.main("photometric", tmp_path, tmp_path / "images")
+
+
+def test_our_matcher_aligns_image_1_on_the_images_it_is_given():
+    from sfm_reweight import matchers
+    from sfm_reweight.utils.conf import ConfError
+
+    image = texture((512, 384), seed=5)
+    affine = np.array([[0.92, 0.08, 25.0], [-0.06, 0.95, 18.0]])
+    warped = cv2.warpAffine(image, affine, (512, 384), flags=cv2.INTER_CUBIC)
+    images = [(i / 255.0).astype(np.float32) for i in (image, warped)]
+
+    def residuals(matcher) -> np.ndarray:
+        kpts0, kpts1, _ = matcher.match(*images)
+        inside = (kpts0 > 40).all(1) & (kpts0 < [472, 344]).all(1) & (kpts1 > 10).all(1) & (kpts1 < [502, 374]).all(1)
+        truth = kpts0[inside] @ affine[:, :2].T + affine[:, 2]
+        return np.linalg.norm(kpts1[inside] - truth, axis=1)
+
+    plain = residuals(matchers.load({"name": "eloftr_reweight"}))
+    aligned = residuals(matchers.load({"name": "eloftr_reweight", "photometric": "photometric"}))
+    assert len(plain) > 200 and len(aligned) == len(plain)
+    assert np.median(aligned) < 0.5 * np.median(plain)
+    with pytest.raises(ConfError, match="unknown refinement 'nearest'"):
+        matchers.load({"name": "eloftr_reweight", "photometric": "nearest"})

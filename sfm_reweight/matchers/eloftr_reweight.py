@@ -5,8 +5,12 @@ pretrained backbone under our reweighted transformer; `lite`; `full`) or a dict 
 e.g. {"name": "xfeat", "model": {"match_coarse": {"top_k": None}}} for every cell, or "rotations"
 and "zooms" for the rotation/zoom search (matcher.py). Its "resize_max" is set by the caller's
 `resize_max` (match_dense's preprocessing; None in the two-view benchmarks, which resize first).
+"photometric": image 1's points aligned onto image 0's patches on the images as given (the photos
+at their own resolution in match_dense; `refine_tracks.align_pair`), after the network's refinement
+at its working resolution.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import refine_tracks
 from ..matcher import DEFAULT_CONF, Matcher, resolve_matcher_conf
 from ..model.weights import resolve_weights
-from ..utils.conf import Options
+from ..utils.conf import Options, resolve
 from ..utils.errors import InputError
 from ..utils.provenance import file_hash
-from .base import PairMatcher
+from .base import PairMatcher, gray
 
 RANDOM = "random"  # "weights": the network's random initialisation, only when asked for (tests, speed)
 
@@ -32,6 +37,8 @@ class EloftrReweight(PairMatcher):
         "weights": "default",
         # torch's seed before the network is built: weights no checkpoint sets are reproducible
         "seed": 0,
+        # a refine_tracks conf name: image 1's points aligned on the given images (None: the network's)
+        "photometric": None,
     }
 
     def __init__(self, conf: dict[str, Any], resize_max: int | None = None, device: str | torch.device | None = None):
@@ -40,6 +47,8 @@ class EloftrReweight(PairMatcher):
         path = self.weights_path(self.conf)
         torch.manual_seed(self.conf["seed"])
         self.matcher = Matcher(network, weights=path, device=self.device)
+        photometric = self.conf["photometric"]
+        self.photometric = None if photometric is None else resolve(refine_tracks.confs, photometric, what="refinement")
         model = self.matcher.model.conf
         self.info = {
             "network": network["name"],
@@ -99,10 +108,21 @@ class EloftrReweight(PairMatcher):
         return self.matcher.fingerprint
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self.matcher(image0, image1)
+        out = self.aligned(image0, image1, self.matcher(image0, image1))
         return out["keypoints0"], out["keypoints1"], out["confidence"]
 
     def match_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int = 1) -> Iterator[dict]:
         """`Matcher.match_pairs`: the network resizes each pair itself (to the network's sizes) and
         batches consecutive pairs of the same sizes."""
-        return self.matcher.match_pairs(pairs, batch_size)
+        if self.photometric is None:
+            return self.matcher.match_pairs(pairs, batch_size)
+        given, matched = itertools.tee(pairs)  # holds only the pairs of the batch in flight
+        return (self.aligned(*pair, out) for pair, out in zip(given, self.matcher.match_pairs(matched, batch_size)))
+
+    def aligned(self, image0: np.ndarray, image1: np.ndarray, out: dict) -> dict:
+        """The network's output with keypoints1 aligned photometrically (conf "photometric")."""
+        if self.photometric is None:
+            return out
+        image0, image1 = (torch.from_numpy(gray(np.asarray(i, np.float32))) for i in (image0, image1))
+        points1, _ = refine_tracks.align_pair(self.photometric, image0, image1, out["keypoints0"], out["keypoints1"])
+        return {**out, "keypoints1": points1.astype(np.float32)}
