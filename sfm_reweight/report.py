@@ -58,7 +58,7 @@ from .visualization import to_display_rgb
 logger = logging.getLogger(__name__)
 
 REPORT = "report.html"
-MAX_POINTS = 300_000  # about 8 MB of points and keypoints: loads in seconds, turns smoothly (docs/report.md)
+MAX_POINTS = 300_000  # a 16 MB report at a track length of 3: loads in a second (docs/report.md)
 PHOTO_SIZE = 480  # px, long side of the photos shown
 PHOTO_QUALITY = 80
 PICTURE_SIZE = 1600  # px, long side of the pipelines' pictures
@@ -202,13 +202,8 @@ def query_views(output: Path, summary: dict[str, Any], gt_from_model: pycolmap.S
             ("best database image", str(log["best_db"])),
         ]
         if name in errors and errors[name]["position"] is not None:
-            error = errors[name]
-            figures.append(
-                (
-                    "position, rotation error vs ground truth",
-                    f"{error['position']:.4g}, {error['rotation_deg']:.3f} deg",
-                )
-            )
+            error = f"{errors[name]['position']:.4g}, {errors[name]['rotation_deg']:.3f} deg"
+            figures.append(("position, rotation error vs ground truth", error))
         if gt_from_model is not None:
             cam_from_world = gt_from_model.transform_camera_world(cam_from_world)
         uv = xy / [camera.width, camera.height]
@@ -230,6 +225,7 @@ def camera_json(cam_from_world: pycolmap.Rigid3d, camera: pycolmap.Camera, origi
 
 
 def rounded(values: np.ndarray, digits: int = 6) -> list[float]:
+    """Numbers to `digits` significant digits, for the page's JSON (shorter, and precise enough to draw)."""
     return [float(f"{v:.{digits}g}") for v in np.asarray(values, np.float64)]
 
 
