@@ -22,11 +22,14 @@ import pycolmap
 import pytest
 import torch
 
+from sfm_reweight import report
 from sfm_reweight.ground_truth import read_strecha_camera
 from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres
 from sfm_reweight.matcher import DEFAULT_CONF, Matcher
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.sample_data import sample_pair
+
+from helpers.browser import report_data, report_page, unavailable
 
 HLOC = Path(__file__).resolve().parents[2] / "shared" / "clients" / "hloc"
 STANDIN = Path(__file__).resolve().parent / "helpers" / "torchvision_standin"
@@ -224,7 +227,8 @@ def read_pose(results: Path, name: str) -> pycolmap.Rigid3d:
 
 def test_hloc_pipeline_end_to_end(scene, tmp_path):
     """hloc's pairs_from_exhaustive, match_dense (our matcher), reconstruction of the map views, then
-    its localization path (match_dense with features_ref, localize_sfm) for a held-back view."""
+    its localization path (match_dense with features_ref, localize_sfm) for a held-back view; and
+    our report of hloc's output folder."""
     images, gt = scene / "images", scene / "gt_cameras"
     conf = copy.deepcopy(match_dense.confs["eloftr_reweight"])
     conf["preprocessing"]["resize_max"] = RESIZE_MAX
@@ -262,6 +266,15 @@ def test_hloc_pipeline_end_to_end(scene, tmp_path):
     cos = (np.trace(cam_from_gt.rotation.matrix() @ R_gt.T) - 1) / 2
     angle_error = np.degrees(np.arccos(np.clip(cos, -1, 1)))
     assert centre_error < 0.05 and angle_error < 0.5, (centre_error, angle_error)  # 1 cm, 0.1 deg measured
+
+    # hloc's own output folder (sfm/, its features and matches, its results.txt; no summary) gives a report
+    data = report_data(report.main(tmp_path, image_dir=images, ground_truth=gt))
+    assert data["scene"]["cameras"] == len(MAP_VIEWS) and data["scene"]["points"] == model.num_points3D()
+    assert data["scene"]["photos"] == len(MAP_VIEWS) and data["scene"]["truth"] == 12 and data["scene"]["queries"] == 0
+    if unavailable() is None:
+        with report_page(tmp_path / "report.html") as (page, errors, _):
+            assert page.evaluate("window.reportScene.cameras") == len(MAP_VIEWS)
+        assert errors == []
 
 
 def test_aachen_conf(scene, tmp_path):
