@@ -1,11 +1,14 @@
 """The package as users install it: a wheel built from this checkout, installed (not editable) away
-from the repository, runs the main job through its console script."""
+from the repository, runs the main job through its console script, and its report (made with the
+viewer the wheel ships) opens in a browser where there is one."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers.browser import report_page, unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,3 +42,9 @@ def test_wheel_runs_the_main_job_from_its_console_script(tmp_path):
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["matcher"] == "eloftr_reweight" and summary["registered"] == 12 and summary["points"] > 4000
     assert summary["camera_centres"]["median"] < 0.02  # metres; the views are about 0.6 m apart
+    assert (tmp_path / "job" / "matchability.png").is_file()  # our network's maps of the best pair
+    if unavailable() is None:
+        with report_page(tmp_path / "job" / "report.html") as (page, errors, _):
+            scene = page.evaluate("window.reportScene")
+        assert errors == [] and scene["cameras"] == 12 and scene["points"] == summary["points"]
+        assert scene["truth"] == 12 and scene["photos"] == 12
