@@ -99,8 +99,11 @@ _base = {
 }
 
 
-def _ours(network: Options, weights: str = "default", **settings: Any) -> dict[str, Any]:
-    return {**_base, **settings, "model": Options({**_base["model"], "network": network, "weights": weights})}
+def _ours(
+    network: Options, weights: str = "default", photometric: str | None = None, **settings: Any
+) -> dict[str, Any]:
+    model = {**_base["model"], "network": network, "weights": weights, "photometric": photometric}
+    return {**_base, **settings, "model": Options(model)}
 
 
 def _peer(model: dict[str, Any], output: str) -> dict[str, Any]:
@@ -121,8 +124,9 @@ confs: dict[str, dict[str, Any]] = {
     "eloftr_reweight_aachen": _ours(
         _every_cell, max_kps=None, output="matches-eloftr-reweight-aachen", max_error=2.0, cell_size=8
     ),
-    # two-view matching (the benchmarks): `Matcher()`'s own conf, sparse content matched larger
-    "eloftr_reweight_twoview": _ours(_network(), output="matches-eloftr-reweight-twoview"),
+    # two-view matching (the benchmarks): `Matcher()`'s own conf, sparse content matched larger, image 1's
+    # points aligned on the images as given (refine_tracks.align_pair; docs/track_refinement.md measures it)
+    "eloftr_reweight_twoview": _ours(_network(), photometric="photometric", output="matches-eloftr-reweight-twoview"),
     # our network before training, a baseline: XFeat's backbone, a neutral transformer, XFeat*'s offset MLP
     "eloftr_reweight_untrained": _ours(
         _network(model={"match_fine": {"refinement": "xfeat"}}), "xfeat", output="matches-eloftr-reweight-untrained"
