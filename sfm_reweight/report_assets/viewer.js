@@ -15,7 +15,7 @@
   const PICK_POINT_PX = 6;
   const FOV = (50 * Math.PI) / 180;
   const TURN_RAD_PER_S = 0.4;
-  const MOTION_POINTS = 100000; // about 12 frames a second where WebGL runs on 2 CPU cores (docs/report.md)
+  const MOTION_POINTS = 100000; // about 16 frames a second where WebGL runs on 2 CPU cores (docs/report.md)
   const SETTLE_MS = 200; // after the last input: everything drawn again
 
   // ---- the data: base64 of little-endian arrays (report.scene_json)
