@@ -11,7 +11,8 @@ For every 3D point of the model (ours or hloc's, from any features):
 1. its reference is its observation with the smallest reprojection error;
 2. every other observation is moved onto it: a patch of the reference photo around the reference
    point is compared, by normalised cross-correlation, with the other photo warped by the local
-   affine map that the neighbouring tracks define (the nearest points seen in the same two photos),
+   affine map that the neighbouring tracks define (the nearest points with their reference in the
+   same photo and an observation in the other),
    over a window of integer shifts; the peak, refined by a parabola along each axis, is the new
    position. An observation whose peak is weak or at the window's edge, or whose two photos share
    too few points for a local map, keeps its position;
@@ -35,16 +36,19 @@ import numpy as np
 import pycolmap
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from . import cli, colmap
-from .image_io import read_image, to_gray_float
+from .image_io import GrayImages
 from .utils.conf import resolve
 from .utils.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+PHOTO_CACHE = 16  # full-resolution gray photos kept in memory (25 MB each at 3072 x 2048)
+MIN_STD = 2 / 255  # a patch or window whose intensities vary less than this (per pixel, std) is flat
 
 confs = {
     "photometric": {
@@ -102,7 +106,7 @@ def align_patches(
     `ref_image`, under the linear maps affines [N,2,2] (reference offsets -> image offsets).
 
     Returns the aligned points [N,2] and the correlation [N] at the refined peak (NaN where a patch
-    leaves a photo or the peak lies on the search window's edge)."""
+    leaves a photo, the reference patch is flat or the peak lies on the search window's edge)."""
     r, s = patch_radius, search_radius
     n = len(points)
     offsets = torch.arange(-r, r + 1, dtype=torch.float32)
@@ -114,17 +118,21 @@ def align_patches(
     warped_grid = torch.einsum("nij,hwj->nhwi", a, wide_grid)  # [N,W,W,2] offsets in `image`
     target = sample(image, torch.from_numpy(points).float()[:, None, None] + warped_grid)
     valid = ~(ref.isnan().flatten(1).any(1) | target.isnan().flatten(1).any(1))
-    ref, target = ref.nan_to_num(), target.nan_to_num()
+    # in float64, each patch less its mean: a window's variance E[x^2] - E[x]^2 cancels badly in
+    # float32 where the window is nearly flat (sky, plain walls) and gave correlations far above 1
+    ref, target = ref.nan_to_num().double(), target.nan_to_num().double()
+    ref = ref - ref.mean((1, 2), keepdim=True)
+    target = target - target.mean((1, 2), keepdim=True)
+    valid &= ref.flatten(1).std(1) >= MIN_STD  # a flat reference patch has no position to find
 
     # normalised cross-correlation of the reference patch with every window of the target
     p = (2 * r + 1) ** 2
-    ref = ref - ref.mean((1, 2), keepdim=True)
-    ref = ref / ref.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None]
+    ref = ref / ref.flatten(1).norm(dim=1)[:, None, None].clamp_min(1e-12)
     dot = F.conv2d(target[None], ref[:, None], groups=n)[0]  # [N,2s+1,2s+1]
     mean = F.avg_pool2d(target[:, None], 2 * r + 1, stride=1)[:, 0]
-    energy = F.avg_pool2d(target[:, None] ** 2, 2 * r + 1, stride=1)[:, 0]
-    std = ((energy - mean**2).clamp_min(0) * p).sqrt().clamp_min(1e-6)
-    ncc = dot / std  # the reference is zero-mean, so the window's mean drops out of the dot product
+    variance = (F.avg_pool2d(target[:, None] ** 2, 2 * r + 1, stride=1)[:, 0] - mean**2).clamp_min(0)
+    # the reference is zero-mean, so the window's mean drops out of the dot product; flat windows score -1
+    ncc = torch.where(variance.sqrt() >= MIN_STD, dot / (variance * p).sqrt().clamp_min(1e-12), -1.0)
 
     best = ncc.flatten(1).argmax(1)
     by, bx = best // (2 * s + 1), best % (2 * s + 1)
@@ -138,13 +146,8 @@ def align_patches(
     fx = 0.5 * (left - right) / (left - 2 * c + right).clamp_max(-1e-6)
     fy = 0.5 * (up - down) / (up - 2 * c + down).clamp_max(-1e-6)
     shift = torch.stack([bxc - s + fx.clamp(-0.5, 0.5), byc - s + fy.clamp(-0.5, 0.5)], -1)  # reference pixels
-    moved = points + torch.einsum("nij,nj->ni", a, shift).numpy()
-    return moved, torch.where(inner, c, torch.nan).numpy()
-
-
-def load_gray(image_dir: Path, name: str) -> torch.Tensor:
-    """The photo as a float32 [H,W] tensor in [0,1], at its original resolution."""
-    return torch.from_numpy(to_gray_float(read_image(image_dir / name), name))
+    moved = points + torch.einsum("nij,nj->ni", a, shift.float()).numpy()
+    return moved, torch.where(inner, c, torch.nan).float().numpy()
 
 
 def align_pair(
@@ -188,24 +191,27 @@ def align_observations(
     in no track). Returns [K] bool: the observations moved (points is updated in place)."""
     aligned = np.zeros(len(points), bool)
     todo = np.flatnonzero((ref_of >= 0) & (ref_of != np.arange(len(points))))
+    if not len(todo):
+        return aligned  # no track with two observations (a model without points)
     group_key = image_of[ref_of[todo]] * len(names) + image_of[todo]
     order = np.argsort(group_key, kind="stable")
     todo, group_key = todo[order], group_key[order]
     starts = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]])
     ends = np.r_[starts[1:], len(todo)]
-    photos: dict[int, torch.Tensor] = {}
+    # by reference photo, then photo: a reference photo stays cached over its partners, which the
+    # cache keeps for the next reference photo as far as it holds them
+    photos = GrayImages(image_dir, "refine_tracks", cache=PHOTO_CACHE)
     progress = tqdm(total=len(todo), desc="refine_tracks", unit="obs", disable=None)
     for start, end in zip(starts, ends):  # one (reference photo, photo) pair at a time
         group = todo[start:end]
         i_ref, i = int(image_of[ref_of[group[0]]]), int(image_of[group[0]])
         progress.update(len(group))
-        if len(group) < conf["neighbours"]:
-            continue  # too few neighbours for a local affine map; align_pair would keep them all
-        photos = {k: v for k, v in photos.items() if k in (i_ref, i)}  # two photos in memory at a time
-        for k in (i_ref, i):
-            if k not in photos:
-                photos[k] = load_gray(image_dir, names[k])
-        points[group], aligned[group] = align_pair(conf, photos[i_ref], photos[i], points[ref_of[group]], points[group])
+        ref_photo, photo = photos(names[i_ref]), photos(names[i])
+        if ref_photo is None or photo is None:
+            continue  # unreadable: reported by GrayImages, its observations stay as they are
+        points[group], aligned[group] = align_pair(
+            conf, torch.from_numpy(ref_photo), torch.from_numpy(photo), points[ref_of[group]], points[group]
+        )
     progress.close()
     return aligned
 
@@ -269,12 +275,16 @@ def check_photos(image_dir: Path, model: pycolmap.Reconstruction, image_ids: lis
         path = image_dir / image.name
         if not path.is_file():
             raise InputError(f"{path}: photo of the model's image {image.name} not found")
-        with Image.open(path) as photo:
-            if photo.size != (camera.width, camera.height):
-                raise InputError(
-                    f"{path}: {photo.size[0]}x{photo.size[1]} px, but the model's camera of this photo is"
-                    f" {camera.width}x{camera.height}; give the photos the model was made from"
-                )
+        try:
+            with Image.open(path) as photo:
+                size = photo.size
+        except (UnidentifiedImageError, OSError) as err:
+            raise InputError(f"{path}: not a readable photo ({err})") from None
+        if size != (camera.width, camera.height):
+            raise InputError(
+                f"{path}: {size[0]}x{size[1]} px, but the model's camera of this photo is"
+                f" {camera.width}x{camera.height}; give the photos the model was made from"
+            )
 
 
 def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None = None) -> pycolmap.Reconstruction:

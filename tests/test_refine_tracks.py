@@ -161,3 +161,35 @@ def test_our_matcher_aligns_image_1_on_the_images_it_is_given():
     assert np.median(aligned) < 0.5 * np.median(plain)
     with pytest.raises(ConfError, match="unknown refinement 'nearest'"):
         matchers.load({"name": "eloftr_reweight", "photometric": "nearest"})
+
+
+def test_sampling_is_pixel_centred_and_flat_windows_are_refused():
+    image = torch.from_numpy(texture((64, 48)) / 255.0).float()
+    xy = torch.tensor([[0.0, 0.0], [10.0, 7.0], [63.0, 47.0]])
+    assert torch.allclose(refine_tracks.sample(image, xy), image[[0, 7, 47], [0, 10, 63]])
+    assert refine_tracks.sample(image, torch.tensor([[-1.0, 5.0]])).isnan().all()
+    # a textured reference against a window that is flat but for one pixel a grey level darker: float32
+    # variance cancellation once scored such windows far above 1
+    ref = torch.from_numpy(texture((120, 120), seed=2) / 255.0).float()
+    flat = torch.full((120, 120), 0.8)
+    flat[60, 61] -= 1 / 255
+    _, score = refine_tracks.align_patches(
+        ref,
+        flat,
+        np.array([[60.0, 60.0]], np.float32),
+        np.array([[60.0, 60.0]], np.float32),
+        np.eye(2, dtype=np.float32)[None],
+        patch_radius=7,
+        search_radius=6,
+    )
+    assert not (score >= 0.7).any()
+    _, score = refine_tracks.align_patches(
+        flat,
+        ref,
+        np.array([[60.0, 60.0]], np.float32),
+        np.array([[60.0, 60.0]], np.float32),
+        np.eye(2, dtype=np.float32)[None],
+        patch_radius=7,
+        search_radius=6,
+    )
+    assert np.isnan(score).all()  # a flat reference patch: nothing to align to

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from .. import refine_tracks
+from ..image_io import to_gray_float
 from ..matcher import DEFAULT_CONF, Matcher, resolve_matcher_conf
 from ..model.weights import resolve_weights
 from ..utils.conf import Options, resolve
 from ..utils.errors import InputError
 from ..utils.provenance import file_hash
-from .base import PairMatcher, gray
+from .base import PairMatcher
 
 RANDOM = "random"  # "weights": the network's random initialisation, only when asked for (tests, speed)
 
@@ -117,12 +118,13 @@ class EloftrReweight(PairMatcher):
         if self.photometric is None:
             return self.matcher.match_pairs(pairs, batch_size)
         given, matched = itertools.tee(pairs)  # holds only the pairs of the batch in flight
-        return (self.aligned(*pair, out) for pair, out in zip(given, self.matcher.match_pairs(matched, batch_size)))
+        outputs = self.matcher.match_pairs(matched, batch_size)
+        return (self.aligned(*pair, out) for pair, out in zip(given, outputs, strict=True))
 
     def aligned(self, image0: np.ndarray, image1: np.ndarray, out: dict) -> dict:
         """The network's output with keypoints1 aligned photometrically (conf "photometric")."""
         if self.photometric is None:
             return out
-        image0, image1 = (torch.from_numpy(gray(np.asarray(i, np.float32))) for i in (image0, image1))
+        image0, image1 = (torch.from_numpy(to_gray_float(i)) for i in (image0, image1))
         points1, _ = refine_tracks.align_pair(self.photometric, image0, image1, out["keypoints0"], out["keypoints1"])
         return {**out, "keypoints1": points1.astype(np.float32)}

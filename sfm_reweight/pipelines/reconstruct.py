@@ -73,6 +73,7 @@ from sfm_reweight.evaluate_sfm import (
 from sfm_reweight.utils import cluster as ray_cluster
 from sfm_reweight.utils import lock
 from sfm_reweight.utils.atomic import write_text as write_text_atomic
+from sfm_reweight.utils.conf import resolve
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import Pair, list_images, read_pairs, unique_pairs
 from sfm_reweight.utils.provenance import REUSE_HINT, differences, read_provenance
@@ -244,6 +245,8 @@ def main(
     if cluster is not None:
         matcher_conf["cluster"] = cluster
     matcher_conf = match_dense.resolve_conf(matcher_conf)  # a bad name, key or value fails before any work
+    if refine is not None:
+        refine = resolve(refine_tracks.confs, refine, what="refine_tracks conf")
     made_from = {
         "matcher": matcher_conf["name"],
         "matcher_conf": match_dense.recorded_conf(matcher_conf),
