@@ -26,6 +26,7 @@ from sfm_reweight.scenes.repeated_scene import render_repeated_scene
 
 
 def default_data() -> Path:
+    """$SFM_REWEIGHT_DATA, else the folder `shared/data` beside the repository."""
     env = os.environ.get("SFM_REWEIGHT_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -37,11 +38,12 @@ def scene_inputs(name: str, data: Path, output: Path) -> tuple[Path, Path | None
     if name == "courtyard":
         return render_repeated_scene(output / "courtyard-scene"), output / "courtyard-scene" / "gt_cameras"
     if name == "fountain":
-        root = data / "strecha_fountain_p11"
-        return root / "images", root / "gt_dense_cameras"
-    if name == "sacre_coeur":
-        return data / "sacre_coeur" / "mapping", None
-    raise SystemExit(f"unknown scene {name!r}")
+        image_dir, gt = data / "strecha_fountain_p11" / "images", data / "strecha_fountain_p11" / "gt_dense_cameras"
+    else:
+        image_dir, gt = data / "sacre_coeur" / "mapping", None
+    if not image_dir.is_dir():
+        raise SystemExit(f"{image_dir}: not found; give the data folder with --data (or SFM_REWEIGHT_DATA)")
+    return image_dir, gt
 
 
 def run(image_dir: Path, gt: Path | None, matcher: str, refine: str, output: Path) -> tuple[dict, float]:
@@ -75,7 +77,8 @@ def row(scene: str, matcher: str, refine: str, summary: dict, peak: float, scale
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenes", nargs="+", default=["square", "courtyard", "fountain", "sacre_coeur"])
+    scenes = ["square", "courtyard", "fountain", "sacre_coeur"]
+    parser.add_argument("--scenes", nargs="+", default=scenes, choices=scenes)
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
