@@ -156,9 +156,15 @@ def test_our_matcher_aligns_image_1_on_the_images_it_is_given():
         return np.linalg.norm(kpts1[inside] - truth, axis=1)
 
     plain = residuals(matchers.load({"name": "eloftr_reweight"}))
-    aligned = residuals(matchers.load({"name": "eloftr_reweight", "photometric": "photometric"}))
+    matcher = matchers.load({"name": "eloftr_reweight", "photometric": "photometric"})
+    aligned = residuals(matcher)
     assert len(plain) > 200 and len(aligned) == len(plain)
     assert np.median(aligned) < 0.5 * np.median(plain)
+    # match_pairs (batched, lazy) aligns each pair with its own images, as match does one by one
+    pairs = [tuple(images), tuple(images[::-1]), (images[0], images[0])]
+    for pair, out in zip(pairs, matcher.match_pairs(iter(pairs), batch_size=2), strict=True):
+        kpts0, kpts1, _ = matcher.match(*pair)
+        assert np.allclose(out["keypoints0"], kpts0) and np.allclose(out["keypoints1"], kpts1, atol=1e-4)
     with pytest.raises(ConfError, match="unknown refinement 'nearest'"):
         matchers.load({"name": "eloftr_reweight", "photometric": "nearest"})
 
