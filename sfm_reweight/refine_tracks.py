@@ -12,10 +12,10 @@ For every 3D point of the model (ours or hloc's, from any features):
 2. every other observation is moved onto it: a patch of the reference photo around the reference
    point is compared, by normalised cross-correlation, with the other photo warped by the local
    affine map that the neighbouring tracks define (the nearest points with their reference in the
-   same photo and an observation in the other),
-   over a window of integer shifts; the peak, refined by a parabola along each axis, is the new
-   position. An observation whose peak is weak or at the window's edge, or whose two photos share
-   too few points for a local map, keeps its position;
+   same photo and an observation in the other), over a window of integer shifts; the peak, refined
+   by a parabola along each axis, is the new position. An observation whose peak is weak or at the
+   window's edge, whose patch or window is flat, or whose two photos share too few points for a
+   local map, keeps its position;
 3. global bundle adjustment (pycolmap, with a Cauchy loss) moves the cameras and points to the
    refined observations.
 

@@ -336,15 +336,6 @@ def pictures_json(output: Path) -> list[dict[str, str]]:
     ]
 
 
-def finite(value: Any) -> Any:
-    """A summary with its non-finite numbers as None: strict JSON, which the browser's parser needs."""
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return None if isinstance(value, float) and not np.isfinite(value) else value
-
-
 def render(data: dict[str, Any]) -> str:
     """The report page: the template with the title, the viewer and the data (JSON, `<` escaped so
     that no text closes the script element) filled in, in one pass (no filled text is read again)."""
@@ -431,7 +422,7 @@ def main(
             "photos": len(photos),
         },
         **scene,
-        "figures": finite(figures),
+        "figures": atomic.json_ready(figures),
         "pictures": pictures_json(output),
     }
     path = atomic.write_text(output / REPORT, render(data))

@@ -11,7 +11,6 @@ so the ground truth applies as given.
 """
 
 import argparse
-import json
 import logging
 import math
 import shlex
@@ -273,28 +272,6 @@ def plot_cumulative_errors(
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
-
-
-def json_ready(value: Any) -> Any:
-    """numpy values -> Python; inf/nan -> None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Atomically write `obj` as strict JSON (non-finite numbers become null)."""
-    return atomic.write_text(path, json.dumps(json_ready(obj), indent=1, allow_nan=False))
 
 
 def print_report(results: dict[str, Any], header: str) -> None:

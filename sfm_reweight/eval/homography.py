@@ -30,6 +30,7 @@ import cv2
 from sfm_reweight.eval import datasets as ds
 from sfm_reweight import cli
 from sfm_reweight.matchers import MatcherUnavailable
+from sfm_reweight.utils import atomic
 from sfm_reweight.eval import benchmark
 from sfm_reweight.metrics import (
     HOMOGRAPHY_THRESHOLDS_PX,
@@ -167,7 +168,7 @@ def run(
         "curves_png": str(curves),
         "per_pair": records,
     }
-    benchmark.write_json(results, output / "results.json")
+    atomic.write_json(results, output / "results.json")
     return results
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from sfm_reweight.eval import datasets as ds
 from sfm_reweight import cli
 from sfm_reweight.matchers import MatcherUnavailable
+from sfm_reweight.utils import atomic
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.eval import benchmark
 from sfm_reweight.eval.datasets import EvalPair, intrinsics_for
@@ -200,7 +201,7 @@ def run(
         "curves_png": str(curves),
         "per_pair": records,
     }
-    benchmark.write_json(results, output / "results.json")
+    atomic.write_json(results, output / "results.json")
     return results
 
 

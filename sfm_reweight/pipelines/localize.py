@@ -264,17 +264,6 @@ def localize_groups(
     return {"localized": len(poses), "failed": failed}, logs
 
 
-def json_safe(scores: dict[str, Any]) -> None:
-    """Infinite errors (queries without a pose) as None, so that summary.json is strict JSON."""
-
-    def finite(value: float) -> float | None:
-        return value if np.isfinite(value) else None
-
-    for key in ("median_position_error", "median_rotation_error"):
-        scores[key] = finite(scores[key])
-    scores["errors"] = {n: {k: finite(v) for k, v in e.items()} for n, e in scores["errors"].items()}
-
-
 def main(
     map_dir: Path,
     query_dir: Path,
@@ -351,8 +340,9 @@ def main(
         if ground_truth is not None:
             summary["ground_truth_cameras"] = str(ground_truth)
             poses = read_results(results)
-            summary["ground_truth"] = ground_truth_errors(reconstruction, poses, query_names, ground_truth)
-            json_safe(summary["ground_truth"])
+            # queries without a pose have infinite errors: null in strict JSON
+            errors = ground_truth_errors(reconstruction, poses, query_names, ground_truth)
+            summary["ground_truth"] = atomic.json_ready(errors)
         summary["seconds"] = round(time.time() - start, 1)
         atomic.write_text(output / "summary.json", json.dumps(summary, indent=2))
         logger.info("localize: %s; summary in %s", summary_line(summary), output / "summary.json")

@@ -9,6 +9,8 @@ disk (ENOSPC, or HDF5's report of it) is a `DiskFullError` naming the target and
 
 import errno
 import glob
+import json
+import math
 import os
 import secrets
 import shutil
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import SfmReweightError
 
@@ -88,6 +92,28 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def json_ready(value: Any) -> Any:
+    """numpy values -> Python; inf/nan -> None (strict JSON, which a browser's parser needs)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write `obj` as strict JSON (non-finite numbers become null), crash-safe."""
+    return write_text(path, json.dumps(json_ready(obj), indent=1, allow_nan=False))
 
 
 def torch_save(obj: Any, path: str | Path) -> Path:
