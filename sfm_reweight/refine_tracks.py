@@ -66,6 +66,9 @@ confs = {
         # that the robust loss let drift
         "filter_max_reproj_error": 4.0,
         "filter_min_tri_angle": 1.5,
+        # track completion: the views that see a point but were not matched get an observation where
+        # its reference patch aligns within this distance (px) of the point's projection (None: off)
+        "complete_max_error": 1.0,
     }
 }
 
@@ -151,16 +154,23 @@ def align_patches(
 
 
 def align_pair(
-    conf: dict[str, Any], image0: torch.Tensor, image1: torch.Tensor, points0: np.ndarray, points1: np.ndarray
+    conf: dict[str, Any],
+    image0: torch.Tensor,
+    image1: torch.Tensor,
+    points0: np.ndarray,
+    points1: np.ndarray,
+    anchors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move the points [M,2] of image1 onto the patches of their correspondents points0 [M,2] in
     image0 (float [H,W] images; pixel centres at integers), each under the local affine map of its
-    `neighbours` nearest correspondences. Returns the points [M,2] (unmoved where the alignment
-    failed, or all with fewer correspondences than `neighbours`) and [M] bool, those moved."""
+    `neighbours` nearest correspondences: anchors ([C,2] in image0, [C,2] in image1), by default
+    the points themselves. Returns the points [M,2] (unmoved where the alignment failed, or all
+    with fewer anchors than `neighbours`) and [M] bool, those moved."""
     out, moved = np.array(points1, np.float64), np.zeros(len(points1), bool)
-    if len(points0) < conf["neighbours"]:
+    src, dst = (points0, points1) if anchors is None else anchors
+    if len(src) < conf["neighbours"]:
         return out, moved
-    affines = local_affines(points0, points1, points0, conf["neighbours"])
+    affines = local_affines(src, dst, points0, conf["neighbours"])
     for b in range(0, len(points0), conf["batch"]):
         chunk = slice(b, b + conf["batch"])
         aligned, score = align_patches(
@@ -179,89 +189,179 @@ def align_pair(
 
 def align_observations(
     conf: dict[str, Any],
-    image_dir: Path,
-    names: list[str],
+    photos: GrayImages,
+    tracks: "Tracks",
     points: np.ndarray,
     image_of: np.ndarray,
     ref_of: np.ndarray,
 ) -> np.ndarray:
-    """Move every observation onto its track's reference. points [K,2] of all tracks (pixel
-    centres at integers, original resolution), image_of [K] their photo (index into `names`),
-    ref_of [K] the global index of their track's reference (itself for references, -1 for points
-    in no track). Returns [K] bool: the observations moved (points is updated in place)."""
+    """Move every observation onto its track's reference. points [K,2] (pixel centres at integers,
+    original resolution), image_of [K] their photo (index into `tracks.names`), ref_of [K] the index
+    of their reference (itself for references, -1 for points in no track). The local affine maps
+    come from the tracks that the two photos share. Returns [K] bool: the observations moved (points
+    is updated in place)."""
     aligned = np.zeros(len(points), bool)
     todo = np.flatnonzero((ref_of >= 0) & (ref_of != np.arange(len(points))))
     if not len(todo):
         return aligned  # no track with two observations (a model without points)
-    group_key = image_of[ref_of[todo]] * len(names) + image_of[todo]
+    group_key = image_of[ref_of[todo]] * len(tracks.names) + image_of[todo]
     order = np.argsort(group_key, kind="stable")
     todo, group_key = todo[order], group_key[order]
     starts = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]])
     ends = np.r_[starts[1:], len(todo)]
     # by reference photo, then photo: a reference photo stays cached over its partners, which the
     # cache keeps for the next reference photo as far as it holds them
-    photos = GrayImages(image_dir, "refine_tracks", cache=PHOTO_CACHE)
     progress = tqdm(total=len(todo), desc="refine_tracks", unit="obs", disable=None)
     for start, end in zip(starts, ends):  # one (reference photo, photo) pair at a time
         group = todo[start:end]
         i_ref, i = int(image_of[ref_of[group[0]]]), int(image_of[group[0]])
         progress.update(len(group))
-        ref_photo, photo = photos(names[i_ref]), photos(names[i])
+        ref_photo, photo = photos(tracks.names[i_ref]), photos(tracks.names[i])
         if ref_photo is None or photo is None:
             continue  # unreadable: reported by GrayImages, its observations stay as they are
         points[group], aligned[group] = align_pair(
-            conf, torch.from_numpy(ref_photo), torch.from_numpy(photo), points[ref_of[group]], points[group]
+            conf,
+            torch.from_numpy(ref_photo),
+            torch.from_numpy(photo),
+            points[ref_of[group]],
+            points[group],
+            tracks.shared(i_ref, i),
         )
     progress.close()
     return aligned
 
 
-def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
-    """Align the observations of every track of `model` to its reference, then bundle-adjust, in
-    place. Returns what changed: "observations", "moved", "median_shift_px", "filtered" (observations
-    dropped with their points after bundle adjustment), and the mean
-    reprojection error before and after ("reprojection_error_px": [before, after])."""
-    model.update_point_3d_errors()  # a model written by another tool may not hold them
-    before = model.compute_mean_reprojection_error()
-    names: list[str] = []
-    index: dict[int, int] = {}
-    rows, points, image_of, track, errors = [], [], [], [], []
-    for point_id, point in model.points3D.items():
-        for element in point.track.elements:
-            image = model.images[element.image_id]
-            if element.image_id not in index:
-                index[element.image_id] = len(names)
-                names.append(image.name)
-            xy = image.points2D[element.point2D_idx].xy
-            rows.append((element.image_id, element.point2D_idx))
-            points.append(xy - 0.5)  # COLMAP's origin is the first pixel's corner, ours its centre
-            image_of.append(index[element.image_id])
-            track.append(point_id)
-            projected = image.project_point(point.xyz)
-            errors.append(np.inf if projected is None else np.linalg.norm(projected - xy))
-    check_photos(image_dir, model, list(index))
-    points, track = np.array(points, np.float64).reshape(-1, 2), np.array(track, np.int64)
-    order = np.lexsort((np.array(errors), track))  # by track, the smallest reprojection error first
-    first = np.r_[True, track[order[1:]] != track[order[:-1]]]
-    ref_of = np.empty(len(order), np.int64)
-    ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
-    start = points.copy()
-    moved = align_observations(conf, image_dir, names, points, np.array(image_of, np.int64), ref_of)
-    for (image_id, idx), xy in zip(rows, points + 0.5):
+class Tracks:
+    """The observations of every 3D point of a model, flat: points [K,2] (pixel centres at integers),
+    image_of [K] (index into `image_ids`), row [K] (image id, point2D index) in the model, ref_of [K]
+    (the index of its track's reference: the observation with the smallest reprojection error)."""
+
+    def __init__(self, model: pycolmap.Reconstruction):
+        self.image_ids = sorted(model.reg_image_ids())
+        self.names = [model.images[i].name for i in self.image_ids]
+        index = {image_id: k for k, image_id in enumerate(self.image_ids)}
+        rows, points, image_of, track, errors = [], [], [], [], []
+        for point_id, point in model.points3D.items():
+            for element in point.track.elements:
+                image = model.images[element.image_id]
+                xy = image.points2D[element.point2D_idx].xy
+                rows.append((element.image_id, element.point2D_idx))
+                points.append(xy - 0.5)  # COLMAP's origin is the first pixel's corner, ours its centre
+                image_of.append(index[element.image_id])
+                track.append(point_id)
+                projected = image.project_point(point.xyz)
+                errors.append(np.inf if projected is None else np.linalg.norm(projected - xy))
+        self.rows = rows
+        self.points = np.array(points, np.float64).reshape(-1, 2)
+        self.image_of, self.track = np.array(image_of, np.int64), np.array(track, np.int64)
+        order = np.lexsort((np.array(errors), self.track))  # by track, the smallest error first
+        first = np.r_[True, self.track[order[1:]] != self.track[order[:-1]]]
+        self.ref_of = np.empty(len(order), np.int64)
+        self.ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+
+    def shared(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The observations [S,2] in photos a and b (indices into `names`) of the tracks seen in both."""
+        in_a, in_b = self.image_of == a, self.image_of == b
+        _, ia, ib = np.intersect1d(self.track[in_a], self.track[in_b], return_indices=True)
+        return self.points[in_a][ia], self.points[in_b][ib]
+
+
+def align_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Reconstruction) -> dict[str, Any]:
+    """Align the observations of every track of `model` to its reference, bundle-adjust and filter,
+    in place. Returns "observations", "moved", "median_shift_px" and "filtered" (observations
+    dropped with their points after bundle adjustment)."""
+    tracks = Tracks(model)
+    points = tracks.points.copy()
+    moved = align_observations(conf, photos, tracks, points, tracks.image_of, tracks.ref_of)
+    for (image_id, idx), xy in zip(tracks.rows, points + 0.5):
         model.images[image_id].points2D[idx].xy = xy
-    options = pycolmap.BundleAdjustmentOptions()
-    options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
-    options.ceres.loss_function_scale = conf["loss_scale"]
-    pycolmap.bundle_adjustment(model, options)
-    filtered = pycolmap.ObservationManager(model).filter_all_points3D(
-        conf["filter_max_reproj_error"], conf["filter_min_tri_angle"]
-    )
-    shifts = np.linalg.norm(points - start, axis=1)[moved]
+    filtered = adjust(conf, model)
+    shifts = np.linalg.norm(points - tracks.points, axis=1)[moved]
     return {
         "observations": len(points),
         "moved": int(moved.sum()),
         "median_shift_px": float(np.median(shifts)) if len(shifts) else 0.0,
         "filtered": filtered,
+    }
+
+
+def complete_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Reconstruction) -> int:
+    """Add to every track the views that see its point but were not matched: in each registered
+    image where the 3D point projects inside the photo, its reference patch is aligned around the
+    projection (as align_observations does) and the observation is added where the alignment holds
+    and lands within `complete_max_error` px of the projection, in place. Returns how many were added.
+
+    A semi-dense matcher picks a new point in each coarse cell of image 0 for every pair, so one
+    physical point ends as several short tracks; completing each of them from the model's own
+    geometry gives every camera the constraints of all the views that see the point."""
+    tracks = Tracks(model)
+    references = np.flatnonzero(tracks.ref_of == np.arange(len(tracks.ref_of)))
+    point_ids = tracks.track[references]
+    xyz = np.array([model.points3D[p].xyz for p in point_ids]).reshape(-1, 3)
+    margin = conf["patch_radius"]
+    candidates, projections, image_of = [], [], []  # reference index, projection [2], photo
+    for k, image_id in enumerate(tracks.image_ids):
+        image = model.images[image_id]
+        camera = model.cameras[image.camera_id]
+        pose = image.cam_from_world().matrix()
+        in_camera = xyz @ pose[:, :3].T + pose[:, 3]
+        front = in_camera[:, 2] > 0
+        xy = np.full((len(xyz), 2), -1.0)
+        xy[front] = camera.img_from_cam(in_camera[front], check_cheirality=False) - 0.5  # pixel centres at integers
+        inside = front & (xy >= margin).all(1) & (xy < [camera.width - 1 - margin, camera.height - 1 - margin]).all(1)
+        unseen = ~np.isin(point_ids, tracks.track[tracks.image_of == k])
+        new = np.flatnonzero(inside & unseen)
+        candidates.append(new)
+        projections.append(xy[new])
+        image_of.append(np.full(len(new), k))
+    candidates, projected = np.concatenate(candidates), np.concatenate(projections)
+    if not len(candidates):
+        return 0
+    # the references first, then the candidates, each pointing at its reference
+    points = np.concatenate([tracks.points[references], projected])
+    image_of = np.concatenate([tracks.image_of[references], *image_of])
+    ref_of = np.r_[np.arange(len(references)), candidates]
+    start = points.copy()
+    moved = align_observations(conf, photos, tracks, points, image_of, ref_of)
+    added = np.flatnonzero(moved & (np.linalg.norm(points - start, axis=1) <= conf["complete_max_error"]))
+    for j in added:
+        image = model.images[tracks.image_ids[image_of[j]]]
+        image.points2D.append(pycolmap.Point2D(xy=points[j] + 0.5))
+        element = pycolmap.TrackElement(image.image_id, len(image.points2D) - 1)
+        model.add_observation(int(point_ids[ref_of[j]]), element)
+    return len(added)
+
+
+def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
+    """Global bundle adjustment with the conf's robust loss, then COLMAP's filter of badly
+    reprojected or badly conditioned points, in place. Returns the observations filtered out."""
+    options = pycolmap.BundleAdjustmentOptions()
+    options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
+    options.ceres.loss_function_scale = conf["loss_scale"]
+    pycolmap.bundle_adjustment(model, options)
+    return pycolmap.ObservationManager(model).filter_all_points3D(
+        conf["filter_max_reproj_error"], conf["filter_min_tri_angle"]
+    )
+
+
+def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
+    """Align the observations of every track of `model` to its reference and bundle-adjust; then,
+    with the conf's "complete_max_error", complete the tracks and align and adjust again; in place.
+    Returns what changed: align_tracks' figures (of the last alignment), "completed" (observations
+    added), and the mean reprojection error before and after ("reprojection_error_px")."""
+    model.update_point_3d_errors()  # a model written by another tool may not hold them
+    before = model.compute_mean_reprojection_error()
+    check_photos(image_dir, model, sorted(model.reg_image_ids()))
+    photos = GrayImages(image_dir, "refine_tracks", cache=PHOTO_CACHE)
+    changes = align_tracks(conf, photos, model)
+    completed = 0
+    if conf["complete_max_error"] is not None:
+        completed = complete_tracks(conf, photos, model)
+        if completed:
+            changes = align_tracks(conf, photos, model)
+    return {
+        **changes,
+        "completed": completed,
         "reprojection_error_px": [before, model.compute_mean_reprojection_error()],
     }
 
@@ -303,8 +403,9 @@ def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None =
     output.mkdir(parents=True, exist_ok=True)
     colmap.write_model(model, output)
     logger.info(
-        "refine_tracks: %d of %d observations moved (median %.2f px), %d dropped after bundle adjustment;"
-        " reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
+        "refine_tracks: %d observations added by track completion; %d of %d moved (median %.2f px), %d dropped"
+        " after bundle adjustment; reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
+        changes["completed"],
         changes["moved"],
         changes["observations"],
         changes["median_shift_px"],

@@ -124,6 +124,45 @@ def test_stage_makes_the_views_of_each_track_agree(tmp_path):
     assert reread.compute_mean_reprojection_error() < 0.5 * error_before
 
 
+def test_completion_adds_the_views_a_track_missed_where_the_photo_shows_its_point(tmp_path):
+    model, homographies, xyz = plane_model(tmp_path, noise=1.0)
+    in_all = np.ones(len(xyz), bool)  # the points that all three photos show
+    for name in homographies:
+        xy = warp_points(homographies[name], xyz[:, :2])
+        in_all &= (xy > 20).all(1) & (xy < [620, 460]).all(1)
+    missed = in_all & (np.arange(len(xyz)) % 2 == 0)  # these tracks were not matched in view 3
+    for p in np.flatnonzero(missed):
+        model.delete_observation(3, int(p))
+    truth = warp_points(homographies["view3.png"], xyz[:, :2])  # COLMAP's pixels of view 3
+    split = int(np.median(truth[in_all, 0]))
+    photo = tmp_path / "images" / "view3.png"  # right of `split` it shows something else
+    gray = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)
+    gray[:, split:] = texture((640, 480), seed=9)[:, split:]
+    cv2.imwrite(str(photo), gray)
+    model.write(tmp_path)
+
+    refined = refine_tracks.main("photometric", tmp_path, tmp_path / "images")
+    view1_to_view3 = homographies["view3.png"] @ np.linalg.inv(homographies["view1.png"])
+    in_view3 = {}  # point index -> (its observation in view 3, where its view-1 observation shows in view 3)
+    for point in refined.points3D.values():
+        rows = {e.image_id: e.point2D_idx for e in point.track.elements}
+        if 3 in rows:
+            seen_in_1 = warp_points(view1_to_view3, refined.images[1].points2D[rows[1]].xy[None])[0]
+            in_view3[rows[1]] = (refined.images[3].points2D[rows[3]].xy, seen_in_1)
+    shown = np.flatnonzero(missed & (truth[:, 0] < split - 20))
+    hidden = np.flatnonzero(missed & (truth[:, 0] > split + 20))
+    assert len(shown) > 25 and len(hidden) > 25
+    completed = [p for p in shown if p in in_view3]
+    assert len(completed) > 0.9 * len(shown)
+    errors = np.linalg.norm([np.subtract(*in_view3[p]) for p in completed], axis=1)
+    assert np.median(errors) < 0.2 and errors.max() < 1.0
+    assert sum(p in in_view3 for p in hidden) < 0.05 * len(hidden)
+    without = refine_tracks.main({"complete_max_error": None}, tmp_path, tmp_path / "images", output=tmp_path / "off")
+    assert all(
+        3 not in {e.image_id for e in pt.track.elements} for pt in without.points3D.values() if pt.track.length() == 2
+    )
+
+
 def test_stage_names_what_it_cannot_use(tmp_path):
     with pytest.raises(InputError, match="no COLMAP model"):
         refine_tracks.main("photometric", tmp_path, tmp_path)
