@@ -11,13 +11,17 @@ For every 3D point of the model (ours or hloc's, from any features):
 1. its reference is its observation with the smallest reprojection error;
 2. every other observation is moved onto it: a patch of the reference photo around the reference
    point is compared, by normalised cross-correlation, with the other photo warped by the local
-   affine map that the neighbouring tracks define (the nearest points with their reference in the
-   same photo and an observation in the other), over a window of integer shifts; the peak, refined
-   by a parabola along each axis, is the new position. An observation whose peak is weak or at the
-   window's edge, whose patch or window is flat, or whose two photos share too few points for a
-   local map, keeps its position;
+   affine map that the neighbouring tracks define (the nearest tracks that both photos observe),
+   over a window of integer shifts; the peak, refined by a parabola along each axis, is the new
+   position. An observation whose peak is weak or at the window's edge, whose patch or window is
+   flat, or whose two photos share too few tracks for a local map, keeps its position;
 3. global bundle adjustment (pycolmap, with a Cauchy loss) moves the cameras and points to the
-   refined observations.
+   refined observations;
+4. track completion: in every registered photo that does not observe the point but where it
+   projects, its reference patch is aligned around the projection as in 2, and the observation is
+   added where the alignment holds within `complete_max_error` px of the projection; then 1-3
+   again. The added views are dropped from the written model once they have served the bundle
+   adjustment: its images keep their 2D points, the features file's keypoints index for index.
 
 All observations of a track are aligned to the same patch, not to their pair partners one by one,
 so its views agree with each other (Lindenberger et al., "Pixel-Perfect Structure-from-Motion",
@@ -187,10 +191,45 @@ def align_pair(
     return out, moved
 
 
+class Tracks:
+    """The observations of every 3D point of a model, flat: points [K,2] (pixel centres at integers),
+    image_of [K] (index into `image_ids`), row [K] (image id, point2D index) in the model, ref_of [K]
+    (the index of its track's reference: the observation with the smallest reprojection error)."""
+
+    def __init__(self, model: pycolmap.Reconstruction):
+        self.image_ids = sorted(model.reg_image_ids())
+        self.names = [model.images[i].name for i in self.image_ids]
+        index = {image_id: k for k, image_id in enumerate(self.image_ids)}
+        rows, points, image_of, track, errors = [], [], [], [], []
+        for point_id, point in model.points3D.items():
+            for element in point.track.elements:
+                image = model.images[element.image_id]
+                xy = image.points2D[element.point2D_idx].xy
+                rows.append((element.image_id, element.point2D_idx))
+                points.append(xy - 0.5)  # COLMAP's origin is the first pixel's corner, ours its centre
+                image_of.append(index[element.image_id])
+                track.append(point_id)
+                projected = image.project_point(point.xyz)
+                errors.append(np.inf if projected is None else np.linalg.norm(projected - xy))
+        self.rows = rows
+        self.points = np.array(points, np.float64).reshape(-1, 2)
+        self.image_of, self.track = np.array(image_of, np.int64), np.array(track, np.int64)
+        order = np.lexsort((np.array(errors), self.track))  # by track, the smallest error first
+        first = np.r_[True, self.track[order[1:]] != self.track[order[:-1]]]
+        self.ref_of = np.empty(len(order), np.int64)
+        self.ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+
+    def shared(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The observations [S,2] in photos a and b (indices into `names`) of the tracks seen in both."""
+        in_a, in_b = self.image_of == a, self.image_of == b
+        _, ia, ib = np.intersect1d(self.track[in_a], self.track[in_b], return_indices=True)
+        return self.points[in_a][ia], self.points[in_b][ib]
+
+
 def align_observations(
     conf: dict[str, Any],
     photos: GrayImages,
-    tracks: "Tracks",
+    tracks: Tracks,
     points: np.ndarray,
     image_of: np.ndarray,
     ref_of: np.ndarray,
@@ -229,41 +268,6 @@ def align_observations(
         )
     progress.close()
     return aligned
-
-
-class Tracks:
-    """The observations of every 3D point of a model, flat: points [K,2] (pixel centres at integers),
-    image_of [K] (index into `image_ids`), row [K] (image id, point2D index) in the model, ref_of [K]
-    (the index of its track's reference: the observation with the smallest reprojection error)."""
-
-    def __init__(self, model: pycolmap.Reconstruction):
-        self.image_ids = sorted(model.reg_image_ids())
-        self.names = [model.images[i].name for i in self.image_ids]
-        index = {image_id: k for k, image_id in enumerate(self.image_ids)}
-        rows, points, image_of, track, errors = [], [], [], [], []
-        for point_id, point in model.points3D.items():
-            for element in point.track.elements:
-                image = model.images[element.image_id]
-                xy = image.points2D[element.point2D_idx].xy
-                rows.append((element.image_id, element.point2D_idx))
-                points.append(xy - 0.5)  # COLMAP's origin is the first pixel's corner, ours its centre
-                image_of.append(index[element.image_id])
-                track.append(point_id)
-                projected = image.project_point(point.xyz)
-                errors.append(np.inf if projected is None else np.linalg.norm(projected - xy))
-        self.rows = rows
-        self.points = np.array(points, np.float64).reshape(-1, 2)
-        self.image_of, self.track = np.array(image_of, np.int64), np.array(track, np.int64)
-        order = np.lexsort((np.array(errors), self.track))  # by track, the smallest error first
-        first = np.r_[True, self.track[order[1:]] != self.track[order[:-1]]]
-        self.ref_of = np.empty(len(order), np.int64)
-        self.ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
-
-    def shared(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """The observations [S,2] in photos a and b (indices into `names`) of the tracks seen in both."""
-        in_a, in_b = self.image_of == a, self.image_of == b
-        _, ia, ib = np.intersect1d(self.track[in_a], self.track[in_b], return_indices=True)
-        return self.points[in_a][ia], self.points[in_b][ib]
 
 
 def align_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Reconstruction) -> dict[str, Any]:
@@ -344,21 +348,38 @@ def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
     )
 
 
+def drop_added_points(model: pycolmap.Reconstruction, counts: dict[int, int]) -> None:
+    """Remove from each image the 2D points after its first counts[image_id], with their
+    observations (a point left with one view goes too), in place."""
+    for image_id, count in counts.items():
+        image = model.images[image_id]
+        for idx in range(count, image.num_points2D()):
+            if image.points2D[idx].has_point3D():
+                model.delete_observation(image_id, idx)
+        del image.points2D[count:]
+
+
 def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
     """Align the observations of every track of `model` to its reference and bundle-adjust; then,
     with the conf's "complete_max_error", complete the tracks and align and adjust again; in place.
-    Returns what changed: align_tracks' figures (of the last alignment), "completed" (observations
-    added), and the mean reprojection error before and after ("reprojection_error_px")."""
+
+    The completed views constrain the bundle adjustment and are then dropped: each image keeps the
+    2D points it had, the features file's keypoints index for index, as hloc's localization and
+    triangulation read them. Returns what changed: align_tracks' figures (of the last alignment),
+    "completed" (views added to tracks while refining), and the mean reprojection error before and
+    after ("reprojection_error_px")."""
     model.update_point_3d_errors()  # a model written by another tool may not hold them
     before = model.compute_mean_reprojection_error()
     check_photos(image_dir, model, sorted(model.reg_image_ids()))
     photos = GrayImages(image_dir, "refine_tracks", cache=PHOTO_CACHE)
+    counts = {image_id: model.images[image_id].num_points2D() for image_id in model.reg_image_ids()}
     changes = align_tracks(conf, photos, model)
     completed = 0
     if conf["complete_max_error"] is not None:
         completed = complete_tracks(conf, photos, model)
         if completed:
             changes = align_tracks(conf, photos, model)
+            drop_added_points(model, counts)
     return {
         **changes,
         "completed": completed,
@@ -403,8 +424,8 @@ def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None =
     output.mkdir(parents=True, exist_ok=True)
     colmap.write_model(model, output)
     logger.info(
-        "refine_tracks: %d observations added by track completion; %d of %d moved (median %.2f px), %d dropped"
-        " after bundle adjustment; reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
+        "refine_tracks: %d views added to tracks while refining; %d of %d observations moved (median %.2f px),"
+        " %d dropped after bundle adjustment; reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
         changes["completed"],
         changes["moved"],
         changes["observations"],

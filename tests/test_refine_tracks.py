@@ -141,7 +141,11 @@ def test_completion_adds_the_views_a_track_missed_where_the_photo_shows_its_poin
     cv2.imwrite(str(photo), gray)
     model.write(tmp_path)
 
-    refined = refine_tracks.main("photometric", tmp_path, tmp_path / "images")
+    conf = refine_tracks.confs["photometric"]
+    photos = refine_tracks.GrayImages(tmp_path / "images", "test")
+    refined = pycolmap.Reconstruction(tmp_path)
+    refine_tracks.align_tracks(conf, photos, refined)
+    assert refine_tracks.complete_tracks(conf, photos, refined) > 0
     view1_to_view3 = homographies["view3.png"] @ np.linalg.inv(homographies["view1.png"])
     in_view3 = {}  # point index -> (its observation in view 3, where its view-1 observation shows in view 3)
     for point in refined.points3D.values():
@@ -157,10 +161,13 @@ def test_completion_adds_the_views_a_track_missed_where_the_photo_shows_its_poin
     errors = np.linalg.norm([np.subtract(*in_view3[p]) for p in completed], axis=1)
     assert np.median(errors) < 0.2 and errors.max() < 1.0
     assert sum(p in in_view3 for p in hidden) < 0.05 * len(hidden)
-    without = refine_tracks.main({"complete_max_error": None}, tmp_path, tmp_path / "images", output=tmp_path / "off")
-    assert all(
-        3 not in {e.image_id for e in pt.track.elements} for pt in without.points3D.values() if pt.track.length() == 2
-    )
+
+    # the stage's model keeps each image's 2D points, the features file's keypoints index for index
+    written = refine_tracks.main("photometric", tmp_path, tmp_path / "images", output=tmp_path / "refined")
+    for image_id, image in model.images.items():
+        kept = written.images[image_id]
+        assert kept.num_points2D() == image.num_points2D()
+        assert kept.num_points3D <= image.num_points3D
 
 
 def test_stage_names_what_it_cannot_use(tmp_path):
