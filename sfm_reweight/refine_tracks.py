@@ -359,30 +359,49 @@ def drop_added_points(model: pycolmap.Reconstruction, counts: dict[int, int]) ->
         del image.points2D[count:]
 
 
-def refine_model(conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction) -> dict[str, Any]:
+def refine_model(
+    conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction
+) -> tuple[pycolmap.Reconstruction, dict[str, Any]]:
     """Align the observations of every track of `model` to its reference and bundle-adjust; then,
-    with the conf's "complete_max_error", complete the tracks and align and adjust again; in place.
+    with the conf's "complete_max_error", complete the tracks and align and adjust again.
 
     The completed views constrain the bundle adjustment and are then dropped: each image keeps the
     2D points it had, the features file's keypoints index for index, as hloc's localization and
-    triangulation read them. Returns what changed: align_tracks' figures (of the last alignment),
-    "completed" (views added to tracks while refining), and the mean reprojection error before and
-    after ("reprojection_error_px")."""
+    triangulation read them. Each pass works on a copy and is kept only if its bundle adjustment
+    leaves at least half of the points (a failed solve leaves points that the filter drops).
+    Returns the refined model and what changed: align_tracks' figures (of the last pass kept),
+    "completed" (views added to tracks while refining), "passes_failed", and the mean reprojection
+    error before and after ("reprojection_error_px")."""
     model.update_point_3d_errors()  # a model written by another tool may not hold them
     before = model.compute_mean_reprojection_error()
     check_photos(image_dir, model, sorted(model.reg_image_ids()))
     photos = GrayImages(image_dir, "refine_tracks", cache=PHOTO_CACHE)
     counts = {image_id: model.images[image_id].num_points2D() for image_id in model.reg_image_ids()}
-    changes = align_tracks(conf, photos, model)
-    completed = 0
-    if conf["complete_max_error"] is not None:
-        completed = complete_tracks(conf, photos, model)
-        if completed:
-            changes = align_tracks(conf, photos, model)
-            drop_added_points(model, counts)
-    return {
+    changes = {"observations": 0, "moved": 0, "median_shift_px": 0.0, "filtered": 0}
+    completed = failed = 0
+    for complete in (False, True):
+        if complete and conf["complete_max_error"] is None:
+            break
+        trial = pycolmap.Reconstruction(model)
+        added = complete_tracks(conf, photos, trial) if complete else 0
+        if complete and not added:
+            break
+        trial_changes = align_tracks(conf, photos, trial)
+        if trial.num_points3D() < 0.5 * model.num_points3D():
+            logger.warning(
+                "refine_tracks: bundle adjustment failed in the %s pass (%d of %d points left); that pass is undone",
+                "completed tracks'" if complete else "first",
+                trial.num_points3D(),
+                model.num_points3D(),
+            )
+            failed += 1
+            break
+        drop_added_points(trial, counts)
+        model, changes, completed = trial, trial_changes, completed + added
+    return model, {
         **changes,
         "completed": completed,
+        "passes_failed": failed,
         "reprojection_error_px": [before, model.compute_mean_reprojection_error()],
     }
 
@@ -419,7 +438,7 @@ def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None =
     start = time.time()
     model = pycolmap.Reconstruction(sfm_dir)
     with colmap.colmap_logging(False):
-        changes = refine_model(conf, Path(image_dir), model)
+        model, changes = refine_model(conf, Path(image_dir), model)
     output = Path(output) if output else sfm_dir
     output.mkdir(parents=True, exist_ok=True)
     colmap.write_model(model, output)

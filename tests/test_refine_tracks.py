@@ -170,6 +170,27 @@ def test_completion_adds_the_views_a_track_missed_where_the_photo_shows_its_poin
         assert kept.num_points3D <= image.num_points3D
 
 
+def test_a_pass_whose_bundle_adjustment_fails_is_undone(tmp_path, monkeypatch):
+    model, _, xyz = plane_model(tmp_path, noise=1.0)
+    for p in range(0, len(xyz), 2):
+        model.delete_observation(3, p)  # views for completion to add
+    adjust = refine_tracks.adjust
+    passes = []
+
+    def failing_second_pass(conf, m):
+        passes.append(m.num_points3D())
+        if len(passes) == 2:  # the completed tracks' solve "fails": the filter drops every point
+            for point_id in list(m.point3D_ids()):
+                m.delete_point3D(point_id)
+            return 0
+        return adjust(conf, m)
+
+    monkeypatch.setattr(refine_tracks, "adjust", failing_second_pass)
+    refined, changes = refine_tracks.refine_model(refine_tracks.confs["photometric"], tmp_path / "images", model)
+    assert len(passes) == 2 and changes["passes_failed"] == 1 and changes["completed"] == 0
+    assert refined.num_points3D() > 0.9 * len(xyz)
+
+
 def test_stage_names_what_it_cannot_use(tmp_path):
     with pytest.raises(InputError, match="no COLMAP model"):
         refine_tracks.main("photometric", tmp_path, tmp_path)
