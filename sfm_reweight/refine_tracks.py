@@ -193,8 +193,9 @@ def align_pair(
 
 class Tracks:
     """The observations of every 3D point of a model, flat: points [K,2] (pixel centres at integers),
-    image_of [K] (index into `image_ids`), row [K] (image id, point2D index) in the model, ref_of [K]
-    (the index of its track's reference: the observation with the smallest reprojection error)."""
+    image_of [K] (index into `image_ids` and `names`, the registered images), track [K] (3D point
+    id), rows [K] (image id, point2D index) in the model, ref_of [K] (the index of its track's
+    reference: the observation with the smallest reprojection error)."""
 
     def __init__(self, model: pycolmap.Reconstruction):
         self.image_ids = sorted(model.reg_image_ids())
@@ -218,12 +219,13 @@ class Tracks:
         first = np.r_[True, self.track[order[1:]] != self.track[order[:-1]]]
         self.ref_of = np.empty(len(order), np.int64)
         self.ref_of[order] = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+        self.in_image = [np.flatnonzero(self.image_of == k) for k in range(len(self.names))]
 
     def shared(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """The observations [S,2] in photos a and b (indices into `names`) of the tracks seen in both."""
-        in_a, in_b = self.image_of == a, self.image_of == b
+        in_a, in_b = self.in_image[a], self.in_image[b]
         _, ia, ib = np.intersect1d(self.track[in_a], self.track[in_b], return_indices=True)
-        return self.points[in_a][ia], self.points[in_b][ib]
+        return self.points[in_a[ia]], self.points[in_b[ib]]
 
 
 def align_observations(
@@ -236,11 +238,11 @@ def align_observations(
 ) -> np.ndarray:
     """Move every observation onto its track's reference. points [K,2] (pixel centres at integers,
     original resolution), image_of [K] their photo (index into `tracks.names`), ref_of [K] the index
-    of their reference (itself for references, -1 for points in no track). The local affine maps
-    come from the tracks that the two photos share. Returns [K] bool: the observations moved (points
-    is updated in place)."""
+    of their reference (itself for references). The local affine maps come from the tracks that the
+    two photos share; two photos that share fewer than `neighbours` are not read. Returns [K] bool:
+    the observations moved (points is updated in place)."""
     aligned = np.zeros(len(points), bool)
-    todo = np.flatnonzero((ref_of >= 0) & (ref_of != np.arange(len(points))))
+    todo = np.flatnonzero(ref_of != np.arange(len(points)))
     if not len(todo):
         return aligned  # no track with two observations (a model without points)
     group_key = image_of[ref_of[todo]] * len(tracks.names) + image_of[todo]
@@ -255,16 +257,14 @@ def align_observations(
         group = todo[start:end]
         i_ref, i = int(image_of[ref_of[group[0]]]), int(image_of[group[0]])
         progress.update(len(group))
+        anchors = tracks.shared(i_ref, i)
+        if len(anchors[0]) < conf["neighbours"]:
+            continue  # no local maps: completion proposes views of photos that share no tracks
         ref_photo, photo = photos(tracks.names[i_ref]), photos(tracks.names[i])
         if ref_photo is None or photo is None:
             continue  # unreadable: reported by GrayImages, its observations stay as they are
         points[group], aligned[group] = align_pair(
-            conf,
-            torch.from_numpy(ref_photo),
-            torch.from_numpy(photo),
-            points[ref_of[group]],
-            points[group],
-            tracks.shared(i_ref, i),
+            conf, torch.from_numpy(ref_photo), torch.from_numpy(photo), points[ref_of[group]], points[group], anchors
         )
     progress.close()
     return aligned
@@ -303,7 +303,7 @@ def complete_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Re
     point_ids = tracks.track[references]
     xyz = np.array([model.points3D[p].xyz for p in point_ids]).reshape(-1, 3)
     margin = conf["patch_radius"]
-    candidates, projections, image_of = [], [], []  # reference index, projection [2], photo
+    candidates, projections, photos_of = [], [], []  # per photo: reference indices, projections [C,2], photo
     for k, image_id in enumerate(tracks.image_ids):
         image = model.images[image_id]
         camera = model.cameras[image.camera_id]
@@ -317,13 +317,13 @@ def complete_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Re
         new = np.flatnonzero(inside & unseen)
         candidates.append(new)
         projections.append(xy[new])
-        image_of.append(np.full(len(new), k))
+        photos_of.append(np.full(len(new), k))
     candidates, projected = np.concatenate(candidates), np.concatenate(projections)
     if not len(candidates):
         return 0
     # the references first, then the candidates, each pointing at its reference
     points = np.concatenate([tracks.points[references], projected])
-    image_of = np.concatenate([tracks.image_of[references], *image_of])
+    image_of = np.concatenate([tracks.image_of[references], *photos_of])
     ref_of = np.r_[np.arange(len(references)), candidates]
     start = points.copy()
     moved = align_observations(conf, photos, tracks, points, image_of, ref_of)
@@ -343,6 +343,12 @@ def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
     options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
     options.ceres.loss_function_scale = conf["loss_scale"]
     pycolmap.bundle_adjustment(model, options)
+    return filter_points(conf, model)
+
+
+def filter_points(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
+    """COLMAP's filter of observations reprojecting further than the conf's limit and of points seen
+    under too small an angle, in place. Returns the observations removed."""
     return pycolmap.ObservationManager(model).filter_all_points3D(
         conf["filter_max_reproj_error"], conf["filter_min_tri_angle"]
     )
@@ -359,6 +365,28 @@ def drop_added_points(model: pycolmap.Reconstruction, counts: dict[int, int]) ->
         del image.points2D[count:]
 
 
+def refine_pass(
+    conf: dict[str, Any],
+    photos: GrayImages,
+    model: pycolmap.Reconstruction,
+    counts: dict[int, int],
+    complete: bool,
+) -> tuple[pycolmap.Reconstruction | None, dict[str, Any], int]:
+    """One pass on a copy of `model`: with `complete`, its tracks completed first; then align_tracks;
+    then the 2D points after each image's first counts[image_id] dropped, the points' errors updated
+    and the points filtered again (a point may have needed an added view for its angle). Returns
+    (the copy, align_tracks' figures, the views added); the copy is None when completion added none."""
+    trial = pycolmap.Reconstruction(model)
+    added = complete_tracks(conf, photos, trial) if complete else 0
+    if complete and not added:
+        return None, {}, 0
+    changes = align_tracks(conf, photos, trial)
+    drop_added_points(trial, counts)
+    trial.update_point_3d_errors()
+    changes["filtered"] += filter_points(conf, trial)
+    return trial, changes, added
+
+
 def refine_model(
     conf: dict[str, Any], image_dir: Path, model: pycolmap.Reconstruction
 ) -> tuple[pycolmap.Reconstruction, dict[str, Any]]:
@@ -367,11 +395,11 @@ def refine_model(
 
     The completed views constrain the bundle adjustment and are then dropped: each image keeps the
     2D points it had, the features file's keypoints index for index, as hloc's localization and
-    triangulation read them. Each pass works on a copy and is kept only if its bundle adjustment
-    leaves at least half of the points (a failed solve leaves points that the filter drops).
-    Returns the refined model and what changed: align_tracks' figures (of the last pass kept),
-    "completed" (views added to tracks while refining), "passes_failed", and the mean reprojection
-    error before and after ("reprojection_error_px")."""
+    triangulation read them. Each pass (refine_pass) is kept only if it leaves at least half of the
+    points: a failed solve leaves points that the filter drops. Returns the refined model and what
+    changed: align_tracks' figures of the last pass kept, "completed" (views added to tracks while
+    refining), "passes_failed", and the mean reprojection error before and after
+    ("reprojection_error_px")."""
     model.update_point_3d_errors()  # a model written by another tool may not hold them
     before = model.compute_mean_reprojection_error()
     check_photos(image_dir, model, sorted(model.reg_image_ids()))
@@ -379,14 +407,10 @@ def refine_model(
     counts = {image_id: model.images[image_id].num_points2D() for image_id in model.reg_image_ids()}
     changes = {"observations": 0, "moved": 0, "median_shift_px": 0.0, "filtered": 0}
     completed = failed = 0
-    for complete in (False, True):
-        if complete and conf["complete_max_error"] is None:
+    for complete in (False, True) if conf["complete_max_error"] is not None else (False,):
+        trial, trial_changes, added = refine_pass(conf, photos, model, counts, complete)
+        if trial is None:
             break
-        trial = pycolmap.Reconstruction(model)
-        added = complete_tracks(conf, photos, trial) if complete else 0
-        if complete and not added:
-            break
-        trial_changes = align_tracks(conf, photos, trial)
         if trial.num_points3D() < 0.5 * model.num_points3D():
             logger.warning(
                 "refine_tracks: bundle adjustment failed in the %s pass (%d of %d points left); that pass is undone",
@@ -396,7 +420,6 @@ def refine_model(
             )
             failed += 1
             break
-        drop_added_points(trial, counts)
         model, changes, completed = trial, trial_changes, completed + added
     return model, {
         **changes,
@@ -443,8 +466,8 @@ def main(conf: str | dict, sfm_dir: Path, image_dir: Path, output: Path | None =
     output.mkdir(parents=True, exist_ok=True)
     colmap.write_model(model, output)
     logger.info(
-        "refine_tracks: %d views added to tracks while refining; %d of %d observations moved (median %.2f px),"
-        " %d dropped after bundle adjustment; reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
+        "refine_tracks: %d views added to tracks while refining; last pass: %d of %d observations moved"
+        " (median %.2f px), %d dropped by the filter; reprojection error %.3f -> %.3f px; model written to %s; %.1f s.",
         changes["completed"],
         changes["moved"],
         changes["observations"],

@@ -170,25 +170,45 @@ def test_completion_adds_the_views_a_track_missed_where_the_photo_shows_its_poin
         assert kept.num_points3D <= image.num_points3D
 
 
-def test_a_pass_whose_bundle_adjustment_fails_is_undone(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", [1, 2])  # the first pass, the completed tracks' pass
+def test_a_pass_whose_bundle_adjustment_fails_is_undone(tmp_path, monkeypatch, failing):
     model, _, xyz = plane_model(tmp_path, noise=1.0)
     for p in range(0, len(xyz), 2):
         model.delete_observation(3, p)  # views for completion to add
+    start = {point_id: point.xyz.copy() for point_id, point in model.points3D.items()}
     adjust = refine_tracks.adjust
     passes = []
 
-    def failing_second_pass(conf, m):
+    def failing_solve(conf, m):
         passes.append(m.num_points3D())
-        if len(passes) == 2:  # the completed tracks' solve "fails": the filter drops every point
+        if len(passes) == failing:  # the solve "fails": the filter drops every point
             for point_id in list(m.point3D_ids()):
                 m.delete_point3D(point_id)
             return 0
         return adjust(conf, m)
 
-    monkeypatch.setattr(refine_tracks, "adjust", failing_second_pass)
+    monkeypatch.setattr(refine_tracks, "adjust", failing_solve)
     refined, changes = refine_tracks.refine_model(refine_tracks.confs["photometric"], tmp_path / "images", model)
-    assert len(passes) == 2 and changes["passes_failed"] == 1 and changes["completed"] == 0
+    assert len(passes) == failing and changes["passes_failed"] == 1 and changes["completed"] == 0
     assert refined.num_points3D() > 0.9 * len(xyz)
+    if failing == 1:  # nothing kept: the model as it was given
+        assert all(np.array_equal(refined.points3D[i].xyz, xyz0) for i, xyz0 in start.items())
+
+
+def test_dropping_the_added_views_keeps_each_images_points(tmp_path):
+    model, _, _ = plane_model(tmp_path, noise=0.0)
+    counts = {image_id: image.num_points2D() for image_id, image in model.images.items()}
+    point_ids = sorted(model.point3D_ids())
+    for point_id, image_id in [(point_ids[0], 2), (point_ids[1], 3)]:
+        model.delete_observation(image_id, point_ids.index(point_id))
+        image = model.images[image_id]
+        image.points2D.append(pycolmap.Point2D(xy=np.array([5.0, 5.0])))
+        model.add_observation(point_id, pycolmap.TrackElement(image_id, image.num_points2D() - 1))
+    model.delete_observation(1, 0)  # point_ids[0]: one view of its own left beside the added one
+    refine_tracks.drop_added_points(model, counts)
+    assert {i: image.num_points2D() for i, image in model.images.items()} == counts
+    assert not model.exists_point3D(point_ids[0])
+    assert {e.image_id for e in model.points3D[point_ids[1]].track.elements} == {1, 2}
 
 
 def test_stage_names_what_it_cannot_use(tmp_path):

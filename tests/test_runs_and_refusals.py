@@ -213,7 +213,9 @@ def test_a_damaged_raw_store_is_one_line_naming_the_file(tmp_path):
 
 def test_ctrl_c_is_one_line_and_status_130():
     code = (
-        "import sys, time; from sfm_reweight import cli\n"
+        "import signal, sys, time; from sfm_reweight import cli\n"
+        # Python keeps SIGINT ignored where the parent ignored it (a background job of a script)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "def stage():\n    print('ready', flush=True)\n    time.sleep(60)\n"
         "cli.run(stage)\n"
     )
