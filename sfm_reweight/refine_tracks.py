@@ -340,6 +340,7 @@ def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
     """Global bundle adjustment with the conf's robust loss, then COLMAP's filter of badly
     reprojected or badly conditioned points, in place. Returns the observations filtered out."""
     options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False  # the stage logs its own summary
     options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
     options.ceres.loss_function_scale = conf["loss_scale"]
     pycolmap.bundle_adjustment(model, options)
