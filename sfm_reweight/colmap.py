@@ -224,6 +224,17 @@ def move_model_files(src: Path, dst: Path) -> None:
     Path(src).rmdir()
 
 
+def project(
+    cam_from_world: pycolmap.Rigid3d, camera: pycolmap.Camera, xyz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points xyz [K,3] (world frame) in a camera: their COLMAP pixels [K,2] (meaningless where the
+    depth is not positive) and their depths [K]."""
+    pose = cam_from_world.matrix()
+    in_camera = xyz @ pose[:, :3].T + pose[:, 3]
+    xy = camera.img_from_cam(in_camera, check_cheirality=False)
+    return np.asarray(xy).reshape(-1, 2), in_camera[:, 2]
+
+
 def model_statistics(model: pycolmap.Reconstruction) -> dict[str, float]:
     """What a summary says of a model: registered images, points, mean track length and reprojection error."""
     return {

@@ -307,13 +307,11 @@ def complete_tracks(conf: dict[str, Any], photos: GrayImages, model: pycolmap.Re
     for k, image_id in enumerate(tracks.image_ids):
         image = model.images[image_id]
         camera = model.cameras[image.camera_id]
-        pose = image.cam_from_world().matrix()
-        in_camera = xyz @ pose[:, :3].T + pose[:, 3]
-        front = in_camera[:, 2] > 0
-        xy = np.full((len(xyz), 2), -1.0)
-        xy[front] = camera.img_from_cam(in_camera[front], check_cheirality=False) - 0.5  # pixel centres at integers
-        inside = front & (xy >= margin).all(1) & (xy < [camera.width - 1 - margin, camera.height - 1 - margin]).all(1)
-        unseen = ~np.isin(point_ids, tracks.track[tracks.image_of == k])
+        xy, depth = colmap.project(image.cam_from_world(), camera, xyz)
+        xy = xy - 0.5  # pixel centres at integers
+        bounds = [camera.width - 1 - margin, camera.height - 1 - margin]
+        inside = (depth > 0) & (xy >= margin).all(1) & (xy < bounds).all(1)
+        unseen = ~np.isin(point_ids, tracks.track[tracks.in_image[k]])
         new = np.flatnonzero(inside & unseen)
         candidates.append(new)
         projections.append(xy[new])

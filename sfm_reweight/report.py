@@ -137,16 +137,6 @@ def point_arrays(model: pycolmap.Reconstruction) -> tuple[np.ndarray, np.ndarray
     return ids, xyz, rgb
 
 
-def reprojection_errors(
-    cam_from_world: pycolmap.Rigid3d, camera: pycolmap.Camera, xyz: np.ndarray, xy: np.ndarray
-) -> np.ndarray:
-    """Distances [K] in pixels between points xyz [K,3] (world frame) projected into the camera and
-    their observations xy [K,2] (COLMAP pixels)."""
-    pose = cam_from_world.matrix()
-    projected = camera.img_from_cam(xyz @ pose[:, :3].T + pose[:, 3], check_cheirality=False)
-    return np.linalg.norm(np.asarray(projected).reshape(-1, 2) - xy, axis=1)
-
-
 def map_views(
     model: pycolmap.Reconstruction, ids: np.ndarray, xyz: np.ndarray, centre_errors: dict[str, float]
 ) -> list[View]:
@@ -160,7 +150,8 @@ def map_views(
         observations = image.get_observation_points2D()
         xy = np.array([p.xy for p in observations], np.float64).reshape(-1, 2)
         point3D_ids = np.array([p.point3D_id for p in observations], np.int64)
-        errors = reprojection_errors(image.cam_from_world(), camera, xyz[np.searchsorted(ids, point3D_ids)], xy)
+        projected, _ = colmap.project(image.cam_from_world(), camera, xyz[np.searchsorted(ids, point3D_ids)])
+        errors = np.linalg.norm(projected - xy, axis=1)
         figures = [
             ("camera", f"{camera.model.name} {camera.width}x{camera.height}"),
             ("keypoints", str(image.num_points2D())),
