@@ -16,7 +16,6 @@ before and after COLMAP's geometric verification (the inliers the mapper is give
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.scenes import repeated_scene
 from sfm_reweight.scenes.synthetic_scene import covisibility, render
 from sfm_reweight.train.warps import DepthWarp
+from sfm_reweight.utils import atomic
 
 
 def right_matches(
@@ -59,7 +59,7 @@ def main() -> None:
     tables = {}
     for matcher in args.matchers:
         summary, _ = run(image_dir, image_dir.parent / "gt_cameras", matcher, "none", args.output / matcher)
-        features = Path(summary["features"])
+        keypoints = {name: read_keypoints(Path(summary["features"]), name) for name in names}
         verified = verified_matches(args.output / matcher / "sfm" / "database.db")
         by_gap: dict[int, list[list[int]]] = {}
         for i in range(len(names)):
@@ -70,7 +70,7 @@ def main() -> None:
                     inliers = verified.get((names[j], names[i]), np.zeros((0, 2), int))[:, ::-1]
                 row = []
                 for pairs in (raw, inliers):
-                    kpts0, kpts1 = (read_keypoints(features, names[k])[pairs[:, c]] for k, c in ((i, 0), (j, 1)))
+                    kpts0, kpts1 = keypoints[names[i]][pairs[:, 0]], keypoints[names[j]][pairs[:, 1]]
                     right = right_matches(depths, cameras, i, j, kpts0, kpts1, args.threshold)
                     row += [len(right), int(right.sum())]
                 by_gap.setdefault(j - i, []).append(row)
@@ -93,7 +93,7 @@ def main() -> None:
             cells.append(f"{n / len(rows):.0f} / {right / max(n, 1):.0%}")
             cells.append(f"{n_verified / len(rows):.0f} / {right_verified / max(n_verified, 1):.0%}")
         print(f"| {gap} | {len(rows)} | {share:.0%} | " + " | ".join(cells) + " |")
-    (args.output / "table.json").write_text(json.dumps(tables))
+    atomic.write_json(tables, args.output / "table.json")
 
 
 if __name__ == "__main__":
