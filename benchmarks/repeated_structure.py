@@ -7,8 +7,10 @@ pairs, no track refinement, run as in benchmarks/sfm_accuracy.py). A match is ri
 rendered depth carries its first keypoint to within `--threshold` px of its second one
 (train/warps.DepthWarp, occlusion-checked); the views stand 0.9 m apart, a window bay is 2 m wide.
 
-    python benchmarks/repeated_structure.py [--matchers eloftr_reweight sift] [--threshold 4] \\
-        [--output outputs/repeated_structure]
+    python benchmarks/repeated_structure.py [--matchers eloftr_reweight sift] [--weights W] \\
+        [--threshold 4] [--output outputs/repeated_structure]
+
+`--weights`: a checkpoint for our network instead of the shipped one, e.g. a training run's export.
 
 Prints a markdown table: per view gap, the pairs, the ground-truth overlap (share of one view's
 surface the other sees), and per matcher the matches per pair and the share of them that are right,
@@ -48,6 +50,7 @@ def right_matches(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
+    parser.add_argument("--weights", type=Path, help="checkpoint for our network (default: the shipped weights)")
     parser.add_argument("--threshold", type=float, default=4.0)
     parser.add_argument("--output", type=Path, default=Path("outputs/repeated_structure"))
     args = parser.parse_args()
@@ -58,7 +61,9 @@ def main() -> None:
     names = sorted(p.name for p in image_dir.iterdir())
     tables = {}
     for matcher in args.matchers:
-        summary, _ = run(image_dir, image_dir.parent / "gt_cameras", matcher, "none", args.output / matcher)
+        summary, _ = run(
+            image_dir, image_dir.parent / "gt_cameras", matcher, "none", args.output / matcher, args.weights
+        )
         keypoints = {name: read_keypoints(Path(summary["features"]), name) for name in names}
         verified = verified_matches(args.output / matcher / "sfm" / "database.db")
         by_gap: dict[int, list[list[int]]] = {}

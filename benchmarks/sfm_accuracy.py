@@ -7,7 +7,9 @@ scenes/repeated_scene.py), and from the shared data folder `fountain` (fountain-
 `sacre_coeur` (no ground truth: registration and reprojection only).
 
     python benchmarks/sfm_accuracy.py [--scenes square courtyard fountain sacre_coeur] \\
-        [--matchers eloftr_reweight sift] [--data DATA] [--output outputs/sfm_accuracy]
+        [--matchers eloftr_reweight sift] [--weights W] [--data DATA] [--output outputs/sfm_accuracy]
+
+`--weights`: a checkpoint for our network instead of the shipped one (the other matchers ignore it).
 
 Prints a markdown table: registered images (weakly registered ones in brackets), points, track
 length, reprojection error, camera-centre error after Sim(3) (median / max, in millimetres for the
@@ -46,10 +48,14 @@ def scene_inputs(name: str, data: Path, output: Path) -> tuple[Path, Path | None
     return image_dir, gt
 
 
-def run(image_dir: Path, gt: Path | None, matcher: str, refine: str, output: Path) -> tuple[dict, float]:
-    """One `sfm-reweight reconstruct` run; its summary and its peak resident memory (GiB)."""
+def run(
+    image_dir: Path, gt: Path | None, matcher: str, refine: str, output: Path, weights: Path | None = None
+) -> tuple[dict, float]:
+    """One `sfm-reweight reconstruct` run (with `weights` for our network, if given); its summary and
+    its peak resident memory (GiB)."""
     command = [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", "--image_dir", str(image_dir)]
     command += ["--matcher", matcher, "--refine_tracks", refine, "--output", str(output)]
+    command += ["--weights", str(weights)] if weights and matcher.startswith("eloftr") else []
     command += ["--ground_truth", str(gt)] if gt else []
     output.mkdir(parents=True, exist_ok=True)
     with open(output / "benchmark.log", "w") as log:
@@ -80,6 +86,7 @@ def main() -> None:
     scenes = ["square", "courtyard", "fountain", "sacre_coeur"]
     parser.add_argument("--scenes", nargs="+", default=scenes, choices=scenes)
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
+    parser.add_argument("--weights", type=Path, help="checkpoint for our network (default: the shipped weights)")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
     args = parser.parse_args()
@@ -88,7 +95,7 @@ def main() -> None:
         image_dir, gt = scene_inputs(scene, args.data, args.output)
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
-                summary, peak = run(image_dir, gt, matcher, refine, args.output / f"{scene}-{matcher}")
+                summary, peak = run(image_dir, gt, matcher, refine, args.output / f"{scene}-{matcher}", args.weights)
                 rows.append(row(scene, matcher, refine, summary, peak, 1000.0))
                 print(rows[-1], flush=True)
     print(

@@ -6,9 +6,14 @@ import torch
 
 from helpers.calibration import textured_image
 from sfm_reweight.scenes import demo_scene
-from sfm_reweight.scenes.synthetic_scene import Camera, Rectangle, covisibility, look_at, render
+from sfm_reweight.scenes.synthetic_scene import Camera, Rectangle, covisibility, look_at, random_facade, render
 from sfm_reweight.train.supervision import coarse_supervision
-from sfm_reweight.train.synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
+from sfm_reweight.train.synthetic_pairs import (
+    RepeatedFacadePairConf,
+    RepeatedFacadePairs,
+    SyntheticPairConf,
+    SyntheticScenePairs,
+)
 from sfm_reweight.train.data_mix import collate
 from sfm_reweight.train.warps import warp_from_batch
 
@@ -65,6 +70,35 @@ def test_synthetic_pairs_have_ground_truth(tmp_path):
     counts = []
     for k in range(4):
         batch = collate([data[k]], torch.device("cpu"))
+        counts.append(len(coarse_supervision(warp_from_batch(batch), 1, (16, 20), (16, 20)).i_ids))
+    assert max(counts) > 30
+
+
+def test_random_facade_repeats_one_bay(tmp_path):
+    """The facade's texture equals itself shifted by one bay (but for the posters), at least six times over."""
+    photos = [textured_image(200, 200, seed=seed) for seed in range(3)]
+    for seed in range(3):
+        facade = random_facade(np.random.default_rng(seed), photos)[0][0].texture
+        width = facade.shape[1]
+        shifts = [s for s in range(8, width // 2) if np.mean(np.abs(facade[:, s:] - facade[:, :-s]) < 1e-6) > 0.7]
+        assert shifts and shifts[0] <= width / 6
+
+
+def test_repeated_facade_pairs_walk_along_the_facade(tmp_path):
+    for seed in range(3):
+        cv2.imwrite(str(tmp_path / f"p{seed}.png"), (textured_image(200, 200, seed=seed) * 255).astype(np.uint8))
+    data = RepeatedFacadePairs(tmp_path, RepeatedFacadePairConf(size=(160, 128)))
+    a, b = data[2], data[2]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    counts = []
+    for k in range(4):
+        item = data[k]
+        # both cameras look at the facade (a small relative rotation), 0.3 to 5 m apart along it
+        # and within 10 % of each other's distance to it
+        T = item["T_0to1"].double().numpy()
+        angle = np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1)))
+        assert angle < 50 and 0.25 < np.linalg.norm(T[:3, 3]) < 7
+        batch = collate([item], torch.device("cpu"))
         counts.append(len(coarse_supervision(warp_from_batch(batch), 1, (16, 20), (16, 20)).i_ids))
     assert max(counts) > 30
 

@@ -299,10 +299,10 @@ def test_command_line_overrides_reach_a_copy_of_the_conf(photos):
 def test_data_mix_is_deterministic_per_step(photos):
     from sfm_reweight.train.data_mix import StepBatches, batch_items, build_sources
 
-    data_conf = merge(recipes.confs["lite_mix"]["data"], {"folder": str(photos), "size": [96, 64], "seed": 1})
+    data_conf = merge(recipes.confs["xfeat_repeated"]["data"], {"folder": str(photos), "size": [96, 64], "seed": 1})
     sources = build_sources(data_conf)
     kinds = [batch_items(sources, data_conf, step, 1)[0] for step in range(12)]
-    assert set(kinds) == {"homography", "synthetic"}
+    assert set(kinds) == {"homography", "synthetic", "repeated"}
     kind, items = batch_items(sources, data_conf, 7, 1)
     kind_again, items_again = batch_items(sources, data_conf, 7, 1)
     assert kind == kind_again and torch.equal(items[0]["image1"], items_again[0]["image1"])

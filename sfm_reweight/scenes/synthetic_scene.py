@@ -121,6 +121,50 @@ def random_scene(rng: np.random.Generator, photos: list[np.ndarray]) -> list[Rec
     return scene
 
 
+def random_facade(
+    rng: np.random.Generator, photos: list[np.ndarray], px_per_m: int = 80
+) -> tuple[list[Rectangle], float]:
+    """A facade of identical bays in the plane y = 0 (world frame in metres, z up) over a paved ground
+    towards y < 0, closed by two side walls, with a few unique things (posters painted on the facade,
+    boxes on the ground); returns the rectangles and the facade's width (it spans x in +-width/2).
+
+    One bay is a crop of one photo, with a window (a darkened crop of another, in a light frame) in
+    half of the scenes, repeated pixel for pixel over 6-12 bays and 1-3 storeys, so that a view
+    shifted by a bay looks like its neighbour: the context (the posters, the boxes, the ends of the
+    facade) is what tells the copies apart."""
+    bays, storeys = int(rng.integers(6, 13)), int(rng.integers(1, 4))
+    bay_w, storey_h = rng.uniform(1.5, 3.0), rng.uniform(2.5, 3.5)
+    bw, bh = int(bay_w * px_per_m), int(storey_h * px_per_m)
+    bay = cv2.resize(random_texture(rng, photos), (bw, bh), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        ww, wh = int(bw * rng.uniform(0.3, 0.6)), int(bh * rng.uniform(0.3, 0.6))
+        x0, y0 = (bw - ww) // 2, int(bh * rng.uniform(0.15, 0.35))
+        bay[y0 - 4 : y0 + wh + 4, x0 - 4 : x0 + ww + 4] = rng.uniform(0.75, 0.95)
+        glass = cv2.resize(random_texture(rng, photos), (ww, wh), interpolation=cv2.INTER_AREA)
+        bay[y0 : y0 + wh, x0 : x0 + ww] = 0.1 + 0.4 * glass
+    facade = np.tile(bay, (storeys, bays))
+    for _ in range(rng.integers(1, 5)):  # posters: the only unique things on the facade
+        s = int(rng.uniform(0.5, 1.5) * px_per_m)
+        y, x = rng.integers(0, facade.shape[0] - s), rng.integers(0, facade.shape[1] - s)
+        facade[y : y + s, x : x + s] = cv2.resize(random_texture(rng, photos), (s, s), interpolation=cv2.INTER_AREA)
+    width, height = bays * bay_w, storeys * storey_h
+    X, Y, Z = np.eye(3)
+    depth = 16.0
+    tile = random_texture(rng, photos, int(rng.uniform(0.4, 1.0) * px_per_m))
+    ground = np.tile(tile, (int(depth * px_per_m) // len(tile) + 1, int(width * px_per_m) // len(tile) + 1))
+    scene = [
+        Rectangle(np.array([-width / 2, 0, height]), width * X, -height * Z, facade),
+        Rectangle(np.array([-width / 2, 0, 0]), width * X, -depth * Y, ground),
+        Rectangle(np.array([-width / 2, -depth, height]), depth * Y, -height * Z, random_texture(rng, photos)),
+        Rectangle(np.array([width / 2, 0, height]), -depth * Y, -height * Z, random_texture(rng, photos)),
+    ]
+    for _ in range(rng.integers(0, 4)):
+        size = rng.uniform(0.4, 1.2, 3)
+        corner = [rng.uniform(-width / 2, width / 2 - size[0]), rng.uniform(-4, -size[1] - 0.5), 0.0]
+        scene += box(np.array(corner), *size, [random_texture(rng, photos) for _ in range(3)])
+    return scene, width
+
+
 def random_camera(
     rng: np.random.Generator,
     size: tuple[int, int],

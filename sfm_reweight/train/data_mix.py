@@ -15,9 +15,9 @@ from torch.utils.data import ConcatDataset, Dataset
 from .homography_pairs import HomographyPairConf, HomographyPairs
 from .megadepth import MegaDepthConf, MegaDepthPairs
 from .scannet import ScanNetPairs
-from .synthetic_pairs import SyntheticPairConf, SyntheticScenePairs
+from .synthetic_pairs import RepeatedFacadePairConf, RepeatedFacadePairs, SyntheticPairConf, SyntheticScenePairs
 
-SYNTHETIC = ("homography", "synthetic")
+SYNTHETIC = ("homography", "synthetic", "repeated")
 
 
 def used_kinds(data_conf: dict) -> dict[str, float]:
@@ -29,7 +29,8 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
     """Datasets of the kinds data_conf["mix"] gives a share of the steps.
 
     data_conf: folder (photos for the synthetic kinds), size [w, h], seed, mix {kind: weight};
-    homography / synthetic: optional fields of HomographyPairConf / SyntheticPairConf;
+    homography / synthetic / repeated: optional fields of HomographyPairConf / SyntheticPairConf /
+    RepeatedFacadePairConf;
     megadepth: {root, scene_infos: [npz...], resize}; scannet: {root, index, intrinsics}.
     """
     size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
@@ -41,6 +42,9 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
         elif kind == "synthetic":
             conf = SyntheticPairConf(**{**data_conf[kind], "size": size, "seed": seed})
             sources[kind] = SyntheticScenePairs(data_conf["folder"], conf)
+        elif kind == "repeated":
+            conf = RepeatedFacadePairConf(**{**data_conf[kind], "size": size, "seed": seed})
+            sources[kind] = RepeatedFacadePairs(data_conf["folder"], conf)
         elif kind == "megadepth":
             md = data_conf["megadepth"]
             conf = MegaDepthConf(resize=md.get("resize", 832))
@@ -50,7 +54,7 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
             sources[kind] = ScanNetPairs(sn["root"], sn["index"], sn["intrinsics"])
         else:
             raise ValueError(
-                f"unknown training data kind {kind!r}; expected homography, synthetic, megadepth or scannet"
+                f"unknown training data kind {kind!r}; expected homography, synthetic, repeated, megadepth or scannet"
             )
     return sources
 

@@ -10,7 +10,7 @@ from ..matcher import confs as matcher_confs
 from ..model.config import resolve_model_conf
 from ..utils.conf import merge
 from .homography_pairs import HomographyPairConf
-from .synthetic_pairs import SyntheticPairConf
+from .synthetic_pairs import RepeatedFacadePairConf, SyntheticPairConf
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SFM_REWEIGHT_DATA", REPO.parent / "shared" / "data"))
@@ -27,15 +27,17 @@ confs = {
         "model": resolve_model_conf("lite"),  # a model configuration (model/config.py), resolved
         # weights the run starts from (a path, a shipped name, or "xfeat"); --init_from overrides
         "init_from": None,
-        # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic: the
-        # fields of HomographyPairConf / SyntheticPairConf but size and seed; megadepth, scannet: data_mix.py
+        # mix: the share of steps of each kind of pairs (0: not used); homography / synthetic / repeated:
+        # the fields of HomographyPairConf / SyntheticPairConf / RepeatedFacadePairConf but size and
+        # seed; megadepth, scannet: data_mix.py
         "data": {
             "folder": str(DEFAULT_PHOTOS),
             "size": [320, 256],
             "seed": 0,
-            "mix": {"homography": 1.0, "synthetic": 0.0, "megadepth": 0.0, "scannet": 0.0},
+            "mix": {"homography": 1.0, "synthetic": 0.0, "repeated": 0.0, "megadepth": 0.0, "scannet": 0.0},
             "homography": pair_options(HomographyPairConf),
             "synthetic": pair_options(SyntheticPairConf),
+            "repeated": pair_options(RepeatedFacadePairConf),
             "megadepth": {"root": None, "scene_infos": [], "resize": 832},
             "scannet": {"root": None, "index": None, "intrinsics": None},
         },
@@ -120,6 +122,19 @@ confs["xfeat_mix"] = merge(
         "val_every": 250,
         "val_oxford": str(DATA / "oxford_affine"),
         "data": {"seed": 6},
+    },
+)
+# xfeat_mix's shipped weights fine-tuned with three fifths of the steps on facades of identical bays
+# (synthetic_pairs.RepeatedFacadePairs), where a match one bay off looks as good as the right one
+# and only the context tells them apart: the courtyard's failure (docs/track_refinement.md).
+confs["xfeat_repeated"] = merge(
+    confs["xfeat_mix"],
+    {
+        "init_from": "xfeat-eloftr",
+        "steps": 4000,
+        "lr": 6e-4,
+        "warmup_steps": 100,
+        "data": {"seed": 8, "mix": {"homography": 0.2, "synthetic": 0.2, "repeated": 0.6}},
     },
 )
 # lite_mix_large_long on a GPU (scripts/device_training.sh), --init_from the shipped lite weights:

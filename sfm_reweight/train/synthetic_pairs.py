@@ -1,6 +1,12 @@
-"""Training pairs rendered on the fly from random synthetic scenes (sfm_reweight/scenes/synthetic_scene.py):
-two cameras looking at a common point, with exact depth, K and T_0to1 like MegaDepth's, occlusions
-between boxes and walls, and regions seen by one camera only. Deterministic per index."""
+"""Training pairs rendered on the fly from random synthetic scenes (sfm_reweight/scenes/synthetic_scene.py),
+with exact depth, K and T_0to1 like MegaDepth's, occlusions between boxes and walls, and regions seen
+by one camera only. Deterministic per index.
+
+- `SyntheticScenePairs`: two cameras around a common point of a random scene of walls and boxes.
+- `RepeatedFacadePairs`: two cameras walking along a facade of identical bays, up to about two bays
+  apart, so that most of what one view sees has a look-alike one bay off in the other; the loss
+  rewards the copy the depth says, and only the context (posters, boxes, the facade's ends) tells it.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..scenes.synthetic_scene import random_camera, random_scene, render
+from ..scenes.synthetic_scene import Camera, Rectangle, look_at, random_camera, random_facade, random_scene, render
 from .homography_pairs import PhotoPool, photometric
 
 
@@ -20,9 +26,28 @@ class SyntheticPairConf:
     seed: int = 0
 
 
+@dataclass
+class RepeatedFacadePairConf:
+    size: tuple[int, int] = (320, 256)  # (w, h), multiples of 32
+    max_baseline: float = 5.0  # metres along the facade between the two cameras
+    seed: int = 0
+
+
+def rendered_pair(rng: np.random.Generator, scene: list[Rectangle], cameras: list[Camera]) -> dict[str, torch.Tensor]:
+    """image0/1 [1,h,w] in [0,1] (each with its own photometric change), depth0/1 [h,w] (0 = background),
+    K0/1 [3,3] (COLMAP convention), T_0to1 [4,4] of `scene` seen by the two `cameras`."""
+    item = {}
+    for k, camera in enumerate(cameras):
+        image, depth = render(scene, camera)
+        item[f"image{k}"] = torch.from_numpy(photometric(rng, image))[None]
+        item[f"depth{k}"] = torch.from_numpy(depth)
+        item[f"K{k}"] = torch.from_numpy(camera.K).float()
+    item["T_0to1"] = torch.from_numpy(cameras[1].pose @ np.linalg.inv(cameras[0].pose)).float()
+    return item
+
+
 class SyntheticScenePairs(Dataset):
-    """Items: image0/1 [1,h,w] in [0,1], depth0/1 [h,w] (0 = background), K0/1 [3,3] (COLMAP convention),
-    T_0to1 [4,4]."""
+    """Items: `rendered_pair`'s."""
 
     def __init__(self, folder: str | Path, conf: SyntheticPairConf = SyntheticPairConf(), length: int = 100_000):
         self.photos, self.conf, self.length = PhotoPool(folder), conf, length
@@ -40,11 +65,36 @@ class SyntheticScenePairs(Dataset):
             random_camera(rng, self.conf.size, target, angle),
             random_camera(rng, self.conf.size, target, angle + rng.uniform(-1, 1) * self.conf.max_azimuth_change),
         ]
-        item = {}
-        for k, camera in enumerate(cameras):
-            image, depth = render(scene, camera)
-            item[f"image{k}"] = torch.from_numpy(photometric(rng, image))[None]
-            item[f"depth{k}"] = torch.from_numpy(depth)
-            item[f"K{k}"] = torch.from_numpy(camera.K).float()
-        item["T_0to1"] = torch.from_numpy(cameras[1].pose @ np.linalg.inv(cameras[0].pose)).float()
-        return item
+        return rendered_pair(rng, scene, cameras)
+
+
+class RepeatedFacadePairs(Dataset):
+    """Items: `rendered_pair`'s, of `random_facade` scenes seen by two cameras 5-11 m in front of the
+    facade (within 10 % of each other), at eye height, 0.3 m to `max_baseline` apart along it, each
+    looking at the facade a little ahead of or behind where it stands (one focal length for both, as a
+    walk with one camera)."""
+
+    def __init__(
+        self, folder: str | Path, conf: RepeatedFacadePairConf = RepeatedFacadePairConf(), length: int = 100_000
+    ):
+        self.photos, self.conf, self.length = PhotoPool(folder), conf, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.conf.seed, index])
+        photos = [self.photos.get(int(k)) for k in rng.integers(len(self.photos), size=8)]
+        scene, width = random_facade(rng, photos)
+        w, h = self.conf.size
+        f = w * rng.uniform(0.7, 1.2)
+        K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+        x0 = rng.uniform(-width / 3, width / 3)
+        x1 = x0 + rng.choice([-1, 1]) * rng.uniform(0.3, self.conf.max_baseline)
+        distance = rng.uniform(5, 11)
+        cameras = []
+        for x in (x0, x1):
+            eye = np.array([x, -distance * rng.uniform(0.9, 1.1), rng.uniform(1.2, 2.2)])
+            R, t = look_at(eye, np.array([x + rng.uniform(-2, 2), 0.0, rng.uniform(1.5, 3.0)]))
+            cameras.append(Camera(K, R, t, self.conf.size))
+        return rendered_pair(rng, scene, cameras)
