@@ -247,9 +247,16 @@ def model_statistics(model: pycolmap.Reconstruction) -> dict[str, float]:
 
 def corner_rays(camera: pycolmap.Camera) -> np.ndarray:
     """[4,2] where the rays through the image corners (top left, top right, bottom right, bottom left)
-    meet the plane z = 1 of the camera frame, distortion undone: a frustum's shape."""
+    meet the plane z = 1 of the camera frame, distortion undone: a frustum's shape. Where the
+    distortion cannot be undone at the corners (a degenerate model's, e.g. k = -40), the pinhole
+    rays of the same focal length and principal point."""
     w, h = camera.width, camera.height
-    return np.asarray(camera.cam_from_img(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)))
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    rays = np.asarray(camera.cam_from_img(corners))
+    if not np.isfinite(rays).all():
+        K = camera.calibration_matrix()
+        rays = (corners - K[:2, 2]) / np.diag(K)[:2]
+    return rays
 
 
 # A registered image that observes fewer of the model's points has a pose the model does not support:

@@ -118,6 +118,21 @@ def test_report_of_an_hloc_folder(hloc_folder):
     assert again["points"] == subset["points"]  # the same subset every time
 
 
+def test_report_of_a_degenerate_model(hloc_folder):
+    """A camera the mapper got wrong (focal 10x too long, k = -40: its distortion cannot be undone
+    at the image corners) is drawn as the pinhole frustum of its focal length, not refused."""
+    folder, model = hloc_folder
+    camera = next(iter(model.cameras.values()))
+    w, h = camera.width, camera.height
+    model.cameras[camera.camera_id] = pycolmap.Camera(
+        model="SIMPLE_RADIAL", width=w, height=h, params=[10 * w, w / 2, h / 2, -40.0], camera_id=camera.camera_id
+    )
+    model.write(folder / "sfm")
+    data = report_data(report.main(folder))
+    rays = np.array([view["rays"] for view in data["views"]])
+    assert np.allclose(np.abs(rays[:, 0::2]), 0.05) and np.allclose(np.abs(rays[:, 1::2]), h / 20 / w)  # (w/2) / (10 w)
+
+
 def test_report_refuses_a_folder_without_model(tmp_path):
     with pytest.raises(InputError, match="no COLMAP model"):
         report.main(tmp_path)
