@@ -237,6 +237,21 @@ def test_map_calibration_moves_at_its_own_learning_rate(photos):
     assert max(moved[k] for k in gates) == pytest.approx(conf["gate_lr"], rel=0.01)
 
 
+def test_an_unfrozen_backbone_trains_at_its_own_rate():
+    """xfeat_unfrozen optimises XFeat's backbone at backbone_lr, below the rest; xfeat_mix not at all."""
+
+    def backbone_rates(conf: dict) -> list[float]:
+        model = ELoFTR(conf["model"])
+        backbone = {id(p) for p in model.backbone.parameters()}
+        groups = trainer.parameter_groups(model, conf)
+        return [g["lr"] for g in groups for p in g["params"] if id(p) in backbone]
+
+    unfrozen = recipes.confs["xfeat_unfrozen"]
+    rates = backbone_rates(unfrozen)
+    assert len(rates) > 10 and set(rates) == {unfrozen["backbone_lr"]} and unfrozen["backbone_lr"] < unfrozen["lr"]
+    assert backbone_rates(recipes.confs["xfeat_mix"]) == []
+
+
 def test_resume_continues_exactly(photos, tmp_path):
     conf = tiny_conf(photos)
     straight = tmp_path / "straight"

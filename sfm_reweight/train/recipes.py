@@ -51,6 +51,8 @@ confs = {
         # the attention gates, scalars from 0 that settle at |0.1-0.5|: at `lr` they need thousands
         # of steps to get there, which a short fine-tuning (the ablation) does not have
         "gate_lr": 3e-3,
+        # a trainable backbone's rate (None: lr): a pretrained one is fine-tuned well below the rest
+        "backbone_lr": None,
         "warmup_steps": 300,
         "min_lr_ratio": 0.05,
         "grad_clip": 1.0,
@@ -126,7 +128,7 @@ confs["xfeat_mix"] = merge(
 )
 # xfeat_mix's shipped weights fine-tuned with three fifths of the steps on facades of identical bays
 # (synthetic_pairs.RepeatedFacadePairs), where a match one bay off looks as good as the right one
-# and only the context tells them apart: the courtyard's failure (docs/track_refinement.md).
+# and only the context tells them apart: the courtyard's failure. Measured, not shipped (docs/xfeat.md).
 confs["xfeat_repeated"] = merge(
     confs["xfeat_mix"],
     {
@@ -135,6 +137,20 @@ confs["xfeat_repeated"] = merge(
         "lr": 6e-4,
         "warmup_steps": 100,
         "data": {"seed": 8, "mix": {"homography": 0.2, "synthetic": 0.2, "repeated": 0.6}},
+    },
+)
+# xfeat_mix's shipped weights trained on with XFeat's backbone unfrozen at a tenth of the rate of
+# the rest (its BatchNorm statistics follow the training views too).
+confs["xfeat_unfrozen"] = merge(
+    confs["xfeat_mix"],
+    {
+        "model": {"backbone": {"trainable": True}},
+        "init_from": "xfeat-eloftr",
+        "steps": 1500,
+        "lr": 3e-4,
+        "backbone_lr": 3e-5,
+        "warmup_steps": 50,
+        "data": {"seed": 9},
     },
 )
 # lite_mix_large_long on a GPU (scripts/device_training.sh), --init_from the shipped lite weights:

@@ -98,16 +98,22 @@ class Interrupted(Exception):
 
 
 def parameter_groups(model: ELoFTR, conf: dict) -> list[dict]:
-    """The network at `lr` with weight decay; the reweighting scalars (gates, map calibration) at their
-    own rates and without decay toward 0."""
+    """The network at `lr` with weight decay, a trainable backbone at `backbone_lr` (None: `lr`); the
+    reweighting scalars (gates, map calibration) at their own rates and without decay toward 0."""
     reweighting = set(model.reweighting_parameter_names())
     calibration = set(model.calibration_parameter_names())
     gates = reweighting - calibration
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # a frozen backbone is not optimised
+    in_backbone = {n for n, _ in named if n.startswith("backbone.")}
     return [
         {
-            "params": [p for n, p in named if n not in reweighting],
+            "params": [p for n, p in named if n not in reweighting and n not in in_backbone],
             "lr": conf["lr"],
+            "weight_decay": conf["weight_decay"],
+        },
+        {
+            "params": [p for n, p in named if n in in_backbone],
+            "lr": conf["lr"] if conf["backbone_lr"] is None else conf["backbone_lr"],
             "weight_decay": conf["weight_decay"],
         },
         {"params": [p for n, p in named if n in gates], "lr": conf["gate_lr"], "weight_decay": 0.0},
