@@ -46,10 +46,13 @@ def rendered_pair(rng: np.random.Generator, scene: list[Rectangle], cameras: lis
     return item
 
 
-class SyntheticScenePairs(Dataset):
-    """Items: `rendered_pair`'s."""
+class RenderedPairs(Dataset):
+    """Items: `rendered_pair`'s of the scene and two cameras `scene_and_cameras` makes from a few
+    training photos (the textures), all drawn from a generator seeded by (conf.seed, index)."""
 
-    def __init__(self, folder: str | Path, conf: SyntheticPairConf = SyntheticPairConf(), length: int = 100_000):
+    photos_per_scene = 6
+
+    def __init__(self, folder: str | Path, conf, length: int = 100_000):
         self.photos, self.conf, self.length = PhotoPool(folder), conf, length
 
     def __len__(self) -> int:
@@ -57,7 +60,22 @@ class SyntheticScenePairs(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.conf.seed, index])
-        photos = [self.photos.get(int(k)) for k in rng.integers(len(self.photos), size=6)]
+        photos = [self.photos.get(int(k)) for k in rng.integers(len(self.photos), size=self.photos_per_scene)]
+        return rendered_pair(rng, *self.scene_and_cameras(rng, photos))
+
+    def scene_and_cameras(
+        self, rng: np.random.Generator, photos: list[np.ndarray]
+    ) -> tuple[list[Rectangle], list[Camera]]:
+        raise NotImplementedError
+
+
+class SyntheticScenePairs(RenderedPairs):
+    """A `random_scene` of walls and boxes, two `random_camera`s looking at a common point, their
+    azimuths up to `max_azimuth_change` apart."""
+
+    def scene_and_cameras(
+        self, rng: np.random.Generator, photos: list[np.ndarray]
+    ) -> tuple[list[Rectangle], list[Camera]]:
         scene = random_scene(rng, photos)
         target = np.append(rng.uniform(-1, 1, 2), rng.uniform(0, 1))
         angle = rng.uniform(0, 2 * np.pi)
@@ -65,26 +83,19 @@ class SyntheticScenePairs(Dataset):
             random_camera(rng, self.conf.size, target, angle),
             random_camera(rng, self.conf.size, target, angle + rng.uniform(-1, 1) * self.conf.max_azimuth_change),
         ]
-        return rendered_pair(rng, scene, cameras)
+        return scene, cameras
 
 
-class RepeatedFacadePairs(Dataset):
-    """Items: `rendered_pair`'s, of `random_facade` scenes seen by two cameras 5-11 m in front of the
-    facade (within 10 % of each other), at eye height, 0.3 m to `max_baseline` apart along it, each
-    looking at the facade a little ahead of or behind where it stands (one focal length for both, as a
-    walk with one camera)."""
+class RepeatedFacadePairs(RenderedPairs):
+    """A `random_facade` seen by two cameras 5-11 m in front of it (within 10 % of each other), at
+    eye height, 0.3 m to `max_baseline` apart along it, each looking at the facade a little ahead of
+    or behind where it stands (one focal length for both, as a walk with one camera)."""
 
-    def __init__(
-        self, folder: str | Path, conf: RepeatedFacadePairConf = RepeatedFacadePairConf(), length: int = 100_000
-    ):
-        self.photos, self.conf, self.length = PhotoPool(folder), conf, length
+    photos_per_scene = 8
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.conf.seed, index])
-        photos = [self.photos.get(int(k)) for k in rng.integers(len(self.photos), size=8)]
+    def scene_and_cameras(
+        self, rng: np.random.Generator, photos: list[np.ndarray]
+    ) -> tuple[list[Rectangle], list[Camera]]:
         scene, width = random_facade(rng, photos)
         w, h = self.conf.size
         f = w * rng.uniform(0.7, 1.2)
@@ -97,4 +108,4 @@ class RepeatedFacadePairs(Dataset):
             eye = np.array([x, -distance * rng.uniform(0.9, 1.1), rng.uniform(1.2, 2.2)])
             R, t = look_at(eye, np.array([x + rng.uniform(-2, 2), 0.0, rng.uniform(1.5, 3.0)]))
             cameras.append(Camera(K, R, t, self.conf.size))
-        return rendered_pair(rng, scene, cameras)
+        return scene, cameras
