@@ -10,7 +10,8 @@ rendered depth carries its first keypoint to within `--threshold` px of its seco
     python benchmarks/repeated_structure.py [--matchers eloftr_reweight sift] [--weights W] \\
         [--threshold 4] [--output outputs/repeated_structure]
 
-`--weights`: a checkpoint for our network instead of the shipped one, e.g. a training run's export.
+`--weights`: a checkpoint for our network instead of the shipped one, e.g. a training run's export;
+its runs go to folders named after it.
 
 Prints a markdown table: per view gap, the pairs, the ground-truth overlap (share of one view's
 surface the other sees), and per matcher the matches per pair and the share of them that are right,
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sfm_accuracy import run
+from sfm_accuracy import run, run_dir
 
 from sfm_reweight.colmap import verified_matches
 from sfm_reweight.io import read_keypoints, read_matches
@@ -61,11 +62,10 @@ def main() -> None:
     names = sorted(p.name for p in image_dir.iterdir())
     tables = {}
     for matcher in args.matchers:
-        summary, _ = run(
-            image_dir, image_dir.parent / "gt_cameras", matcher, "none", args.output / matcher, args.weights
-        )
+        folder = run_dir(args.output, matcher, matcher, args.weights)
+        summary, _ = run(image_dir, image_dir.parent / "gt_cameras", matcher, "none", folder, args.weights)
         keypoints = {name: read_keypoints(Path(summary["features"]), name) for name in names}
-        verified = verified_matches(args.output / matcher / "sfm" / "database.db")
+        verified = verified_matches(folder / "sfm" / "database.db")
         by_gap: dict[int, list[list[int]]] = {}
         for i in range(len(names)):
             for j in range(i + 1, len(names)):

@@ -9,7 +9,8 @@ scenes/repeated_scene.py), and from the shared data folder `fountain` (fountain-
     python benchmarks/sfm_accuracy.py [--scenes square courtyard fountain sacre_coeur] \\
         [--matchers eloftr_reweight sift] [--weights W] [--data DATA] [--output outputs/sfm_accuracy]
 
-`--weights`: a checkpoint for our network instead of the shipped one (the other matchers ignore it).
+`--weights`: a checkpoint for our network (the `eloftr_reweight*` matchers) instead of the shipped
+one; those runs go to folders named after it, beside the shipped weights' runs.
 
 Prints a markdown table: registered images (weakly registered ones in brackets), points, track
 length, reprojection error, camera-centre error after Sim(3) (median / max, in millimetres for the
@@ -48,6 +49,17 @@ def scene_inputs(name: str, data: Path, output: Path) -> tuple[Path, Path | None
     return image_dir, gt
 
 
+def ours(matcher: str, weights: Path | None) -> Path | None:
+    """`weights` where `matcher` is our network (`eloftr_reweight*`), else None: the others run as they are."""
+    return weights if matcher.startswith("eloftr_reweight") else None
+
+
+def run_dir(root: Path, name: str, matcher: str, weights: Path | None) -> Path:
+    """The folder of a run: ROOT/NAME, with the weights' file name where our network runs with other weights."""
+    given = ours(matcher, weights)
+    return root / (f"{name}-{given.stem}" if given else name)
+
+
 def run(
     image_dir: Path, gt: Path | None, matcher: str, refine: str, output: Path, weights: Path | None = None
 ) -> tuple[dict, float]:
@@ -55,7 +67,7 @@ def run(
     its peak resident memory (GiB)."""
     command = [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", "--image_dir", str(image_dir)]
     command += ["--matcher", matcher, "--refine_tracks", refine, "--output", str(output)]
-    command += ["--weights", str(weights)] if weights and matcher.startswith("eloftr") else []
+    command += ["--weights", str(given)] if (given := ours(matcher, weights)) else []
     command += ["--ground_truth", str(gt)] if gt else []
     output.mkdir(parents=True, exist_ok=True)
     with open(output / "benchmark.log", "w") as log:
@@ -95,7 +107,14 @@ def main() -> None:
         image_dir, gt = scene_inputs(scene, args.data, args.output)
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
-                summary, peak = run(image_dir, gt, matcher, refine, args.output / f"{scene}-{matcher}", args.weights)
+                summary, peak = run(
+                    image_dir,
+                    gt,
+                    matcher,
+                    refine,
+                    run_dir(args.output, f"{scene}-{matcher}", matcher, args.weights),
+                    args.weights,
+                )
                 rows.append(row(scene, matcher, refine, summary, peak, 1000.0))
                 print(rows[-1], flush=True)
     print(

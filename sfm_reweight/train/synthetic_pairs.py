@@ -52,7 +52,7 @@ class RenderedPairs(Dataset):
 
     photos_per_scene = 6
 
-    def __init__(self, folder: str | Path, conf, length: int = 100_000):
+    def __init__(self, folder: str | Path, conf: SyntheticPairConf | RepeatedFacadePairConf, length: int = 100_000):
         self.photos, self.conf, self.length = PhotoPool(folder), conf, length
 
     def __len__(self) -> int:
@@ -87,9 +87,10 @@ class SyntheticScenePairs(RenderedPairs):
 
 
 class RepeatedFacadePairs(RenderedPairs):
-    """A `random_facade` seen by two cameras 5-11 m in front of it (within 10 % of each other), at
-    eye height, 0.3 m to `max_baseline` apart along it, each looking at the facade a little ahead of
-    or behind where it stands (one focal length for both, as a walk with one camera)."""
+    """A `random_facade` seen by two cameras 4.5-12 m in front of it (each within 10 % of a distance
+    drawn for the pair), at eye height, 0.3 m to `max_baseline` apart along it and both in front of
+    the facade, between its side walls; each looks at the facade a little ahead of or behind where
+    it stands (one focal length for both, as a walk with one camera)."""
 
     photos_per_scene = 8
 
@@ -101,7 +102,9 @@ class RepeatedFacadePairs(RenderedPairs):
         f = w * rng.uniform(0.7, 1.2)
         K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
         x0 = rng.uniform(-width / 3, width / 3)
-        x1 = x0 + rng.choice([-1, 1]) * rng.uniform(0.3, self.conf.max_baseline)
+        step = rng.choice([-1, 1]) * rng.uniform(0.3, self.conf.max_baseline)
+        inside = width / 2 - 1  # a camera past a side wall sees its back only
+        x1 = np.clip(x0 + step if abs(x0 + step) <= inside else x0 - step, -inside, inside)
         distance = rng.uniform(5, 11)
         cameras = []
         for x in (x0, x1):
