@@ -140,7 +140,7 @@ confs["xfeat_repeated"] = merge(
     },
 )
 # xfeat_mix's shipped weights trained on with XFeat's backbone unfrozen at a tenth of the rate of
-# the rest (its BatchNorm statistics follow the training views too).
+# the rest (its BatchNorm statistics follow the training views too). Stopped early, not shipped (docs/xfeat.md).
 confs["xfeat_unfrozen"] = merge(
     confs["xfeat_mix"],
     {
