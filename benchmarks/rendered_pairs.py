@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=4.0)
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="the training photos (textures)")
     args = parser.parse_args()
+    if not args.photos.is_dir():
+        raise SystemExit(f"{args.photos}: training photos not found; give the folder with --photos")
     data = confs["xfeat_repeated"]["data"]
     data = merge(data, {"folder": str(args.photos), "size": [640, 480], "seed": HELD_OUT_SEED})
     print("| pairs | weights | matches per pair | right |\n|---|---|---:|---:|")
