@@ -21,7 +21,7 @@ from tqdm import tqdm
 from sfm_reweight.matcher import Matcher
 from sfm_reweight.train.data_mix import build_sources, collate
 from sfm_reweight.train.recipes import DEFAULT_PHOTOS, confs
-from sfm_reweight.train.warps import warp_from_batch
+from sfm_reweight.train.warps import match_errors, warp_from_batch
 from sfm_reweight.utils.conf import merge
 
 HELD_OUT_SEED = 99_999  # training runs use seeds below 100, their validation pairs 10_000 above them
@@ -32,8 +32,8 @@ def share_right(matcher: Matcher, pair: dict[str, torch.Tensor], threshold: floa
     out = matcher(pair["image0"][0].numpy(), pair["image1"][0].numpy())
     kpts0, kpts1 = (torch.from_numpy(out[k]).double() for k in ("keypoints0", "keypoints1"))
     batch = {k: v.double() for k, v in collate([pair], torch.device("cpu")).items()}
-    warped, valid = warp_from_batch(batch)(kpts0, torch.zeros(len(kpts0), dtype=torch.long))
-    return len(kpts0), int((valid & ((warped - kpts1).norm(dim=1) < threshold)).sum())
+    error, seen = match_errors(warp_from_batch(batch), kpts0, kpts1)
+    return len(kpts0), int((seen & (error < threshold)).sum())
 
 
 def main() -> None:

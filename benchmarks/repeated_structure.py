@@ -29,7 +29,7 @@ from sfm_reweight.colmap import verified_matches
 from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.scenes import repeated_scene
 from sfm_reweight.scenes.synthetic_scene import covisibility, render
-from sfm_reweight.train.warps import DepthWarp
+from sfm_reweight.train.warps import DepthWarp, match_errors
 from sfm_reweight.utils import atomic
 
 
@@ -43,9 +43,8 @@ def right_matches(
         *(torch.from_numpy(np.asarray(x, np.float64))[None] for x in (depths[i], depths[j])),
         *(torch.from_numpy(x)[None] for x in (cameras[i].K, cameras[j].K, T)),
     )
-    warped, valid = warp(torch.from_numpy(kpts0.astype(np.float64)), torch.zeros(len(kpts0), dtype=torch.long))
-    error = (warped - torch.from_numpy(kpts1.astype(np.float64))).norm(dim=1)
-    return (valid & (error < threshold)).numpy()
+    error, seen = match_errors(warp, *(torch.from_numpy(k.astype(np.float64)) for k in (kpts0, kpts1)))
+    return (seen & (error < threshold)).numpy()
 
 
 def main() -> None:

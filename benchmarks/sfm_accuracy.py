@@ -107,14 +107,8 @@ def main() -> None:
         image_dir, gt = scene_inputs(scene, args.data, args.output)
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
-                summary, peak = run(
-                    image_dir,
-                    gt,
-                    matcher,
-                    refine,
-                    run_dir(args.output, f"{scene}-{matcher}", matcher, args.weights),
-                    args.weights,
-                )
+                folder = run_dir(args.output, f"{scene}-{matcher}", matcher, args.weights)
+                summary, peak = run(image_dir, gt, matcher, refine, folder, args.weights)
                 rows.append(row(scene, matcher, refine, summary, peak, 1000.0))
                 print(rows[-1], flush=True)
     print(

@@ -19,7 +19,7 @@ from ..utils.conf import merge
 from .data_mix import build_sources
 from .moving_average import averaged_model
 from .supervision import coarse_supervision
-from .warps import HomographyWarp
+from .warps import HomographyWarp, match_errors
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,11 @@ def validate(model: ELoFTR, pairs: list[dict], device: torch.device) -> dict[str
         matches.append(len(k0))
         warp = HomographyWarp(item["H_0to1"][None], item["valid0"][None], item["valid1"][None])
         if len(k0):
-            zeros = torch.zeros(len(k0), dtype=torch.long)
-            projected, valid = warp(torch.from_numpy(k0), zeros)
-            distance = (projected - torch.from_numpy(k1)).norm(dim=1)
+            distance, valid = match_errors(warp, torch.from_numpy(k0), torch.from_numpy(k1))
             correct = (distance <= 3) & valid
             precision.append(float(correct.sum() / len(k0)))
             fine_errors.append(distance[correct])
+            zeros = torch.zeros(len(k0), dtype=torch.long)
             unmatched.append(float(warp.no_correspondent(torch.from_numpy(k0), zeros, COARSE_STRIDE).float().mean()))
         if out["matchability0"] is not None:
             grids = [tuple(out[f"matchability{k}"].shape[-2:]) for k in (0, 1)]

@@ -148,3 +148,11 @@ def warp_from_batch(batch: dict[str, torch.Tensor]) -> Warp:
         batch.get("scale0"),
         batch.get("scale1"),
     )
+
+
+def match_errors(warp: Warp, kpts0: torch.Tensor, kpts1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matches kpts0 [M,2] -> kpts1 [M,2] of the warp's first pair against it: the distance [M] in
+    pixels from where the warp carries each kpts0 to its kpts1, and seen [M] bool, kpts0 has a true
+    correspondent in image 1 (the warp's valid)."""
+    warped, seen = warp(kpts0, torch.zeros(len(kpts0), dtype=torch.long, device=kpts0.device))
+    return (warped - kpts1).norm(dim=1), seen
