@@ -74,25 +74,23 @@ def model_centres(reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarr
     }
 
 
-def widest_covisible_pair(
+def covisible_pair_angles(
     reference: pycolmap.Reconstruction, pairs: Sequence[Pair], min_shared: int = 30
-) -> tuple[str, str, float] | None:
-    """(name0, name1, angle in degrees) of the pair whose cameras in the reference model look in the
-    most different directions (angle between the optical axes) among the pairs that observe at least
-    `min_shared` of its 3D points in common: the hardest pair that still overlaps, the kind that
-    carries a model's geometry. None when no pair qualifies."""
+) -> list[tuple[str, str, float]]:
+    """(name0, name1, angle in degrees between the optical axes in the reference model) of the pairs
+    that observe at least `min_shared` of its 3D points in common, the widest first: the hardest
+    pairs that still overlap, the kind that carries a model's geometry."""
     observed, axes = {}, {}
     for image_id in reference.reg_image_ids():
         image = reference.images[image_id]
         observed[image.name] = {p.point3D_id for p in image.points2D if p.has_point3D()}
         axes[image.name] = image.cam_from_world().rotation.matrix()[2]  # the optical axis, world frame
-    widest = None
-    for name0, name1 in pairs:
-        if name0 in observed and name1 in observed and len(observed[name0] & observed[name1]) >= min_shared:
-            angle = float(np.degrees(np.arccos(np.clip(axes[name0] @ axes[name1], -1.0, 1.0))))
-            if widest is None or angle > widest[2]:
-                widest = (name0, name1, angle)
-    return widest
+    angles = [
+        (name0, name1, float(np.degrees(np.arccos(np.clip(axes[name0] @ axes[name1], -1.0, 1.0)))))
+        for name0, name1 in pairs
+        if name0 in observed and name1 in observed and len(observed[name0] & observed[name1]) >= min_shared
+    ]
+    return sorted(angles, key=lambda pair: -pair[2])
 
 
 def epipolar_errors(

@@ -12,7 +12,7 @@ import pytest
 from sfm_reweight.pipelines import reconstruct as reconstruct_pipeline
 from sfm_reweight.scenes.demo_scene import IMAGE_SIZE, cameras, render_demo_scene
 from sfm_reweight.ground_truth import DatasetFormatError
-from sfm_reweight.evaluate_sfm import camera_centre_errors, read_camera_centres, widest_covisible_pair
+from sfm_reweight.evaluate_sfm import camera_centre_errors, covisible_pair_angles, read_camera_centres
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs
 
@@ -106,9 +106,11 @@ def test_reconstruct_pipeline_with_sift(reconstruct, scene, tmp_path):
     assert rerun["camera_centres"]["common"] == 5 and rerun["camera_centres"]["median"] < 1e-3
     assert cv2.imread(str(output / "matches_widest.png")).std() > 5
     reference_model = pycolmap.Reconstruction(reference)
-    name0, name1, angle = widest_covisible_pair(reference_model, read_pairs(output / "pairs.txt"))
+    angles = covisible_pair_angles(reference_model, read_pairs(output / "pairs.txt"))
+    assert len(angles) >= 1 and [a for *_, a in angles] == sorted((a for *_, a in angles), reverse=True)
+    name0, name1, angle = angles[0]
     assert "zz_broken.jpg" not in (name0, name1) and 0 < angle < 90
-    assert widest_covisible_pair(reference_model, [(name0, name1)], min_shared=10**6) is None
+    assert covisible_pair_angles(reference_model, [(name0, name1)], min_shared=10**6) == []
 
 
 @pytest.mark.parametrize("method", ["retrieval", "vocab_tree"])

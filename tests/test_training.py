@@ -183,6 +183,19 @@ def test_homography_pairs_are_consistent_and_deterministic(photos):
     assert np.corrcoef(v0, v1)[0, 1] > 0.8
 
 
+def test_night_views_keep_the_geometry_and_pool_the_light(photos):
+    day = HomographyPairs(photos, HomographyPairConf(size=(160, 128), occluder_prob=0.0))[2]
+    night = HomographyPairs(photos, HomographyPairConf(size=(160, 128), occluder_prob=0.0, night_prob=1.0))[2]
+    assert torch.equal(day["H_0to1"], night["H_0to1"])
+    assert day["valid0"].all() and day["valid1"].all()  # no black border to dominate the spread below
+    for k in (0, 1):
+        lit, dark = day[f"image{k}"][0].numpy(), night[f"image{k}"][0].numpy()
+        assert not np.allclose(lit, dark, atol=0.05)
+        # lamps light the scene unevenly: the brightness of blocks of 32 px spreads several times more
+        blocks = [cv2.resize(image, (5, 4), interpolation=cv2.INTER_AREA) for image in (lit, dark)]
+        assert blocks[1].std() / blocks[1].mean() > 3 * blocks[0].std() / blocks[0].mean()
+
+
 def tiny_conf(photos, steps=4):
     conf = recipes.confs["lite_homography"]
     return merge(

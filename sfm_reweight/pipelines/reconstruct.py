@@ -68,7 +68,7 @@ from sfm_reweight.evaluate_sfm import (
     match_precision,
     model_centres,
     read_camera_centres,
-    widest_covisible_pair,
+    covisible_pair_angles,
 )
 from sfm_reweight.utils import cluster as ray_cluster
 from sfm_reweight.utils import lock
@@ -206,11 +206,11 @@ def draw_widest_pair(
     reference: pycolmap.Reconstruction,
 ) -> Path | None:
     """All matches, before verification, of the pair the reference model sees from the most
-    different directions (`widest_covisible_pair`): where a matcher's wide-baseline matches go."""
-    widest = widest_covisible_pair(reference, pairs)
-    if widest is None:
+    different directions (`covisible_pair_angles`): where a matcher's wide-baseline matches go."""
+    widest = covisible_pair_angles(reference, pairs)[:1]
+    if not widest:
         return None
-    name0, name1, angle = widest
+    name0, name1, angle = widest[0]
     pair_matches, _ = read_matches(matches, name0, name1)
     title = f"{name0} - {name1}, optical axes {angle:.0f} deg apart, all matches of {matcher}"
     return draw_pair(path, image_dir, features, name0, name1, pair_matches, title, reference)

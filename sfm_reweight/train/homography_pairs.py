@@ -38,6 +38,7 @@ class HomographyPairConf:
     max_perspective: float = 0.35  # corner displacement share
     max_shift: float = 0.3  # centre shift of view 1, share of view 0's extent
     occluder_prob: float = 0.5
+    night_prob: float = 0.0  # share of views lit as at night (`night`), each view drawn on its own
     seed: int = 0
 
 
@@ -78,7 +79,28 @@ def view_homography(
     return T @ RS @ P @ to_centre
 
 
-def photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def night(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """`image` [h,w] in [0,1] as if lit at night: midtones darkened (gamma 1.3-2.2), a dim ambient
+    light (0.05-0.25) plus 1-3 lamps (Gaussian pools of light, a sixth to half the image wide), and
+    sensor noise that the camera's auto-exposure (its 99th percentile brought to 0.6-0.95) amplifies
+    with the rest; so a pair can be day against night, or two nights differently lit."""
+    h, w = image.shape
+    ys, xs = np.mgrid[0:h, 0:w] / max(h, w)
+    light = np.full((h, w), rng.uniform(0.05, 0.25))
+    for _ in range(rng.integers(1, 4)):
+        cx, cy = rng.uniform(0, w / max(h, w)), rng.uniform(0, h / max(h, w))
+        radius = rng.uniform(1 / 6, 1 / 2)
+        light += rng.uniform(0.3, 1.0) * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius**2))
+    image = np.clip(image, 0, 1) ** rng.uniform(1.3, 2.2) * np.minimum(light, 1.0)
+    image = image + rng.normal(0, rng.uniform(0.003, 0.015), image.shape)
+    return image * rng.uniform(0.6, 0.95) / max(np.percentile(image, 99), 0.05)
+
+
+def photometric(rng: np.random.Generator, image: np.ndarray, night_prob: float = 0.0) -> np.ndarray:
+    """A random brightness, contrast, gamma, blur and noise change of `image` [h,w] in [0,1], after
+    the `night` lighting with probability `night_prob` (0: no draw, so older recipes' pairs are unchanged)."""
+    if night_prob and rng.random() < night_prob:
+        image = night(rng, image)
     image = image * rng.uniform(0.6, 1.4) + rng.uniform(-0.2, 0.2)
     image = np.clip(image, 0, 1) ** rng.uniform(0.7, 1.5)
     if rng.random() < 0.3:
@@ -139,7 +161,7 @@ class HomographyPairs(Dataset):
             view = cv2.warpPerspective(source, H, (w, h), flags=flags, borderValue=0)
             covered = cv2.warpPerspective(np.ones_like(source), H, (w, h), flags=flags, borderValue=0)
             valid = cv2.erode((covered > 0.999).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            view = photometric(rng, view) * valid
+            view = photometric(rng, view, conf.night_prob) * valid
             if rng.random() < conf.occluder_prob:
                 add_occluders(rng, view, valid, self.photos.get(int(rng.integers(len(self.photos)))))
             views.append(view)

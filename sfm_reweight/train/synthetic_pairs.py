@@ -23,6 +23,7 @@ from .homography_pairs import PhotoPool, photometric
 class SyntheticPairConf:
     size: tuple[int, int] = (320, 256)  # (w, h), multiples of 32
     max_azimuth_change: float = 1.0  # radians between the two cameras
+    night_prob: float = 0.0  # share of views lit as at night (homography_pairs.night)
     seed: int = 0
 
 
@@ -30,16 +31,20 @@ class SyntheticPairConf:
 class RepeatedFacadePairConf:
     size: tuple[int, int] = (320, 256)  # (w, h), multiples of 32
     max_baseline: float = 5.0  # metres along the facade between the two cameras
+    night_prob: float = 0.0  # share of views lit as at night (homography_pairs.night)
     seed: int = 0
 
 
-def rendered_pair(rng: np.random.Generator, scene: list[Rectangle], cameras: list[Camera]) -> dict[str, torch.Tensor]:
-    """image0/1 [1,h,w] in [0,1] (each with its own photometric change), depth0/1 [h,w] (0 = background),
-    K0/1 [3,3] (COLMAP convention), T_0to1 [4,4] of `scene` seen by the two `cameras`."""
+def rendered_pair(
+    rng: np.random.Generator, scene: list[Rectangle], cameras: list[Camera], night_prob: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """image0/1 [1,h,w] in [0,1] (each with its own photometric change, lit as at night with
+    `night_prob`), depth0/1 [h,w] (0 = background), K0/1 [3,3] (COLMAP convention), T_0to1 [4,4] of
+    `scene` seen by the two `cameras`."""
     item = {}
     for k, camera in enumerate(cameras):
         image, depth = render(scene, camera)
-        item[f"image{k}"] = torch.from_numpy(photometric(rng, image))[None]
+        item[f"image{k}"] = torch.from_numpy(photometric(rng, image, night_prob))[None]
         item[f"depth{k}"] = torch.from_numpy(depth)
         item[f"K{k}"] = torch.from_numpy(camera.K).float()
     item["T_0to1"] = torch.from_numpy(cameras[1].pose @ np.linalg.inv(cameras[0].pose)).float()
@@ -61,7 +66,7 @@ class RenderedPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.conf.seed, index])
         photos = [self.photos.get(int(k)) for k in rng.integers(len(self.photos), size=self.photos_per_scene)]
-        return rendered_pair(rng, *self.scene_and_cameras(rng, photos))
+        return rendered_pair(rng, *self.scene_and_cameras(rng, photos), self.conf.night_prob)
 
     def scene_and_cameras(
         self, rng: np.random.Generator, photos: list[np.ndarray]
