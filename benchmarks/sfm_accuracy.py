@@ -60,22 +60,35 @@ def run_dir(root: Path, name: str, matcher: str, weights: Path | None) -> Path:
     return root / (f"{name}-{given.stem}" if given else name)
 
 
-def run(
-    image_dir: Path, gt: Path | None, matcher: str, refine: str, output: Path, weights: Path | None = None
-) -> tuple[dict, float]:
-    """One `sfm-reweight reconstruct` run (with `weights` for our network, if given); its summary and
-    its peak resident memory (GiB)."""
-    command = [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", "--image_dir", str(image_dir)]
-    command += ["--matcher", matcher, "--refine_tracks", refine, "--output", str(output)]
-    command += ["--weights", str(given)] if (given := ours(matcher, weights)) else []
-    command += ["--ground_truth", str(gt)] if gt else []
+def run_logged(command: list[str], output: Path) -> float:
+    """Run `command` in its own process, its output in OUTPUT/benchmark.log; its peak resident memory
+    (GiB). A failure ends the benchmark with one line naming the log."""
     output.mkdir(parents=True, exist_ok=True)
     with open(output / "benchmark.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log)
         _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory, as it is reaped
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{' '.join(command)} failed: see {output / 'benchmark.log'}")
-    return json.loads((output / "summary.json").read_text()), usage.ru_maxrss / 2**20
+    return usage.ru_maxrss / 2**20
+
+
+def run(
+    image_dir: Path,
+    gt: Path | None,
+    matcher: str,
+    refine: str,
+    output: Path,
+    weights: Path | None = None,
+    options: tuple[str, ...] = (),
+) -> tuple[dict, float]:
+    """One `sfm-reweight reconstruct` run (with `weights` for our network, if given, and more command-line
+    `options`); its summary and its peak resident memory (GiB)."""
+    command = [sys.executable, "-m", "sfm_reweight.pipelines.reconstruct", "--image_dir", str(image_dir)]
+    command += ["--matcher", matcher, "--refine_tracks", refine, "--output", str(output), *options]
+    command += ["--weights", str(given)] if (given := ours(matcher, weights)) else []
+    command += ["--ground_truth", str(gt)] if gt else []
+    peak = run_logged(command, output)
+    return json.loads((output / "summary.json").read_text()), peak
 
 
 def row(scene: str, matcher: str, refine: str, summary: dict, peak: float, scale: float) -> str:

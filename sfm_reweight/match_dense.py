@@ -115,6 +115,8 @@ def _peer(model: dict[str, Any], output: str) -> dict[str, Any]:
 # none matched larger for sparse content (every-cell matching grows with the square of the cells)
 _every_cell = _network(content_share=None, model={"match_coarse": {"top_k": None}})
 _lite = _network(name="lite")
+# zooms of image 1 from 0.5x to 2x, sqrt(2) apart, each ranked at 512 px and only the winner run at full size
+_zoom_search = {"zooms": [0.5, 0.71, 1.0, 1.41, 2.0], "search_resize_max": 512}
 confs: dict[str, dict[str, Any]] = {
     # the default: XFeat's pretrained backbone under our reweighted transformer, matching and refinement
     "eloftr_reweight": _ours(_every_cell, max_kps=None),
@@ -131,7 +133,7 @@ confs: dict[str, dict[str, Any]] = {
     # tried in 4 orientations x 5 zooms (0.5-2x), ranked at 512 px and only the winner run at 1024: about
     # 3x its time, ahead of it on Oxford and wide Middlebury pairs (docs/results.md)
     "eloftr_reweight_search": _ours(
-        _network(rotations=[0, 90, 180, 270], zooms=[0.5, 0.71, 1.0, 1.41, 2.0], search_resize_max=512),
+        _network(rotations=[0, 90, 180, 270], **_zoom_search),
         photometric="photometric",
         output="matches-eloftr-reweight-search",
     ),
@@ -147,7 +149,7 @@ confs: dict[str, dict[str, Any]] = {
     # internet photos: each pair also tried at zooms 0.5-2, ranked at 512 px and only the winner run
     # at 1024: about twice the cost of eloftr_reweight_lite
     "eloftr_reweight_lite_zooms": _ours(
-        _network(name="lite", zooms=[0.5, 0.71, 1.0, 1.41, 2.0], search_resize_max=512),
+        _network(name="lite", **_zoom_search),
         output="matches-eloftr-reweight-lite-zooms",
     ),
     # the full network: an official eloftr_outdoor.ckpt with our reweighting added (identity at start)

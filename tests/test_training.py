@@ -18,7 +18,7 @@ from sfm_reweight.model.fine_matching import subpixel_offsets
 from sfm_reweight.model.weights import model_from_checkpoint, read_checkpoint
 from sfm_reweight.train import logs, recipes, trainer, validation
 from sfm_reweight.train.data_mix import collate
-from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs
+from sfm_reweight.train.homography_pairs import HomographyPairConf, HomographyPairs, photometric
 from sfm_reweight.train.losses import coarse_negative_loss
 from sfm_reweight.train.supervision import CoarseSupervision, coarse_supervision, fine_supervision
 from sfm_reweight.train.warps import DepthWarp, HomographyWarp
@@ -194,6 +194,13 @@ def test_night_views_keep_the_geometry_and_pool_the_light(photos):
         # lamps light the scene unevenly: the brightness of blocks of 32 px spreads several times more
         blocks = [cv2.resize(image, (5, 4), interpolation=cv2.INTER_AREA) for image in (lit, dark)]
         assert blocks[1].std() / blocks[1].mean() > 3 * blocks[0].std() / blocks[0].mean()
+
+
+def test_no_night_draws_nothing_more():
+    image = textured_image(64, 80, seed=1)
+    plain, zero = np.random.default_rng(7), np.random.default_rng(7)
+    assert np.array_equal(photometric(plain, image), photometric(zero, image, 0.0))
+    assert plain.random() == zero.random()  # so the pairs of recipes without nights stay as they were
 
 
 def tiny_conf(photos, steps=4):

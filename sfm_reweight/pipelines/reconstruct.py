@@ -64,11 +64,11 @@ from sfm_reweight.io import read_keypoints, read_matches
 from sfm_reweight.evaluate_sfm import (
     EPIPOLAR_THRESHOLD_PX,
     camera_centre_errors,
+    covisible_pair_angles,
     epipolar_errors,
     match_precision,
     model_centres,
     read_camera_centres,
-    covisible_pair_angles,
 )
 from sfm_reweight.utils import cluster as ray_cluster
 from sfm_reweight.utils import lock

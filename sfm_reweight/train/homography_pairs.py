@@ -83,7 +83,8 @@ def night(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """`image` [h,w] in [0,1] as if lit at night: midtones darkened (gamma 1.3-2.2), a dim ambient
     light (0.05-0.25) plus 1-3 lamps (Gaussian pools of light, a sixth to half the image wide), and
     sensor noise that the camera's auto-exposure (its 99th percentile brought to 0.6-0.95) amplifies
-    with the rest; so a pair can be day against night, or two nights differently lit."""
+    with the rest; so a pair can be day against night, or two nights differently lit. Returns float64
+    [h,w], not clipped to [0,1] (`photometric` clips after its own change)."""
     h, w = image.shape
     ys, xs = np.mgrid[0:h, 0:w] / max(h, w)
     light = np.full((h, w), rng.uniform(0.05, 0.25))
