@@ -417,8 +417,9 @@ def test_real_matcher_tiny(tmp_path):
 def test_every_conf_builds_its_matcher(name):  # the peers' confs: tests/test_xfeat_peers.py
     conf = match_dense.resolve_conf({"name": name, "model": {"weights": "random"}})
     matcher = match_dense.build_pair_matcher(conf)
-    zooms = conf["model"]["network"].get("zooms", [1.0])
-    assert [z for _, z in matcher.matcher.candidates] == [float(z) for z in zooms]
+    network = conf["model"]["network"]
+    candidates = [(r // 90, float(z)) for r in network.get("rotations", [0]) for z in network.get("zooms", [1.0])]
+    assert matcher.matcher.candidates == candidates  # (quarter turns, zoom) of image 1, each orientation at each zoom
     assert matcher.matcher.conf["resize_max"] == conf["preprocessing"]["resize_max"] == 1024
     assert conf["output"].startswith("matches-") and conf["cell_size"] >= 1 and conf["max_error"] > 0
 
