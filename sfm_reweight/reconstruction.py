@@ -39,7 +39,7 @@ _base: dict[str, Any] = {
     "image_options": Options(),  # more ImageReaderOptions
     "mapper_options": Options(),  # Incremental-/GlobalPipelineOptions, nested dicts allowed
     "num_threads": None,  # None: all cores up to 16
-    "seed": 0,  # random seed of verification and mapping (deterministic runs)
+    "seed": 0,  # random seed of verification and mapping (COLMAP's threads can still vary a mapping run)
 }
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
