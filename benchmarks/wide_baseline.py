@@ -111,8 +111,8 @@ def main() -> None:
         oxford = two_view("homography", ["--root", str(folders["oxford_affine"])], weights, folder / "oxford")
         middlebury_arguments = ["--dataset", "middlebury", "--root", str(folders["middlebury_mview"])]
         middlebury_arguments += ["--gaps", "3", "4", "--repeats", "15"]
-        pose = two_view("relative_pose", middlebury_arguments, weights, folder / "middlebury")["matchers"]
-        pose = pose[TWO_VIEW_MATCHER]
+        middlebury = two_view("relative_pose", middlebury_arguments, weights, folder / "middlebury")
+        pose = middlebury["matchers"][TWO_VIEW_MATCHER]
         matches, right, good_pairs = sacre_coeur_widest(sacre_coeur, reference, weights, folder / "sacre_coeur")
         errors = " | ".join(f"{e:.1f}" for e in oxford_errors(oxford))
         rows.append(

@@ -17,7 +17,13 @@ from .megadepth import MegaDepthConf, MegaDepthPairs
 from .scannet import ScanNetPairs
 from .synthetic_pairs import RepeatedFacadePairConf, RepeatedFacadePairs, SyntheticPairConf, SyntheticScenePairs
 
-SYNTHETIC = ("homography", "synthetic", "repeated")
+# the kinds made from any folder of photos: their dataset and its conf (the data section's fields of
+# that kind, plus size and seed)
+SYNTHETIC = {
+    "homography": (HomographyPairs, HomographyPairConf),
+    "synthetic": (SyntheticScenePairs, SyntheticPairConf),
+    "repeated": (RepeatedFacadePairs, RepeatedFacadePairConf),
+}
 
 
 def used_kinds(data_conf: dict) -> dict[str, float]:
@@ -36,15 +42,9 @@ def build_sources(data_conf: dict, seed_offset: int = 0) -> dict[str, Dataset]:
     size, seed = tuple(data_conf["size"]), data_conf["seed"] + seed_offset
     sources: dict[str, Dataset] = {}
     for kind in used_kinds(data_conf):
-        if kind == "homography":
-            conf = HomographyPairConf(**{**data_conf[kind], "size": size, "seed": seed})
-            sources[kind] = HomographyPairs(data_conf["folder"], conf)
-        elif kind == "synthetic":
-            conf = SyntheticPairConf(**{**data_conf[kind], "size": size, "seed": seed})
-            sources[kind] = SyntheticScenePairs(data_conf["folder"], conf)
-        elif kind == "repeated":
-            conf = RepeatedFacadePairConf(**{**data_conf[kind], "size": size, "seed": seed})
-            sources[kind] = RepeatedFacadePairs(data_conf["folder"], conf)
+        if kind in SYNTHETIC:
+            pairs, pair_conf = SYNTHETIC[kind]
+            sources[kind] = pairs(data_conf["folder"], pair_conf(**{**data_conf[kind], "size": size, "seed": seed}))
         elif kind == "megadepth":
             md = data_conf["megadepth"]
             conf = MegaDepthConf(resize=md.get("resize", 832))
