@@ -7,10 +7,19 @@ scenes/repeated_scene.py), and from the shared data folder `fountain` (fountain-
 `sacre_coeur` (no ground truth: registration and reprojection only).
 
     python benchmarks/sfm_accuracy.py [--scenes square courtyard fountain sacre_coeur] \\
-        [--matchers eloftr_reweight sift] [--weights W] [--data DATA] [--output outputs/sfm_accuracy]
+        [--matchers eloftr_reweight sift] [--weights W] [--mapper incremental] [--seeds N] [--data DATA] \\
+        [--output outputs/sfm_accuracy]
 
 `--weights`: a checkpoint for our network (the `eloftr_reweight*` matchers) instead of the shipped
 one; those runs go to folders named after it, beside the shipped weights' runs.
+
+`--mapper`: a `reconstruction.confs` name; other than `incremental`, its runs go to folders named
+after it.
+
+`--seeds N`: map N times with the mapper's seeds 0 .. N-1 (the matches are reused). One incremental
+mapping is one draw: on the courtyard, the same matches give a right map with one seed and a folded
+one with the next, for SIFT as for ours. Each cell then holds the median over the runs, the
+registered images their range, and the camera errors also the lowest and highest median.
 
 Prints a markdown table: registered images (weakly registered ones in brackets), points, track
 length, reprojection error, camera-centre error after Sim(3) (median / max, in millimetres for the
@@ -23,6 +32,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.repeated_scene import render_repeated_scene
@@ -91,17 +102,30 @@ def run(
     return json.loads((output / "summary.json").read_text()), peak
 
 
-def row(scene: str, matcher: str, refine: str, summary: dict, peak: float, scale: float) -> str:
-    weak = summary.get("weakly_registered") or []
-    registered = f"{summary['registered']}/{summary['images']}" + (f" ({len(weak)} weak)" if weak else "")
-    centres = summary.get("camera_centres") or {}
-    error = (
-        f"{scale * centres['median']:.1f} / {scale * centres['max']:.1f}" if centres.get("median") is not None else ""
+def row(scene: str, matcher: str, refine: str, summaries: list[dict], peak: float, scale: float) -> str:
+    """A table row of one or more runs of the same matches: medians over the runs, the registered
+    images' range and, with several runs, the range of the camera errors' medians."""
+    first = summaries[0]
+    counts = sorted(s["registered"] for s in summaries)
+    registered = f"{counts[0]}" + (f"-{counts[-1]}" if counts[-1] != counts[0] else "") + f"/{first['images']}"
+    weak = max(len(s.get("weakly_registered") or []) for s in summaries)
+    registered += f" ({weak} weak)" if weak else ""
+    centres = [c for s in summaries if (c := s.get("camera_centres") or {}).get("median") is not None]
+    error = ""
+    if centres:
+        medians = [scale * c["median"] for c in centres]
+        error = f"{np.median(medians):.1f} / {np.median([scale * c['max'] for c in centres]):.1f}"
+        error += f" (medians {min(medians):.1f}-{max(medians):.1f})" if len(centres) > 1 else ""
+
+    def median(key: str) -> float:
+        return float(np.median([s.get(key, 0) for s in summaries]))
+
+    seconds = ", ".join(
+        f"{k} {v:.0f}" for k in first["seconds"] if (v := np.median([s["seconds"][k] for s in summaries])) >= 0.5
     )
-    seconds = ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items() if v >= 0.5)
     return (
-        f"| {scene} | {matcher} | {refine} | {registered} | {summary['points']} |"
-        f" {summary.get('mean_track_length', 0):.2f} | {summary.get('mean_reprojection_error_px', 0):.2f} |"
+        f"| {scene} | {matcher} | {refine} | {registered} | {median('points'):.0f} |"
+        f" {median('mean_track_length'):.2f} | {median('mean_reprojection_error_px'):.2f} |"
         f" {error} | {seconds} | {peak:.1f} |"
     )
 
@@ -112,6 +136,8 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=scenes, choices=scenes)
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
     parser.add_argument("--weights", type=Path, help="checkpoint for our network (default: the shipped weights)")
+    parser.add_argument("--mapper", default="incremental", help="a reconstruction conf (e.g. unambiguous)")
+    parser.add_argument("--seeds", type=int, default=1, help="map N times, with the mapper's seeds 0 .. N-1")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
     args = parser.parse_args()
@@ -120,9 +146,15 @@ def main() -> None:
         image_dir, gt = scene_inputs(scene, args.data, args.output)
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
-                folder = run_dir(args.output, f"{scene}-{matcher}", matcher, args.weights)
-                summary, peak = run(image_dir, gt, matcher, refine, folder, args.weights)
-                rows.append(row(scene, matcher, refine, summary, peak, 1000.0))
+                name = f"{scene}-{matcher}" + (f"-{args.mapper}" if args.mapper != "incremental" else "")
+                folder = run_dir(args.output, name, matcher, args.weights)
+                options = ("--mapper", args.mapper)
+                runs = [
+                    run(image_dir, gt, matcher, refine, folder, args.weights, (*options, "--options", f"seed={seed}"))
+                    for seed in range(args.seeds)
+                ]
+                summaries, peaks = zip(*runs)
+                rows.append(row(scene, matcher, refine, list(summaries), max(peaks), 1000.0))
                 print(rows[-1], flush=True)
     print(
         "\n| scene | matcher | track refinement | registered | points | track length | reprojection px |"

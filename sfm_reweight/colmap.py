@@ -95,11 +95,14 @@ def import_features(
     matches: Path,
     min_match_score: float | None = None,
     verified_config: pycolmap.TwoViewGeometryConfiguration | None = None,
+    ambiguous: dict[str, np.ndarray] | None = None,
 ) -> dict[str, int]:
     """Write the keypoints (+0.5) of every image in `image_ids` and the matches of every pair of
-    them; with `verified_config`, the matches are also written as verified two-view geometries of
-    that configuration (no geometric verification). Images without keypoints get none and pairs
-    without matches are skipped; returns counts of what was written and skipped."""
+    them, leaving out those scoring below `min_match_score` and those of a keypoint that
+    `ambiguous` (name -> [N] bool) flags; with `verified_config`, the matches are also written as
+    verified two-view geometries of that configuration (no geometric verification). Images without
+    keypoints get none and pairs without matches are skipped; returns counts of what was written
+    and skipped."""
     stats = dict.fromkeys(("images", "images_without_keypoints", "pairs", "pairs_without_matches", "matches"), 0)
     db = pycolmap.Database.open(database)
     with open_h5(features) as ffeat, open_h5(matches) as fmatch:
@@ -122,6 +125,8 @@ def import_features(
                 continue
             if min_match_score is not None:
                 m = m[scores >= min_match_score]
+            if ambiguous is not None:
+                m = m[~(ambiguous[name0][m[:, 0]] | ambiguous[name1][m[:, 1]])]
             m = m.astype(np.uint32)
             db.write_matches(image_ids[name0], image_ids[name1], m)
             if verified_config is not None:

@@ -21,6 +21,7 @@ import numpy as np
 import pycolmap
 
 from . import cli, colmap
+from .track_conflicts import ambiguous_keypoints
 from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError
 from .utils.pairs import read_image_list, read_pairs, unique_pairs
@@ -34,6 +35,7 @@ _base: dict[str, Any] = {
     "camera_params": None,  # known intrinsics, e.g. "f,cx,cy" for SIMPLE_PINHOLE (None: from EXIF or a guess)
     "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
     "min_match_score": None,  # drop matches scoring below this before verification
+    "max_track_spread": None,  # px: drop matches of keypoints whose track holds another of their photo further away
     "skip_geometric_verification": False,  # trust the matches as they are
     "two_view": Options(ransac={"max_num_trials": 20000, "min_inlier_ratio": 0.1}),  # TwoViewGeometryOptions
     "image_options": Options(),  # more ImageReaderOptions
@@ -44,6 +46,8 @@ _base: dict[str, Any] = {
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
     "global": {**_base, "mapper": "global"},
+    # Scenes of repeated elements (identical windows, tiles): a map of what is unique, rather than a folded one.
+    "unambiguous": {**_base, "max_track_spread": 8.0},
     # incremental mapping of overlapping clusters of at most leaf_max_num_images, merged (pycolmap 4.x)
     "hierarchical": {**_base, "mapper": "hierarchical"},
 }
@@ -112,6 +116,10 @@ def main(
     conf = resolve(confs, conf)
     if conf["mapper"] not in ("incremental", "global", "hierarchical"):
         raise InputError(f"unknown mapper {conf['mapper']!r}; expected incremental, global or hierarchical")
+    if conf["max_track_spread"] is not None and not conf["max_track_spread"] > 0:
+        raise InputError(
+            f"max_track_spread={conf['max_track_spread']!r}: expected a distance in pixels above 0, or None"
+        )
     for path in (features, matches):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")
@@ -133,8 +141,17 @@ def main(
         image_ids = colmap.import_images(database, image_dir, names, conf["camera_mode"], image_options)
         skip = conf["skip_geometric_verification"]
         config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED if skip else None
+        ambiguous = None
+        if conf["max_track_spread"] is not None:
+            ambiguous = ambiguous_keypoints(features, matches, pair_list, conf["max_track_spread"])
+            logger.info(
+                "reconstruction: %d keypoints ambiguous (their tracks hold another keypoint of their photo more"
+                " than %g px away); their matches are left out.",
+                sum(int(flags.sum()) for flags in ambiguous.values()),
+                conf["max_track_spread"],
+            )
         stats = colmap.import_features(
-            database, image_ids, pair_list, features, matches, conf["min_match_score"], config
+            database, image_ids, pair_list, features, matches, conf["min_match_score"], config, ambiguous
         )
         if skip:
             verified = stats["pairs"], stats["matches"]

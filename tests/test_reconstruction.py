@@ -12,6 +12,7 @@ import pytest
 from sfm_reweight import colmap, reconstruction, triangulation
 from sfm_reweight.io import read_keypoints, read_matches, write_features, write_matches
 from sfm_reweight.keypoint_aggregation import to_matches0
+from sfm_reweight.track_conflicts import ambiguous_keypoints
 from sfm_reweight.evaluate_sfm import EPIPOLAR_THRESHOLD_PX, camera_centre_errors, epipolar_errors, match_precision
 from sfm_reweight.utils.errors import InputError
 from sfm_reweight.utils.pairs import read_pairs, write_pairs
@@ -165,6 +166,70 @@ def test_no_model_says_why(scene, tmp_path, caplog):
     assert model is None
     assert "no model could be built" in caplog.text
     assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
+
+
+def test_ambiguous_keypoints_of_a_track_that_sees_a_photo_twice(tmp_path):
+    """A0-B0-C0 is one point (A2 a duplicate detection 2 px from A0), A1-B1 another; the wrong match
+    B1-C0 joins them, so A and B each see the joined track twice, 90 px apart; C sees it once."""
+    keypoints = {"A": [(10, 10), (100, 10), (12, 10)], "B": [(20, 10), (110, 10)], "C": [(30, 10)]}
+    matches = {("A", "B"): [(0, 0), (1, 1), (2, 0)], ("B", "C"): [(0, 0), (1, 0)]}
+    with h5py.File(tmp_path / "features.h5", "w") as f:
+        for name, xy in keypoints.items():
+            write_features(f, name, np.array(xy, np.float32), np.ones(len(xy)), (200, 100))
+    with h5py.File(tmp_path / "matches.h5", "w") as f:
+        for (a, b), m in matches.items():
+            write_matches(f, a, b, *to_matches0(np.array(m), np.ones(len(m)), len(keypoints[a])))
+    pairs = [("A", "B"), ("B", "C"), ("A", "C")]  # A-C has no matches
+    flags = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs, 8.0)
+    assert {name: f.tolist() for name, f in flags.items()} == {
+        "A": [True, True, True],
+        "B": [True, True],
+        "C": [False],
+    }
+    without_wrong = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs[:1], 8.0)
+    assert not any(f.any() for f in without_wrong.values())  # the duplicate A2 lies within 8 px
+
+
+def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tmp_path, caplog):
+    """Every keypoint flagged belongs to a 3D point (or clutter) that a wrong match touches: only a
+    wrong match can join two points' tracks. Most wrong matches lose an end. Here 5 % of the matches
+    are wrong at random and join most tracks, so a quarter of the points is left (77 of 300), which
+    still places the cameras to 1.3 % of the scene."""
+    pairs = read_pairs(scene["root"] / "pairs.txt")
+    ids = scene["point_ids"]
+    flags = ambiguous_keypoints(scene["features"], scene["matches"], pairs, 8.0)
+    touched, wrong, wrong_flagged = set(), 0, 0
+    for a, b in pairs:
+        m, _ = read_matches(scene["matches"], a, b)
+        bad = ids[a][m[:, 0]] != ids[b][m[:, 1]]
+        touched |= set(ids[a][m[bad, 0]]) | set(ids[b][m[bad, 1]])
+        wrong += bad.sum()
+        wrong_flagged += (flags[a][m[bad, 0]] | flags[b][m[bad, 1]]).sum()
+    flagged_points = {int(p) for name in flags for p in ids[name][flags[name]]}
+    assert flagged_points and flagged_points <= touched
+    assert wrong_flagged >= 0.8 * wrong
+
+    with caplog.at_level("INFO"):
+        model = reconstruction.main(
+            "unambiguous",
+            tmp_path / "sfm",
+            scene["images"],
+            scene["root"] / "pairs.txt",
+            scene["features"],
+            scene["matches"],
+        )
+    assert "keypoints ambiguous" in caplog.text
+    assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() < 200
+    assert_matches_ground_truth(model, scene["gt"], 0.03)
+    with pytest.raises(InputError, match="max_track_spread"):
+        reconstruction.main(
+            {"name": "unambiguous", "max_track_spread": -1},
+            tmp_path / "bad",
+            scene["images"],
+            scene["root"] / "pairs.txt",
+            scene["features"],
+            scene["matches"],
+        )
 
 
 @pytest.mark.parametrize("mapper", ["global", "hierarchical"])
