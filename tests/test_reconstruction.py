@@ -218,9 +218,20 @@ def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tm
             scene["features"],
             scene["matches"],
         )
-    assert "keypoints ambiguous" in caplog.text
+    assert "of the keypoints are ambiguous" in caplog.text and "their matches are left out" in caplog.text
     assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() < 200
     assert_matches_ground_truth(model, scene["gt"], 0.03)
+    # without dropping, the same share is a warning
+    with caplog.at_level("INFO"):
+        reconstruction.main(
+            "incremental",
+            tmp_path / "sfm-default",
+            scene["images"],
+            scene["root"] / "pairs.txt",
+            scene["features"],
+            scene["matches"],
+        )
+    assert "the photos may repeat themselves" in caplog.text
     with pytest.raises(InputError, match="max_track_spread"):
         reconstruction.main(
             {"name": "unambiguous", "max_track_spread": -1},
@@ -230,6 +241,27 @@ def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tm
             scene["features"],
             scene["matches"],
         )
+
+
+def test_no_warning_where_every_track_sees_each_photo_once(scene, tmp_path, caplog):
+    """The scene's matches without its wrong ones: no keypoint is ambiguous."""
+    ids = scene["point_ids"]
+    with h5py.File(tmp_path / "right.h5", "w") as f:
+        for a, b in read_pairs(scene["root"] / "pairs.txt"):
+            m, scores = read_matches(scene["matches"], a, b)
+            right = ids[a][m[:, 0]] == ids[b][m[:, 1]]
+            write_matches(f, a, b, *to_matches0(m[right], scores[right], len(ids[a])))
+    with caplog.at_level("INFO"):
+        model = reconstruction.main(
+            "incremental",
+            tmp_path / "sfm",
+            scene["images"],
+            scene["root"] / "pairs.txt",
+            scene["features"],
+            tmp_path / "right.h5",
+        )
+    assert "0% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
+    assert model.num_reg_images() == NUM_IMAGES
 
 
 @pytest.mark.parametrize("mapper", ["global", "hierarchical"])
