@@ -75,6 +75,13 @@ def scene(tmp_path_factory) -> dict:
     }
 
 
+def reconstruct(scene: dict, conf, sfm_dir: Path, matches: Path | None = None) -> pycolmap.Reconstruction | None:
+    """reconstruction.main on the scene's photos, pairs and features (its matches unless given)."""
+    return reconstruction.main(
+        conf, sfm_dir, scene["images"], scene["root"] / "pairs.txt", scene["features"], matches or scene["matches"]
+    )
+
+
 def assert_matches_ground_truth(model: pycolmap.Reconstruction, gt: pycolmap.Reconstruction, tolerance: float) -> None:
     """All images registered, camera centres within `tolerance` x the scene extent of the ground
     truth after a Sim(3)."""
@@ -132,14 +139,7 @@ def test_epipolar_errors_under_the_true_model(scene):
 def test_match_precision_of_matches_and_verified_inliers(scene, tmp_path):
     pairs = read_pairs(scene["root"] / "pairs.txt")
     ids = scene["point_ids"]
-    model = reconstruction.main(
-        "incremental",
-        tmp_path / "sfm",
-        scene["images"],
-        scene["root"] / "pairs.txt",
-        scene["features"],
-        scene["matches"],
-    )
+    model = reconstruct(scene, "incremental", tmp_path / "sfm")
     reference = pycolmap.Reconstruction(scene["gt"])
     left_out = sorted(ids)[0]
     reference.deregister_frame(reference.find_image_with_name(left_out).frame_id)
@@ -160,9 +160,7 @@ def test_match_precision_of_matches_and_verified_inliers(scene, tmp_path):
 def test_no_model_says_why(scene, tmp_path, caplog):
     conf = {"name": "incremental", "mapper_options": {"mapper": {"init_min_num_inliers": 10_000}}}
     with caplog.at_level("ERROR"):
-        model = reconstruction.main(
-            conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
-        )
+        model = reconstruct(scene, conf, tmp_path / "sfm")
     assert model is None
     assert "no model could be built" in caplog.text
     assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
@@ -210,37 +208,16 @@ def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tm
     assert wrong_flagged >= 0.8 * wrong
 
     with caplog.at_level("INFO"):
-        model = reconstruction.main(
-            "unambiguous",
-            tmp_path / "sfm",
-            scene["images"],
-            scene["root"] / "pairs.txt",
-            scene["features"],
-            scene["matches"],
-        )
+        model = reconstruct(scene, "unambiguous", tmp_path / "sfm")
     assert "of the keypoints are ambiguous" in caplog.text and "their matches are left out" in caplog.text
     assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() < 200
     assert_matches_ground_truth(model, scene["gt"], 0.03)
     # without dropping, the same share is a warning
     with caplog.at_level("INFO"):
-        reconstruction.main(
-            "incremental",
-            tmp_path / "sfm-default",
-            scene["images"],
-            scene["root"] / "pairs.txt",
-            scene["features"],
-            scene["matches"],
-        )
+        reconstruct(scene, "incremental", tmp_path / "sfm-default")
     assert "the photos may repeat themselves" in caplog.text
     with pytest.raises(InputError, match="max_track_spread"):
-        reconstruction.main(
-            {"name": "unambiguous", "max_track_spread": -1},
-            tmp_path / "bad",
-            scene["images"],
-            scene["root"] / "pairs.txt",
-            scene["features"],
-            scene["matches"],
-        )
+        reconstruct(scene, {"name": "unambiguous", "max_track_spread": -1}, tmp_path / "bad")
 
 
 def test_no_warning_where_every_track_sees_each_photo_once(scene, tmp_path, caplog):
@@ -252,23 +229,14 @@ def test_no_warning_where_every_track_sees_each_photo_once(scene, tmp_path, capl
             right = ids[a][m[:, 0]] == ids[b][m[:, 1]]
             write_matches(f, a, b, *to_matches0(m[right], scores[right], len(ids[a])))
     with caplog.at_level("INFO"):
-        model = reconstruction.main(
-            "incremental",
-            tmp_path / "sfm",
-            scene["images"],
-            scene["root"] / "pairs.txt",
-            scene["features"],
-            tmp_path / "right.h5",
-        )
+        model = reconstruct(scene, "incremental", tmp_path / "sfm", tmp_path / "right.h5")
     assert "0% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
     assert model.num_reg_images() == NUM_IMAGES
 
 
 @pytest.mark.parametrize("mapper", ["global", "hierarchical"])
 def test_global_and_hierarchical_mapping(scene, tmp_path, mapper):
-    model = reconstruction.main(
-        mapper, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
-    )
+    model = reconstruct(scene, mapper, tmp_path / "sfm")
     assert model.num_reg_images() == NUM_IMAGES and model.compute_mean_reprojection_error() < 1.0
     assert_matches_ground_truth(model, scene["gt"], 0.01)
 
@@ -281,9 +249,7 @@ def test_known_intrinsics_without_verification(scene, tmp_path):
         "refine_intrinsics": False,
         "skip_geometric_verification": True,  # pairs written with a config
     }
-    model = reconstruction.main(
-        conf, tmp_path / "sfm", scene["images"], scene["root"] / "pairs.txt", scene["features"], scene["matches"]
-    )
+    model = reconstruct(scene, conf, tmp_path / "sfm")
     assert model.num_reg_images() == NUM_IMAGES and model.num_cameras() == 1
     assert next(iter(model.cameras.values())).params.tolist() == PARAMS
     assert_matches_ground_truth(model, scene["gt"], 0.01)
