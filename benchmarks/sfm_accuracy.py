@@ -16,10 +16,11 @@ one; those runs go to folders named after it, beside the shipped weights' runs.
 `--mapper`: a `reconstruction.confs` name; other than `incremental`, its runs go to folders named
 after it.
 
-`--seeds N`: map N times with the mapper's seeds 0 .. N-1 (the matches are reused). One incremental
-mapping is one draw: on the courtyard, the same matches give a right map with one seed and a folded
-one with the next, for SIFT as for ours. Each cell then holds the median over the runs, the
-registered images their range, and the camera errors also the lowest and highest median.
+`--seeds N`: map N times with seeds 0 .. N-1 (of verification and mapping; the matches are reused).
+One incremental mapping is one draw: on the courtyard, the same matches give a right map with one
+seed and a folded one with the next, for SIFT as for ours. Each cell then holds the median over the
+runs, the registered images their range, and the camera errors also the lowest and highest median.
+The rows without and with track refinement are separate runs, so separate draws.
 
 Prints a markdown table: registered images (weakly registered ones in brackets), points, track
 length, reprojection error, camera-centre error after Sim(3) (median / max, in millimetres for the
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sfm_reweight import reconstruction
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.repeated_scene import render_repeated_scene
 
@@ -103,14 +105,17 @@ def run(
 
 
 def row(scene: str, matcher: str, refine: str, summaries: list[dict], peak: float, scale: float) -> str:
-    """A table row of one or more runs of the same matches: medians over the runs, the registered
-    images' range and, with several runs, the range of the camera errors' medians."""
+    """A table row of one or more runs of the same matches: medians over the runs that built a model,
+    the registered images' range, with several runs the most weakly registered images of one run
+    and the range of the camera errors' medians; the seconds of the first run (the one that matched)."""
     first = summaries[0]
     counts = sorted(s["registered"] for s in summaries)
     registered = f"{counts[0]}" + (f"-{counts[-1]}" if counts[-1] != counts[0] else "") + f"/{first['images']}"
     weak = max(len(s.get("weakly_registered") or []) for s in summaries)
-    registered += f" ({weak} weak)" if weak else ""
-    centres = [c for s in summaries if (c := s.get("camera_centres") or {}).get("median") is not None]
+    registered += f" ({'up to ' if len(summaries) > 1 else ''}{weak} weak)" if weak else ""
+    modelled = [s for s in summaries if s["registered"]]
+    registered += f", no model in {len(summaries) - len(modelled)}" if len(modelled) < len(summaries) else ""
+    centres = [c for s in modelled if (c := s.get("camera_centres") or {}).get("median") is not None]
     error = ""
     if centres:
         medians = [scale * c["median"] for c in centres]
@@ -118,11 +123,9 @@ def row(scene: str, matcher: str, refine: str, summaries: list[dict], peak: floa
         error += f" (medians {min(medians):.1f}-{max(medians):.1f})" if len(centres) > 1 else ""
 
     def median(key: str) -> float:
-        return float(np.median([s.get(key, 0) for s in summaries]))
+        return float(np.median([s[key] for s in modelled])) if modelled else 0.0
 
-    seconds = ", ".join(
-        f"{k} {v:.0f}" for k in first["seconds"] if (v := np.median([s["seconds"][k] for s in summaries])) >= 0.5
-    )
+    seconds = ", ".join(f"{k} {v:.0f}" for k, v in first["seconds"].items() if v >= 0.5)
     return (
         f"| {scene} | {matcher} | {refine} | {registered} | {median('points'):.0f} |"
         f" {median('mean_track_length'):.2f} | {median('mean_reprojection_error_px'):.2f} |"
@@ -136,11 +139,13 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=scenes, choices=scenes)
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
     parser.add_argument("--weights", type=Path, help="checkpoint for our network (default: the shipped weights)")
-    parser.add_argument("--mapper", default="incremental", help="a reconstruction conf (e.g. unambiguous)")
+    parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
     parser.add_argument("--seeds", type=int, default=1, help="map N times, with the mapper's seeds 0 .. N-1")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: expected at least 1 run")
     rows = []
     for scene in args.scenes:
         image_dir, gt = scene_inputs(scene, args.data, args.output)

@@ -35,7 +35,7 @@ _base: dict[str, Any] = {
     "camera_params": None,  # known intrinsics, e.g. "f,cx,cy" for SIMPLE_PINHOLE (None: from EXIF or a guess)
     "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
     "min_match_score": None,  # drop matches scoring below this before verification
-    "max_track_spread": 8.0,  # px: a keypoint is ambiguous when its track holds another of its photo further away
+    "max_track_spread": 8.0,  # px: a keypoint is ambiguous when its track's keypoints in its photo spread further
     "drop_ambiguous": False,  # leave out the matches of ambiguous keypoints before verification
     "skip_geometric_verification": False,  # trust the matches as they are
     "two_view": Options(ransac={"max_num_trials": 20000, "min_inlier_ratio": 0.1}),  # TwoViewGeometryOptions
@@ -87,8 +87,8 @@ def warn_if_repeated(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> 
     they are dropped, warn that the map may fold."""
     share = sum(int(f.sum()) for f in ambiguous.values()) / max(sum(len(f) for f in ambiguous.values()), 1)
     what = (
-        f"{share:.0%} of the keypoints are ambiguous (their tracks hold another keypoint of their photo more than"
-        f" {conf['max_track_spread']:g} px away)"
+        f"{share:.0%} of the keypoints are ambiguous (their tracks hold keypoints of their photo more than"
+        f" {conf['max_track_spread']:g} px apart)"
     )
     if conf["drop_ambiguous"]:
         logger.info("reconstruction: %s; their matches are left out.", what)
@@ -140,8 +140,11 @@ def main(
     conf = resolve(confs, conf)
     if conf["mapper"] not in ("incremental", "global", "hierarchical"):
         raise InputError(f"unknown mapper {conf['mapper']!r}; expected incremental, global or hierarchical")
-    if not (isinstance(conf["max_track_spread"], (int, float)) and conf["max_track_spread"] > 0):
-        raise InputError(f"max_track_spread={conf['max_track_spread']!r}: expected a distance in pixels above 0")
+    spread = conf["max_track_spread"]
+    if isinstance(spread, bool) or not (isinstance(spread, (int, float)) and spread > 0):
+        raise InputError(f"reconstruction conf: max_track_spread={spread!r}; expected a distance in pixels above 0")
+    if not isinstance(conf["drop_ambiguous"], bool):
+        raise InputError(f"reconstruction conf: drop_ambiguous={conf['drop_ambiguous']!r}; expected True or False")
     for path in (features, matches):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")
@@ -163,7 +166,7 @@ def main(
         image_ids = colmap.import_images(database, image_dir, names, conf["camera_mode"], image_options)
         skip = conf["skip_geometric_verification"]
         config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED if skip else None
-        ambiguous = ambiguous_keypoints(features, matches, pair_list, conf["max_track_spread"])
+        ambiguous = ambiguous_keypoints(features, matches, pair_list, spread, conf["min_match_score"])
         warn_if_repeated(ambiguous, conf)
         stats = colmap.import_features(
             database,

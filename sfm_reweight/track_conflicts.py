@@ -1,7 +1,7 @@
 """Keypoints whose photo repeats itself, found from the matches alone.
 
 All pairwise matches are joined into tracks (connected components of the match graph, as COLMAP
-chains them). A track that holds two keypoints of one photo far apart is a contradiction: one
+chains them). A track that holds keypoints of one photo spread far apart is a contradiction: one
 3D point seen twice in the same photo. Either a match is wrong or the photo shows the same thing
 twice (identical windows, tiles, arcades). On such scenes a dense matcher's wrong matches are
 coherent: whole planes are matched one copy off, consistently across views, and the mapper folds
@@ -23,10 +23,11 @@ from .utils.pairs import Pair
 
 
 def ambiguous_keypoints(
-    features: Path, matches: Path, pairs: Sequence[Pair], max_spread: float
+    features: Path, matches: Path, pairs: Sequence[Pair], max_spread: float, min_score: float | None = None
 ) -> dict[str, np.ndarray]:
-    """The keypoints of each photo whose track (the matches of all `pairs`, joined) also holds
-    another keypoint of the same photo more than `max_spread` pixels away.
+    """The keypoints of each photo whose track (the matches of all `pairs` scoring at least
+    `min_score`, joined) holds keypoints of that photo spread over more than `max_spread` pixels:
+    the larger side of their bounding box (two keypoints: their larger coordinate difference).
 
     Returns name -> [N] bool (True: ambiguous), N the photo's keypoints in `features`, for every
     photo of `pairs` that has keypoints. Pairs without matches are skipped.
@@ -40,9 +41,11 @@ def ambiguous_keypoints(
             if name0 not in start or name1 not in start:
                 continue
             try:
-                m, _ = read_matches(fmatch, name0, name1)
+                m, scores = read_matches(fmatch, name0, name1)
             except MissingEntryError:
                 continue
+            if min_score is not None:
+                m = m[scores >= min_score]
             edges.append(m.astype(np.int64) + [start[name0], start[name1]])
     total = sum(len(k) for k in keypoints.values())
     edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
@@ -51,9 +54,9 @@ def ambiguous_keypoints(
     photo = np.repeat(np.arange(len(names)), [len(keypoints[n]) for n in names])
     xy = np.concatenate([keypoints[n] for n in names]) if names else np.zeros((0, 2), np.float32)
 
-    # The keypoints of one photo in one track: their spread (per coordinate) against max_spread.
+    # The keypoints of one photo in one track: the larger side of their bounding box against max_spread.
     matched = np.unique(edges)
-    group = track[matched].astype(np.int64) * max(len(names), 1) + photo[matched]
+    group = track[matched].astype(np.int64) * len(names) + photo[matched]
     groups, group = np.unique(group, return_inverse=True)
     spread = np.zeros(len(groups))
     for axis in range(2):

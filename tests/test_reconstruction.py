@@ -168,24 +168,25 @@ def test_no_model_says_why(scene, tmp_path, caplog):
 
 def test_ambiguous_keypoints_of_a_track_that_sees_a_photo_twice(tmp_path):
     """A0-B0-C0 is one point (A2 a duplicate detection 2 px from A0), A1-B1 another; the wrong match
-    B1-C0 joins them, so A and B each see the joined track twice, 90 px apart; C sees it once."""
+    C0-A1 (scored 0.1, its pair stored as C-A) joins them, so A and B each see the joined track
+    twice, 90 px apart, and C once. Without the wrong match nothing is ambiguous."""
     keypoints = {"A": [(10, 10), (100, 10), (12, 10)], "B": [(20, 10), (110, 10)], "C": [(30, 10)]}
-    matches = {("A", "B"): [(0, 0), (1, 1), (2, 0)], ("B", "C"): [(0, 0), (1, 0)]}
+    matches = {("A", "B"): ([(0, 0), (1, 1), (2, 0)], 1.0), ("B", "C"): ([(0, 0)], 1.0), ("C", "A"): ([(0, 1)], 0.1)}
     with h5py.File(tmp_path / "features.h5", "w") as f:
         for name, xy in keypoints.items():
             write_features(f, name, np.array(xy, np.float32), np.ones(len(xy)), (200, 100))
     with h5py.File(tmp_path / "matches.h5", "w") as f:
-        for (a, b), m in matches.items():
-            write_matches(f, a, b, *to_matches0(np.array(m), np.ones(len(m)), len(keypoints[a])))
-    pairs = [("A", "B"), ("B", "C"), ("A", "C")]  # A-C has no matches
+        for (a, b), (m, score) in matches.items():
+            write_matches(f, a, b, *to_matches0(np.array(m), np.full(len(m), score), len(keypoints[a])))
+    pairs = [("A", "B"), ("B", "C"), ("A", "C")]
     flags = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs, 8.0)
     assert {name: f.tolist() for name, f in flags.items()} == {
         "A": [True, True, True],
         "B": [True, True],
         "C": [False],
     }
-    without_wrong = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs[:1], 8.0)
-    assert not any(f.any() for f in without_wrong.values())  # the duplicate A2 lies within 8 px
+    trusted = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs, 8.0, min_score=0.5)
+    assert not any(f.any() for f in trusted.values())  # the duplicate A2 lies within 8 px of A0
 
 
 def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tmp_path, caplog):
@@ -230,6 +231,8 @@ def test_no_warning_where_every_track_sees_each_photo_once(scene, tmp_path, capl
             write_matches(f, a, b, *to_matches0(m[right], scores[right], len(ids[a])))
     with caplog.at_level("INFO"):
         model = reconstruct(scene, "incremental", tmp_path / "sfm", tmp_path / "right.h5")
+    flags = ambiguous_keypoints(scene["features"], tmp_path / "right.h5", read_pairs(scene["root"] / "pairs.txt"), 8.0)
+    assert not any(f.any() for f in flags.values())
     assert "0% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
     assert model.num_reg_images() == NUM_IMAGES
 
