@@ -95,14 +95,11 @@ def import_features(
     matches: Path,
     min_match_score: float | None = None,
     verified_config: pycolmap.TwoViewGeometryConfiguration | None = None,
-    ambiguous: dict[str, np.ndarray] | None = None,
 ) -> dict[str, int]:
     """Write the keypoints (+0.5) of every image in `image_ids` and the matches of every pair of
-    them, leaving out those scoring below `min_match_score` and those of a keypoint that
-    `ambiguous` (name -> [N] bool) flags; with `verified_config`, the matches are also written as
-    verified two-view geometries of that configuration (no geometric verification). Images without
-    keypoints get none and pairs without matches are skipped; returns counts of what was written
-    and skipped."""
+    them; with `verified_config`, the matches are also written as verified two-view geometries of
+    that configuration (no geometric verification). Images without keypoints get none and pairs
+    without matches are skipped; returns counts of what was written and skipped."""
     stats = dict.fromkeys(("images", "images_without_keypoints", "pairs", "pairs_without_matches", "matches"), 0)
     db = pycolmap.Database.open(database)
     with open_h5(features) as ffeat, open_h5(matches) as fmatch:
@@ -125,8 +122,6 @@ def import_features(
                 continue
             if min_match_score is not None:
                 m = m[scores >= min_match_score]
-            if ambiguous is not None:
-                m = m[~(ambiguous[name0][m[:, 0]] | ambiguous[name1][m[:, 1]])]
             m = m.astype(np.uint32)
             db.write_matches(image_ids[name0], image_ids[name1], m)
             if verified_config is not None:
@@ -183,6 +178,28 @@ def verified_matches(database: Path) -> dict[Pair, np.ndarray]:
                 id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
                 out[names[id0], names[id1]] = np.asarray(geometry.inlier_matches)
         return out
+    finally:
+        db.close()
+
+
+def leave_out_inliers(database: Path, ambiguous: dict[str, np.ndarray]) -> int:
+    """Remove from every verified pair's inliers the matches of a keypoint that `ambiguous` (name ->
+    [N] bool) flags; the pair's geometry stays as estimated. Returns how many inliers went."""
+    db = pycolmap.Database.open(database)
+    try:
+        names = {image.image_id: image.name for image in db.read_all_images()}
+        removed = 0
+        for pair_id, geometry in zip(*db.read_two_view_geometries()):
+            m = np.asarray(geometry.inlier_matches)
+            if not len(m):
+                continue
+            id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
+            keep = ~(ambiguous[names[id0]][m[:, 0]] | ambiguous[names[id1]][m[:, 1]])
+            if not keep.all():
+                removed += int((~keep).sum())
+                geometry.inlier_matches = m[keep]
+                db.update_two_view_geometry(id0, id1, geometry)
+        return removed
     finally:
         db.close()
 

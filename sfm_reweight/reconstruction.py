@@ -21,6 +21,7 @@ import numpy as np
 import pycolmap
 
 from . import cli, colmap
+from .io import open_h5, read_keypoints
 from .track_conflicts import ambiguous_keypoints
 from .utils.conf import Options, overlay, resolve
 from .utils.errors import InputError
@@ -36,7 +37,7 @@ _base: dict[str, Any] = {
     "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
     "min_match_score": None,  # drop matches scoring below this before verification
     "max_track_spread": 8.0,  # px: a keypoint is ambiguous when its track's keypoints in its photo spread further
-    "drop_ambiguous": False,  # leave out the matches of ambiguous keypoints before verification
+    "drop_ambiguous": False,  # leave out the verified matches of ambiguous keypoints before mapping
     "skip_geometric_verification": False,  # trust the matches as they are
     "two_view": Options(ransac={"max_num_trials": 20000, "min_inlier_ratio": 0.1}),  # TwoViewGeometryOptions
     "image_options": Options(),  # more ImageReaderOptions
@@ -90,9 +91,7 @@ def warn_if_repeated(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> 
         f"{share:.0%} of the keypoints are ambiguous (their tracks hold keypoints of their photo more than"
         f" {conf['max_track_spread']:g} px apart)"
     )
-    if conf["drop_ambiguous"]:
-        logger.info("reconstruction: %s; their matches are left out.", what)
-    elif share > REPEATED_SCENE_SHARE:
+    if share > REPEATED_SCENE_SHARE and not conf["drop_ambiguous"]:
         logger.warning(
             "reconstruction: %s: the photos may repeat themselves (identical windows, tiles), and maps of such"
             " scenes often fold onto the copies; the mapper conf 'unambiguous' maps only what is unique.",
@@ -166,17 +165,8 @@ def main(
         image_ids = colmap.import_images(database, image_dir, names, conf["camera_mode"], image_options)
         skip = conf["skip_geometric_verification"]
         config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED if skip else None
-        ambiguous = ambiguous_keypoints(features, matches, pair_list, spread, conf["min_match_score"])
-        warn_if_repeated(ambiguous, conf)
         stats = colmap.import_features(
-            database,
-            image_ids,
-            pair_list,
-            features,
-            matches,
-            conf["min_match_score"],
-            config,
-            ambiguous if conf["drop_ambiguous"] else None,
+            database, image_ids, pair_list, features, matches, conf["min_match_score"], config
         )
         if skip:
             verified = stats["pairs"], stats["matches"]
@@ -185,6 +175,15 @@ def main(
         logger.info(
             "reconstruction: %d of %d pairs verified (%d inlier matches).", verified[0], stats["pairs"], verified[1]
         )
+        with open_h5(features) as f:
+            keypoints = {name: read_keypoints(f, name) for name in image_ids if name in f}
+        ambiguous = ambiguous_keypoints(keypoints, colmap.verified_matches(database), spread)
+        warn_if_repeated(ambiguous, conf)
+        if conf["drop_ambiguous"]:
+            logger.info(
+                "reconstruction: %d inlier matches of ambiguous keypoints left out.",
+                colmap.leave_out_inliers(database, ambiguous),
+            )
 
         models_dir = sfm_dir / "models"
         shutil.rmtree(models_dir, ignore_errors=True)  # models of an earlier run

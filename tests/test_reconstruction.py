@@ -166,75 +166,61 @@ def test_no_model_says_why(scene, tmp_path, caplog):
     assert "0 reach the 10000 an initial pair needs" in caplog.text and "too weak" in caplog.text
 
 
-def test_ambiguous_keypoints_of_a_track_that_sees_a_photo_twice(tmp_path):
+def test_ambiguous_keypoints_of_a_track_that_sees_a_photo_twice():
     """A0-B0-C0 is one point (A2 a duplicate detection 2 px from A0), A1-B1 another; the wrong match
-    C0-A1 (scored 0.1, its pair stored as C-A) joins them, so A and B each see the joined track
-    twice, 90 px apart, and C once. Without the wrong match nothing is ambiguous."""
+    C0-A1 (its pair given as C-A) joins them, so A and B each see the joined track twice, 90 px
+    apart, and C once. Without the wrong match nothing is ambiguous."""
     keypoints = {"A": [(10, 10), (100, 10), (12, 10)], "B": [(20, 10), (110, 10)], "C": [(30, 10)]}
-    matches = {("A", "B"): ([(0, 0), (1, 1), (2, 0)], 1.0), ("B", "C"): ([(0, 0)], 1.0), ("C", "A"): ([(0, 1)], 0.1)}
-    with h5py.File(tmp_path / "features.h5", "w") as f:
-        for name, xy in keypoints.items():
-            write_features(f, name, np.array(xy, np.float32), np.ones(len(xy)), (200, 100))
-    with h5py.File(tmp_path / "matches.h5", "w") as f:
-        for (a, b), (m, score) in matches.items():
-            write_matches(f, a, b, *to_matches0(np.array(m), np.full(len(m), score), len(keypoints[a])))
-    pairs = [("A", "B"), ("B", "C"), ("A", "C")]
-    flags = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs, 8.0)
+    keypoints = {name: np.array(xy, np.float32) for name, xy in keypoints.items()}
+    matches = {("A", "B"): [(0, 0), (1, 1), (2, 0)], ("B", "C"): [(0, 0)], ("C", "A"): [(0, 1)], ("C", "D"): [(0, 0)]}
+    flags = ambiguous_keypoints(keypoints, {pair: np.array(m) for pair, m in matches.items()}, 8.0)
     assert {name: f.tolist() for name, f in flags.items()} == {
         "A": [True, True, True],
         "B": [True, True],
         "C": [False],
     }
-    trusted = ambiguous_keypoints(tmp_path / "features.h5", tmp_path / "matches.h5", pairs, 8.0, min_score=0.5)
-    assert not any(f.any() for f in trusted.values())  # the duplicate A2 lies within 8 px of A0
+    del matches["C", "A"]
+    flags = ambiguous_keypoints(keypoints, {pair: np.array(m) for pair, m in matches.items()}, 8.0)
+    assert not any(f.any() for f in flags.values())  # the duplicate A2 lies within 8 px of A0
 
 
-def test_unambiguous_mapping_leaves_out_the_keypoints_of_joined_tracks(scene, tmp_path, caplog):
-    """Every keypoint flagged belongs to a 3D point (or clutter) that a wrong match touches: only a
-    wrong match can join two points' tracks. Most wrong matches lose an end. Here 5 % of the matches
-    are wrong at random and join most tracks, so a quarter of the points is left (77 of 300), which
-    still places the cameras to 1.3 % of the scene."""
-    pairs = read_pairs(scene["root"] / "pairs.txt")
+def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_path, caplog):
+    """Tracks are joined from the verified inliers. Every keypoint flagged belongs to a 3D point (or
+    clutter) that a wrong inlier touches: only a wrong match can join two points' tracks. The
+    conf leaves those keypoints' inliers out and still maps the scene."""
+    model = reconstruct(scene, "incremental", tmp_path / "sfm")
     ids = scene["point_ids"]
-    flags = ambiguous_keypoints(scene["features"], scene["matches"], pairs, 8.0)
-    touched, wrong, wrong_flagged = set(), 0, 0
-    for a, b in pairs:
-        m, _ = read_matches(scene["matches"], a, b)
+    verified = colmap.verified_matches(tmp_path / "sfm" / "database.db")
+    keypoints = {name: read_keypoints(scene["features"], name) for name in ids}
+    flags = ambiguous_keypoints(keypoints, verified, 8.0)
+    touched = set()
+    for (a, b), m in verified.items():
         bad = ids[a][m[:, 0]] != ids[b][m[:, 1]]
         touched |= set(ids[a][m[bad, 0]]) | set(ids[b][m[bad, 1]])
-        wrong += bad.sum()
-        wrong_flagged += (flags[a][m[bad, 0]] | flags[b][m[bad, 1]]).sum()
     flagged_points = {int(p) for name in flags for p in ids[name][flags[name]]}
-    assert flagged_points and flagged_points <= touched
-    assert wrong_flagged >= 0.8 * wrong
+    assert touched and flagged_points and flagged_points <= touched
 
     with caplog.at_level("INFO"):
-        model = reconstruct(scene, "unambiguous", tmp_path / "sfm")
-    assert "of the keypoints are ambiguous" in caplog.text and "their matches are left out" in caplog.text
-    assert model.num_reg_images() == NUM_IMAGES and model.num_points3D() < 200
-    assert_matches_ground_truth(model, scene["gt"], 0.03)
-    # without dropping, the same share is a warning
-    with caplog.at_level("INFO"):
-        reconstruct(scene, "incremental", tmp_path / "sfm-default")
-    assert "the photos may repeat themselves" in caplog.text
+        model = reconstruct(scene, "unambiguous", tmp_path / "sfm-unambiguous")
+    assert "inlier matches of ambiguous keypoints left out" in caplog.text
+    assert model.num_reg_images() == NUM_IMAGES
+    assert_matches_ground_truth(model, scene["gt"], 0.01)
     with pytest.raises(InputError, match="max_track_spread"):
         reconstruct(scene, {"name": "unambiguous", "max_track_spread": -1}, tmp_path / "bad")
 
 
-def test_no_warning_where_every_track_sees_each_photo_once(scene, tmp_path, caplog):
-    """The scene's matches without its wrong ones: no keypoint is ambiguous."""
-    ids = scene["point_ids"]
-    with h5py.File(tmp_path / "right.h5", "w") as f:
-        for a, b in read_pairs(scene["root"] / "pairs.txt"):
-            m, scores = read_matches(scene["matches"], a, b)
-            right = ids[a][m[:, 0]] == ids[b][m[:, 1]]
-            write_matches(f, a, b, *to_matches0(m[right], scores[right], len(ids[a])))
+def test_a_fifth_of_ambiguous_keypoints_is_a_warning_unless_they_are_dropped(caplog):
+    repeated = {"a.jpg": np.array([True, False]), "b.jpg": np.array([False, False, False])}  # 20 %
+    conf = reconstruction.confs["incremental"]
     with caplog.at_level("INFO"):
-        model = reconstruct(scene, "incremental", tmp_path / "sfm", tmp_path / "right.h5")
-    flags = ambiguous_keypoints(scene["features"], tmp_path / "right.h5", read_pairs(scene["root"] / "pairs.txt"), 8.0)
-    assert not any(f.any() for f in flags.values())
-    assert "0% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
-    assert model.num_reg_images() == NUM_IMAGES
+        reconstruction.warn_if_repeated(repeated, conf)
+    assert "20% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
+    repeated["b.jpg"][0] = True  # 40 %
+    reconstruction.warn_if_repeated(repeated, conf)
+    assert "40% of the keypoints" in caplog.text and "the photos may repeat themselves" in caplog.text
+    caplog.clear()
+    reconstruction.warn_if_repeated(repeated, reconstruction.confs["unambiguous"])
+    assert "40% of the keypoints" in caplog.text and "repeat themselves" not in caplog.text
 
 
 @pytest.mark.parametrize("mapper", ["global", "hierarchical"])
