@@ -165,19 +165,23 @@ def verify(
     return len(inliers), sum(inliers)
 
 
+def verified_geometries(db: pycolmap.Database) -> Iterator[tuple[int, int, str, str, pycolmap.TwoViewGeometry]]:
+    """(image_id0, image_id1, name0, name1, geometry) of every pair of an open database that passed
+    geometric verification (pairs that failed it are stored too, with no inliers, and are left out);
+    the inliers' column 0 indexes image_id0's keypoints."""
+    names = {image.image_id: image.name for image in db.read_all_images()}
+    for pair_id, geometry in zip(*db.read_two_view_geometries()):
+        if len(geometry.inlier_matches):
+            id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
+            yield id0, id1, names[id0], names[id1], geometry
+
+
 def verified_matches(database: Path) -> dict[Pair, np.ndarray]:
     """Inlier matches [K,2] (keypoint indices, column 0 into the first name's keypoints) of every
-    pair that passed geometric verification, by image names (pairs that failed it are stored too,
-    with no inliers, and are left out)."""
+    pair that passed geometric verification, by image names."""
     db = pycolmap.Database.open(database)
     try:
-        names = {image.image_id: image.name for image in db.read_all_images()}
-        out = {}
-        for pair_id, geometry in zip(*db.read_two_view_geometries()):
-            if len(geometry.inlier_matches):
-                id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
-                out[names[id0], names[id1]] = np.asarray(geometry.inlier_matches)
-        return out
+        return {(a, b): np.asarray(g.inlier_matches) for _, _, a, b, g in verified_geometries(db)}
     finally:
         db.close()
 
@@ -187,14 +191,10 @@ def leave_out_inliers(database: Path, ambiguous: dict[str, np.ndarray]) -> int:
     [N] bool) flags; the pair's geometry stays as estimated. Returns how many inliers went."""
     db = pycolmap.Database.open(database)
     try:
-        names = {image.image_id: image.name for image in db.read_all_images()}
         removed = 0
-        for pair_id, geometry in zip(*db.read_two_view_geometries()):
+        for id0, id1, name0, name1, geometry in list(verified_geometries(db)):  # read all before writing
             m = np.asarray(geometry.inlier_matches)
-            if not len(m):
-                continue
-            id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
-            keep = ~(ambiguous[names[id0]][m[:, 0]] | ambiguous[names[id1]][m[:, 1]])
+            keep = ~(ambiguous[name0][m[:, 0]] | ambiguous[name1][m[:, 1]])
             if not keep.all():
                 removed += int((~keep).sum())
                 geometry.inlier_matches = m[keep]

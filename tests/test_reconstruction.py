@@ -188,7 +188,7 @@ def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_
     """Tracks are joined from the verified inliers. Every keypoint flagged belongs to a 3D point (or
     clutter) that a wrong inlier touches: only a wrong match can join two points' tracks. The
     conf leaves those keypoints' inliers out and still maps the scene."""
-    model = reconstruct(scene, "incremental", tmp_path / "sfm")
+    reconstruct(scene, "incremental", tmp_path / "sfm")  # its database holds the verified inliers
     ids = scene["point_ids"]
     verified = colmap.verified_matches(tmp_path / "sfm" / "database.db")
     keypoints = {name: read_keypoints(scene["features"], name) for name in ids}
