@@ -7,14 +7,20 @@ scenes/repeated_scene.py), and from the shared data folder `fountain` (fountain-
 `sacre_coeur` (no ground truth: registration and reprojection only).
 
     python benchmarks/sfm_accuracy.py [--scenes square courtyard fountain sacre_coeur] \\
-        [--matchers eloftr_reweight sift] [--weights W] [--mapper incremental] [--seeds N] [--data DATA] \\
-        [--output outputs/sfm_accuracy]
+        [--matchers eloftr_reweight sift] [--weights W] [--mapper incremental] [--known_intrinsics] [--seeds N] \\
+        [--data DATA] [--output outputs/sfm_accuracy]
 
 `--weights`: a checkpoint for our network (the `eloftr_reweight*` matchers) instead of the shipped
 one; those runs go to folders named after it, beside the shipped weights' runs.
 
 `--mapper`: a `reconstruction.confs` name; other than `incremental`, its runs go to folders named
 after it.
+
+`--known_intrinsics`: one camera with the ground truth's intrinsics (COLMAP's PINHOLE), kept fixed,
+instead of a focal length guessed and refined per photo. On the courtyard the camera only
+translates, so the focal length cannot be recovered from the photos: left free, the mappers drift it
+(from under 1 px to over 3000 px against the true 520) and the maps stall or fold with it. These runs
+go to folders named `...-known_k`; scenes without ground truth (Sacre Coeur) run as they are.
 
 `--seeds N`: map N times with seeds 0 .. N-1 (of verification and mapping; the matches are reused).
 One incremental mapping is one draw: on the courtyard, the same matches give a right map with one
@@ -37,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from sfm_reweight import reconstruction
+from sfm_reweight.ground_truth import read_strecha_cameras
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.repeated_scene import render_repeated_scene
 
@@ -60,6 +67,16 @@ def scene_inputs(name: str, data: Path, output: Path) -> tuple[Path, Path | None
     if not image_dir.is_dir():
         raise SystemExit(f"{image_dir}: not found; give the data folder with --data (or SFM_REWEIGHT_DATA)")
     return image_dir, gt
+
+
+def known_intrinsics(gt: Path) -> tuple[str, ...]:
+    """Reconstruction `--options` for one PINHOLE camera with the intrinsics of the ground truth's
+    `.camera` files (K's fx, fy, cx, cy), kept fixed in bundle adjustment."""
+    intrinsics = {tuple(K[[0, 1, 0, 1], [0, 1, 2, 2]].round(3)) for K, *_ in read_strecha_cameras(gt).values()}
+    if len(intrinsics) != 1:
+        raise SystemExit(f"{gt}: the photos have {len(intrinsics)} different intrinsics; --known_intrinsics needs one")
+    params = ",".join(f"{v:g}" for v in intrinsics.pop())
+    return ("camera_mode='single'", "camera_model='PINHOLE'", f"camera_params='{params}'", "refine_intrinsics=False")
 
 
 def ours(matcher: str, weights: Path | None) -> Path | None:
@@ -140,6 +157,9 @@ def main() -> None:
     parser.add_argument("--matchers", nargs="+", default=["eloftr_reweight", "sift"])
     parser.add_argument("--weights", type=Path, help="checkpoint for our network (default: the shipped weights)")
     parser.add_argument("--mapper", default="incremental", choices=sorted(reconstruction.confs))
+    parser.add_argument(
+        "--known_intrinsics", action="store_true", help="one camera with the ground truth's intrinsics, kept fixed"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="map N times, with the mapper's seeds 0 .. N-1")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
@@ -152,10 +172,11 @@ def main() -> None:
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
                 name = f"{scene}-{matcher}" + (f"-{args.mapper}" if args.mapper != "incremental" else "")
-                folder = run_dir(args.output, name, matcher, args.weights)
-                options = ("--mapper", args.mapper)
+                fixed = known_intrinsics(gt) if args.known_intrinsics and gt else ()
+                folder = run_dir(args.output, name + ("-known_k" if fixed else ""), matcher, args.weights)
+                options = ("--mapper", args.mapper, "--options", *fixed)
                 runs = [
-                    run(image_dir, gt, matcher, refine, folder, args.weights, (*options, "--options", f"seed={seed}"))
+                    run(image_dir, gt, matcher, refine, folder, args.weights, (*options, f"seed={seed}"))
                     for seed in range(args.seeds)
                 ]
                 summaries, peaks = zip(*runs)

@@ -65,6 +65,7 @@ confs = {
         # could not be aligned keep the matcher's error, and a robust loss lets the aligned ones decide
         "loss": "cauchy",
         "loss_scale": 1.0,
+        "refine_intrinsics": True,  # False keeps the cameras' intrinsics as the model has them
         # then, as COLMAP's mapper does after bundle adjustment, points are dropped that reproject
         # further than this (px) or are seen under a smaller angle (deg): badly conditioned points
         # that the robust loss let drift
@@ -341,6 +342,8 @@ def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
     options.print_summary = False  # the stage logs its own summary
     options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
     options.ceres.loss_function_scale = conf["loss_scale"]
+    for what in ("focal_length", "principal_point", "extra_params"):
+        setattr(options, f"refine_{what}", conf["refine_intrinsics"] and getattr(options, f"refine_{what}"))
     pycolmap.bundle_adjustment(model, options)
     return filter_points(conf, model)
 

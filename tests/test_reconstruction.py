@@ -288,3 +288,14 @@ def test_unknown_images_fail_before_any_work(scene, tmp_path):
         reconstruction.main(
             "incremental", tmp_path / "sfm", scene["images"], pairs, Path("absent.h5"), scene["matches"]
         )
+
+
+def test_a_focal_length_far_from_its_start_is_a_warning(scene, tmp_path, caplog):
+    sfm = tmp_path / "sfm"
+    with caplog.at_level("INFO"):
+        model = reconstruct(scene, "incremental", sfm)
+    assert "focal lengths" not in caplog.text  # 300 px found from a start of 384 (1.2 x 320)
+    for camera in model.cameras.values():
+        camera.params = [camera.params[0] / 4, *camera.params[1:]]
+    reconstruction.warn_if_focal_drifted(sfm / "database.db", model)
+    assert f"the focal lengths of {NUM_IMAGES} images" in caplog.text and "camera_params" in caplog.text

@@ -273,3 +273,15 @@ def test_sampling_is_pixel_centred_and_flat_windows_are_refused():
     )
     assert not (textured_on_flat >= 0.7).any()
     assert np.isnan(flat_on_textured).all()  # a flat reference patch: nothing to align to
+
+
+def test_intrinsics_stay_fixed_when_the_conf_says_so(tmp_path):
+    model, _, _ = plane_model(tmp_path, noise=1.5)
+    model.cameras[1].params = [540.0, 540.0, 320.0, 240.0]  # 8 % off the photos' 500 px
+    model.write(tmp_path)
+    fixed = refine_tracks.main(
+        {"name": "photometric", "refine_intrinsics": False}, tmp_path, tmp_path / "images", output=tmp_path / "fixed"
+    )
+    assert fixed.cameras[1].params.tolist() == [540.0, 540.0, 320.0, 240.0]
+    refined = refine_tracks.main("photometric", tmp_path, tmp_path / "images", output=tmp_path / "refined")
+    assert abs(refined.cameras[1].params[0] - 540.0) > 1.0

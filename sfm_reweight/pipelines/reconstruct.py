@@ -245,8 +245,9 @@ def main(
     if cluster is not None:
         matcher_conf["cluster"] = cluster
     matcher_conf = match_dense.resolve_conf(matcher_conf)  # a bad name, key or value fails before any work
-    if refine is not None:
+    if refine is not None:  # intrinsics the mapper keeps fixed stay fixed
         refine = resolve(refine_tracks.confs, refine, what="refine_tracks conf")
+        refine["refine_intrinsics"] &= resolve(reconstruction.confs, mapper)["refine_intrinsics"]
     made_from = {
         "matcher": matcher_conf["name"],
         "matcher_conf": match_dense.recorded_conf(matcher_conf),
