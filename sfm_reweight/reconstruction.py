@@ -120,9 +120,11 @@ def warn_if_focal_drifted(database: Path, model: pycolmap.Reconstruction) -> Non
             drifted[image.name] = ratio
     if drifted:
         logger.warning(
-            "reconstruction: the focal lengths of %d images (%s) ended %.2g-%.2gx where they started: the photos do"
-            " not pin them down (a camera that only translates does not), and the map may be distorted or stall."
-            " Known intrinsics fix it: --options camera_mode=single camera_params='f,cx,cy' refine_intrinsics=False.",
+            "reconstruction: the focal lengths of %d images (%s) ended %.2g-%.2gx where they started: either the"
+            " start was far off (no EXIF focal length) or the photos do not pin them down (a camera that only"
+            " translates does not), and then the map may be distorted or stall. Where the intrinsics are known,"
+            " give them: --options camera_mode=single camera_model=SIMPLE_PINHOLE camera_params='f,cx,cy'"
+            " refine_intrinsics=False.",
             len(drifted),
             cli.short_list(list(drifted)),
             min(drifted.values()),
