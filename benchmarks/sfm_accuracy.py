@@ -17,9 +17,9 @@ one; those runs go to folders named after it, beside the shipped weights' runs.
 after it.
 
 `--known_intrinsics`: one camera with the ground truth's intrinsics (COLMAP's PINHOLE), kept fixed,
-instead of a focal length guessed and refined per photo. On the courtyard the camera only
+instead of a focal length guessed and refined per photo. On the courtyard the camera almost only
 translates, so the focal length cannot be recovered from the photos: left free, the mappers drift it
-(from under 1 px to over 3000 px against the true 520) and the maps stall or fold with it. These runs
+(anywhere from -780 to 5850 px against the true 520) and the maps stall or fold with it. These runs
 go to folders named `...-known_k`; scenes without ground truth (Sacre Coeur) run as they are.
 
 `--seeds N`: map N times with seeds 0 .. N-1 (of verification and mapping; the matches are reused).
@@ -44,6 +44,7 @@ import numpy as np
 
 from sfm_reweight import reconstruction
 from sfm_reweight.ground_truth import read_strecha_cameras
+from sfm_reweight.image_io import read_image
 from sfm_reweight.scenes.demo_scene import render_demo_scene
 from sfm_reweight.scenes.repeated_scene import render_repeated_scene
 
@@ -69,13 +70,19 @@ def scene_inputs(name: str, data: Path, output: Path) -> tuple[Path, Path | None
     return image_dir, gt
 
 
-def known_intrinsics(gt: Path) -> tuple[str, ...]:
+def known_intrinsics(image_dir: Path, gt: Path) -> tuple[str, ...]:
     """Reconstruction `--options` for one PINHOLE camera with the intrinsics of the ground truth's
-    `.camera` files (K's fx, fy, cx, cy), kept fixed in bundle adjustment."""
-    intrinsics = {tuple(K[[0, 1, 0, 1], [0, 1, 2, 2]].round(3)) for K, *_ in read_strecha_cameras(gt).values()}
+    `.camera` files (K's fx, fy, cx, cy), kept fixed in bundle adjustment. The photos must have the
+    size the files give (K is in their pixels)."""
+    cameras = read_strecha_cameras(gt)
+    intrinsics = {(*K[[0, 1, 0, 1], [0, 1, 2, 2]].round(3), size) for K, _, _, size in cameras.values()}
     if len(intrinsics) != 1:
         raise SystemExit(f"{gt}: the photos have {len(intrinsics)} different intrinsics; --known_intrinsics needs one")
-    params = ",".join(f"{v:g}" for v in intrinsics.pop())
+    *k, (w, h) = intrinsics.pop()
+    name = next(iter(cameras))
+    if read_image(image_dir / name).shape[:2] != (h, w):
+        raise SystemExit(f"{image_dir / name}: not the {w}x{h} photo its ground truth's intrinsics are for")
+    params = ",".join(f"{v:.10g}" for v in k)
     return ("camera_mode='single'", "camera_model='PINHOLE'", f"camera_params='{params}'", "refine_intrinsics=False")
 
 
@@ -169,10 +176,10 @@ def main() -> None:
     rows = []
     for scene in args.scenes:
         image_dir, gt = scene_inputs(scene, args.data, args.output)
+        fixed = known_intrinsics(image_dir, gt) if args.known_intrinsics and gt else ()
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
                 name = f"{scene}-{matcher}" + (f"-{args.mapper}" if args.mapper != "incremental" else "")
-                fixed = known_intrinsics(gt) if args.known_intrinsics and gt else ()
                 folder = run_dir(args.output, name + ("-known_k" if fixed else ""), matcher, args.weights)
                 options = ("--mapper", args.mapper, "--options", *fixed)
                 runs = [

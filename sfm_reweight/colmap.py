@@ -204,6 +204,16 @@ def leave_out_inliers(database: Path, ambiguous: dict[str, np.ndarray]) -> int:
         db.close()
 
 
+def camera_focal_lengths(database: Path) -> dict[int, float]:
+    """Each camera's (mean) focal length in pixels as the database holds it, by camera id: where
+    mapping started from."""
+    db = pycolmap.Database.open(database)
+    try:
+        return {camera.camera_id: camera.mean_focal_length() for camera in db.read_all_cameras()}
+    finally:
+        db.close()
+
+
 def verified_inlier_counts(database: Path) -> list[int]:
     """Inlier matches of each pair that passed geometric verification."""
     return [len(m) for m in verified_matches(database).values()]

@@ -3,7 +3,7 @@ verification, incremental (or global) mapping, the largest model written to `sfm
 
     python -m sfm_reweight.reconstruction --sfm_dir sfm/ --image_dir images/ --pairs pairs.txt \
         --features feats.h5 --matches matches.h5 [--conf incremental|global|hierarchical|unambiguous] \
-        [--options camera_mode=single camera_model=PINHOLE camera_params=1200,640,480 refine_intrinsics=False \
+        [--options camera_mode=single camera_model=SIMPLE_PINHOLE camera_params=1200,640,480 refine_intrinsics=False \
                    mapper_options.ba_global_max_num_iterations=30]
 
 Writes `sfm_dir/database.db` (rebuilt on every run), every model under `sfm_dir/models/<i>/` and
@@ -50,8 +50,8 @@ _base: dict[str, Any] = {
 # incremental maps fold in most runs.
 REPEATED_SCENE_SHARE = 0.2
 # A refined focal length this many times off its start (EXIF, given, or COLMAP's guess of 1.2 x the larger side) was
-# not found but drifted: on the courtyard, whose camera only translates, maps ended anywhere from -780 px to 5800 px
-# (truth 520, start 768). The other scenes end within 0.6-2.4x of their start (Sacre Coeur's photos the widest).
+# not found but drifted: on the courtyard, whose camera almost only translates, maps ended anywhere from -780 px to
+# 5850 px (truth 520, start 768). The other scenes end within 0.6-2.4x of their start (Sacre Coeur's photos the widest).
 FOCAL_DRIFT = 3.0
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
@@ -109,18 +109,18 @@ def warn_if_repeated(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> 
 def warn_if_focal_drifted(database: Path, model: pycolmap.Reconstruction) -> None:
     """Warn when bundle adjustment moved a registered camera's focal length more than FOCAL_DRIFT
     times from where it started (the camera in `database`)."""
-    db = pycolmap.Database.open(database)
-    start = {camera.camera_id: camera.mean_focal_length() for camera in db.read_all_cameras()}
-    db.close()
+    start = colmap.camera_focal_lengths(database)
     drifted = {}
     for image_id in model.reg_image_ids():
         image = model.images[image_id]
+        if image.camera_id not in start:  # a camera the mapper made itself: no start to compare with
+            continue
         ratio = model.cameras[image.camera_id].mean_focal_length() / start[image.camera_id]
         if not 1 / FOCAL_DRIFT <= ratio <= FOCAL_DRIFT:
             drifted[image.name] = ratio
     if drifted:
         logger.warning(
-            "reconstruction: the focal lengths of %d images (%s) ended %.2g-%.2gx where they started: either the"
+            "reconstruction: the focal lengths of %d images (%s) ended at %.2g to %.2g times their start: either the"
             " start was far off (no EXIF focal length) or the photos do not pin them down (a camera that only"
             " translates does not), and then the map may be distorted or stall. Where the intrinsics are known,"
             " give them: --options camera_mode=single camera_model=SIMPLE_PINHOLE camera_params='f,cx,cy'"
@@ -173,8 +173,9 @@ def main(
     spread = conf["max_track_spread"]
     if isinstance(spread, bool) or not (isinstance(spread, (int, float)) and spread > 0):
         raise InputError(f"reconstruction conf: max_track_spread={spread!r}; expected a distance in pixels above 0")
-    if not isinstance(conf["drop_ambiguous"], bool):
-        raise InputError(f"reconstruction conf: drop_ambiguous={conf['drop_ambiguous']!r}; expected True or False")
+    for key in ("drop_ambiguous", "refine_intrinsics"):
+        if not isinstance(conf[key], bool):
+            raise InputError(f"reconstruction conf: {key}={conf[key]!r}; expected True or False")
     for path in (features, matches):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")

@@ -207,6 +207,8 @@ def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_
     assert_matches_ground_truth(model, scene["gt"], 0.01)
     with pytest.raises(InputError, match="max_track_spread"):
         reconstruct(scene, {"name": "unambiguous", "max_track_spread": -1}, tmp_path / "bad")
+    with pytest.raises(InputError, match="refine_intrinsics='false'; expected True or False"):
+        reconstruct(scene, {"refine_intrinsics": "false"}, tmp_path / "bad")
 
 
 def test_a_fifth_of_ambiguous_keypoints_is_a_warning_unless_they_are_dropped(caplog):
@@ -299,3 +301,8 @@ def test_a_focal_length_far_from_its_start_is_a_warning(scene, tmp_path, caplog)
         camera.params = [camera.params[0] / 4, *camera.params[1:]]
     reconstruction.warn_if_focal_drifted(sfm / "database.db", model)
     assert f"the focal lengths of {NUM_IMAGES} images" in caplog.text and "camera_params" in caplog.text
+    caplog.clear()
+    for camera in model.cameras.values():
+        camera.params = [camera.params[0] * 32, *camera.params[1:]]  # 8x the focal length found
+    reconstruction.warn_if_focal_drifted(sfm / "database.db", model)
+    assert f"the focal lengths of {NUM_IMAGES} images" in caplog.text

@@ -130,3 +130,12 @@ def test_reconstruct_pipeline_with_retrieval_pairs(reconstruct, scene, tmp_path,
     assert summary["pairs"]["method"] == method and summary["pairs"]["count"] < 15  # exhaustive: 15
     assert summary["registered"] == 6 and summary["camera_centres"]["median"] < 0.05
     assert all(n in names for pair in read_pairs(output / "pairs.txt") for n in pair)
+
+
+def test_track_refinement_keeps_the_intrinsics_the_mapper_keeps(reconstruct):
+    assert reconstruct.refine_conf(None, "incremental") is None
+    assert reconstruct.refine_conf("photometric", "incremental")["refine_intrinsics"] is True
+    fixed = {"name": "incremental", "refine_intrinsics": False}
+    assert reconstruct.refine_conf("photometric", fixed)["refine_intrinsics"] is False
+    own = {"name": "photometric", "refine_intrinsics": False}
+    assert reconstruct.refine_conf(own, "incremental")["refine_intrinsics"] is False

@@ -216,6 +216,17 @@ def draw_widest_pair(
     return draw_pair(path, image_dir, features, name0, name1, pair_matches, title, reference)
 
 
+def refine_conf(refine: str | dict | None, mapper: str | dict) -> dict | None:
+    """The track refinement's conf (None: no refinement), its intrinsics fixed where the mapper's
+    are: a calibrated camera must not drift in the refinement's bundle adjustment either."""
+    if refine is None:
+        return None
+    refine = resolve(refine_tracks.confs, refine, what="refine_tracks conf")
+    mapper_refines = resolve(reconstruction.confs, mapper)["refine_intrinsics"]
+    refine["refine_intrinsics"] = refine["refine_intrinsics"] and mapper_refines
+    return refine
+
+
 def main(
     image_dir: Path | None,
     output: Path,
@@ -245,9 +256,7 @@ def main(
     if cluster is not None:
         matcher_conf["cluster"] = cluster
     matcher_conf = match_dense.resolve_conf(matcher_conf)  # a bad name, key or value fails before any work
-    if refine is not None:  # intrinsics the mapper keeps fixed stay fixed
-        refine = resolve(refine_tracks.confs, refine, what="refine_tracks conf")
-        refine["refine_intrinsics"] &= resolve(reconstruction.confs, mapper)["refine_intrinsics"]
+    refine = refine_conf(refine, mapper)
     made_from = {
         "matcher": matcher_conf["name"],
         "matcher_conf": match_dense.recorded_conf(matcher_conf),
