@@ -37,7 +37,9 @@ _base: dict[str, Any] = {
     "refine_intrinsics": True,  # False keeps the intrinsics fixed in bundle adjustment
     "min_match_score": None,  # drop matches scoring below this before verification
     "max_track_spread": 8.0,  # px: a keypoint is ambiguous when its track's keypoints in its photo spread further
-    "drop_ambiguous": False,  # leave out the verified matches of ambiguous keypoints before mapping
+    # leave out the verified matches of ambiguous keypoints before mapping: True, False, or "auto" (where more than
+    # REPEATED_SCENE_SHARE of the keypoints are ambiguous: photos that repeat themselves)
+    "drop_ambiguous": "auto",
     "skip_geometric_verification": False,  # trust the matches as they are
     "two_view": Options(ransac={"max_num_trials": 20000, "min_inlier_ratio": 0.1}),  # TwoViewGeometryOptions
     "image_options": Options(),  # more ImageReaderOptions
@@ -46,8 +48,8 @@ _base: dict[str, Any] = {
     "seed": 0,  # random seed of verification and mapping (COLMAP's threads can still vary a mapping run)
 }
 # Shares of ambiguous keypoints (ours, tracks of verified inliers): the main job 3 %, fountain-P11 0.4 %, a 60-view
-# tour 4 % (retrieval pairs) to 13.5 % (all pairs); the courtyard of identical bays 27-36 % (SIFT's 13 %), where
-# incremental maps fold in most runs.
+# tour 4 % (retrieval pairs) to 13.5 % (all pairs); the courtyard of identical bays 27-36 % (SIFT's 13 %), whose
+# incremental maps fold in most runs unless those matches are left out.
 REPEATED_SCENE_SHARE = 0.2
 # A refined focal length this many times off its start (EXIF, given, or COLMAP's guess of 1.2 x the larger side) was
 # not found but drifted: on the courtyard, whose camera almost only translates, maps ended anywhere from -780 px to
@@ -56,7 +58,8 @@ FOCAL_DRIFT = 3.0
 confs: dict[str, dict[str, Any]] = {
     "incremental": _base,
     "global": {**_base, "mapper": "global"},
-    # Scenes of repeated elements (identical windows, tiles): a map of what is unique, rather than a folded one.
+    # Scenes of repeated elements (identical windows, tiles): always a map of what is unique, rather than a folded one
+    # (the default does so where more than REPEATED_SCENE_SHARE of the keypoints are ambiguous).
     "unambiguous": {**_base, "drop_ambiguous": True},
     # incremental mapping of overlapping clusters of at most leaf_max_num_images, merged (pycolmap 4.x)
     "hierarchical": {**_base, "mapper": "hierarchical"},
@@ -88,22 +91,33 @@ def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
     return overlay(options, conf["mapper_options"])
 
 
-def warn_if_repeated(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> None:
-    """Log the share of ambiguous keypoints (name -> [N] bool); above REPEATED_SCENE_SHARE, unless
-    they are dropped, warn that the map may fold."""
+def drops_ambiguous(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> bool:
+    """Whether the conf's `drop_ambiguous` leaves out the matches of the ambiguous keypoints
+    (name -> [N] bool), "auto" deciding by their share; logs the share, and warns above
+    REPEATED_SCENE_SHARE, where the map may fold or hold only what is unique."""
     share = sum(int(f.sum()) for f in ambiguous.values()) / max(sum(len(f) for f in ambiguous.values()), 1)
+    repeated = share > REPEATED_SCENE_SHARE
+    drop = repeated if conf["drop_ambiguous"] == "auto" else conf["drop_ambiguous"]
     what = (
         f"{share:.0%} of the keypoints are ambiguous (their tracks hold keypoints of their photo more than"
         f" {conf['max_track_spread']:g} px apart)"
     )
-    if share > REPEATED_SCENE_SHARE and not conf["drop_ambiguous"]:
+    if repeated and not drop:
         logger.warning(
             "reconstruction: %s: the photos may repeat themselves (identical windows, tiles), and maps of such"
-            " scenes often fold onto the copies; the mapper conf 'unambiguous' maps only what is unique.",
+            " scenes often fold onto the copies; drop_ambiguous=True (the mapper conf 'unambiguous') maps only"
+            " what is unique.",
+            what,
+        )
+    elif repeated and conf["drop_ambiguous"] == "auto":
+        logger.warning(
+            "reconstruction: %s: the photos repeat themselves (identical windows, tiles), so their matches are left"
+            " out and the map holds what is unique, perhaps not every photo (drop_ambiguous=False keeps them).",
             what,
         )
     else:
         logger.info("reconstruction: %s.", what)
+    return drop
 
 
 def warn_if_focal_drifted(database: Path, model: pycolmap.Reconstruction) -> None:
@@ -173,9 +187,12 @@ def main(
     spread = conf["max_track_spread"]
     if isinstance(spread, bool) or not (isinstance(spread, (int, float)) and spread > 0):
         raise InputError(f"reconstruction conf: max_track_spread={spread!r}; expected a distance in pixels above 0")
-    for key in ("drop_ambiguous", "refine_intrinsics"):
-        if not isinstance(conf[key], bool):
-            raise InputError(f"reconstruction conf: {key}={conf[key]!r}; expected True or False")
+    for key, allowed, expected in (
+        ("refine_intrinsics", (), "True or False"),
+        ("drop_ambiguous", ("auto",), "True, False or 'auto'"),
+    ):
+        if not (isinstance(conf[key], bool) or conf[key] in allowed):
+            raise InputError(f"reconstruction conf: {key}={conf[key]!r}; expected {expected}")
     for path in (features, matches):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found")
@@ -210,8 +227,7 @@ def main(
         with open_h5(features) as f:
             keypoints = {name: read_keypoints(f, name) for name in image_ids if name in f}
         ambiguous = ambiguous_keypoints(keypoints, colmap.verified_matches(database), spread)
-        warn_if_repeated(ambiguous, conf)
-        if conf["drop_ambiguous"]:
+        if drops_ambiguous(ambiguous, conf):
             logger.info(
                 "reconstruction: %d inlier matches of ambiguous keypoints left out.",
                 colmap.leave_out_inliers(database, ambiguous),

@@ -209,19 +209,30 @@ def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_
         reconstruct(scene, {"name": "unambiguous", "max_track_spread": -1}, tmp_path / "bad")
     with pytest.raises(InputError, match="refine_intrinsics='false'; expected True or False"):
         reconstruct(scene, {"refine_intrinsics": "false"}, tmp_path / "bad")
+    with pytest.raises(InputError, match="drop_ambiguous=1; expected True, False or 'auto'"):
+        reconstruct(scene, {"drop_ambiguous": 1}, tmp_path / "bad")
 
 
-def test_a_fifth_of_ambiguous_keypoints_is_a_warning_unless_they_are_dropped(caplog):
+def test_over_a_fifth_of_ambiguous_keypoints_drops_them_by_default_and_warns(caplog):
     repeated = {"a.jpg": np.array([True, False]), "b.jpg": np.array([False, False, False])}  # 20 %
-    conf = reconstruction.confs["incremental"]
+    default, keep, drop = (
+        reconstruction.confs["incremental"],
+        {**reconstruction.confs["incremental"], "drop_ambiguous": False},
+        reconstruction.confs["unambiguous"],
+    )
     with caplog.at_level("INFO"):
-        reconstruction.warn_if_repeated(repeated, conf)
+        assert not reconstruction.drops_ambiguous(repeated, default)
+        assert reconstruction.drops_ambiguous(repeated, drop)
     assert "20% of the keypoints are ambiguous" in caplog.text and "repeat themselves" not in caplog.text
     repeated["b.jpg"][0] = True  # 40 %
-    reconstruction.warn_if_repeated(repeated, conf)
-    assert "40% of the keypoints" in caplog.text and "the photos may repeat themselves" in caplog.text
     caplog.clear()
-    reconstruction.warn_if_repeated(repeated, reconstruction.confs["unambiguous"])
+    assert reconstruction.drops_ambiguous(repeated, default)
+    assert "40% of the keypoints" in caplog.text and "so their matches are left out" in caplog.text
+    caplog.clear()
+    assert not reconstruction.drops_ambiguous(repeated, keep)
+    assert "the photos may repeat themselves" in caplog.text and "drop_ambiguous=True" in caplog.text
+    caplog.clear()
+    assert reconstruction.drops_ambiguous(repeated, drop)
     assert "40% of the keypoints" in caplog.text and "repeat themselves" not in caplog.text
 
 
