@@ -7,8 +7,8 @@ scenes/repeated_scene.py), and from the shared data folder `fountain` (fountain-
 `sacre_coeur` (no ground truth: registration and reprojection only).
 
     python benchmarks/sfm_accuracy.py [--scenes square courtyard fountain sacre_coeur] \\
-        [--matchers eloftr_reweight sift] [--weights W] [--mapper incremental] [--known_intrinsics] [--seeds N] \\
-        [--data DATA] [--output outputs/sfm_accuracy]
+        [--matchers eloftr_reweight sift] [--weights W] [--mapper incremental] [--known_intrinsics] \\
+        [--options KEY=VALUE ...] [--seeds N] [--data DATA] [--output outputs/sfm_accuracy]
 
 `--weights`: a checkpoint for our network (the `eloftr_reweight*` matchers) instead of the shipped
 one; those runs go to folders named after it, beside the shipped weights' runs.
@@ -21,6 +21,9 @@ instead of a focal length guessed and refined per photo. On the courtyard the ca
 translates, so the focal length cannot be recovered from the photos: left free, the mappers drift it
 (anywhere from -780 to 5850 px against the true 520) and the maps stall or fold with it. These runs
 go to folders named `...-known_k`; scenes without ground truth (Sacre Coeur) run as they are.
+
+`--options KEY=VALUE ...`: more reconstruction settings (`reconstruction.confs` keys, e.g.
+`drop_ambiguous=False`); the runs go to folders named after them.
 
 `--seeds N`: map N times with seeds 0 .. N-1 (of verification and mapping; the matches are reused).
 One incremental mapping is one draw: on the courtyard, the same matches give a right map with one
@@ -42,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfm_reweight import reconstruction
+from sfm_reweight import cli, reconstruction
 from sfm_reweight.ground_truth import read_strecha_cameras
 from sfm_reweight.image_io import read_image
 from sfm_reweight.scenes.demo_scene import render_demo_scene
@@ -167,6 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--known_intrinsics", action="store_true", help="one camera with the ground truth's intrinsics, kept fixed"
     )
+    cli.add_options(parser, "--options", "more reconstruction settings (e.g. drop_ambiguous=False)")
     parser.add_argument("--seeds", type=int, default=1, help="map N times, with the mapper's seeds 0 .. N-1")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--output", type=Path, default=Path("outputs/sfm_accuracy"))
@@ -180,8 +184,9 @@ def main() -> None:
         for matcher in args.matchers:
             for refine in ("none", "photometric"):
                 name = f"{scene}-{matcher}" + (f"-{args.mapper}" if args.mapper != "incremental" else "")
-                folder = run_dir(args.output, name + ("-known_k" if fixed else ""), matcher, args.weights)
-                options = ("--mapper", args.mapper, "--options", *fixed)
+                name += ("-known_k" if fixed else "") + "".join(f"-{option}" for option in args.options)
+                folder = run_dir(args.output, name, matcher, args.weights)
+                options = ("--mapper", args.mapper, "--options", *fixed, *args.options)
                 runs = [
                     run(image_dir, gt, matcher, refine, folder, args.weights, (*options, f"seed={seed}"))
                     for seed in range(args.seeds)

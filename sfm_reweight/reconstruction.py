@@ -93,11 +93,14 @@ def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
 
 def drops_ambiguous(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> bool:
     """Whether the conf's `drop_ambiguous` leaves out the matches of the ambiguous keypoints
-    (name -> [N] bool), "auto" deciding by their share; logs the share, and warns above
-    REPEATED_SCENE_SHARE, where the map may fold or hold only what is unique."""
+    (name -> [N] bool). "auto" drops them where they are more than REPEATED_SCENE_SHARE, for the
+    incremental mappers (measured there; the global mapper did no better with them dropped). Logs
+    the share; above REPEATED_SCENE_SHARE warns that the map may fold (matches kept) or that it
+    holds what is unique (dropped by "auto")."""
     share = sum(int(f.sum()) for f in ambiguous.values()) / max(sum(len(f) for f in ambiguous.values()), 1)
     repeated = share > REPEATED_SCENE_SHARE
-    drop = repeated if conf["drop_ambiguous"] == "auto" else conf["drop_ambiguous"]
+    auto = conf["drop_ambiguous"] == "auto"
+    drop = (repeated and conf["mapper"] != "global") if auto else conf["drop_ambiguous"]
     what = (
         f"{share:.0%} of the keypoints are ambiguous (their tracks hold keypoints of their photo more than"
         f" {conf['max_track_spread']:g} px apart)"
@@ -109,10 +112,11 @@ def drops_ambiguous(ambiguous: dict[str, np.ndarray], conf: dict[str, Any]) -> b
             " what is unique.",
             what,
         )
-    elif repeated and conf["drop_ambiguous"] == "auto":
+    elif repeated and auto:
         logger.warning(
-            "reconstruction: %s: the photos repeat themselves (identical windows, tiles), so their matches are left"
-            " out and the map holds what is unique, perhaps not every photo (drop_ambiguous=False keeps them).",
+            "reconstruction: %s: the photos may repeat themselves (identical windows, tiles), so the matches of the"
+            " ambiguous keypoints are left out and the map holds what is unique, perhaps not every photo"
+            " (drop_ambiguous=False keeps them).",
             what,
         )
     else:
@@ -191,7 +195,7 @@ def main(
         ("refine_intrinsics", (), "True or False"),
         ("drop_ambiguous", ("auto",), "True, False or 'auto'"),
     ):
-        if not (isinstance(conf[key], bool) or conf[key] in allowed):
+        if not (isinstance(conf[key], bool) or isinstance(conf[key], str) and conf[key] in allowed):
             raise InputError(f"reconstruction conf: {key}={conf[key]!r}; expected {expected}")
     for path in (features, matches):
         if not Path(path).is_file():

@@ -188,7 +188,8 @@ def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_
     """Tracks are joined from the verified inliers. Every keypoint flagged belongs to a 3D point (or
     clutter) that a wrong inlier touches: only a wrong match can join two points' tracks. The
     conf leaves those keypoints' inliers out and still maps the scene."""
-    reconstruct(scene, "incremental", tmp_path / "sfm")  # its database holds the verified inliers
+    keep = {"name": "incremental", "drop_ambiguous": False}
+    reconstruct(scene, keep, tmp_path / "sfm")  # its database holds every verified inlier
     ids = scene["point_ids"]
     verified = colmap.verified_matches(tmp_path / "sfm" / "database.db")
     keypoints = {name: read_keypoints(scene["features"], name) for name in ids}
@@ -213,6 +214,15 @@ def test_unambiguous_mapping_leaves_out_the_inliers_of_joined_tracks(scene, tmp_
         reconstruct(scene, {"drop_ambiguous": 1}, tmp_path / "bad")
 
 
+def test_the_default_drops_the_matches_of_ambiguous_keypoints_over_the_share(scene, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(reconstruction, "REPEATED_SCENE_SHARE", 0.0)  # any ambiguous keypoint is too many
+    with caplog.at_level("INFO"):
+        model = reconstruct(scene, "incremental", tmp_path / "sfm")
+    assert "ambiguous keypoints are left out" in caplog.text
+    assert "inlier matches of ambiguous keypoints left out" in caplog.text
+    assert_matches_ground_truth(model, scene["gt"], 0.01)
+
+
 def test_over_a_fifth_of_ambiguous_keypoints_drops_them_by_default_and_warns(caplog):
     repeated = {"a.jpg": np.array([True, False]), "b.jpg": np.array([False, False, False])}  # 20 %
     default, keep, drop = (
@@ -227,10 +237,15 @@ def test_over_a_fifth_of_ambiguous_keypoints_drops_them_by_default_and_warns(cap
     repeated["b.jpg"][0] = True  # 40 %
     caplog.clear()
     assert reconstruction.drops_ambiguous(repeated, default)
-    assert "40% of the keypoints" in caplog.text and "so their matches are left out" in caplog.text
+    assert "40% of the keypoints" in caplog.text and "ambiguous keypoints are left out" in caplog.text
+    assert caplog.records[-1].levelname == "WARNING"
     caplog.clear()
     assert not reconstruction.drops_ambiguous(repeated, keep)
     assert "the photos may repeat themselves" in caplog.text and "drop_ambiguous=True" in caplog.text
+    assert caplog.records[-1].levelname == "WARNING"
+    caplog.clear()
+    assert not reconstruction.drops_ambiguous(repeated, reconstruction.confs["global"])  # auto: incremental only
+    assert "drop_ambiguous=True" in caplog.text
     caplog.clear()
     assert reconstruction.drops_ambiguous(repeated, drop)
     assert "40% of the keypoints" in caplog.text and "repeat themselves" not in caplog.text
