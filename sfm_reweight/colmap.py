@@ -27,6 +27,9 @@ from .utils.pairs import Pair
 
 logger = logging.getLogger(__name__)
 
+# The camera parameters bundle adjustment can refine or keep: COLMAP's `refine_<name>` and `ba_refine_<name>` options.
+INTRINSICS = ("focal_length", "principal_point", "extra_params")
+
 
 def num_threads(requested: int | None = None) -> int:
     return requested or min(os.cpu_count() or 1, 16)

@@ -68,7 +68,7 @@ confs: dict[str, dict[str, Any]] = {
 
 def mapper_options(conf: dict[str, Any], threads: int) -> dict[str, Any]:
     """The pipeline options of the configured mapper as a nested dict."""
-    fixed = {"focal_length": False, "principal_point": False, "extra_params": False}
+    fixed = dict.fromkeys(colmap.INTRINSICS, False)
     if conf["mapper"] in ("incremental", "hierarchical"):
         options: dict[str, Any] = {"num_threads": threads, "random_seed": conf["seed"]}
         if not conf["refine_intrinsics"]:

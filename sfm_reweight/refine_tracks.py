@@ -342,7 +342,7 @@ def adjust(conf: dict[str, Any], model: pycolmap.Reconstruction) -> int:
     options.print_summary = False  # the stage logs its own summary
     options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf["loss"].upper())
     options.ceres.loss_function_scale = conf["loss_scale"]
-    for what in ("focal_length", "principal_point", "extra_params"):
+    for what in colmap.INTRINSICS:
         setattr(options, f"refine_{what}", conf["refine_intrinsics"] and getattr(options, f"refine_{what}"))
     pycolmap.bundle_adjustment(model, options)
     return filter_points(conf, model)
